@@ -1,0 +1,250 @@
+//! Property tests for the canonical DAG-CBOR codec.
+
+use peergos_ipld::cbor::{self, key_order, Value};
+use peergos_ipld::{Cid, Codec, Error};
+use proptest::prelude::*;
+
+/// Any value in the DAG-CBOR data model, maps already in canonical order.
+fn value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<u64>().prop_map(|n| Value::Integer(n.into())),
+        any::<i64>().prop_map(|n| Value::Integer(n.into())),
+        (0u64..=u64::MAX).prop_map(|n| Value::Integer((-1 - i128::from(n)).try_into().unwrap())),
+        proptest::collection::vec(any::<u8>(), 0..80).prop_map(Value::Bytes),
+        ".{0,40}".prop_map(Value::Text),
+        (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(|(raw, data)| {
+            let codec = if raw { Codec::Raw } else { Codec::DagCbor };
+            let cid = Cid::hash(codec, &data);
+            let mut bytes = vec![0];
+            bytes.extend(cid.to_bytes());
+            Value::Tag(42, Box::new(Value::Bytes(bytes)))
+        }),
+    ];
+    leaf.prop_recursive(6, 96, 8, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z]{0,6}", inner, 0..8).prop_map(|map| {
+                let mut entries: Vec<(Value, Value)> =
+                    map.into_iter().map(|(k, v)| (Value::Text(k), v)).collect();
+                entries.sort_by(|(a, _), (b, _)| match (a, b) {
+                    (Value::Text(a), Value::Text(b)) => key_order(a, b),
+                    _ => unreachable!(),
+                });
+                Value::Map(entries)
+            }),
+        ]
+    })
+}
+
+/// Ways to write a value that CBOR allows but DAG-CBOR forbids.
+#[derive(Debug, Clone, Copy)]
+enum Defect {
+    LongHeader,
+    Indefinite,
+    ReversedKeys,
+}
+
+/// A plain CBOR writer that injects one `Defect` at the `target`-th place it
+/// applies to (counting in write order), and records whether it did.
+struct Writer {
+    out: Vec<u8>,
+    defect: Defect,
+    target: usize,
+    seen: usize,
+    applied: bool,
+}
+
+impl Writer {
+    fn hit(&mut self) -> bool {
+        let hit = self.seen == self.target;
+        self.seen += 1;
+        if hit {
+            self.applied = true;
+        }
+        hit
+    }
+
+    fn header(&mut self, major: u8, arg: u64) {
+        let long = matches!(self.defect, Defect::LongHeader) && arg < u32::MAX as u64 && self.hit();
+        let m = major << 5;
+        match arg {
+            0..=23 if !long => self.out.push(m | arg as u8),
+            0..=255 if arg >= 24 || long => {
+                if long && arg >= 24 {
+                    self.out.push(m | 25);
+                    self.out.extend((arg as u16).to_be_bytes());
+                } else {
+                    self.out.push(m | 24);
+                    self.out.push(arg as u8);
+                }
+            }
+            256..=65535 => {
+                if long {
+                    self.out.push(m | 26);
+                    self.out.extend((arg as u32).to_be_bytes());
+                } else {
+                    self.out.push(m | 25);
+                    self.out.extend((arg as u16).to_be_bytes());
+                }
+            }
+            65536..=0xffff_ffff => {
+                if long {
+                    self.out.push(m | 27);
+                    self.out.extend(arg.to_be_bytes());
+                } else {
+                    self.out.push(m | 26);
+                    self.out.extend((arg as u32).to_be_bytes());
+                }
+            }
+            _ => {
+                self.out.push(m | 27);
+                self.out.extend(arg.to_be_bytes());
+            }
+        }
+    }
+
+    fn indefinite(&mut self) -> bool {
+        matches!(self.defect, Defect::Indefinite) && self.hit()
+    }
+
+    fn write(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.out.push(0xf6),
+            Value::Bool(b) => self.out.push(if *b { 0xf5 } else { 0xf4 }),
+            Value::Integer(n) => {
+                let n = i128::from(*n);
+                if n >= 0 {
+                    self.header(0, n as u64)
+                } else {
+                    self.header(1, (-1 - n) as u64)
+                }
+            }
+            Value::Bytes(b) => self.string(2, b),
+            Value::Text(t) => self.string(3, t.as_bytes()),
+            Value::Tag(tag, inner) => {
+                self.header(6, *tag);
+                self.write(inner);
+            }
+            Value::Array(items) => {
+                if self.indefinite() {
+                    self.out.push(0x9f);
+                    items.iter().for_each(|i| self.write(i));
+                    self.out.push(0xff);
+                } else {
+                    self.header(4, items.len() as u64);
+                    items.iter().for_each(|i| self.write(i));
+                }
+            }
+            Value::Map(entries) => {
+                let reverse = matches!(self.defect, Defect::ReversedKeys)
+                    && entries.len() >= 2
+                    && self.hit();
+                let mut order: Vec<&(Value, Value)> = entries.iter().collect();
+                if reverse {
+                    order.reverse();
+                }
+                if self.indefinite() {
+                    self.out.push(0xbf);
+                    order.iter().for_each(|(k, v)| {
+                        self.write(k);
+                        self.write(v)
+                    });
+                    self.out.push(0xff);
+                } else {
+                    self.header(5, entries.len() as u64);
+                    order.iter().for_each(|(k, v)| {
+                        self.write(k);
+                        self.write(v)
+                    });
+                }
+            }
+            other => panic!("not in the data model: {other:?}"),
+        }
+    }
+
+    fn string(&mut self, major: u8, bytes: &[u8]) {
+        if self.indefinite() {
+            self.out.push((major << 5) | 31);
+            self.header(major, bytes.len() as u64);
+            self.out.extend_from_slice(bytes);
+            self.out.push(0xff);
+        } else {
+            self.header(major, bytes.len() as u64);
+            self.out.extend_from_slice(bytes);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn values_round_trip_canonically(value in value()) {
+        let bytes = cbor::encode_value(&value).unwrap();
+        let decoded = cbor::decode_value(&bytes).unwrap();
+        prop_assert_eq!(&decoded, &value);
+        prop_assert_eq!(cbor::encode_value(&decoded).unwrap(), bytes);
+    }
+
+    #[test]
+    fn our_plain_writer_agrees_with_the_encoder(value in value()) {
+        let mut writer = Writer { out: vec![], defect: Defect::LongHeader, target: usize::MAX, seen: 0, applied: false };
+        writer.write(&value);
+        prop_assert_eq!(writer.out, cbor::encode_value(&value).unwrap());
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_rejected(
+        value in value(),
+        defect in prop_oneof![Just(Defect::LongHeader), Just(Defect::Indefinite), Just(Defect::ReversedKeys)],
+        target in 0usize..16,
+    ) {
+        let mut writer = Writer { out: vec![], defect, target, seen: 0, applied: false };
+        writer.write(&value);
+        prop_assume!(writer.applied);
+        let result = cbor::decode_value(&writer.out);
+        // A long header inside a link's bytes makes an invalid CID instead.
+        prop_assert!(
+            matches!(result, Err(Error::NonCanonical { .. }) | Err(Error::InvalidCid { .. })),
+            "{:?} accepted: {:?}", defect, result
+        );
+    }
+
+    #[test]
+    fn every_accepted_mutation_re_encodes_exactly(
+        value in value(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut bytes = cbor::encode_value(&value).unwrap();
+        for (index, byte) in flips {
+            let i = index.index(bytes.len());
+            bytes[i] = byte;
+        }
+        if truncate {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        if let Ok(decoded) = cbor::decode_value(&bytes) {
+            prop_assert_eq!(cbor::encode_value(&decoded).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(decoded) = cbor::decode_value(&bytes) {
+            prop_assert_eq!(cbor::encode_value(&decoded).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn cid_text_and_bytes_round_trip(data in proptest::collection::vec(any::<u8>(), 0..100), raw in any::<bool>()) {
+        let codec = if raw { Codec::Raw } else { Codec::DagCbor };
+        let cid = Cid::hash(codec, &data);
+        prop_assert_eq!(cid.to_string().parse::<Cid>().unwrap(), cid);
+        prop_assert_eq!(Cid::from_bytes(&cid.to_bytes()).unwrap(), cid);
+        cid.verify(&data).unwrap();
+    }
+}
