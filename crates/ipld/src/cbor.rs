@@ -101,24 +101,26 @@ pub fn decode_value_with(bytes: &[u8], limits: Limits) -> Result<Value> {
         });
     }
     let mut reader = bytes;
-    let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut reader, limits.max_depth)
-        .map_err(|e| match e {
-            ciborium::de::Error::RecursionLimitExceeded => Error::TooDeep {
-                max: limits.max_depth,
-            },
-            ciborium::de::Error::Io(_) => Error::MalformedCbor {
-                reason: "input ends in the middle of a value".into(),
-            },
-            ciborium::de::Error::Syntax(offset) => Error::MalformedCbor {
-                reason: format!("syntax error at byte {offset}"),
-            },
-            ciborium::de::Error::Semantic(offset, msg) => Error::MalformedCbor {
-                reason: match offset {
-                    Some(offset) => format!("{msg} at byte {offset}"),
-                    None => msg,
+    let value: Value =
+        ciborium::de::from_reader_with_recursion_limit(&mut reader, limits.max_depth).map_err(
+            |e| match e {
+                ciborium::de::Error::RecursionLimitExceeded => Error::TooDeep {
+                    max: limits.max_depth,
+                },
+                ciborium::de::Error::Io(_) => Error::MalformedCbor {
+                    reason: "input ends in the middle of a value".into(),
+                },
+                ciborium::de::Error::Syntax(offset) => Error::MalformedCbor {
+                    reason: format!("syntax error at byte {offset}"),
+                },
+                ciborium::de::Error::Semantic(offset, msg) => Error::MalformedCbor {
+                    reason: match offset {
+                        Some(offset) => format!("{msg} at byte {offset}"),
+                        None => msg,
+                    },
                 },
             },
-        })?;
+        )?;
     if !reader.is_empty() {
         return Err(Error::NonCanonical {
             reason: "trailing bytes after the value",
@@ -143,7 +145,9 @@ fn write(value: &Value) -> Result<Vec<u8>> {
 
 /// DAG-CBOR map key order: shorter keys first, then bytewise.
 pub fn key_order(a: &str, b: &str) -> Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 fn text_key(key: &Value) -> Result<&str> {
@@ -342,7 +346,10 @@ mod tests {
             decode_value(&[0x82, 0x01]),
             Err(Error::MalformedCbor { .. })
         ));
-        assert!(matches!(decode_value(&[]), Err(Error::MalformedCbor { .. })));
+        assert!(matches!(
+            decode_value(&[]),
+            Err(Error::MalformedCbor { .. })
+        ));
         let big = vec![0u8; MAX_BLOCK_SIZE + 1];
         assert!(matches!(
             decode_value(&big),
@@ -392,7 +399,18 @@ mod tests {
 
     #[test]
     fn extreme_integers_round_trip() {
-        for n in [0i128, 23, 24, 255, 256, 65_535, 65_536, u64::MAX as i128, -1, -(1i128 << 64)] {
+        for n in [
+            0i128,
+            23,
+            24,
+            255,
+            256,
+            65_535,
+            65_536,
+            u64::MAX as i128,
+            -1,
+            -(1i128 << 64),
+        ] {
             let value = Value::Integer(n.try_into().unwrap());
             let bytes = encode_value(&value).unwrap();
             assert_eq!(decode_value(&bytes).unwrap(), value);

@@ -77,11 +77,10 @@ impl Cid {
                 max: MAX_IDENTITY_SIZE,
             });
         }
-        let mh = multihash::Multihash::<64>::wrap(IDENTITY, data).map_err(|e| {
-            Error::InvalidCid {
+        let mh =
+            multihash::Multihash::<64>::wrap(IDENTITY, data).map_err(|e| Error::InvalidCid {
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Cid(cid::Cid::new_v1(codec.code(), mh)))
     }
 
@@ -209,10 +208,8 @@ impl serde::Serialize for Cid {
         let mut bytes = Vec::with_capacity(40);
         bytes.push(0); // the multibase "identity" prefix DAG-CBOR requires
         bytes.extend_from_slice(&self.to_bytes());
-        ciborium::tag::Required::<serde_bytes::ByteBuf, LINK_TAG>(serde_bytes::ByteBuf::from(
-            bytes,
-        ))
-        .serialize(serializer)
+        ciborium::tag::Required::<serde_bytes::ByteBuf, LINK_TAG>(serde_bytes::ByteBuf::from(bytes))
+            .serialize(serializer)
     }
 }
 
@@ -288,7 +285,10 @@ mod tests {
             Err(Error::UnsupportedCid { .. })
         ));
         // An uppercase base32 form is a different multibase.
-        let upper = format!("B{}", &Cid::hash(Codec::Raw, b"x").to_string()[1..].to_uppercase());
+        let upper = format!(
+            "B{}",
+            &Cid::hash(Codec::Raw, b"x").to_string()[1..].to_uppercase()
+        );
         assert!(Cid::from_str(&upper).is_err());
     }
 }

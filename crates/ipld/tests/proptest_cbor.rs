@@ -138,9 +138,8 @@ impl Writer {
                 }
             }
             Value::Map(entries) => {
-                let reverse = matches!(self.defect, Defect::ReversedKeys)
-                    && entries.len() >= 2
-                    && self.hit();
+                let reverse =
+                    matches!(self.defect, Defect::ReversedKeys) && entries.len() >= 2 && self.hit();
                 let mut order: Vec<&(Value, Value)> = entries.iter().collect();
                 if reverse {
                     order.reverse();
