@@ -1,1 +1,10 @@
-//! placeholder
+//! Dev-only helpers shared by the peergos test suites.
+//!
+//! - [`blockstore`]: the conformance suite every `BlockStore` backend runs,
+//!   via [`blockstore_conformance!`].
+//! - [`fuzz`]: the bodies of the cargo-fuzz targets, so that `fuzz/` and the
+//!   corpus replay test (`tests/fuzz_corpora.rs`) run the same code.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod blockstore;
+pub mod fuzz;

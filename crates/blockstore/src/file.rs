@@ -1,0 +1,240 @@
+//! A block store of flat files under a data directory.
+//!
+//! Layout (see `docs/design/blockstore.md`):
+//!
+//! ```text
+//! <root>/blocks/<first digest byte, 2 hex>/<cid in base32>
+//! <root>/tmp/<cid>.<random>.tmp      writes in progress
+//! ```
+//!
+//! A block is written to `tmp/`, fsynced, renamed to its final name, and the
+//! shard directory fsynced. A crash at any point leaves either the complete
+//! block under its real name or nothing there (plus, perhaps, a temp file,
+//! removed when the store is next opened). Every read re-hashes the content;
+//! a block that no longer matches its CID is reported as
+//! [`Error::Corrupt`], never returned.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use peergos_ipld::{Block, Cid};
+use peergos_keys::PublicKeyHash;
+
+use crate::transactions::Transactions;
+use crate::{access, BlockAuth, BlockStore, Error, PutBlocks, Result, TransactionId};
+
+/// Blocks as files under a directory. Cheap to clone: clones share state.
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    blocks: PathBuf,
+    tmp: PathBuf,
+    transactions: Transactions,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) a store rooted at `root`, removing any
+    /// temp files a crash left behind.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        let blocks = root.join("blocks");
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&blocks).map_err(Error::io("create", &blocks))?;
+        fs::create_dir_all(&tmp).map_err(Error::io("create", &tmp))?;
+        for entry in fs::read_dir(&tmp).map_err(Error::io("list", &tmp))? {
+            let path = entry.map_err(Error::io("list", &tmp))?.path();
+            fs::remove_file(&path).map_err(Error::io("remove leftover", &path))?;
+        }
+        Ok(FileStore {
+            inner: Arc::new(Inner {
+                blocks,
+                tmp,
+                transactions: Transactions::default(),
+            }),
+        })
+    }
+
+    /// Where the block `cid` lives (whether or not it is stored).
+    pub fn path_of(&self, cid: &Cid) -> PathBuf {
+        self.inner.path_of(cid)
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+impl Inner {
+    fn shard_of(&self, cid: &Cid) -> PathBuf {
+        let first = cid.digest().first().copied().unwrap_or(0);
+        self.blocks.join(format!("{first:02x}"))
+    }
+
+    fn path_of(&self, cid: &Cid) -> PathBuf {
+        self.shard_of(cid).join(cid.to_string())
+    }
+
+    fn write(&self, block: &Block) -> Result<()> {
+        let path = self.path_of(block.cid());
+        if path.exists() {
+            return Ok(());
+        }
+        let shard = self.shard_of(block.cid());
+        if !shard.exists() {
+            fs::create_dir_all(&shard).map_err(Error::io("create", &shard))?;
+            sync_dir(&self.blocks)?;
+        }
+        let tmp = self
+            .tmp
+            .join(format!("{}.{:016x}.tmp", block.cid(), random_u64()));
+        let mut file = fs::File::create_new(&tmp).map_err(Error::io("create", &tmp))?;
+        file.write_all(block.data())
+            .map_err(Error::io("write", &tmp))?;
+        file.sync_all().map_err(Error::io("fsync", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(Error::io("rename into", &path))?;
+        sync_dir(&shard)
+    }
+
+    fn read(&self, cid: &Cid) -> Result<Option<Bytes>> {
+        if cid.is_identity() {
+            return Ok(Some(Bytes::copy_from_slice(cid.digest())));
+        }
+        let path = self.path_of(cid);
+        let data = match fs::read(&path) {
+            Ok(data) => Bytes::from(data),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &path)(e)),
+        };
+        cid.verify(&data)
+            .map_err(|_| Error::Corrupt { cid: *cid, path })?;
+        Ok(Some(data))
+    }
+
+    fn list(&self) -> Result<Vec<Cid>> {
+        let mut cids = Vec::new();
+        for shard in fs::read_dir(&self.blocks).map_err(Error::io("list", &self.blocks))? {
+            let shard = shard.map_err(Error::io("list", &self.blocks))?.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(&shard).map_err(Error::io("list", &shard))? {
+                let entry = entry.map_err(Error::io("list", &shard))?;
+                // Names that are not CIDs are not ours; leave them alone.
+                if let Some(cid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    cids.push(cid);
+                }
+            }
+        }
+        Ok(cids)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("fsync", dir))
+}
+
+fn random_u64() -> u64 {
+    use rand_core::RngCore;
+    rand_core::OsRng.next_u64()
+}
+
+#[async_trait]
+impl BlockStore for FileStore {
+    async fn put(&self, request: PutBlocks) -> Result<Vec<Cid>> {
+        self.inner
+            .transactions
+            .check(&request.owner, &request.transaction)?;
+        self.blocking(move |inner| {
+            let blocks = request.check()?;
+            let cids: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
+            inner.transactions.record(
+                &request.owner,
+                &request.transaction,
+                cids.iter().copied(),
+            )?;
+            for block in &blocks {
+                inner.write(block)?;
+            }
+            Ok(cids)
+        })
+        .await
+    }
+
+    async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {
+        let cid = *cid;
+        let auth = auth.cloned();
+        self.blocking(move |inner| {
+            let Some(data) = inner.read(&cid)? else {
+                return Ok(None);
+            };
+            access::check(&cid, &data, auth.as_ref())?;
+            Ok(Some(data))
+        })
+        .await
+    }
+
+    async fn get_trusted(&self, cid: &Cid) -> Result<Option<Bytes>> {
+        let cid = *cid;
+        self.blocking(move |inner| inner.read(&cid)).await
+    }
+
+    async fn has(&self, cid: &Cid) -> Result<bool> {
+        let cid = *cid;
+        self.blocking(move |inner| Ok(cid.is_identity() || inner.path_of(&cid).exists()))
+            .await
+    }
+
+    async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
+        Ok(self.inner.transactions.start(owner))
+    }
+
+    async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
+        self.inner.transactions.close(owner, id)
+    }
+
+    async fn protected(&self) -> Result<BTreeSet<Cid>> {
+        Ok(self.inner.transactions.protected())
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Cid>> {
+        let this = self.clone();
+        stream::once(async move { this.blocking(|inner| inner.list()).await })
+            .flat_map(|listed| match listed {
+                Ok(cids) => stream::iter(cids.into_iter().map(Ok)).boxed(),
+                Err(e) => stream::iter(vec![Err(e)]).boxed(),
+            })
+            .boxed()
+    }
+
+    async fn delete(&self, cid: &Cid) -> Result<()> {
+        let cid = *cid;
+        self.blocking(move |inner| {
+            let path = inner.path_of(&cid);
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io("remove", &path)(e)),
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,380 @@
+//! The conformance suite for [`BlockStore`] backends.
+//!
+//! Each check takes a fresh, empty store. A backend's test file runs them
+//! all with one line:
+//!
+//! ```ignore
+//! peergos_testkit::blockstore_conformance!(|| async { MemoryStore::new() });
+//! ```
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use peergos_blockstore::{BlockAuth, BlockStore, Error, PutBlocks, SignedBlock};
+use peergos_ipld::{cbor, Cid, Codec, MAX_BLOCK_SIZE};
+use peergos_keys::{bat, Bat, BatId, PublicKeyHash, SigningKeyPair};
+
+/// A user writing into a store: an owner key that also writes.
+pub struct Writer {
+    /// The owner's (and writer's) key pair.
+    pub keys: SigningKeyPair,
+    /// Its hash.
+    pub owner: PublicKeyHash,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Writer {
+    /// A writer with a fresh key.
+    pub fn new() -> Self {
+        let keys = SigningKeyPair::random();
+        let owner = PublicKeyHash::of(&keys.public());
+        Writer { keys, owner }
+    }
+
+    /// A signed put of `blocks` in transaction `tx`.
+    pub fn request(
+        &self,
+        tx: peergos_blockstore::TransactionId,
+        blocks: &[(Codec, Bytes)],
+    ) -> PutBlocks {
+        PutBlocks {
+            owner: self.owner,
+            writer: self.owner,
+            transaction: tx,
+            blocks: blocks
+                .iter()
+                .map(|(codec, data)| SignedBlock::sign(&self.keys, *codec, data.clone()))
+                .collect(),
+        }
+    }
+
+    /// Puts `blocks` in a transaction of their own, closed afterwards.
+    pub async fn put(&self, store: &dyn BlockStore, blocks: &[(Codec, Bytes)]) -> Vec<Cid> {
+        let tx = store.start_transaction(&self.owner).await.unwrap();
+        let cids = store.put(self.request(tx, blocks)).await.unwrap();
+        store.close_transaction(&self.owner, &tx).await.unwrap();
+        cids
+    }
+}
+
+/// A raw block of `len` bytes derived from `seed`, with no access tokens.
+pub fn raw(seed: u64, len: usize) -> (Codec, Bytes) {
+    let mut data = Vec::with_capacity(len);
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    (Codec::Raw, data.into())
+}
+
+/// A DAG-CBOR block listing `bats`.
+pub fn cbor_with_bats(bats: &[&Bat], body: &str) -> (Codec, Bytes) {
+    #[derive(serde::Serialize)]
+    struct Node<'a> {
+        bats: Vec<BatId>,
+        body: &'a str,
+    }
+    let node = Node {
+        bats: bats.iter().map(|b| b.id()).collect(),
+        body,
+    };
+    (Codec::DagCbor, cbor::to_vec(&node).unwrap().into())
+}
+
+/// Raw blocks and DAG-CBOR blocks round-trip; missing blocks are `None`.
+pub async fn put_get_round_trip(store: Arc<dyn BlockStore>) {
+    let writer = Writer::new();
+    let small = raw(1, 100);
+    let large = raw(2, 1 << 20);
+    let node = (
+        Codec::DagCbor,
+        Bytes::from(cbor::to_vec(&vec!["a", "b"]).unwrap()),
+    );
+    let cids = writer
+        .put(&*store, &[small.clone(), large.clone(), node.clone()])
+        .await;
+    for (cid, (codec, data)) in cids.iter().zip([small, large, node]) {
+        assert_eq!(*cid, Cid::hash(codec, &data));
+        assert!(store.has(cid).await.unwrap());
+        assert_eq!(store.get(cid, None).await.unwrap(), Some(data.clone()));
+        assert_eq!(store.get_trusted(cid).await.unwrap(), Some(data));
+    }
+    let missing = Cid::hash(Codec::Raw, b"never stored");
+    assert!(!store.has(&missing).await.unwrap());
+    assert_eq!(store.get(&missing, None).await.unwrap(), None);
+    let many = store
+        .get_many(&[(cids[0], None), (missing, None)])
+        .await
+        .unwrap();
+    assert_eq!(many[0].as_ref().map(Bytes::len), Some(100));
+    assert_eq!(many[1], None);
+    // Putting the same block again is fine and changes nothing.
+    assert_eq!(writer.put(&*store, &[raw(1, 100)]).await, vec![cids[0]]);
+    let listed: BTreeSet<Cid> = store.list().try_collect().await.unwrap();
+    assert_eq!(listed, cids.iter().copied().collect());
+}
+
+/// Identity CIDs are answered from the CID itself.
+pub async fn identity_cids_need_no_storage(store: Arc<dyn BlockStore>) {
+    let cid = Cid::identity(Codec::Raw, b"inline").unwrap();
+    assert!(store.has(&cid).await.unwrap());
+    assert_eq!(
+        store.get(&cid, None).await.unwrap().as_deref(),
+        Some(&b"inline"[..])
+    );
+}
+
+/// Bad puts are refused with the right error and store nothing.
+pub async fn bad_puts_are_refused(store: Arc<dyn BlockStore>) {
+    let writer = Writer::new();
+    let tx = store.start_transaction(&writer.owner).await.unwrap();
+
+    let too_big = raw(3, MAX_BLOCK_SIZE + 1);
+    let err = store.put(writer.request(tx, &[too_big])).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Block(peergos_ipld::Error::BlockTooLarge { size, max })
+            if *size == MAX_BLOCK_SIZE + 1 && *max == MAX_BLOCK_SIZE),
+        "{err}"
+    );
+
+    let mut forged = writer.request(tx, &[raw(4, 10)]);
+    forged.blocks[0].signature = SigningKeyPair::random().sign(
+        peergos_keys::Domain::BLOCK_PUT,
+        &Cid::hash(Codec::Raw, &forged.blocks[0].data).to_bytes(),
+    );
+    let err = store.put(forged).await.unwrap_err();
+    assert!(matches!(err, Error::BadWriterSignature { .. }), "{err}");
+
+    let mut wrong_domain = writer.request(tx, &[raw(4, 10)]);
+    wrong_domain.blocks[0].signature = writer.keys.sign(
+        peergos_keys::Domain::POINTER,
+        &Cid::hash(Codec::Raw, &wrong_domain.blocks[0].data).to_bytes(),
+    );
+    assert!(matches!(
+        store.put(wrong_domain).await,
+        Err(Error::BadWriterSignature { .. })
+    ));
+
+    let non_canonical = (Codec::DagCbor, Bytes::from_static(&[0x18, 0x01]));
+    let err = store
+        .put(writer.request(tx, &[raw(5, 10), non_canonical]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Block(peergos_ipld::Error::NonCanonical { .. })),
+        "{err}"
+    );
+    // The valid block of a refused batch was not stored either.
+    assert!(!store
+        .has(&Cid::hash(Codec::Raw, &raw(5, 10).1))
+        .await
+        .unwrap());
+
+    let mut bad_frame = bat::RAW_MAGIC.to_vec();
+    bad_frame.extend_from_slice(&[9, 1, 2, 3]);
+    let err = store
+        .put(writer.request(tx, &[(Codec::Raw, bad_frame.into())]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Key(peergos_keys::Error::MalformedBats { .. })),
+        "{err}"
+    );
+
+    let other = Writer::new();
+    let err = store
+        .put(other.request(tx, &[raw(6, 10)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TransactionOwner { .. }), "{err}");
+
+    store.close_transaction(&writer.owner, &tx).await.unwrap();
+    let err = store
+        .put(writer.request(tx, &[raw(7, 10)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownTransaction { .. }), "{err}");
+    assert_eq!(store.list().try_collect::<Vec<_>>().await.unwrap(), vec![]);
+}
+
+/// Blocks that list access tokens are served only with a valid proof.
+pub async fn access_tokens_are_enforced(store: Arc<dyn BlockStore>) {
+    let writer = Writer::new();
+    let bat = Bat::random();
+    let framed = bat::frame_raw(&[bat.id()], b"ciphertext fragment").unwrap();
+    let cids = writer
+        .put(
+            &*store,
+            &[(Codec::Raw, framed.into()), cbor_with_bats(&[&bat], "node")],
+        )
+        .await;
+    for cid in &cids {
+        let err = store.get(cid, None).await.unwrap_err();
+        assert!(matches!(err, Error::ProofRequired { .. }), "{err}");
+
+        let good = BlockAuth::new(&bat, cid, b"peer-1");
+        assert!(store.get(cid, Some(&good)).await.unwrap().is_some());
+
+        let wrong_token = BlockAuth::new(&Bat::random(), cid, b"peer-1");
+        let err = store.get(cid, Some(&wrong_token)).await.unwrap_err();
+        assert!(
+            denied_because(&err, |e| matches!(e, peergos_keys::Error::ProofInvalid)),
+            "{err}"
+        );
+
+        // An overheard proof replayed by another peer is refused.
+        let mut replayed = good.clone();
+        replayed.requester = b"peer-2".to_vec();
+        assert!(matches!(
+            store.get(cid, Some(&replayed)).await,
+            Err(Error::AccessDenied { .. })
+        ));
+
+        let mut stale = good.clone();
+        stale.proof = bat.prove(cid, b"peer-1", 1_000);
+        let err = store.get(cid, Some(&stale)).await.unwrap_err();
+        assert!(
+            denied_because(&err, |e| matches!(
+                e,
+                peergos_keys::Error::ProofExpired { .. }
+            )),
+            "{err}"
+        );
+
+        // The server's own reads need no proof.
+        assert!(store.get_trusted(cid).await.unwrap().is_some());
+    }
+    // A proof for one block does not open another with the same token.
+    let proof_for_first = BlockAuth::new(&bat, &cids[0], b"peer-1");
+    assert!(store.get(&cids[1], Some(&proof_for_first)).await.is_err());
+}
+
+fn denied_because(err: &Error, why: impl Fn(&peergos_keys::Error) -> bool) -> bool {
+    matches!(err, Error::AccessDenied { source, .. } if why(source))
+}
+
+/// Open transactions protect their blocks; closing releases them.
+pub async fn transactions_protect_blocks(store: Arc<dyn BlockStore>) {
+    let writer = Writer::new();
+    let tx = store.start_transaction(&writer.owner).await.unwrap();
+    let cids = store
+        .put(writer.request(tx, &[raw(10, 50), raw(11, 50)]))
+        .await
+        .unwrap();
+    let protected = store.protected().await.unwrap();
+    assert!(cids.iter().all(|c| protected.contains(c)));
+    store.close_transaction(&writer.owner, &tx).await.unwrap();
+    assert!(store.protected().await.unwrap().is_empty());
+    let err = store
+        .close_transaction(&writer.owner, &tx)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownTransaction { .. }));
+}
+
+/// Deleted blocks are gone; deleting twice is fine.
+pub async fn delete_removes_blocks(store: Arc<dyn BlockStore>) {
+    let writer = Writer::new();
+    let cids = writer.put(&*store, &[raw(20, 10), raw(21, 10)]).await;
+    store.delete(&cids[0]).await.unwrap();
+    store.delete(&cids[0]).await.unwrap();
+    assert!(!store.has(&cids[0]).await.unwrap());
+    assert_eq!(store.get(&cids[0], None).await.unwrap(), None);
+    let listed: Vec<Cid> = store.list().try_collect().await.unwrap();
+    assert_eq!(listed, vec![cids[1]]);
+}
+
+/// 8 writers and 8 readers at once: every acknowledged block is readable
+/// by every reader, intact, and nothing else appears.
+pub async fn concurrent_writers_and_readers(store: Arc<dyn BlockStore>) {
+    const WRITERS: u64 = 8;
+    const BLOCKS: u64 = 16;
+    let (tx, rx) = tokio::sync::watch::channel(Vec::<(Cid, Bytes)>::new());
+    let tx = Arc::new(tokio::sync::Mutex::new(tx));
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let store = Arc::clone(&store);
+        let tx = Arc::clone(&tx);
+        tasks.push(tokio::spawn(async move {
+            let writer = Writer::new();
+            for b in 0..BLOCKS {
+                // Writers overlap: writer w and w+1 share half their blocks.
+                let block = raw((w / 2) * 1000 + b, 1000 + (b as usize) * 997);
+                let cid = writer.put(&*store, std::slice::from_ref(&block)).await[0];
+                tx.lock()
+                    .await
+                    .send_modify(|acked| acked.push((cid, block.1)));
+            }
+        }));
+    }
+    let mut readers = Vec::new();
+    for r in 0..8usize {
+        let store = Arc::clone(&store);
+        let rx = rx.clone();
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0;
+            for round in 0..40usize {
+                let acked = rx.borrow().clone();
+                if let Some((cid, data)) = acked.get((round * 7 + r) % acked.len().max(1)) {
+                    assert_eq!(store.get(cid, None).await.unwrap().as_ref(), Some(data));
+                    reads += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            reads
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    let acked = rx.borrow().clone();
+    assert_eq!(acked.len() as u64, WRITERS * BLOCKS);
+    for (cid, data) in &acked {
+        assert_eq!(store.get(cid, None).await.unwrap().as_ref(), Some(data));
+    }
+    let listed: BTreeSet<Cid> = store.list().try_collect().await.unwrap();
+    let expected: BTreeSet<Cid> = acked.iter().map(|(c, _)| *c).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(expected.len() as u64, WRITERS / 2 * BLOCKS);
+}
+
+/// Runs every conformance check against a backend, one `#[tokio::test]`
+/// each. The argument is an expression evaluating to a closure that
+/// returns a future of a fresh, empty store.
+#[macro_export]
+macro_rules! blockstore_conformance {
+    ($make:expr) => {
+        $crate::blockstore_conformance!(@tests $make;
+            put_get_round_trip,
+            identity_cids_need_no_storage,
+            bad_puts_are_refused,
+            access_tokens_are_enforced,
+            transactions_protect_blocks,
+            delete_removes_blocks,
+            concurrent_writers_and_readers,
+        );
+    };
+    (@tests $make:expr; $($check:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let store = ($make)().await;
+                $crate::blockstore::$check(::std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,79 @@
+//! Bodies of the fuzz targets: each takes untrusted bytes, must never
+//! panic, and asserts the decoder's invariants on whatever it accepts.
+//!
+//! `fuzz/fuzz_targets/<name>.rs` calls the function of the same name; the
+//! corpus in `fuzz/corpus/<name>/` is replayed by `tests/fuzz_corpora.rs`.
+
+use std::sync::OnceLock;
+
+use peergos_ipld::{cbor, Cid, Codec};
+use peergos_keys::{bat, BoxingKeyPair, PublicBoxingKey, PublicSigningKey, SymmetricKey};
+
+/// A fuzz body: takes untrusted bytes, panics only on a broken invariant.
+pub type Body = fn(&[u8]);
+
+/// Every target: its name (the directory of its corpus) and its body.
+pub const TARGETS: &[(&str, Body)] = &[
+    ("cbor_decode", cbor_decode),
+    ("cid_parse", cid_parse),
+    ("ciphertext_open", ciphertext_open),
+    ("bat_block", bat_block),
+];
+
+/// The strict DAG-CBOR decoder: whatever it accepts re-encodes exactly.
+pub fn cbor_decode(data: &[u8]) {
+    if let Ok(value) = cbor::decode_value(data) {
+        assert_eq!(cbor::encode_value(&value).expect("re-encode"), data);
+    }
+}
+
+/// Binary and text CIDs: whatever parses prints back identically.
+pub fn cid_parse(data: &[u8]) {
+    if let Ok(cid) = Cid::from_bytes(data) {
+        assert_eq!(cid.to_bytes(), data);
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(cid) = text.parse::<Cid>() {
+            assert_eq!(cid.to_string(), text);
+        }
+    }
+}
+
+fn keys() -> &'static (SymmetricKey, BoxingKeyPair, BoxingKeyPair) {
+    static KEYS: OnceLock<(SymmetricKey, BoxingKeyPair, BoxingKeyPair)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (
+            SymmetricKey::from_bytes([7; 32]),
+            BoxingKeyPair::from_secret_bytes(&[1; 33]).expect("classic secret"),
+            BoxingKeyPair::from_secret_bytes(&[&[2u8][..], &[3; 96]].concat())
+                .expect("hybrid secret"),
+        )
+    })
+}
+
+/// Ciphertexts, sealed boxes and encoded public keys from strangers: only
+/// typed errors, and a key that parses re-encodes identically.
+pub fn ciphertext_open(data: &[u8]) {
+    let (key, classic, hybrid) = keys();
+    let _ = key.decrypt(data);
+    let _ = classic.open(data);
+    let _ = hybrid.open(data);
+    if let Ok(public) = PublicBoxingKey::from_bytes(data) {
+        assert_eq!(public.to_bytes(), data);
+    }
+    if let Ok(public) = PublicSigningKey::from_bytes(data) {
+        assert_eq!(public.to_bytes().as_slice(), data);
+    }
+}
+
+/// Block-access-token lists on raw and DAG-CBOR blocks.
+pub fn bat_block(data: &[u8]) {
+    if let Ok((ids, payload)) = bat::split_raw(data) {
+        if !ids.is_empty() {
+            assert_eq!(bat::frame_raw(&ids, payload).expect("re-frame"), data);
+        } else {
+            assert_eq!(payload, data);
+        }
+    }
+    let _ = bat::block_bats(&Cid::hash(Codec::DagCbor, data), data);
+}
