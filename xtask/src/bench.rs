@@ -1,0 +1,202 @@
+//! `cargo xtask bench`: run the criterion benches, then rewrite the
+//! generated part of `docs/BENCHMARKS.md` from criterion's JSON output.
+
+use std::path::{Path, PathBuf};
+
+use crate::Result;
+
+const BEGIN: &str = "<!-- xtask bench: begin generated results -->";
+const END: &str = "<!-- xtask bench: end generated results -->";
+
+/// Ratios reported against a baseline measured in the same run:
+/// (label, measured id, baseline id).
+const RATIOS: &[(&str, &str, &str)] = &[
+    (
+        "file store put / encrypt+hash limit",
+        "blockstore/file_put_1MiB",
+        "limit/encrypt_and_hash_1MiB",
+    ),
+    (
+        "memory store put / encrypt+hash limit",
+        "blockstore/memory_put_1MiB",
+        "limit/encrypt_and_hash_1MiB",
+    ),
+    (
+        "file store get / encrypt+hash limit",
+        "blockstore/file_get_1MiB",
+        "limit/encrypt_and_hash_1MiB",
+    ),
+];
+
+struct Measurement {
+    id: String,
+    mean_ns: f64,
+    bytes: Option<f64>,
+}
+
+impl Measurement {
+    fn mib_per_s(&self) -> Option<f64> {
+        self.bytes
+            .map(|b| b / (1024.0 * 1024.0) / (self.mean_ns / 1e9))
+    }
+}
+
+pub fn run(root: &Path, bench: Option<&str>) -> Result {
+    let mut args = vec!["bench", "-p", "peergos-benches", "--locked"];
+    if let Some(bench) = bench {
+        args.extend(["--bench", bench]);
+    }
+    crate::run(root, "cargo", &args, &[])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let mut found = Vec::new();
+    collect(&target.join("criterion"), &mut found)?;
+    if found.is_empty() {
+        return Err("criterion wrote no results under target/criterion".into());
+    }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    write_report(root, &found, bench)
+}
+
+fn collect(dir: &Path, out: &mut Vec<Measurement>) -> Result {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == "new") {
+            if let Some(m) = read_measurement(&path)? {
+                out.push(m);
+            }
+        } else if path.is_dir() && path.file_name().is_some_and(|n| n != "report") {
+            collect(&path, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_measurement(dir: &Path) -> Result<Option<Measurement>> {
+    let (bench, estimates) = (dir.join("benchmark.json"), dir.join("estimates.json"));
+    if !bench.exists() || !estimates.exists() {
+        return Ok(None);
+    }
+    let bench = read_json(&bench)?;
+    let estimates = read_json(&estimates)?;
+    let Some(mean_ns) = estimates["mean"]["point_estimate"].as_f64() else {
+        return Ok(None);
+    };
+    Ok(Some(Measurement {
+        id: bench["full_id"].as_str().unwrap_or_default().to_string(),
+        mean_ns,
+        bytes: bench["throughput"]["Bytes"].as_f64(),
+    }))
+}
+
+fn format_time(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+fn write_report(root: &Path, found: &[Measurement], bench: Option<&str>) -> Result {
+    let command = match bench {
+        Some(b) => format!("cargo xtask bench {b}"),
+        None => "cargo xtask bench".into(),
+    };
+    let mut out = String::new();
+    out.push_str(&format!("{BEGIN}\n"));
+    out.push_str(&format!(
+        "Measured by `{command}` on {} ({}). Mean of criterion's samples.\n\n",
+        machine(),
+        today()
+    ));
+    out.push_str("| benchmark | mean time | throughput |\n|---|---:|---:|\n");
+    for m in found {
+        let rate = m
+            .mib_per_s()
+            .map(|r| format!("{r:.0} MiB/s"))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "| `{}` | {} | {rate} |\n",
+            m.id,
+            format_time(m.mean_ns)
+        ));
+    }
+    out.push_str(
+        "\nRatios to a baseline measured in the same run (1.0 = as fast as the baseline):\n\n",
+    );
+    out.push_str("| ratio | value |\n|---|---:|\n");
+    let by_id = |id: &str| {
+        found
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(Measurement::mib_per_s)
+    };
+    for (label, measured, baseline) in RATIOS {
+        if let (Some(m), Some(b)) = (by_id(measured), by_id(baseline)) {
+            out.push_str(&format!("| {label} | {:.2} |\n", m / b));
+        }
+    }
+    out.push_str(END);
+
+    let path = root.join("docs/BENCHMARKS.md");
+    let current = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (Some(start), Some(end)) = (current.find(BEGIN), current.find(END)) else {
+        return Err(format!(
+            "{} lacks the generated-results markers",
+            path.display()
+        ));
+    };
+    let updated = format!("{}{out}{}", &current[..start], &current[end + END.len()..]);
+    std::fs::write(&path, updated).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("\nxtask bench: wrote {}", path.display());
+    Ok(())
+}
+
+/// Today's date (UTC) as YYYY-MM-DD, from the system clock.
+fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
