@@ -48,7 +48,8 @@ impl Default for Limits {
 
 /// Encodes `value` as canonical DAG-CBOR.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    encode_value(&to_value(value)?)
+    // `to_value` already sorted and checked it.
+    write(&to_value(value)?)
 }
 
 /// Converts `value` to a canonical [`Value`] (maps sorted, links checked).
