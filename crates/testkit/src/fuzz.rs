@@ -7,7 +7,9 @@
 use std::sync::OnceLock;
 
 use peergos_ipld::{cbor, Cid, Codec};
-use peergos_keys::{bat, BoxingKeyPair, PublicBoxingKey, PublicSigningKey, SymmetricKey};
+use peergos_keys::{
+    bat, BoxingKeyPair, PublicBoxingKey, PublicSigningKey, SigningKeyPair, SymmetricKey,
+};
 
 /// A fuzz body: takes untrusted bytes, panics only on a broken invariant.
 pub type Body = fn(&[u8]);
@@ -18,6 +20,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("cid_parse", cid_parse),
     ("ciphertext_open", ciphertext_open),
     ("bat_block", bat_block),
+    ("signed_pointer", signed_pointer),
 ];
 
 /// The strict DAG-CBOR decoder: whatever it accepts re-encodes exactly.
@@ -39,14 +42,17 @@ pub fn cid_parse(data: &[u8]) {
     }
 }
 
-fn keys() -> &'static (SymmetricKey, BoxingKeyPair, BoxingKeyPair) {
-    static KEYS: OnceLock<(SymmetricKey, BoxingKeyPair, BoxingKeyPair)> = OnceLock::new();
+type Keys = (SymmetricKey, BoxingKeyPair, BoxingKeyPair, SigningKeyPair);
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
         (
             SymmetricKey::from_bytes([7; 32]),
             BoxingKeyPair::from_secret_bytes(&[1; 33]).expect("classic secret"),
             BoxingKeyPair::from_secret_bytes(&[&[2u8][..], &[3; 96]].concat())
                 .expect("hybrid secret"),
+            SigningKeyPair::from_seed(zeroize::Zeroizing::new([9; 32])),
         )
     })
 }
@@ -54,7 +60,7 @@ fn keys() -> &'static (SymmetricKey, BoxingKeyPair, BoxingKeyPair) {
 /// Ciphertexts, sealed boxes and encoded public keys from strangers: only
 /// typed errors, and a key that parses re-encodes identically.
 pub fn ciphertext_open(data: &[u8]) {
-    let (key, classic, hybrid) = keys();
+    let (key, classic, hybrid, _) = keys();
     let _ = key.decrypt(data);
     let _ = classic.open(data);
     let _ = hybrid.open(data);
@@ -76,4 +82,14 @@ pub fn bat_block(data: &[u8]) {
         }
     }
     let _ = bat::block_bats(&Cid::hash(Codec::DagCbor, data), data);
+}
+
+/// Signed pointer updates from a server or another client: whatever decodes
+/// re-encodes identically, and verifying it never panics.
+pub fn signed_pointer(data: &[u8]) {
+    if let Ok(update) = peergos_pointers::SignedPointer::from_bytes(data) {
+        assert_eq!(update.to_bytes().expect("re-encode"), data);
+        let owner = peergos_keys::PublicKeyHash::of(&keys().3.public());
+        let _ = update.verify(&owner, &owner);
+    }
 }

@@ -8,3 +8,4 @@
 
 pub mod blockstore;
 pub mod fuzz;
+pub mod pointers;

@@ -1,0 +1,1 @@
+//! Merkle CHAMP (in progress).

@@ -1,0 +1,85 @@
+use peergos_ipld::Cid;
+use peergos_keys::PublicKeyHash;
+
+/// Everything that can go wrong reading or moving a pointer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another update won: the pointer no longer holds the value the
+    /// update was built on. Re-read and retry.
+    #[error(
+        "pointer moved: update expects {} but the pointer is at {}",
+        show(&.0.expected),
+        show(&.0.actual)
+    )]
+    CasConflict(Box<CasConflict>),
+    /// The update's sequence is not larger than the stored one.
+    #[error("sequence {offered} is not after the stored sequence {stored}")]
+    StaleSequence {
+        /// The stored sequence.
+        stored: u64,
+        /// The update's sequence.
+        offered: u64,
+    },
+    /// A pointer older than one the client has already seen (a rollback).
+    #[error("pointer rolled back: saw sequence {seen}, now offered {offered}")]
+    Rollback {
+        /// The newest sequence seen before.
+        seen: u64,
+        /// The sequence offered now.
+        offered: u64,
+    },
+    /// Two different updates signed with the same sequence.
+    #[error("two different pointer updates with sequence {sequence}")]
+    Equivocation {
+        /// The sequence both claim.
+        sequence: u64,
+    },
+    /// The writer is not the owner nor a key the owner owns.
+    #[error("writer {writer} is not owned by {owner}")]
+    NotOwned {
+        /// The pointer's owner.
+        owner: PublicKeyHash,
+        /// The writer that tried to move it.
+        writer: PublicKeyHash,
+    },
+    /// A signature or key problem (including a bad signature).
+    #[error("pointer update rejected: {0}")]
+    Key(#[from] peergos_keys::Error),
+    /// A malformed encoding.
+    #[error("malformed pointer update: {0}")]
+    Encoding(#[from] peergos_ipld::Error),
+    /// The sqlite database failed.
+    #[error("pointer database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The sqlite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A row in the database is not a valid pointer (corruption).
+    #[error("pointer database {path} holds a corrupt row: {reason}")]
+    CorruptRow {
+        /// The database file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A background task stopped without an answer.
+    #[error("pointer store task failed: {0}")]
+    Task(String),
+}
+
+/// The two values of a [`Error::CasConflict`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasConflict {
+    /// The `previous` value the update was built on.
+    pub expected: Option<Cid>,
+    /// The value actually stored.
+    pub actual: Option<Cid>,
+}
+
+fn show(cid: &Option<Cid>) -> String {
+    cid.map_or_else(|| "nothing".to_string(), |c| c.to_string())
+}

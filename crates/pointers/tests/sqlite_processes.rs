@@ -1,0 +1,176 @@
+//! Two processes race CAS updates on one pointer in one sqlite file and are
+//! killed mid-run; the file must reopen intact with no update lost.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peergos_ipld::Cid;
+use peergos_keys::{PublicKeyHash, SigningKeyPair};
+use peergos_pointers::{
+    Durability, Error, OwnerOnly, PointerStore, PointerUpdate, SignedPointer, SqlitePointerStore,
+};
+use zeroize::Zeroizing;
+
+const DB: &str = "PEERGOS_RACE_DB";
+const SEED: &str = "PEERGOS_RACE_SEED";
+
+fn key(seed_hex: &str) -> (SigningKeyPair, PublicKeyHash) {
+    let seed: [u8; 32] = hex::decode(seed_hex).unwrap().try_into().unwrap();
+    let pair = SigningKeyPair::from_seed(Zeroizing::new(seed));
+    let hash = PublicKeyHash::of(&pair.public());
+    (pair, hash)
+}
+
+/// Run as a child process by the test below: 8 tasks race forever,
+/// printing every accepted update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper: run as a child process by two_processes_killed_mid_race"]
+async fn race_child() {
+    let (Ok(db), Ok(seed)) = (std::env::var(DB), std::env::var(SEED)) else {
+        return;
+    };
+    let store =
+        Arc::new(SqlitePointerStore::open(&db, Arc::new(OwnerOnly), Durability::Full).unwrap());
+    let (pair, owner) = key(&seed);
+    let pair = Arc::new(pair);
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let (store, pair) = (Arc::clone(&store), Arc::clone(&pair));
+        tasks.push(tokio::spawn(async move {
+            for n in 0u64.. {
+                let current = store.get(&owner, &owner).await.unwrap();
+                let (previous, sequence) =
+                    current.map_or((None, 0), |c| (c.update.current, c.update.sequence));
+                let next = Cid::hash(
+                    peergos_ipld::Codec::DagCbor,
+                    format!("{} {t} {n}", std::process::id()).as_bytes(),
+                );
+                let update = PointerUpdate {
+                    previous,
+                    current: Some(next),
+                    sequence: sequence + 1,
+                };
+                let signed = SignedPointer::sign(&pair, &owner, update.clone()).unwrap();
+                match store.set(&owner, &owner, signed).await {
+                    Ok(()) => println!(
+                        "won {} {} {}",
+                        update.sequence,
+                        previous.map_or("-".into(), |c| c.to_string()),
+                        next
+                    ),
+                    Err(Error::CasConflict(_) | Error::StaleSequence { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[test]
+fn two_processes_killed_mid_race() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pointers.sqlite");
+    let seed = hex::encode([42u8; 32]);
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "race_child",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(DB, &db)
+                .env(SEED, &seed)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Read both children's acknowledgements on threads; stop at 40 each
+    // (or after 20 s), then SIGKILL both mid-run.
+    let readers: Vec<_> = children
+        .iter_mut()
+        .map(|child| {
+            let stdout = BufReader::new(child.stdout.take().unwrap());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let mut won = Vec::new();
+                for line in stdout.lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(rest) = line.strip_prefix("won ") {
+                        let parts: Vec<&str> = rest.split(' ').collect();
+                        won.push((
+                            parts[0].parse::<u64>().unwrap(),
+                            (parts[1] != "-").then(|| parts[1].parse::<Cid>().unwrap()),
+                            parts[2].parse::<Cid>().unwrap(),
+                        ));
+                    }
+                    if won.len() >= 40 || started.elapsed() > Duration::from_secs(20) {
+                        break;
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let per_child: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    for child in &mut children {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(
+        per_child.iter().all(|w| w.len() >= 10),
+        "children made too little progress: {:?}",
+        per_child.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+
+    // No sequence was accepted twice: across processes, CAS was atomic.
+    let mut acked = BTreeMap::new();
+    for (sequence, previous, current) in per_child.into_iter().flatten() {
+        assert!(
+            acked.insert(sequence, (previous, current)).is_none(),
+            "sequence {sequence} accepted in both processes"
+        );
+    }
+    // Consecutive acknowledged updates chain.
+    for (sequence, (previous, _)) in &acked {
+        if let Some((_, prior)) = acked.get(&(sequence - 1)) {
+            assert_eq!(previous, &Some(*prior), "update {sequence} does not chain");
+        }
+    }
+    // Reopen: the file is intact and nothing acknowledged was lost.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = SqlitePointerStore::open(&db, Arc::new(OwnerOnly), Durability::Full).unwrap();
+        let (_, owner) = key(&seed);
+        let stored = store.get(&owner, &owner).await.unwrap().unwrap();
+        stored.verify(&owner, &owner).unwrap();
+        let (&newest, &(_, newest_target)) = acked.last_key_value().unwrap();
+        assert!(
+            stored.update.sequence >= newest,
+            "acknowledged sequence {newest} lost"
+        );
+        if stored.update.sequence == newest {
+            assert_eq!(stored.update.current, Some(newest_target));
+        }
+    });
+    let conn = rusqlite_check(&db);
+    assert_eq!(conn, "ok");
+}
+
+/// sqlite's own integrity check on the file.
+fn rusqlite_check(path: &std::path::Path) -> String {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap()
+}
