@@ -21,6 +21,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("ciphertext_open", ciphertext_open),
     ("bat_block", bat_block),
     ("signed_pointer", signed_pointer),
+    ("champ_node", champ_node),
 ];
 
 /// The strict DAG-CBOR decoder: whatever it accepts re-encodes exactly.
@@ -92,4 +93,10 @@ pub fn signed_pointer(data: &[u8]) {
         let owner = peergos_keys::PublicKeyHash::of(&keys().3.public());
         let _ = update.verify(&owner, &owner);
     }
+}
+
+/// CHAMP nodes from a server (proofs, lookups): decoding is canonical and
+/// walking a proof never panics.
+pub fn champ_node(data: &[u8]) {
+    peergos_champ::fuzzing::node(data);
 }

@@ -1,0 +1,594 @@
+//! Tree operations over a block store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use peergos_blockstore::{BlockStore, PutBlocks, SignedBlock, TransactionId};
+use peergos_ipld::{Block, Cid};
+use peergos_keys::{sha256, PublicKeyHash, SigningKeyPair};
+
+use crate::node::{Node, Slot};
+use crate::{Config, Error, Key, Result, Value, ValueMismatch};
+
+/// Who writes the new nodes of a change: the owner whose space they count
+/// against, the writer key that signs them, and the open transaction that
+/// protects them until the new root is committed to a pointer.
+pub struct Writer {
+    /// The owner.
+    pub owner: PublicKeyHash,
+    /// The writer's key pair.
+    pub keys: SigningKeyPair,
+    /// An open transaction of the owner.
+    pub transaction: TransactionId,
+}
+
+/// One key whose value differs between two trees.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Change {
+    /// The key.
+    pub key: Key,
+    /// Its value in the old tree (None: absent).
+    pub old: Option<Value>,
+    /// Its value in the new tree (None: absent).
+    pub new: Option<Value>,
+}
+
+/// Default number of decoded nodes kept in the cache.
+const DEFAULT_CACHE_NODES: usize = 1 << 15;
+
+/// CHAMP operations over a block store `S`, with a cache of decoded nodes.
+pub struct Champ<S: BlockStore + ?Sized> {
+    store: Arc<S>,
+    cache: Mutex<HashMap<Cid, Arc<Node>>>,
+    cache_limit: usize,
+    visits: AtomicU64,
+}
+
+type Path = Vec<(Arc<Node>, u8)>;
+
+impl<S: BlockStore + ?Sized> Champ<S> {
+    /// CHAMP operations over `store`.
+    pub fn new(store: Arc<S>) -> Self {
+        Self::with_cache(store, DEFAULT_CACHE_NODES)
+    }
+
+    /// As [`new`](Self::new), caching at most `nodes` decoded nodes.
+    pub fn with_cache(store: Arc<S>, nodes: usize) -> Self {
+        Champ {
+            store,
+            cache: Mutex::new(HashMap::new()),
+            cache_limit: nodes.max(1),
+            visits: AtomicU64::new(0),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// How many nodes operations have visited so far (from the cache or
+    /// the store): the cost measure for [`diff`](Self::diff) and friends.
+    pub fn node_visits(&self) -> u64 {
+        self.visits.load(Ordering::Relaxed)
+    }
+
+    /// Writes the empty tree with `config` and returns its root.
+    pub async fn empty(&self, writer: &Writer, config: Config) -> Result<Cid> {
+        config.validate()?;
+        let root = Node {
+            config: Some(config),
+            slots: BTreeMap::new(),
+        };
+        let block = root.encode()?;
+        let cid = *block.cid();
+        self.write(writer, vec![(block, Arc::new(root))]).await?;
+        Ok(cid)
+    }
+
+    /// Writes the canonical tree holding `entries` in one go (the same root
+    /// as putting them one by one, in any order) and returns its root.
+    /// Later entries win over earlier ones with the same key.
+    pub async fn from_entries(
+        &self,
+        writer: &Writer,
+        config: Config,
+        entries: impl IntoIterator<Item = (Key, Value)>,
+    ) -> Result<Cid> {
+        config.validate()?;
+        let entries: BTreeMap<Key, Value> = entries.into_iter().collect();
+        for value in entries.values() {
+            if let Value::Inline(bytes) = value {
+                Value::inline(bytes.clone())?;
+            }
+        }
+        let mut written = Vec::new();
+        let mut root = group(&config, entries.into_iter().collect(), 0, &mut written)?;
+        root.config = Some(config);
+        let block = root.encode()?;
+        let cid = *block.cid();
+        written.push((block, Arc::new(root)));
+        self.write(writer, written).await?;
+        Ok(cid)
+    }
+
+    async fn load(&self, cid: &Cid, root: bool) -> Result<Arc<Node>> {
+        self.visits.fetch_add(1, Ordering::Relaxed);
+        if let Some(node) = self.lock().get(cid) {
+            return Ok(Arc::clone(node));
+        }
+        let data = self
+            .store
+            .get(cid, None)
+            .await?
+            .ok_or(Error::MissingNode { cid: *cid })?;
+        let node = Arc::new(Node::decode(&Block::verified(*cid, data)?, root)?);
+        self.remember(*cid, Arc::clone(&node));
+        Ok(node)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, Arc<Node>>> {
+        // Entries are immutable; a poisoned lock still guards a valid map.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, cid: Cid, node: Arc<Node>) {
+        let mut cache = self.lock();
+        if cache.len() >= self.cache_limit {
+            // Drop about half, arbitrarily: cheap, and bounded.
+            let mut keep = false;
+            cache.retain(|_, _| {
+                keep = !keep;
+                keep
+            });
+        }
+        cache.insert(cid, node);
+    }
+
+    async fn load_root(&self, root: &Cid) -> Result<(Arc<Node>, Config)> {
+        let node = self.load(root, true).await?;
+        let config = node.config.ok_or(Error::MalformedNode {
+            cid: *root,
+            reason: "root node has no config".into(),
+        })?;
+        Ok((node, config))
+    }
+
+    /// Checks a node's slots are within the tree's shape and, for buckets,
+    /// that every key hashes to the slot and prefix it sits under.
+    fn check(&self, cid: &Cid, node: &Node, config: &Config, depth: usize) -> Result<()> {
+        let bad = |reason: &str| Error::MalformedNode {
+            cid: *cid,
+            reason: reason.into(),
+        };
+        for (&pos, slot) in &node.slots {
+            if u32::from(pos) >= 1u32 << config.bits {
+                return Err(bad("slot outside the tree's branching"));
+            }
+            if let Slot::Bucket(entries) = slot {
+                if entries.len() > usize::from(config.bucket) {
+                    return Err(bad("bucket larger than the tree allows"));
+                }
+                for (key, _) in entries {
+                    if config.position(&sha256(&key.0), depth)? != pos {
+                        return Err(bad("key stored under the wrong slot"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks from `root` towards `key`: the path of (node, slot) above the
+    /// node where the key's slot holds a bucket or nothing, that node, and
+    /// the slot.
+    async fn walk(&self, root: &Cid, key: &Key) -> Result<(Path, Arc<Node>, u8, Config)> {
+        let (mut node, config) = self.load_root(root).await?;
+        let hash = sha256(&key.0);
+        let mut path = Vec::new();
+        let mut cid = *root;
+        let mut depth = 0;
+        loop {
+            self.check(&cid, &node, &config, depth)?;
+            let pos = config.position(&hash, depth)?;
+            match node.slots.get(&pos) {
+                Some(Slot::Child(child)) => {
+                    cid = *child;
+                    let next = self.load(child, false).await?;
+                    path.push((node, pos));
+                    node = next;
+                    depth += 1;
+                }
+                _ => return Ok((path, node, pos, config)),
+            }
+        }
+    }
+
+    /// The value under `key`.
+    pub async fn get(&self, root: &Cid, key: &Key) -> Result<Option<Value>> {
+        let (_, node, pos, _) = self.walk(root, key).await?;
+        Ok(match node.slots.get(&pos) {
+            Some(Slot::Bucket(entries)) => entries
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone()),
+            _ => None,
+        })
+    }
+
+    /// Sets `key` to `value` if its current value is `expected` (None:
+    /// absent); otherwise fails with [`Error::ValueMismatch`]. Returns the
+    /// new root; the old tree is unchanged.
+    pub async fn put(
+        &self,
+        writer: &Writer,
+        root: &Cid,
+        key: &Key,
+        expected: Option<&Value>,
+        value: Value,
+    ) -> Result<Cid> {
+        if let Value::Inline(bytes) = &value {
+            Value::inline(bytes.clone())?;
+        }
+        let (path, leaf, pos, config) = self.walk(root, key).await?;
+        let depth = path.len();
+        let mut leaf = (*leaf).clone();
+        let mut written = Vec::new();
+        let actual = match leaf.slots.get(&pos) {
+            Some(Slot::Bucket(entries)) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        };
+        if actual != expected {
+            return Err(mismatch(key, expected.cloned(), actual.cloned()));
+        }
+        let slot = match leaf.slots.remove(&pos) {
+            None => Slot::Bucket(vec![(*key, value)]),
+            Some(Slot::Bucket(mut entries)) => {
+                match entries.binary_search_by(|(k, _)| k.cmp(key)) {
+                    Ok(i) => entries[i].1 = value,
+                    Err(i) => entries.insert(i, (*key, value)),
+                }
+                if entries.len() <= usize::from(config.bucket) {
+                    Slot::Bucket(entries)
+                } else {
+                    Slot::Child(build(&config, entries, depth + 1, &mut written)?)
+                }
+            }
+            Some(Slot::Child(_)) => unreachable!("walk stops above buckets and empty slots"),
+        };
+        leaf.slots.insert(pos, slot);
+        self.commit(writer, path, leaf, &config, written, false)
+            .await
+    }
+
+    /// Removes `key` if its current value is `expected`; otherwise fails
+    /// with [`Error::ValueMismatch`]. Returns the new root.
+    pub async fn remove(
+        &self,
+        writer: &Writer,
+        root: &Cid,
+        key: &Key,
+        expected: &Value,
+    ) -> Result<Cid> {
+        let (path, leaf, pos, config) = self.walk(root, key).await?;
+        let mut leaf = (*leaf).clone();
+        let Some(Slot::Bucket(entries)) = leaf.slots.get_mut(&pos) else {
+            return Err(mismatch(key, Some(expected.clone()), None));
+        };
+        let Ok(i) = entries.binary_search_by(|(k, _)| k.cmp(key)) else {
+            return Err(mismatch(key, Some(expected.clone()), None));
+        };
+        if &entries[i].1 != expected {
+            return Err(mismatch(
+                key,
+                Some(expected.clone()),
+                Some(entries[i].1.clone()),
+            ));
+        }
+        entries.remove(i);
+        if entries.is_empty() {
+            leaf.slots.remove(&pos);
+        }
+        self.commit(writer, path, leaf, &config, Vec::new(), true)
+            .await
+    }
+
+    /// Rewrites the path above a changed node, bottom up, and stores every
+    /// new node in one put. With `collapse`, a child left with no children
+    /// and at most `bucket` entries becomes a bucket in its parent, which
+    /// keeps the tree canonical after removals.
+    async fn commit(
+        &self,
+        writer: &Writer,
+        mut path: Path,
+        mut node: Node,
+        config: &Config,
+        mut written: Vec<(Block, Arc<Node>)>,
+        collapse: bool,
+    ) -> Result<Cid> {
+        while let Some((parent, pos)) = path.pop() {
+            let mut parent = (*parent).clone();
+            if collapse && node.collapsible(config) {
+                let entries = node.bucket_entries();
+                if entries.is_empty() {
+                    parent.slots.remove(&pos);
+                } else {
+                    parent.slots.insert(pos, Slot::Bucket(entries));
+                }
+            } else {
+                let block = node.encode()?;
+                parent.slots.insert(pos, Slot::Child(*block.cid()));
+                written.push((block, Arc::new(node)));
+            }
+            node = parent;
+        }
+        let block = node.encode()?;
+        let root = *block.cid();
+        written.push((block, Arc::new(node)));
+        self.write(writer, written).await?;
+        Ok(root)
+    }
+
+    async fn write(&self, writer: &Writer, blocks: Vec<(Block, Arc<Node>)>) -> Result<()> {
+        let signed = blocks
+            .iter()
+            .map(|(block, _)| {
+                SignedBlock::sign(
+                    &writer.keys,
+                    peergos_ipld::Codec::DagCbor,
+                    block.data().clone(),
+                )
+            })
+            .collect();
+        self.store
+            .put(PutBlocks {
+                owner: writer.owner,
+                writer: PublicKeyHash::of(&writer.keys.public()),
+                transaction: writer.transaction,
+                blocks: signed,
+            })
+            .await?;
+        for (block, node) in blocks {
+            self.remember(*block.cid(), node);
+        }
+        Ok(())
+    }
+
+    /// Every entry, in trie order (by slot, depth first; buckets by key).
+    pub async fn entries(&self, root: &Cid) -> Result<Vec<(Key, Value)>> {
+        let (node, config) = self.load_root(root).await?;
+        let mut out = Vec::new();
+        self.collect(root, node, &config, 0, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Appends every entry under `node` (at `depth`) to `out`.
+    async fn collect(
+        &self,
+        cid: &Cid,
+        node: Arc<Node>,
+        config: &Config,
+        depth: usize,
+        out: &mut Vec<(Key, Value)>,
+    ) -> Result<()> {
+        let mut stack = vec![(*cid, node, depth)];
+        while let Some((cid, node, depth)) = stack.pop() {
+            self.check(&cid, &node, config, depth)?;
+            // Reverse so the stack yields children in slot order.
+            let mut children = Vec::new();
+            for slot in node.slots.values() {
+                match slot {
+                    Slot::Bucket(entries) => out.extend(entries.iter().cloned()),
+                    Slot::Child(child) => children.push(*child),
+                }
+            }
+            for child in children.into_iter().rev() {
+                let next = self.load(&child, false).await?;
+                stack.push((child, next, depth + 1));
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys whose values differ between two trees of the same shape,
+    /// sorted by key. Subtrees with equal CIDs are skipped unvisited, so a
+    /// small change costs a walk of the changed paths only.
+    pub async fn diff(&self, old: &Cid, new: &Cid) -> Result<Vec<Change>> {
+        let (old_node, old_config) = self.load_root(old).await?;
+        let (new_node, new_config) = self.load_root(new).await?;
+        if old_config != new_config {
+            return Err(Error::BadConfig {
+                reason: "cannot diff trees of different shapes".into(),
+            });
+        }
+        let mut changes = BTreeMap::new();
+        let mut stack = vec![((*old, old_node), (*new, new_node), 0usize)];
+        while let Some(((old_cid, old), (new_cid, new), depth)) = stack.pop() {
+            if old_cid == new_cid {
+                continue;
+            }
+            self.check(&old_cid, &old, &old_config, depth)?;
+            self.check(&new_cid, &new, &new_config, depth)?;
+            let positions: std::collections::BTreeSet<u8> =
+                old.slots.keys().chain(new.slots.keys()).copied().collect();
+            for pos in positions {
+                match (old.slots.get(&pos), new.slots.get(&pos)) {
+                    (Some(Slot::Child(a)), Some(Slot::Child(b))) => {
+                        if a != b {
+                            let (na, nb) = (self.load(a, false).await?, self.load(b, false).await?);
+                            stack.push(((*a, na), (*b, nb), depth + 1));
+                        }
+                    }
+                    (a, b) => {
+                        let before = self.slot_entries(a, &old_config, depth + 1).await?;
+                        let after = self.slot_entries(b, &new_config, depth + 1).await?;
+                        record(&mut changes, before, after);
+                    }
+                }
+            }
+        }
+        Ok(changes.into_values().collect())
+    }
+
+    async fn slot_entries(
+        &self,
+        slot: Option<&Slot>,
+        config: &Config,
+        depth: usize,
+    ) -> Result<BTreeMap<Key, Value>> {
+        Ok(match slot {
+            None => BTreeMap::new(),
+            Some(Slot::Bucket(entries)) => entries.iter().cloned().collect(),
+            Some(Slot::Child(cid)) => {
+                let node = self.load(cid, false).await?;
+                let mut out = Vec::new();
+                self.collect(cid, node, config, depth, &mut out).await?;
+                out.into_iter().collect()
+            }
+        })
+    }
+
+    /// The blocks on the path from `root` to where `key` is or would be:
+    /// enough for [`verify_proof`] to answer "what is under `key`" without
+    /// trusting whoever supplied them.
+    pub async fn proof(&self, root: &Cid, key: &Key) -> Result<Vec<Block>> {
+        let (node, config) = self.load_root(root).await?;
+        let hash = sha256(&key.0);
+        let mut blocks = Vec::new();
+        let mut node = node;
+        let mut depth = 0;
+        loop {
+            blocks.push(node.encode()?);
+            let pos = config.position(&hash, depth)?;
+            match node.slots.get(&pos) {
+                Some(Slot::Child(child)) => {
+                    node = self.load(child, false).await?;
+                    depth += 1;
+                }
+                _ => break,
+            }
+        }
+        debug_assert_eq!(blocks[0].cid(), root);
+        Ok(blocks)
+    }
+}
+
+/// Answers what `root` maps `key` to, from `blocks` alone (as returned by
+/// [`Champ::proof`]): every block is checked against the CID that links
+/// to it, starting from `root`.
+pub fn verify_proof(root: &Cid, key: &Key, blocks: &[Block]) -> Result<Option<Value>> {
+    let by_cid: HashMap<Cid, &Block> = blocks.iter().map(|b| (*b.cid(), b)).collect();
+    let fetch = |cid: &Cid| -> Result<Block> {
+        let block = by_cid
+            .get(cid)
+            .ok_or(Error::ProofIncomplete { cid: *cid })?;
+        // Re-verify: a Block from elsewhere may have been built unchecked.
+        Ok(Block::verified(*cid, block.data().clone())?)
+    };
+    let root_node = Node::decode(&fetch(root)?, true)?;
+    let config = root_node.config.ok_or(Error::MalformedNode {
+        cid: *root,
+        reason: "root node has no config".into(),
+    })?;
+    let hash = sha256(&key.0);
+    let mut node = root_node;
+    let mut depth = 0;
+    loop {
+        let pos = config.position(&hash, depth)?;
+        match node.slots.get(&pos) {
+            Some(Slot::Child(child)) => {
+                node = Node::decode(&fetch(child)?, false)?;
+                depth += 1;
+            }
+            Some(Slot::Bucket(entries)) => {
+                return Ok(entries
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone()))
+            }
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Builds the canonical subtree holding `entries` (more than a bucket) at
+/// `depth`, appending its blocks to `written`; returns its CID.
+fn build(
+    config: &Config,
+    entries: Vec<(Key, Value)>,
+    depth: usize,
+    written: &mut Vec<(Block, Arc<Node>)>,
+) -> Result<Cid> {
+    let node = group(config, entries, depth, written)?;
+    let block = node.encode()?;
+    let cid = *block.cid();
+    written.push((block, Arc::new(node)));
+    Ok(cid)
+}
+
+/// The node at `depth` holding `entries`: each slot's share becomes a
+/// bucket, or a child subtree (written to `written`) if it is too big.
+fn group(
+    config: &Config,
+    entries: Vec<(Key, Value)>,
+    depth: usize,
+    written: &mut Vec<(Block, Arc<Node>)>,
+) -> Result<Node> {
+    let mut groups: BTreeMap<u8, Vec<(Key, Value)>> = BTreeMap::new();
+    for (key, value) in entries {
+        let pos = config.position(&sha256(&key.0), depth)?;
+        groups.entry(pos).or_default().push((key, value));
+    }
+    let mut node = Node::default();
+    for (pos, mut group) in groups {
+        group.sort_by_key(|entry| entry.0);
+        let slot = if group.len() <= usize::from(config.bucket) {
+            Slot::Bucket(group)
+        } else {
+            Slot::Child(build(config, group, depth + 1, written)?)
+        };
+        node.slots.insert(pos, slot);
+    }
+    Ok(node)
+}
+
+fn mismatch(key: &Key, expected: Option<Value>, actual: Option<Value>) -> Error {
+    Error::ValueMismatch(Box::new(ValueMismatch {
+        key: *key,
+        expected,
+        actual,
+    }))
+}
+
+fn record(
+    changes: &mut BTreeMap<Key, Change>,
+    before: BTreeMap<Key, Value>,
+    after: BTreeMap<Key, Value>,
+) {
+    for (key, old) in &before {
+        let new = after.get(key);
+        if new != Some(old) {
+            changes.insert(
+                *key,
+                Change {
+                    key: *key,
+                    old: Some(old.clone()),
+                    new: new.cloned(),
+                },
+            );
+        }
+    }
+    for (key, new) in after {
+        if !before.contains_key(&key) {
+            changes.insert(
+                key,
+                Change {
+                    key,
+                    old: None,
+                    new: Some(new),
+                },
+            );
+        }
+    }
+}
