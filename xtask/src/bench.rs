@@ -12,6 +12,26 @@ const END: &str = "<!-- xtask bench: end generated results -->";
 /// (label, measured id, baseline id).
 const RATIOS: &[(&str, &str, &str)] = &[
     (
+        "CHAMP get, file store / memory store (10^6 entries)",
+        "champ/file_get_1000000",
+        "champ/memory_get_1000000",
+    ),
+    (
+        "CHAMP get at 10^6 / at 10^4 entries (memory)",
+        "champ/memory_get_1000000",
+        "champ/memory_get_10000",
+    ),
+    (
+        "sqlite CAS (durable) / in-memory CAS",
+        "pointers/sqlite_full_cas",
+        "pointers/memory_cas",
+    ),
+    (
+        "sqlite CAS (synchronous=NORMAL) / in-memory CAS",
+        "pointers/sqlite_normal_cas",
+        "pointers/memory_cas",
+    ),
+    (
         "file store put / encrypt+hash limit",
         "blockstore/file_put_1MiB",
         "limit/encrypt_and_hash_1MiB",
@@ -32,6 +52,7 @@ struct Measurement {
     id: String,
     mean_ns: f64,
     bytes: Option<f64>,
+    elements: Option<f64>,
 }
 
 impl Measurement {
@@ -39,24 +60,64 @@ impl Measurement {
         self.bytes
             .map(|b| b / (1024.0 * 1024.0) / (self.mean_ns / 1e9))
     }
+
+    fn ops_per_s(&self) -> Option<f64> {
+        self.elements.map(|n| n / (self.mean_ns / 1e9))
+    }
+
+    /// The rate used in ratios: MiB/s or operations/s.
+    fn rate(&self) -> Option<f64> {
+        self.mib_per_s().or_else(|| self.ops_per_s())
+    }
 }
 
 pub fn run(root: &Path, bench: Option<&str>) -> Result {
+    if bench.is_none() {
+        // A full run starts clean, so every figure in the report (and both
+        // sides of every ratio) comes from this run.
+        let old = target_dir(root).join("criterion");
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| format!("{}: {e}", old.display()))?;
+        }
+    }
     let mut args = vec!["bench", "-p", "peergos-benches", "--locked"];
     if let Some(bench) = bench {
         args.extend(["--bench", bench]);
     }
     crate::run(root, "cargo", &args, &[])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
     let mut found = Vec::new();
-    collect(&target.join("criterion"), &mut found)?;
+    collect(&target_dir(root).join("criterion"), &mut found)?;
     if found.is_empty() {
         return Err("criterion wrote no results under target/criterion".into());
     }
     found.sort_by(|a, b| a.id.cmp(&b.id));
     write_report(root, &found, bench)
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Counts recorded by `peergos_benches::record_count`, sorted by id.
+fn read_counts(dir: &Path) -> Result<Vec<(String, u64, String)>> {
+    let mut counts = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(counts);
+    };
+    for entry in entries.flatten() {
+        let json = read_json(&entry.path())?;
+        if let (Some(id), Some(value), Some(unit)) = (
+            json["id"].as_str(),
+            json["value"].as_u64(),
+            json["unit"].as_str(),
+        ) {
+            counts.push((id.to_string(), value, unit.to_string()));
+        }
+    }
+    counts.sort();
+    Ok(counts)
 }
 
 fn collect(dir: &Path, out: &mut Vec<Measurement>) -> Result {
@@ -69,7 +130,11 @@ fn collect(dir: &Path, out: &mut Vec<Measurement>) -> Result {
             if let Some(m) = read_measurement(&path)? {
                 out.push(m);
             }
-        } else if path.is_dir() && path.file_name().is_some_and(|n| n != "report") {
+        } else if path.is_dir()
+            && path
+                .file_name()
+                .is_some_and(|n| n != "report" && n != "counts")
+        {
             collect(&path, out)?;
         }
     }
@@ -95,6 +160,7 @@ fn read_measurement(dir: &Path) -> Result<Option<Measurement>> {
         id: bench["full_id"].as_str().unwrap_or_default().to_string(),
         mean_ns,
         bytes: bench["throughput"]["Bytes"].as_f64(),
+        elements: bench["throughput"]["Elements"].as_f64(),
     }))
 }
 
@@ -127,6 +193,7 @@ fn machine() -> String {
 }
 
 fn write_report(root: &Path, found: &[Measurement], bench: Option<&str>) -> Result {
+    let counts = read_counts(&target_dir(root).join("criterion/counts"))?;
     let command = match bench {
         Some(b) => format!("cargo xtask bench {b}"),
         None => "cargo xtask bench".into(),
@@ -140,10 +207,11 @@ fn write_report(root: &Path, found: &[Measurement], bench: Option<&str>) -> Resu
     ));
     out.push_str("| benchmark | mean time | throughput |\n|---|---:|---:|\n");
     for m in found {
-        let rate = m
-            .mib_per_s()
-            .map(|r| format!("{r:.0} MiB/s"))
-            .unwrap_or_else(|| "-".into());
+        let rate = match (m.mib_per_s(), m.ops_per_s()) {
+            (Some(r), _) => format!("{r:.0} MiB/s"),
+            (None, Some(r)) => format!("{r:.0} ops/s"),
+            (None, None) => "-".into(),
+        };
         out.push_str(&format!(
             "| `{}` | {} | {rate} |\n",
             m.id,
@@ -158,11 +226,17 @@ fn write_report(root: &Path, found: &[Measurement], bench: Option<&str>) -> Resu
         found
             .iter()
             .find(|m| m.id == id)
-            .and_then(Measurement::mib_per_s)
+            .and_then(Measurement::rate)
     };
     for (label, measured, baseline) in RATIOS {
         if let (Some(m), Some(b)) = (by_id(measured), by_id(baseline)) {
             out.push_str(&format!("| {label} | {:.2} |\n", m / b));
+        }
+    }
+    if !counts.is_empty() {
+        out.push_str("\nCounts (not times):\n\n| measure | value |\n|---|---:|\n");
+        for (id, value, unit) in counts {
+            out.push_str(&format!("| `{id}` | {value} {unit} |\n"));
         }
     }
     out.push_str(END);
