@@ -68,6 +68,37 @@ fn bench_tree<S: BlockStore>(c: &mut Criterion, name: &str, store: Arc<S>, size:
     group.finish();
 }
 
+/// Gets in a 10^6-entry tree with a cache large enough for the whole tree:
+/// what the default (bounded) cache costs at that size.
+fn large_cache(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let champ = Champ::with_cache(Arc::clone(&store), 1 << 20);
+    let w = writer(&runtime, &*store);
+    let size = 1_000_000u64;
+    let root = runtime
+        .block_on(champ.from_entries(&w, Config::default(), (0..size).map(|n| (key(n), value(n)))))
+        .unwrap();
+    peergos_benches::record_count(
+        "champ/nodes_in_1000000_entry_tree",
+        store.len() as u64,
+        "nodes",
+    );
+    let mut group = c.benchmark_group("champ");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    group.bench_function("memory_get_1000000_whole_tree_cached", |b| {
+        b.iter(|| {
+            i = (i + 7919) % size;
+            runtime
+                .block_on(champ.get(&root, &key(i)))
+                .unwrap()
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
 fn sizes(c: &mut Criterion) {
     for size in [10_000, 1_000_000] {
         bench_tree(c, "memory", Arc::new(MemoryStore::new()), size);
@@ -111,5 +142,5 @@ fn diff_cost(_: &mut Criterion) {
     peergos_benches::record_count("champ/path_length_in_100000", path, "nodes");
 }
 
-criterion_group!(benches, diff_cost, sizes);
+criterion_group!(benches, diff_cost, sizes, large_cache);
 criterion_main!(benches);

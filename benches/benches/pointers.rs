@@ -43,6 +43,54 @@ fn bench_cas(c: &mut Criterion, name: &str, store: Arc<dyn PointerStore>) {
     group.finish();
 }
 
+/// 16 clients, each moving its own pointer, at once: the server's load.
+/// Group commit lets the sqlite store share one fsync among them.
+fn bench_concurrent(c: &mut Criterion, name: &str, store: Arc<dyn PointerStore>) {
+    const CLIENTS: u64 = 16;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let clients: Vec<(SigningKeyPair, PublicKeyHash)> = (0..CLIENTS)
+        .map(|_| {
+            let pair = SigningKeyPair::random();
+            let owner = PublicKeyHash::of(&pair.public());
+            (pair, owner)
+        })
+        .collect();
+    let mut sequence = 0u64;
+    let mut group = c.benchmark_group("pointers");
+    group.throughput(Throughput::Elements(CLIENTS));
+    group.bench_function(format!("{name}_cas_16_clients"), |b| {
+        b.iter_batched(
+            || {
+                sequence += 1;
+                clients
+                    .iter()
+                    .map(|(pair, owner)| {
+                        let update = PointerUpdate {
+                            previous: target(sequence - 1),
+                            current: target(sequence),
+                            sequence,
+                        };
+                        (*owner, SignedPointer::sign(pair, owner, update).unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |updates| {
+                runtime.block_on(async {
+                    let sets = updates.into_iter().map(|(owner, update)| {
+                        let store = Arc::clone(&store);
+                        tokio::spawn(async move { store.set(&owner, &owner, update).await })
+                    });
+                    for set in sets.collect::<Vec<_>>() {
+                        set.await.unwrap().unwrap();
+                    }
+                })
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 fn stores(c: &mut Criterion) {
     bench_cas(
         c,
@@ -58,6 +106,14 @@ fn stores(c: &mut Criterion) {
         let store = SqlitePointerStore::open(path, Arc::new(OwnerOnly), durability).unwrap();
         bench_cas(c, name, Arc::new(store));
     }
+    bench_concurrent(
+        c,
+        "memory",
+        Arc::new(MemoryPointerStore::new(Arc::new(OwnerOnly))),
+    );
+    let path = dir.path().join("concurrent.sqlite");
+    let store = SqlitePointerStore::open(path, Arc::new(OwnerOnly), Durability::Full).unwrap();
+    bench_concurrent(c, "sqlite_full", Arc::new(store));
 }
 
 criterion_group!(benches, stores);

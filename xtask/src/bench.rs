@@ -27,6 +27,16 @@ const RATIOS: &[(&str, &str, &str)] = &[
         "pointers/memory_cas",
     ),
     (
+        "sqlite CAS (durable), 16 clients at once / in-memory, 16 clients",
+        "pointers/sqlite_full_cas_16_clients",
+        "pointers/memory_cas_16_clients",
+    ),
+    (
+        "CHAMP get at 10^6, default cache / whole tree cached (memory)",
+        "champ/memory_get_1000000",
+        "champ/memory_get_1000000_whole_tree_cached",
+    ),
+    (
         "sqlite CAS (synchronous=NORMAL) / in-memory CAS",
         "pointers/sqlite_normal_cas",
         "pointers/memory_cas",
@@ -205,6 +215,12 @@ fn write_report(root: &Path, found: &[Measurement], bench: Option<&str>) -> Resu
         machine(),
         today()
     ));
+    if bench.is_some() {
+        out.push_str(
+            "Partial run: rows and ratios from other bench files come from earlier runs. \
+             Run `cargo xtask bench` for figures from a single run.\n\n",
+        );
+    }
     out.push_str("| benchmark | mean time | throughput |\n|---|---:|---:|\n");
     for m in found {
         let rate = match (m.mib_per_s(), m.ops_per_s()) {

@@ -48,7 +48,7 @@ pub mod fuzzing {
             return;
         };
         for root in [true, false] {
-            if let Ok(node) = crate::node::Node::decode(&block, root) {
+            if let Ok(node) = crate::node::Node::decode(block.cid(), block.data(), root) {
                 match node.encode() {
                     Ok(again) => assert_eq!(again.data().as_ref(), data, "not canonical"),
                     Err(e) => panic!("a decoded node does not re-encode: {e}"),

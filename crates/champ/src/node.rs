@@ -212,19 +212,19 @@ impl Node {
                 ]),
             ));
         }
-        let bytes = cbor::encode_value(&Cbor::Map(map))?;
-        Ok(Block::new(peergos_ipld::Codec::DagCbor, bytes)?)
+        Ok(Block::from_value(&Cbor::Map(map))?)
     }
 
-    /// Decodes a verified block. `root` says whether a config must be
-    /// present (root) or absent (any other node).
-    pub(crate) fn decode(block: &Block, root: bool) -> Result<Node> {
-        let cid = *block.cid();
+    /// Decodes the bytes of node `cid`, whose hash the caller has checked.
+    /// `root` says whether a config must be present (root) or absent (any
+    /// other node). The strict decoder runs once, here.
+    pub(crate) fn decode(cid: &Cid, data: &[u8], root: bool) -> Result<Node> {
+        let cid = *cid;
         let bad = |reason: &str| Error::MalformedNode {
             cid,
             reason: reason.to_string(),
         };
-        let Cbor::Map(fields) = cbor::decode_value(block.data())? else {
+        let Cbor::Map(fields) = cbor::decode_value(data)? else {
             return Err(bad("not a map"));
         };
         let get = |name: &str| -> Option<Cbor> {
@@ -368,9 +368,9 @@ mod tests {
             Slot::Child(Cid::hash(peergos_ipld::Codec::DagCbor, b"y")),
         );
         let block = node.encode().unwrap();
-        assert_eq!(Node::decode(&block, true).unwrap(), node);
+        assert_eq!(Node::decode(block.cid(), block.data(), true).unwrap(), node);
         assert!(
-            Node::decode(&block, false).is_err(),
+            Node::decode(block.cid(), block.data(), false).is_err(),
             "inner nodes carry no config"
         );
     }
@@ -458,7 +458,7 @@ mod tests {
             let block = raw_node(fields);
             assert!(
                 matches!(
-                    Node::decode(&block, false),
+                    Node::decode(block.cid(), block.data(), false),
                     Err(Error::MalformedNode { .. })
                 ),
                 "case {i} accepted"

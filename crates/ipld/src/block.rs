@@ -49,6 +49,18 @@ impl Block {
         })
     }
 
+    /// Encodes a DAG-CBOR [`Value`](cbor::Value) canonically into a new
+    /// block (no re-parse: the encoder's output is canonical by
+    /// construction).
+    pub fn from_value(value: &cbor::Value) -> Result<Self> {
+        let data = cbor::encode_value(value)?;
+        check_size(data.len())?;
+        Ok(Block {
+            cid: Cid::hash(Codec::DagCbor, &data),
+            data: data.into(),
+        })
+    }
+
     /// A block from bytes that claim to be named by `cid`: checks the size,
     /// the hash and, for DAG-CBOR, that the bytes are canonical.
     pub fn verified(cid: Cid, data: impl Into<Bytes>) -> Result<Self> {
@@ -144,5 +156,15 @@ mod tests {
             Err(Error::NonCanonical { .. })
         ));
         assert!(Block::new(Codec::DagCbor, vec![0x18, 0x01]).is_err());
+    }
+
+    #[test]
+    fn from_value_matches_new() {
+        let value = cbor::Value::Array(vec![cbor::Value::Integer(1.into())]);
+        let block = Block::from_value(&value).unwrap();
+        assert_eq!(
+            Block::new(Codec::DagCbor, block.data().clone()).unwrap(),
+            block
+        );
     }
 }

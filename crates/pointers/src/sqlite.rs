@@ -1,8 +1,17 @@
-//! The sqlite pointer store: WAL mode, one `BEGIN IMMEDIATE` transaction per
-//! compare-and-swap, a busy timeout so several processes can share a file.
+//! The sqlite pointer store: WAL mode, `BEGIN IMMEDIATE` transactions, a busy
+//! timeout so several processes can share a file, and group commit.
+//!
+//! Group commit: one writer thread owns the write connection. Each `set`
+//! queues its (already verified) update and waits. The thread takes every
+//! update queued at that moment (up to [`MAX_BATCH`]), applies them in
+//! order inside one transaction, each with its own CAS check against the
+//! state the earlier ones left, commits once (one fsync), and only then
+//! answers each caller. A lone writer pays one fsync per update, as
+//! before; many concurrent writers share them. Reads use a second
+//! connection, which WAL lets run beside the writer.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,9 +33,24 @@ pub enum Durability {
     Normal,
 }
 
+/// The most updates applied in one transaction.
+pub const MAX_BATCH: usize = 256;
+
+/// A verified update waiting for the writer thread.
+struct Queued {
+    owner: Vec<u8>,
+    writer: Vec<u8>,
+    update: SignedPointer,
+    signed: Vec<u8>,
+    reply: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
 /// Pointers in a sqlite database file.
 pub struct SqlitePointerStore {
+    /// The read connection.
     conn: Arc<Mutex<Connection>>,
+    /// The queue to the writer thread, which owns the write connection.
+    queue: Mutex<mpsc::Sender<Queued>>,
     path: Arc<str>,
     ownership: Arc<dyn Ownership>,
 }
@@ -43,18 +67,29 @@ impl SqlitePointerStore {
             path: shown.to_string(),
             source,
         };
-        let conn = Connection::open(path.as_ref()).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        let sync = match durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
+        let connect = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open(path.as_ref())?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            let sync = match durability {
+                Durability::Full => "FULL",
+                Durability::Normal => "NORMAL",
+            };
+            conn.pragma_update(None, "synchronous", sync)?;
+            Ok(conn)
         };
-        conn.pragma_update(None, "synchronous", sync).map_err(err)?;
-        migrate(&conn).map_err(err)?;
+        let writer = connect().map_err(err)?;
+        migrate(&writer).map_err(err)?;
+        let reader = connect().map_err(err)?;
+        let (queue, jobs) = mpsc::channel();
+        let thread_path = Arc::clone(&shown);
+        std::thread::Builder::new()
+            .name("peergos-pointers-writer".into())
+            .spawn(move || write_loop(writer, jobs, &thread_path))
+            .map_err(|e| Error::Task(format!("cannot start the pointer writer thread: {e}")))?;
         Ok(SqlitePointerStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(Mutex::new(reader)),
+            queue: Mutex::new(queue),
             path: shown,
             ownership,
         })
@@ -143,50 +178,104 @@ impl PointerStore for SqlitePointerStore {
         update: SignedPointer,
     ) -> Result<()> {
         verify(&*self.ownership, owner, writer, &update).await?;
-        let (owner, writer) = (owner.cid().to_bytes(), writer.cid().to_bytes());
         let signed = update.to_bytes()?;
-        self.with_conn(move |conn, path| {
-            let err = sqlite_err(path);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(&err)?;
-            let row: Option<(i64, Option<Vec<u8>>)> = tx
-                .query_row(
-                    "SELECT sequence, current FROM pointers WHERE owner = ?1 AND writer = ?2",
-                    params![owner, writer],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(&err)?;
-            let stored = row
-                .map(|(sequence, current)| {
-                    let current = current
-                        .map(|c| Cid::from_bytes(&c))
-                        .transpose()
-                        .map_err(|e| corrupt(path, e))?;
-                    // Sequences are stored as the bit pattern of a u64.
-                    Ok::<_, Error>(Stored {
-                        sequence: sequence as u64,
-                        current,
-                    })
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Queued {
+            owner: owner.cid().to_bytes(),
+            writer: writer.cid().to_bytes(),
+            update,
+            signed,
+            reply,
+        };
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .map_err(|_| Error::Task("the pointer writer thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Task("the pointer writer thread dropped an update".into()))?
+    }
+}
+
+/// The writer thread: takes every queued update, applies them in one
+/// transaction, commits once, answers each. Ends when the store is dropped.
+fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Queued>, path: &str) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match apply(&mut conn, &batch, path) {
+            Ok(verdicts) => {
+                for (job, verdict) in batch.into_iter().zip(verdicts) {
+                    let _ = job.reply.send(verdict);
+                }
+            }
+            Err(e) => {
+                // Nothing in the batch was committed: every caller hears so.
+                let message = e.to_string();
+                for job in batch {
+                    let _ = job.reply.send(Err(Error::Task(format!(
+                        "pointer transaction failed, update not applied: {message}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a batch in one transaction. Returns each update's own verdict
+/// (accepted, or refused by the CAS rule), or an error if the transaction
+/// as a whole failed and nothing was written.
+fn apply(conn: &mut Connection, batch: &[Queued], path: &str) -> Result<Vec<Result<()>>> {
+    let err = sqlite_err(path);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&err)?;
+    let mut verdicts = Vec::with_capacity(batch.len());
+    for job in batch {
+        let row: Option<(i64, Option<Vec<u8>>)> = tx
+            .query_row(
+                "SELECT sequence, current FROM pointers WHERE owner = ?1 AND writer = ?2",
+                params![job.owner, job.writer],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(&err)?;
+        let stored = row
+            .map(|(sequence, current)| {
+                let current = current
+                    .map(|c| Cid::from_bytes(&c))
+                    .transpose()
+                    .map_err(|e| corrupt(path, e))?;
+                // Sequences are stored as the bit pattern of a u64.
+                Ok::<_, Error>(Stored {
+                    sequence: sequence as u64,
+                    current,
                 })
-                .transpose()?;
-            check_cas(stored.as_ref(), &update.update)?;
+            })
+            .transpose()?;
+        let verdict = check_cas(stored.as_ref(), &job.update.update);
+        if verdict.is_ok() {
             tx.execute(
                 "INSERT OR REPLACE INTO pointers (owner, writer, sequence, current, signed)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
-                    owner,
-                    writer,
-                    update.update.sequence as i64,
-                    update.update.current.map(|c| c.to_bytes()),
-                    signed
+                    job.owner,
+                    job.writer,
+                    job.update.update.sequence as i64,
+                    job.update.update.current.map(|c| c.to_bytes()),
+                    job.signed
                 ],
             )
             .map_err(&err)?;
-            tx.commit().map_err(&err)?;
-            Ok(())
-        })
-        .await
+        }
+        verdicts.push(verdict);
     }
+    tx.commit().map_err(&err)?;
+    Ok(verdicts)
 }

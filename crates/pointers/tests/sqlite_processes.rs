@@ -174,3 +174,44 @@ fn rusqlite_check(path: &std::path::Path) -> String {
     conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .unwrap()
 }
+
+/// Many writers at once on their own pointers: group commit batches them
+/// into shared transactions, and every update still lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_many_pointers_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqlitePointerStore::open(
+            dir.path().join("p.sqlite"),
+            Arc::new(OwnerOnly),
+            Durability::Full,
+        )
+        .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..48 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let pair = SigningKeyPair::random();
+            let owner = PublicKeyHash::of(&pair.public());
+            let mut previous = None;
+            for sequence in 1..=20u64 {
+                let next = Cid::hash(peergos_ipld::Codec::DagCbor, &sequence.to_be_bytes());
+                let update = PointerUpdate {
+                    previous,
+                    current: Some(next),
+                    sequence,
+                };
+                let signed = SignedPointer::sign(&pair, &owner, update).unwrap();
+                store.set(&owner, &owner, signed).await.unwrap();
+                previous = Some(next);
+            }
+            owner
+        }));
+    }
+    for task in tasks {
+        let owner = task.await.unwrap();
+        let stored = store.get(&owner, &owner).await.unwrap().unwrap();
+        assert_eq!(stored.update.sequence, 20);
+    }
+}
