@@ -22,6 +22,14 @@ async fn writer(store: &dyn BlockStore) -> Writer {
     }
 }
 
+/// A memory store, a CHAMP over it, and a writer with an open transaction.
+async fn fixture() -> (Arc<MemoryStore>, Champ<MemoryStore>, Writer) {
+    let store = Arc::new(MemoryStore::new());
+    let champ = Champ::new(Arc::clone(&store));
+    let w = writer(&*store).await;
+    (store, champ, w)
+}
+
 fn key(n: u32) -> Key {
     Key(sha256(&n.to_be_bytes()))
 }
@@ -87,9 +95,7 @@ proptest! {
     #[test]
     fn champ_matches_model_and_is_canonical(config in config(), ops in ops()) {
         runtime().block_on(async {
-            let store = Arc::new(MemoryStore::new());
-            let champ = Champ::new(Arc::clone(&store));
-            let w = writer(&*store).await;
+            let (_store, champ, w) = fixture().await;
             let empty = champ.empty(&w, config).await.unwrap();
             let mut root = empty;
             let mut model: BTreeMap<Key, Value> = BTreeMap::new();
@@ -143,9 +149,7 @@ proptest! {
     #[test]
     fn diff_equals_model_difference(config in config(), a in ops(), b in ops()) {
         runtime().block_on(async {
-            let store = Arc::new(MemoryStore::new());
-            let champ = Champ::new(Arc::clone(&store));
-            let w = writer(&*store).await;
+            let (_store, champ, w) = fixture().await;
             let mut roots = Vec::new();
             let mut models = Vec::new();
             for ops in [&a, &b] {
@@ -175,9 +179,7 @@ proptest! {
 
 #[tokio::test]
 async fn put_and_remove_check_the_previous_value() {
-    let store = Arc::new(MemoryStore::new());
-    let champ = Champ::new(Arc::clone(&store));
-    let w = writer(&*store).await;
+    let (_, champ, w) = fixture().await;
     let root = champ.empty(&w, Config::default()).await.unwrap();
     let root = champ.put(&w, &root, &key(1), None, value(1)).await.unwrap();
     let err = champ
@@ -219,9 +221,7 @@ async fn put_and_remove_check_the_previous_value() {
 
 #[tokio::test]
 async fn proofs_verify_without_the_store_and_refuse_partial_or_foreign_blocks() {
-    let store = Arc::new(MemoryStore::new());
-    let champ = Champ::new(Arc::clone(&store));
-    let w = writer(&*store).await;
+    let (_, champ, w) = fixture().await;
     let entries: Vec<_> = (0..500).map(|n| (key(n), value(n))).collect();
     let root = build(&champ, &w, Config::default(), &entries).await;
     for n in [0u32, 17, 499, 10_000] {
@@ -248,9 +248,7 @@ async fn proofs_verify_without_the_store_and_refuse_partial_or_foreign_blocks() 
 
 #[tokio::test]
 async fn diff_of_one_change_touches_only_its_path() {
-    let store = Arc::new(MemoryStore::new());
-    let champ = Champ::new(Arc::clone(&store));
-    let w = writer(&*store).await;
+    let (_, champ, w) = fixture().await;
     let entries = (0..100_000).map(|n| (key(n), value(n)));
     let root = champ
         .from_entries(&w, Config::default(), entries)
@@ -299,9 +297,7 @@ async fn the_fullest_possible_node_fits_in_a_block() {
         bits: 6,
         bucket: 16,
     };
-    let store = Arc::new(MemoryStore::new());
-    let champ = Champ::new(Arc::clone(&store));
-    let w = writer(&*store).await;
+    let (store, champ, w) = fixture().await;
     let full = |slot: u8| Value::inline(vec![slot; peergos_champ::MAX_INLINE]).unwrap();
     let mut next = 0;
     let mut bulk = Vec::new();
@@ -349,9 +345,7 @@ async fn works_over_the_file_store() {
 
 #[tokio::test]
 async fn malformed_and_missing_nodes_are_errors() {
-    let store = Arc::new(MemoryStore::new());
-    let champ = Champ::new(Arc::clone(&store));
-    let w = writer(&*store).await;
+    let (store, champ, w) = fixture().await;
     // A root linking to a node that is not stored.
     let entries: Vec<_> = (0..50).map(|n| (key(n), value(n))).collect();
     let full = Champ::new(Arc::new(MemoryStore::new()));
