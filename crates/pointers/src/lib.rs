@@ -16,8 +16,8 @@
 //! a [`PointerCache`] that refuses any pointer older than the newest it has
 //! seen, so a server cannot silently roll a user back.
 //!
-//! Stores: [`MemoryPointerStore`] and [`SqlitePointerStore`] (WAL, one
-//! `BEGIN IMMEDIATE` transaction per CAS, safe across threads and
+//! Stores: [`MemoryPointerStore`] and [`SqlitePointerStore`] (WAL,
+//! `BEGIN IMMEDIATE` transactions with group commit, safe across threads and
 //! processes).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
