@@ -97,7 +97,7 @@ impl Block {
     }
 
     /// Decodes a DAG-CBOR block into a `T`.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+    pub fn decode<T: DeserializeOwned + Serialize>(&self) -> Result<T> {
         cbor::from_slice(&self.data)
     }
 }

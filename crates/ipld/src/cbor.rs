@@ -62,13 +62,24 @@ pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
 }
 
 /// Decodes canonical DAG-CBOR of at most one block into a `T`.
-pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+///
+/// Strict for types too: the decoded `T` must encode back to exactly
+/// `bytes`, so unknown fields, missing optional fields and any other input
+/// that serde would accept loosely are refused. One meaning, one encoding.
+pub fn from_slice<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T> {
     from_slice_with(bytes, Limits::BLOCK)
 }
 
-/// Decodes canonical DAG-CBOR into a `T` under the given limits.
-pub fn from_slice_with<T: DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T> {
-    from_value(decode_value_with(bytes, limits)?)
+/// Decodes canonical DAG-CBOR into a `T` under the given limits, with the
+/// same round-trip check as [`from_slice`].
+pub fn from_slice_with<T: DeserializeOwned + Serialize>(bytes: &[u8], limits: Limits) -> Result<T> {
+    let value: T = from_value(decode_value_with(bytes, limits)?)?;
+    if to_vec(&value)? != bytes {
+        return Err(Error::NonCanonical {
+            reason: "fields that do not round-trip (unknown or missing fields)",
+        });
+    }
+    Ok(value)
 }
 
 /// Converts a decoded [`Value`] into a `T`.
@@ -396,6 +407,32 @@ mod tests {
         let blob = serde_bytes::ByteBuf::from(vec![7u8; 200_000]);
         let bytes = to_vec(&blob).unwrap();
         assert_eq!(from_slice::<serde_bytes::ByteBuf>(&bytes).unwrap(), blob);
+    }
+
+    #[test]
+    fn typed_decoding_refuses_unknown_and_missing_fields() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Update {
+            c: Option<u64>,
+            s: u64,
+        }
+        let good = to_vec(&Update { c: None, s: 1 }).unwrap();
+        assert_eq!(
+            from_slice::<Update>(&good).unwrap(),
+            Update { c: None, s: 1 }
+        );
+        // {"s": 1}: "c" missing, which serde alone reads as None.
+        let missing = [0xa1, 0x61, b's', 0x01];
+        assert!(matches!(
+            from_slice::<Update>(&missing),
+            Err(Error::NonCanonical { .. })
+        ));
+        // {"\\": null, "s": 1}: an unknown key instead of "c".
+        let unknown = [0xa2, 0x61, b'\\', 0xf6, 0x61, b's', 0x01];
+        assert!(matches!(
+            from_slice::<Update>(&unknown),
+            Err(Error::NonCanonical { .. })
+        ));
     }
 
     #[test]
