@@ -22,6 +22,18 @@ async fn writer(store: &dyn BlockStore) -> Writer {
     }
 }
 
+/// Stores arbitrary dag-cbor bytes as a block, bypassing the CHAMP.
+async fn put_raw(store: &dyn BlockStore, w: &Writer, data: bytes::Bytes) {
+    let block = peergos_blockstore::SignedBlock::sign(&w.keys, Codec::DagCbor, data);
+    let request = peergos_blockstore::PutBlocks {
+        owner: w.owner,
+        writer: w.owner,
+        transaction: w.transaction,
+        blocks: vec![block],
+    };
+    store.put(request).await.unwrap();
+}
+
 /// A memory store, a CHAMP over it, and a writer with an open transaction.
 async fn fixture() -> (Arc<MemoryStore>, Champ<MemoryStore>, Writer) {
     let store = Arc::new(MemoryStore::new());
@@ -352,19 +364,7 @@ async fn malformed_and_missing_nodes_are_errors() {
     let fw = writer(&**full.store()).await;
     let root = build(&full, &fw, Config::default(), &entries).await;
     let root_bytes = full.store().get(&root, None).await.unwrap().unwrap();
-    store
-        .put(peergos_blockstore::PutBlocks {
-            owner: w.owner,
-            writer: w.owner,
-            transaction: w.transaction,
-            blocks: vec![peergos_blockstore::SignedBlock::sign(
-                &w.keys,
-                Codec::DagCbor,
-                root_bytes,
-            )],
-        })
-        .await
-        .unwrap();
+    put_raw(&*store, &w, root_bytes).await;
     let mut missing = 0;
     for n in 0..50 {
         match champ.get(&root, &key(n)).await {
@@ -376,19 +376,7 @@ async fn malformed_and_missing_nodes_are_errors() {
     assert!(missing > 0, "50 keys should need child nodes");
     // A block that is not a CHAMP node.
     let junk = Block::encode(&vec![1u8, 2, 3]).unwrap();
-    store
-        .put(peergos_blockstore::PutBlocks {
-            owner: w.owner,
-            writer: w.owner,
-            transaction: w.transaction,
-            blocks: vec![peergos_blockstore::SignedBlock::sign(
-                &w.keys,
-                Codec::DagCbor,
-                junk.data().clone(),
-            )],
-        })
-        .await
-        .unwrap();
+    put_raw(&*store, &w, junk.data().clone()).await;
     let err = champ.get(junk.cid(), &key(1)).await.unwrap_err();
     assert!(matches!(err, Error::MalformedNode { .. }), "{err}");
 }

@@ -90,26 +90,7 @@ impl Bat {
     }
 }
 
-impl std::fmt::Debug for Bat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Bat(..)")
-    }
-}
-
-impl serde::Serialize for Bat {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Bat {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = <serde_bytes::ByteBuf as serde::Deserialize>::deserialize(d)?;
-        array(&bytes, "block access token")
-            .map(Bat)
-            .map_err(serde::de::Error::custom)
-    }
-}
+crate::secret_bytes!(Bat, "block access token");
 
 /// How a block names a token that may read it. Encoded as a kind byte and
 /// the kind's bytes; today the only kind is `0x00`, the token itself.
@@ -160,7 +141,7 @@ impl BatId {
     }
 }
 
-crate::signing::serde_as_bytes!(BatId, "BAT id");
+crate::signing::serde_as_bytes!(BatId);
 
 /// Proof that the requester holds a token of a block, valid for
 /// [`PROOF_LIFETIME_SECS`]. CBOR: `{"m": bytes(32), "t": u64}`.

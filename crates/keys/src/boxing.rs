@@ -342,7 +342,7 @@ impl std::fmt::Debug for BoxingKeyPair {
     }
 }
 
-crate::signing::serde_as_bytes!(PublicBoxingKey, "public boxing key");
+crate::signing::serde_as_bytes!(PublicBoxingKey);
 
 #[cfg(test)]
 mod tests {

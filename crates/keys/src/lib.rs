@@ -27,6 +27,35 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+/// For a 32-byte secret newtype: a `Debug` that prints `Name(..)` and never
+/// the bytes, and serde as a CBOR byte string of exactly 32 bytes.
+macro_rules! secret_bytes {
+    ($type:ident, $what:literal) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($type), "(..)"))
+            }
+        }
+
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let bytes = <serde_bytes::ByteBuf as serde::Deserialize>::deserialize(d)?;
+                $crate::array(&bytes, $what)
+                    .map($type)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+pub(crate) use secret_bytes;
+
 pub mod bat;
 mod boxing;
 mod error;

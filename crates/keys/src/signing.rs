@@ -173,7 +173,7 @@ impl std::fmt::Debug for PublicSigningKey {
 }
 
 macro_rules! serde_as_bytes {
-    ($type:ty, $what:literal) => {
+    ($type:ty) => {
         impl serde::Serialize for $type {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_bytes(&self.to_bytes())
@@ -190,8 +190,8 @@ macro_rules! serde_as_bytes {
 }
 pub(crate) use serde_as_bytes;
 
-serde_as_bytes!(PublicSigningKey, "public signing key");
-serde_as_bytes!(Signature, "signature");
+serde_as_bytes!(PublicSigningKey);
+serde_as_bytes!(Signature);
 
 #[cfg(test)]
 mod tests {

@@ -90,26 +90,7 @@ impl SymmetricKey {
     }
 }
 
-impl std::fmt::Debug for SymmetricKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SymmetricKey(..)")
-    }
-}
-
-impl serde::Serialize for SymmetricKey {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for SymmetricKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
-        crate::array(&bytes, "symmetric key")
-            .map(SymmetricKey)
-            .map_err(serde::de::Error::custom)
-    }
-}
+crate::secret_bytes!(SymmetricKey, "symmetric key");
 
 /// Pads `data` to a multiple of `multiple` bytes (ISO/IEC 7816-4: one 0x80
 /// byte, then zeros), hiding its exact length. Always adds at least one byte.
