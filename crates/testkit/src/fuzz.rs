@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("bat_block", bat_block),
     ("signed_pointer", signed_pointer),
     ("champ_node", champ_node),
+    ("capability", capability),
 ];
 
 /// The strict DAG-CBOR decoder: whatever it accepts re-encodes exactly.
@@ -99,4 +100,21 @@ pub fn signed_pointer(data: &[u8]) {
 /// walking a proof never panics.
 pub fn champ_node(data: &[u8]) {
     peergos_champ::fuzzing::node(data);
+}
+
+/// Capability links and capability CBOR from strangers: whatever parses
+/// prints back to the same text / bytes.
+pub fn capability(data: &[u8]) {
+    use peergos_cryptree::{AbsoluteCapability, RelativeCapability};
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(cap) = AbsoluteCapability::from_text(text) {
+            assert_eq!(cap.to_text().expect("re-encode"), text);
+        }
+    }
+    if let Ok(cap) = cbor::from_slice::<AbsoluteCapability>(data) {
+        assert_eq!(cbor::to_vec(&cap).expect("re-encode"), data);
+    }
+    if let Ok(cap) = cbor::from_slice::<RelativeCapability>(data) {
+        assert_eq!(cbor::to_vec(&cap).expect("re-encode"), data);
+    }
 }

@@ -1,0 +1,25 @@
+//! The encrypted filesystem: capabilities, per-writer state, and (coming)
+//! cryptree nodes.
+//!
+//! What exists so far:
+//!
+//! - [`Label`], [`AbsoluteCapability`] and [`RelativeCapability`]: what a
+//!   holder needs to find, read and (optionally) write one node, and the
+//!   compact, checksummed text form used in links ([`AbsoluteCapability::to_text`]).
+//! - [`WriterData`]: the root block of one signing key's state (its
+//!   filesystem CHAMP, owned sub-writers, boxing key, login parameters), and
+//!   [`Committer`], which moves a writer's pointer to a new `WriterData` by
+//!   compare-and-swap, re-reading and re-applying the change when another
+//!   writer got there first, so neither change is lost.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod capability;
+mod error;
+mod writer_data;
+
+pub use crate::capability::{AbsoluteCapability, Label, RelativeCapability, TEXT_PREFIX};
+pub use crate::error::Error;
+pub use crate::writer_data::{Committed, Committer, WriterData, MAX_COMMIT_ATTEMPTS};
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,240 @@
+//! `WriterData`: the root block of one signing key's state, and the commit
+//! path that moves the key's pointer to a new one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use peergos_blockstore::{BlockStore, PutBlocks, SignedBlock, TransactionId};
+use peergos_ipld::{cbor, Block, Cid, Codec};
+use peergos_keys::{LoginParams, PublicBoxingKey, PublicKeyHash, SigningKeyPair};
+use peergos_pointers::{
+    Error as PointerError, PointerCache, PointerStore, PointerUpdate, SignedPointer,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// How many times [`Committer::commit`] tries a change before giving up.
+pub const MAX_COMMIT_ATTEMPTS: usize = 16;
+
+/// The state of one writer key, stored as a dag-cbor block that the key's
+/// pointer names.
+///
+/// CBOR:
+/// ```text
+/// {"tree": link | null,          root of the writer's filesystem CHAMP
+///  "links": link | null,         root of the secret-link CHAMP
+///  "login": LoginParams | null,  scrypt parameters (identity keys only)
+///  "named": {text: link},        named owned keys (e.g. "pki")
+///  "owned": [link, ...],         owned sub-writer keys, sorted
+///  "boxing": bytes | null,       public boxing key for follow requests
+///  "public": link | null,        root of the public-data CHAMP
+///  "controller": link}           the key that controls this writer
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriterData {
+    /// The key that controls this writer (the owner for a sub-writer).
+    pub controller: PublicKeyHash,
+    /// Root of the filesystem CHAMP (labels -> cryptree node blocks).
+    pub tree: Option<Cid>,
+    /// Sub-writer keys this writer owns (write access to subtrees).
+    pub owned: BTreeSet<PublicKeyHash>,
+    /// Owned keys with a well-known name.
+    pub named: BTreeMap<String, PublicKeyHash>,
+    /// Where follow requests to this user are sealed to.
+    pub boxing: Option<PublicBoxingKey>,
+    /// Root of the public-data CHAMP.
+    pub public: Option<Cid>,
+    /// Root of the secret-link CHAMP.
+    pub links: Option<Cid>,
+    /// The user's login parameters (on identity keys only).
+    pub login: Option<LoginParams>,
+}
+
+impl WriterData {
+    /// Empty state controlled by `controller`.
+    pub fn new(controller: PublicKeyHash) -> Self {
+        WriterData {
+            controller,
+            tree: None,
+            owned: BTreeSet::new(),
+            named: BTreeMap::new(),
+            boxing: None,
+            public: None,
+            links: None,
+            login: None,
+        }
+    }
+
+    /// The canonical block.
+    pub fn to_block(&self) -> Result<Block> {
+        Ok(Block::encode(self)?)
+    }
+
+    /// Decodes (strictly) a block's bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Ok(cbor::from_slice(bytes)?)
+    }
+}
+
+/// The outcome of a commit.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The new state.
+    pub data: WriterData,
+    /// Its block's CID, which the pointer now names.
+    pub cid: Cid,
+    /// The pointer's new sequence.
+    pub sequence: u64,
+    /// How many attempts lost a race before this one won.
+    pub conflicts: usize,
+}
+
+/// Moves writers' pointers: reads the current state, applies a change,
+/// stores the new `WriterData`, and compare-and-swaps the pointer. Every
+/// pointer it reads is verified and checked against its [`PointerCache`],
+/// so a server cannot roll it back.
+pub struct Committer<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
+    blocks: Arc<B>,
+    pointers: Arc<P>,
+    cache: PointerCache,
+}
+
+impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
+    /// A committer over the given stores.
+    pub fn new(blocks: Arc<B>, pointers: Arc<P>) -> Self {
+        Committer {
+            blocks,
+            pointers,
+            cache: PointerCache::new(),
+        }
+    }
+
+    /// The block store.
+    pub fn blocks(&self) -> &Arc<B> {
+        &self.blocks
+    }
+
+    /// The current state of `writer` in `owner`'s space (None: never
+    /// committed), with its CID and sequence, after verifying the pointer.
+    pub async fn current(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> Result<(Option<(WriterData, Cid)>, u64)> {
+        let Some(signed) = self.pointers.get(owner, writer).await? else {
+            return Ok((None, 0));
+        };
+        self.cache.observe(owner, writer, &signed)?;
+        let sequence = signed.update.sequence;
+        let Some(cid) = signed.update.current else {
+            return Ok((None, sequence));
+        };
+        let bytes = self
+            .blocks
+            .get(&cid, None)
+            .await?
+            .ok_or(Error::MissingWriterData { cid })?;
+        cid.verify(&bytes)?;
+        Ok((Some((WriterData::from_bytes(&bytes)?, cid)), sequence))
+    }
+
+    /// Applies `change` to the current state of `writer` (in `owner`'s
+    /// space) and commits the result. `change` gets the current state and
+    /// an open transaction to write any new blocks in; it may run several
+    /// times, each time on fresh state, if other writers commit first, so
+    /// no one's change is lost. It must not have effects outside the
+    /// returned state and the blocks it writes.
+    ///
+    /// Not cancel-safe in the sense that a dropped future may still have
+    /// committed; re-read with [`current`](Self::current) to find out.
+    pub async fn commit<F, Fut>(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &SigningKeyPair,
+        mut change: F,
+    ) -> Result<Committed>
+    where
+        F: FnMut(WriterData, TransactionId) -> Fut,
+        Fut: Future<Output = Result<WriterData>>,
+    {
+        let writer_hash = PublicKeyHash::of(&writer.public());
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+            let (current, sequence) = self.current(owner, &writer_hash).await?;
+            let previous = current.as_ref().map(|(_, cid)| *cid);
+            let state = current.map_or_else(|| WriterData::new(*owner), |(data, _)| data);
+            let tx = self.blocks.start_transaction(owner).await?;
+            let outcome = self
+                .try_commit(
+                    owner,
+                    writer,
+                    &writer_hash,
+                    &mut change,
+                    state,
+                    tx,
+                    previous,
+                    sequence,
+                )
+                .await;
+            self.blocks.close_transaction(owner, &tx).await?;
+            match outcome {
+                Ok((data, cid, sequence)) => {
+                    return Ok(Committed {
+                        data,
+                        cid,
+                        sequence,
+                        conflicts: attempt,
+                    })
+                }
+                Err(Error::Pointer(
+                    PointerError::CasConflict(_) | PointerError::StaleSequence { .. },
+                )) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::TooManyConflicts {
+            attempts: MAX_COMMIT_ATTEMPTS,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_commit<F, Fut>(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &SigningKeyPair,
+        writer_hash: &PublicKeyHash,
+        change: &mut F,
+        state: WriterData,
+        tx: TransactionId,
+        previous: Option<Cid>,
+        sequence: u64,
+    ) -> Result<(WriterData, Cid, u64)>
+    where
+        F: FnMut(WriterData, TransactionId) -> Fut,
+        Fut: Future<Output = Result<WriterData>>,
+    {
+        let data = change(state, tx).await?;
+        let block = data.to_block()?;
+        let cid = *block.cid();
+        self.blocks
+            .put(PutBlocks {
+                owner: *owner,
+                writer: *writer_hash,
+                transaction: tx,
+                blocks: vec![SignedBlock::sign(writer, Codec::DagCbor, block.into_data())],
+            })
+            .await?;
+        let update = PointerUpdate {
+            previous,
+            current: Some(cid),
+            sequence: sequence + 1,
+        };
+        let signed = SignedPointer::sign(writer, owner, update)?;
+        self.pointers
+            .set(owner, writer_hash, signed.clone())
+            .await?;
+        self.cache.observe(owner, writer_hash, &signed)?;
+        Ok((data, cid, sequence + 1))
+    }
+}

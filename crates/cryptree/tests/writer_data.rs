@@ -1,0 +1,241 @@
+//! WriterData and the commit path: compare-and-swap with re-read and retry.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use peergos_blockstore::{BlockStore, MemoryStore};
+use peergos_champ::{Champ, Config, Key, Value, Writer};
+use peergos_cryptree::{Committer, Error, WriterData};
+use peergos_ipld::{Cid, Codec};
+use peergos_keys::{BoxingKeyPair, LoginParams, PublicKeyHash, SigningKeyPair};
+use peergos_pointers::{MemoryPointerStore, PointerStore, SignedPointer};
+
+type Store = Committer<MemoryStore, MemoryPointerStore>;
+
+fn setup() -> (Arc<Store>, SigningKeyPair, PublicKeyHash) {
+    let committer = Committer::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryPointerStore::default()),
+    );
+    let keys = SigningKeyPair::random();
+    let owner = PublicKeyHash::of(&keys.public());
+    (Arc::new(committer), keys, owner)
+}
+
+/// Adds `key -> value` to the writer's filesystem CHAMP, creating it if
+/// needed: the kind of change a filesystem operation makes.
+async fn add_entry(
+    committer: &Store,
+    keys: &SigningKeyPair,
+    owner: PublicKeyHash,
+    mut data: WriterData,
+    tx: peergos_blockstore::TransactionId,
+    n: u32,
+) -> peergos_cryptree::Result<WriterData> {
+    let champ = Champ::new(Arc::clone(committer.blocks()));
+    let w = Writer {
+        owner,
+        keys: keys.clone(),
+        transaction: tx,
+    };
+    let root = match data.tree {
+        Some(root) => root,
+        None => champ.empty(&w, Config::default()).await?,
+    };
+    let key = Key(peergos_keys::sha256(&n.to_be_bytes()));
+    let value = Value::Link(Cid::hash(Codec::Raw, &n.to_be_bytes()));
+    data.tree = Some(champ.put(&w, &root, &key, None, value).await?);
+    Ok(data)
+}
+
+async fn entries(committer: &Store, owner: &PublicKeyHash) -> usize {
+    let (current, _) = committer.current(owner, owner).await.unwrap();
+    let (data, _) = current.unwrap();
+    let champ = Champ::new(Arc::clone(committer.blocks()));
+    champ.entries(&data.tree.unwrap()).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn commits_chain_and_round_trip() {
+    let (committer, keys, owner) = setup();
+    assert!(committer.current(&owner, &owner).await.unwrap().0.is_none());
+    let boxing = BoxingKeyPair::random();
+    let first = committer
+        .commit(&owner, &keys, |mut data, _| {
+            let public = boxing.public().clone();
+            async move {
+                data.boxing = Some(public);
+                data.login = Some(LoginParams::new_random());
+                data.named.insert(
+                    "pki".into(),
+                    PublicKeyHash::of(&SigningKeyPair::random().public()),
+                );
+                Ok(data)
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!((first.sequence, first.conflicts), (1, 0));
+    let (current, sequence) = committer.current(&owner, &owner).await.unwrap();
+    let (data, cid) = current.unwrap();
+    assert_eq!((cid, sequence), (first.cid, 1));
+    assert_eq!(data, first.data);
+    assert_eq!(
+        WriterData::from_bytes(data.to_block().unwrap().data()).unwrap(),
+        data
+    );
+    let second = committer
+        .commit(&owner, &keys, |data, tx| {
+            add_entry(&committer, &keys, owner, data, tx, 1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.sequence, 2);
+    assert_eq!(second.data.boxing.as_ref(), Some(boxing.public()));
+}
+
+#[tokio::test]
+async fn a_lost_race_re_reads_and_keeps_both_changes() {
+    let (committer, keys, owner) = setup();
+    committer
+        .commit(&owner, &keys, |data, tx| {
+            add_entry(&committer, &keys, owner, data, tx, 0)
+        })
+        .await
+        .unwrap();
+    // While A builds its change, B commits. A's first CAS must fail; A
+    // re-reads (now with B's entry) and re-applies its own.
+    let interfered = AtomicBool::new(false);
+    let result = committer
+        .commit(&owner, &keys, |data, tx| {
+            let committer = Arc::clone(&committer);
+            let keys = keys.clone();
+            let first_try = !interfered.swap(true, Ordering::SeqCst);
+            async move {
+                if first_try {
+                    committer
+                        .commit(&owner, &keys, |d, t| {
+                            add_entry(&committer, &keys, owner, d, t, 2)
+                        })
+                        .await?;
+                }
+                add_entry(&committer, &keys, owner, data, tx, 1).await
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.conflicts, 1, "A should have lost exactly one race");
+    assert_eq!(result.sequence, 3);
+    assert_eq!(entries(&committer, &owner).await, 3, "an entry was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_committers_lose_nothing() {
+    let (committer, keys, owner) = setup();
+    let mut tasks = Vec::new();
+    for t in 0..4u32 {
+        let (committer, keys) = (Arc::clone(&committer), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..8u32 {
+                let n = t * 100 + i;
+                committer
+                    .commit(&owner, &keys, |data, tx| {
+                        add_entry(&committer, &keys, owner, data, tx, n)
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(entries(&committer, &owner).await, 32);
+    let (_, sequence) = committer.current(&owner, &owner).await.unwrap();
+    assert_eq!(sequence, 32);
+}
+
+/// A pointer store that can be told to serve an old pointer.
+struct Replaying {
+    inner: MemoryPointerStore,
+    stale: std::sync::Mutex<Option<SignedPointer>>,
+}
+
+#[async_trait]
+impl PointerStore for Replaying {
+    async fn get(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> peergos_pointers::Result<Option<SignedPointer>> {
+        if let Some(old) = self.stale.lock().unwrap().clone() {
+            return Ok(Some(old));
+        }
+        self.inner.get(owner, writer).await
+    }
+
+    async fn set(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        update: SignedPointer,
+    ) -> peergos_pointers::Result<()> {
+        self.inner.set(owner, writer, update).await
+    }
+}
+
+#[tokio::test]
+async fn a_server_serving_an_old_pointer_is_caught() {
+    let pointers = Arc::new(Replaying {
+        inner: MemoryPointerStore::default(),
+        stale: Default::default(),
+    });
+    let committer = Committer::new(Arc::new(MemoryStore::new()), Arc::clone(&pointers));
+    let keys = SigningKeyPair::random();
+    let owner = PublicKeyHash::of(&keys.public());
+    committer
+        .commit(&owner, &keys, |data, _| async { Ok(data) })
+        .await
+        .unwrap();
+    let old = pointers.inner.get(&owner, &owner).await.unwrap();
+    committer
+        .commit(&owner, &keys, |mut data, _| async {
+            data.public = Some(Cid::hash(Codec::DagCbor, b"x"));
+            Ok(data)
+        })
+        .await
+        .unwrap();
+    *pointers.stale.lock().unwrap() = old;
+    let err = committer.current(&owner, &owner).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Pointer(peergos_pointers::Error::Rollback {
+                seen: 2,
+                offered: 1
+            })
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_writer_data_block_is_a_clear_error() {
+    let blocks = Arc::new(MemoryStore::new());
+    let pointers = Arc::new(MemoryPointerStore::default());
+    let committer = Committer::new(Arc::clone(&blocks), Arc::clone(&pointers));
+    let keys = SigningKeyPair::random();
+    let owner = PublicKeyHash::of(&keys.public());
+    let done = committer
+        .commit(&owner, &keys, |data, _| async { Ok(data) })
+        .await
+        .unwrap();
+    blocks.delete(&done.cid).await.unwrap();
+    let err = Committer::new(blocks, pointers)
+        .current(&owner, &owner)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingWriterData { .. }), "{err}");
+    assert!(err.to_string().contains(&done.cid.to_string()));
+}
