@@ -78,6 +78,16 @@ impl WriterData {
     }
 }
 
+/// Waits a random time up to 2^attempt ms (capped at 256 ms) before retrying
+/// a lost race, so writers contending for one pointer spread out instead of
+/// colliding again in lock step.
+async fn backoff(attempt: usize) {
+    use rand_core::RngCore;
+    let ceiling_ms = 1u64 << attempt.min(8);
+    let wait_us = rand_core::OsRng.next_u64() % (ceiling_ms * 1000 + 1);
+    tokio::time::sleep(std::time::Duration::from_micros(wait_us)).await;
+}
+
 /// The outcome of a commit.
 #[derive(Debug, Clone)]
 pub struct Committed {
@@ -123,10 +133,15 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         owner: &PublicKeyHash,
         writer: &PublicKeyHash,
     ) -> Result<(Option<(WriterData, Cid)>, u64)> {
-        let Some(signed) = self.pointers.get(owner, writer).await? else {
+        // Compare the read with what was seen before it was issued: a
+        // concurrent commit of ours may land while it is in flight.
+        let seen_before = self.cache.newest(owner, writer);
+        let signed = self.pointers.get(owner, writer).await?;
+        self.cache
+            .observe_read(owner, writer, signed.as_ref(), seen_before)?;
+        let Some(signed) = signed else {
             return Ok((None, 0));
         };
-        self.cache.observe(owner, writer, &signed)?;
         let sequence = signed.update.sequence;
         let Some(cid) = signed.update.current else {
             return Ok((None, sequence));
@@ -146,6 +161,10 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
     /// times, each time on fresh state, if other writers commit first, so
     /// no one's change is lost. It must not have effects outside the
     /// returned state and the blocks it writes.
+    ///
+    /// After a lost race it waits a random, growing time (up to 256 ms)
+    /// before retrying, and gives up with [`Error::TooManyConflicts`] after
+    /// [`MAX_COMMIT_ATTEMPTS`]. Needs a Tokio runtime with timers.
     ///
     /// Not cancel-safe in the sense that a dropped future may still have
     /// committed; re-read with [`current`](Self::current) to find out.
@@ -189,7 +208,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
                 }
                 Err(Error::Pointer(
                     PointerError::CasConflict(_) | PointerError::StaleSequence { .. },
-                )) => continue,
+                )) => backoff(attempt).await,
                 Err(e) => return Err(e),
             }
         }
@@ -234,7 +253,10 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         self.pointers
             .set(owner, writer_hash, signed.clone())
             .await?;
-        self.cache.observe(owner, writer_hash, &signed)?;
+        // Another task of ours may already have committed (and recorded)
+        // a newer update on top of this one: record ours only if newest.
+        self.cache
+            .observe_read(owner, writer_hash, Some(&signed), None)?;
         Ok((data, cid, sequence + 1))
     }
 }

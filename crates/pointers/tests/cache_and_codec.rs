@@ -46,6 +46,57 @@ fn cache_refuses_rollback_and_equivocation() {
 }
 
 #[test]
+fn reads_are_judged_against_what_was_seen_before_them() {
+    let alice = Key::random();
+    let a = &alice.hash;
+    let cache = PointerCache::new();
+    let v1 = alice.update(a, None, Some(target(1)), 1);
+    let v2 = alice.update(a, Some(target(1)), Some(target(2)), 2);
+    // A read issued before v2 was seen, answered with v1 after another task
+    // recorded v2: stale but honest, and the cache keeps v2.
+    let before = cache.newest(a, a);
+    cache.observe(a, a, &v1).unwrap();
+    let floor = cache.newest(a, a);
+    cache.observe(a, a, &v2).unwrap();
+    cache.observe_read(a, a, Some(&v1), floor).unwrap();
+    assert_eq!(cache.newest(a, a), Some(2));
+    assert_eq!(before, None);
+    // A read issued after v2 was seen, answered with v1: a rollback.
+    let err = cache
+        .observe_read(a, a, Some(&v1), cache.newest(a, a))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Rollback {
+                seen: 2,
+                offered: 1
+            }
+        ),
+        "{err}"
+    );
+    // The pointer vanishing after it was seen is a rollback too.
+    let err = cache.observe_read(a, a, None, Some(2)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Rollback {
+                seen: 2,
+                offered: 0
+            }
+        ),
+        "{err}"
+    );
+    cache.observe_read(a, a, None, None).unwrap();
+    // A newer read is recorded; a forged one is refused.
+    let v3 = alice.update(a, Some(target(2)), Some(target(3)), 3);
+    cache.observe_read(a, a, Some(&v3), Some(2)).unwrap();
+    assert_eq!(cache.newest(a, a), Some(3));
+    let forged = Key::random().update(a, Some(target(3)), Some(target(4)), 4);
+    assert!(cache.observe_read(a, a, Some(&forged), Some(3)).is_err());
+}
+
+#[test]
 fn error_messages_name_both_values() {
     let err = Error::CasConflict(Box::new(CasConflict {
         expected: None,
