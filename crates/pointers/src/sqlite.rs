@@ -215,13 +215,23 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Queued>, path: &str) {
                     let _ = job.reply.send(verdict);
                 }
             }
-            Err(e) => {
-                // Nothing in the batch was committed: every caller hears so.
-                let message = e.to_string();
+            Err(e) if batch.len() == 1 => {
+                if let Some(job) = batch.into_iter().next() {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                // The shared transaction failed and wrote nothing. Apply each
+                // update alone, so each caller gets its own verdict and its
+                // own typed error, and one failure cannot sink the others.
                 for job in batch {
-                    let _ = job.reply.send(Err(Error::Task(format!(
-                        "pointer transaction failed, update not applied: {message}"
-                    ))));
+                    let verdict =
+                        apply(&mut conn, std::slice::from_ref(&job), path).and_then(|verdicts| {
+                            verdicts.into_iter().next().unwrap_or_else(|| {
+                                Err(Error::Task("a one-update batch gave no verdict".into()))
+                            })
+                        });
+                    let _ = job.reply.send(verdict);
                 }
             }
         }
@@ -229,8 +239,8 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Queued>, path: &str) {
 }
 
 /// Applies a batch in one transaction. Returns each update's own verdict
-/// (accepted, or refused by the CAS rule), or an error if the transaction
-/// as a whole failed and nothing was written.
+/// (accepted, or refused by the CAS rule or a corrupt row), or an error if
+/// the transaction as a whole failed and nothing was written.
 fn apply(conn: &mut Connection, batch: &[Queued], path: &str) -> Result<Vec<Result<()>>> {
     let err = sqlite_err(path);
     let tx = conn
@@ -246,7 +256,8 @@ fn apply(conn: &mut Connection, batch: &[Queued], path: &str) -> Result<Vec<Resu
             )
             .optional()
             .map_err(&err)?;
-        let stored = row
+        // A corrupt row refuses its own update only.
+        let stored = match row
             .map(|(sequence, current)| {
                 let current = current
                     .map(|c| Cid::from_bytes(&c))
@@ -258,7 +269,14 @@ fn apply(conn: &mut Connection, batch: &[Queued], path: &str) -> Result<Vec<Resu
                     current,
                 })
             })
-            .transpose()?;
+            .transpose()
+        {
+            Ok(stored) => stored,
+            Err(e) => {
+                verdicts.push(Err(e));
+                continue;
+            }
+        };
         let verdict = check_cas(stored.as_ref(), &job.update.update);
         if verdict.is_ok() {
             tx.execute(

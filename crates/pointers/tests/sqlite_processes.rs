@@ -215,3 +215,53 @@ async fn concurrent_writers_on_many_pointers_all_land() {
         assert_eq!(stored.update.sequence, 20);
     }
 }
+
+/// A row damaged on disk refuses its own pointer's updates with a typed
+/// error naming the file, and does not get in the way of other pointers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_row_only_affects_its_own_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.sqlite");
+    let store = SqlitePointerStore::open(&db, Arc::new(OwnerOnly), Durability::Full).unwrap();
+    let (alice, bob) = (SigningKeyPair::random(), SigningKeyPair::random());
+    let a = PublicKeyHash::of(&alice.public());
+    let b = PublicKeyHash::of(&bob.public());
+    let target = |n: u8| Some(Cid::hash(peergos_ipld::Codec::DagCbor, &[n]));
+    let update = |pair: &SigningKeyPair, owner: &PublicKeyHash, previous, current, sequence| {
+        SignedPointer::sign(
+            pair,
+            owner,
+            PointerUpdate {
+                previous,
+                current,
+                sequence,
+            },
+        )
+        .unwrap()
+    };
+    store
+        .set(&a, &a, update(&alice, &a, None, target(1), 1))
+        .await
+        .unwrap();
+    store
+        .set(&b, &b, update(&bob, &b, None, target(1), 1))
+        .await
+        .unwrap();
+    // Damage alice's stored target behind the store's back.
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    raw.execute(
+        "UPDATE pointers SET current = x'ff' WHERE owner = ?1",
+        [a.cid().to_bytes()],
+    )
+    .unwrap();
+    // Both updates at once, so they usually share a batch.
+    let (to_alice, to_bob) = tokio::join!(
+        store.set(&a, &a, update(&alice, &a, target(1), target(2), 2)),
+        store.set(&b, &b, update(&bob, &b, target(1), target(2), 2)),
+    );
+    let err = to_alice.unwrap_err();
+    assert!(matches!(err, Error::CorruptRow { .. }), "{err}");
+    assert!(err.to_string().contains("p.sqlite"), "{err}");
+    to_bob.unwrap();
+    assert_eq!(store.get(&b, &b).await.unwrap().unwrap().update.sequence, 2);
+}
