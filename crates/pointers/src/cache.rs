@@ -22,35 +22,17 @@ impl PointerCache {
     }
 
     /// Verifies `update` for `(owner, writer)` and records it if it is the
-    /// newest seen. Returns the update to use: `update` itself, or the newer
-    /// one already seen is an error ([`Error::Rollback`]).
+    /// newest seen. An update older than the newest seen is a
+    /// [`Error::Rollback`]; a different one with the same sequence is an
+    /// [`Error::Equivocation`]. For a read that may race with this client's
+    /// own commits, use [`observe_read`](Self::observe_read).
     pub fn observe(
         &self,
         owner: &PublicKeyHash,
         writer: &PublicKeyHash,
         update: &SignedPointer,
     ) -> Result<()> {
-        update.verify(owner, writer)?;
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (*owner, *writer);
-        if let Some(known) = seen.get(&key) {
-            let (old, new) = (known.update.sequence, update.update.sequence);
-            if new < old {
-                return Err(Error::Rollback {
-                    seen: old,
-                    offered: new,
-                });
-            }
-            if new == old {
-                return if known == update {
-                    Ok(())
-                } else {
-                    Err(Error::Equivocation { sequence: new })
-                };
-            }
-        }
-        seen.insert(key, update.clone());
-        Ok(())
+        self.observe_read(owner, writer, Some(update), self.newest(owner, writer))
     }
 
     /// Like [`observe`](Self::observe), for a read that was issued when the
