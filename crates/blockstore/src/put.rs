@@ -53,7 +53,19 @@ impl PutBlocks {
         self.blocks
             .iter()
             .map(|signed| {
-                let block = Block::new(signed.codec, signed.data.clone())?;
+                // Check the token list while the block is decoded anyway.
+                let block = match signed.codec {
+                    Codec::DagCbor => {
+                        let (block, value) = Block::new_cbor(signed.data.clone())?;
+                        bat::cbor_bats(&value)?;
+                        block
+                    }
+                    Codec::Raw => {
+                        let block = Block::new(Codec::Raw, signed.data.clone())?;
+                        bat::split_raw(block.data())?;
+                        block
+                    }
+                };
                 writer
                     .verify(
                         Domain::BLOCK_PUT,
@@ -61,7 +73,6 @@ impl PutBlocks {
                         &signed.signature,
                     )
                     .map_err(|_| Error::BadWriterSignature { cid: *block.cid() })?;
-                bat::block_bats(block.cid(), block.data())?;
                 Ok(block)
             })
             .collect()

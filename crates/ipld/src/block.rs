@@ -28,15 +28,30 @@ impl Block {
     ///
     /// For [`Codec::DagCbor`] the data must be canonical DAG-CBOR.
     pub fn new(codec: Codec, data: impl Into<Bytes>) -> Result<Self> {
+        match codec {
+            Codec::DagCbor => Ok(Self::new_cbor(data)?.0),
+            Codec::Raw => {
+                let data = data.into();
+                check_size(data.len())?;
+                Ok(Block {
+                    cid: Cid::hash(codec, &data),
+                    data,
+                })
+            }
+        }
+    }
+
+    /// A new DAG-CBOR block and the value it decodes to, for callers that
+    /// need both: the strict decoder runs once.
+    pub fn new_cbor(data: impl Into<Bytes>) -> Result<(Self, cbor::Value)> {
         let data = data.into();
         check_size(data.len())?;
-        if codec == Codec::DagCbor {
-            cbor::decode_value(&data)?;
-        }
-        Ok(Block {
-            cid: Cid::hash(codec, &data),
+        let value = cbor::decode_value(&data)?;
+        let block = Block {
+            cid: Cid::hash(Codec::DagCbor, &data),
             data,
-        })
+        };
+        Ok((block, value))
     }
 
     /// Encodes `value` as canonical DAG-CBOR into a new block.

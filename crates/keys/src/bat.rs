@@ -237,7 +237,7 @@ pub fn split_raw(block: &[u8]) -> Result<(Vec<BatId>, &[u8])> {
 pub fn block_bats(cid: &Cid, block: &[u8]) -> Result<Vec<BatId>> {
     match cid.codec() {
         Some(Codec::Raw) => Ok(split_raw(block)?.0),
-        Some(Codec::DagCbor) => cbor_bats(block),
+        Some(Codec::DagCbor) => cbor_bats(&cbor::decode_value(block)?),
         None => Err(peergos_ipld::Error::UnsupportedCid {
             reason: "unknown codec".into(),
         }
@@ -245,8 +245,9 @@ pub fn block_bats(cid: &Cid, block: &[u8]) -> Result<Vec<BatId>> {
     }
 }
 
-fn cbor_bats(block: &[u8]) -> Result<Vec<BatId>> {
-    let cbor::Value::Map(entries) = cbor::decode_value(block)? else {
+/// The tokens a decoded DAG-CBOR block lists in its `"bats"` field.
+pub fn cbor_bats(value: &cbor::Value) -> Result<Vec<BatId>> {
+    let cbor::Value::Map(entries) = value else {
         return Ok(Vec::new());
     };
     let Some((_, list)) = entries
