@@ -23,6 +23,115 @@ pub enum Error {
         /// The block.
         cid: peergos_ipld::Cid,
     },
+    /// A node block decoded but breaks the node format.
+    #[error("malformed cryptree node: {reason}")]
+    MalformedNode {
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// A part of a node did not decrypt: the wrong key, or tampering.
+    #[error("cannot decrypt the {part} of a node: wrong key or tampered block")]
+    Decrypt {
+        /// Which part.
+        part: &'static str,
+    },
+    /// A block a node links to is missing from the store.
+    #[error("block {cid} is missing from the store")]
+    MissingBlock {
+        /// The block.
+        cid: peergos_ipld::Cid,
+    },
+    /// A chunk the file's size says exists is missing from the tree.
+    #[error("{path}: chunk {index} is missing (the tree is damaged or was rolled back)")]
+    MissingChunk {
+        /// The file.
+        path: String,
+        /// Which chunk.
+        index: u64,
+    },
+    /// Nothing at this path.
+    #[error("{path}: no such file or directory")]
+    NotFound {
+        /// The path.
+        path: String,
+    },
+    /// Something already exists at this path.
+    #[error("{path}: already exists")]
+    AlreadyExists {
+        /// The path.
+        path: String,
+    },
+    /// A directory was needed.
+    #[error("{path}: not a directory")]
+    NotADirectory {
+        /// The path.
+        path: String,
+    },
+    /// A file was needed.
+    #[error("{path}: is a directory")]
+    IsADirectory {
+        /// The path.
+        path: String,
+    },
+    /// A directory that must be empty is not.
+    #[error("{path}: directory not empty")]
+    DirectoryNotEmpty {
+        /// The path.
+        path: String,
+    },
+    /// The capability for this path cannot write.
+    #[error("{path}: read-only (no write access)")]
+    ReadOnly {
+        /// The path.
+        path: String,
+    },
+    /// A node has no link to its writer's signing key, or the key does not
+    /// open it.
+    #[error("this capability cannot write")]
+    NotWritable,
+    /// A name that cannot be used.
+    #[error("invalid name {name:?}: {reason}")]
+    BadName {
+        /// The name (at most 64 characters of it).
+        name: String,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// A path that cannot be used.
+    #[error("invalid path {path:?}: {reason}")]
+    BadPath {
+        /// The path.
+        path: String,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// A move that would put a directory inside itself, or other impossible
+    /// moves.
+    #[error("cannot move {from} to {to}: {reason}")]
+    BadMove {
+        /// Source.
+        from: String,
+        /// Destination.
+        to: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An operation that would span two writer keys, which cannot commit
+    /// atomically.
+    #[error("{path}: the operation spans two writers; copy, then delete instead")]
+    CrossWriter {
+        /// The path.
+        path: String,
+    },
+    /// Reading the data to upload failed.
+    #[error("reading upload data: {0}")]
+    Read(#[source] std::io::Error),
+    /// Writing downloaded data failed.
+    #[error("writing downloaded data: {0}")]
+    Write(#[source] std::io::Error),
+    /// A background task stopped without an answer.
+    #[error("background task failed: {0}")]
+    Task(String),
     /// A block or structure failed to decode.
     #[error(transparent)]
     Encoding(#[from] peergos_ipld::Error),

@@ -15,10 +15,13 @@
 
 mod capability;
 mod error;
+pub mod fs;
+pub mod node;
 mod writer_data;
 
 pub use crate::capability::{AbsoluteCapability, Label, RelativeCapability, TEXT_PREFIX};
 pub use crate::error::Error;
+pub use crate::fs::{Entry, Filesystem, Kind, UploadOptions};
 pub use crate::writer_data::{Committed, Committer, WriterData, MAX_COMMIT_ATTEMPTS};
 
 /// A `Result` whose error is this crate's [`Error`].

@@ -1,0 +1,672 @@
+//! The filesystem: paths, directories and streaming files over cryptree
+//! nodes, in any [`BlockStore`] and [`PointerStore`].
+//!
+//! Reads take a snapshot of each writer's tree (its verified pointer) once
+//! per operation. Writes build new blocks first, then commit a list of
+//! CHAMP changes, each with the value it expects to replace, through
+//! [`Committer`]: a concurrent change to the same node makes the operation
+//! re-plan from a fresh snapshot; a concurrent change elsewhere in the
+//! writer's tree is merged by the committer's retry. Nothing is visible
+//! until the writer's pointer moves, so an interrupted operation leaves the
+//! old tree whole.
+
+mod write;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use peergos_blockstore::{BlockAuth, BlockStore};
+use peergos_champ::{Champ, Value};
+use peergos_ipld::Cid;
+use peergos_keys::{bat, Bat, PublicKeyHash, SigningKeyPair, SymmetricKey};
+use peergos_pointers::PointerStore;
+
+use crate::node::{
+    self, chunk_count, chunk_len, name_tag, BasePart, ChildLink, NodeBlock, ParentPart, Properties,
+    FRAGMENT_SIZE,
+};
+use crate::{AbsoluteCapability, Committer, Error, Label, Result};
+
+pub use write::UploadOptions;
+
+/// Decoded node blocks kept in memory (they are immutable, named by CID).
+const NODE_CACHE: usize = 1 << 14;
+/// Children fetched at once when listing a directory.
+const LIST_CONCURRENCY: usize = 32;
+
+/// A file or a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A file.
+    File,
+    /// A directory.
+    Dir,
+}
+
+/// What a listing or `stat` tells about one file or directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its name.
+    pub name: String,
+    /// File or directory.
+    pub kind: Kind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Last modification, milliseconds since the Unix epoch.
+    pub modified: i64,
+    /// MIME type, or empty.
+    pub mime: String,
+    /// Hidden from [`Filesystem::ls`] (shown by [`Filesystem::ls_all`]).
+    pub hidden: bool,
+    /// Whether this client can write it.
+    pub writable: bool,
+}
+
+/// An encrypted filesystem rooted at one directory capability.
+///
+/// Cheap to share behind an `Arc`; every method takes `&self` and may run
+/// concurrently with others.
+pub struct Filesystem<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
+    committer: Committer<B, P>,
+    champ: Champ<B>,
+    root: AbsoluteCapability,
+    requester: Vec<u8>,
+    nodes: Mutex<HashMap<Cid, Arc<NodeBlock>>>,
+    blocks_written: AtomicU64,
+}
+
+/// Each writer's tree root, read once per operation.
+#[derive(Default)]
+pub(crate) struct View {
+    roots: Mutex<HashMap<PublicKeyHash, Option<Cid>>>,
+}
+
+/// A node found by path: its capability, its decrypted first chunk, and
+/// where its parent links to it.
+#[derive(Clone)]
+pub(crate) struct Found {
+    pub(crate) path: String,
+    pub(crate) cap: AbsoluteCapability,
+    pub(crate) cid: Cid,
+    pub(crate) block: Arc<NodeBlock>,
+    pub(crate) base: BasePart,
+    pub(crate) parent: ParentPart,
+    pub(crate) props: Properties,
+}
+
+impl Found {
+    pub(crate) fn kind(&self) -> Kind {
+        if self.base.dir {
+            Kind::Dir
+        } else {
+            Kind::File
+        }
+    }
+
+    /// The key the node's parent part is under.
+    pub(crate) fn parent_key(&self) -> &SymmetricKey {
+        if self.base.dir {
+            &self.base.second
+        } else {
+            &self.cap.read
+        }
+    }
+
+    pub(crate) fn entry(&self) -> Entry {
+        Entry {
+            name: self.props.name.clone(),
+            kind: self.kind(),
+            size: if self.base.dir { 0 } else { self.props.size },
+            modified: self.props.modified,
+            mime: self.props.mime.clone(),
+            hidden: self.props.hidden,
+            writable: self.cap.is_writable(),
+        }
+    }
+
+    pub(crate) fn require_dir(&self) -> Result<()> {
+        if self.base.dir {
+            Ok(())
+        } else {
+            Err(Error::NotADirectory {
+                path: self.path.clone(),
+            })
+        }
+    }
+
+    pub(crate) fn require_file(&self) -> Result<()> {
+        if self.base.dir {
+            Err(Error::IsADirectory {
+                path: self.path.clone(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The writer's key pair, from the node's signer link.
+    pub(crate) fn signer(&self) -> Result<SigningKeyPair> {
+        let write = self.cap.write.as_ref().ok_or_else(|| Error::ReadOnly {
+            path: self.path.clone(),
+        })?;
+        self.base.signer(write, &self.cap.label, &self.cap.writer)
+    }
+
+    /// The link a child keeps to this directory.
+    pub(crate) fn as_parent(&self) -> node::ParentLink {
+        node::ParentLink {
+            writer: self.cap.writer,
+            label: self.cap.label,
+            bat: self.cap.bat.clone(),
+            key: self.base.second.clone(),
+        }
+    }
+}
+
+/// One chunk of a directory: where it is and its children.
+#[derive(Clone)]
+pub(crate) struct DirChunk {
+    pub(crate) label: Label,
+    pub(crate) bat: Bat,
+    pub(crate) cid: Cid,
+    pub(crate) block: Arc<NodeBlock>,
+    pub(crate) children: Vec<ChildLink>,
+}
+
+/// Splits a path into its names. `""` and `"/"` are the root; empty
+/// components and `.` are skipped; `..` is refused.
+pub(crate) fn components(path: &str) -> Result<Vec<&str>> {
+    let mut out = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(Error::BadPath {
+                    path: path.to_string(),
+                    reason: "'..' is not supported",
+                })
+            }
+            name => {
+                node::check_name(name)?;
+                out.push(name);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn join(names: &[&str]) -> String {
+    format!("/{}", names.join("/"))
+}
+
+impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
+    /// A filesystem over the stores, rooted at `root` (writable if the
+    /// capability is).
+    pub fn open(blocks: Arc<B>, pointers: Arc<P>, root: AbsoluteCapability) -> Self {
+        Filesystem {
+            champ: Champ::new(Arc::clone(&blocks)),
+            committer: Committer::new(blocks, pointers),
+            root,
+            requester: b"peergos/in-process".to_vec(),
+            nodes: Mutex::new(HashMap::new()),
+            blocks_written: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets the peer id that access-token proofs are bound to (the id the
+    /// block server sees this client as).
+    pub fn with_requester(mut self, requester: &[u8]) -> Self {
+        self.requester = requester.to_vec();
+        self
+    }
+
+    /// The root directory's capability. Treat it as a secret.
+    pub fn root(&self) -> &AbsoluteCapability {
+        &self.root
+    }
+
+    /// The owner of the space.
+    pub fn owner(&self) -> &PublicKeyHash {
+        &self.root.owner
+    }
+
+    /// Blocks this filesystem has written so far (nodes, fragments, CHAMP
+    /// nodes, writer data): the cost measure of a change.
+    pub fn blocks_written(&self) -> u64 {
+        self.blocks_written.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn blocks(&self) -> &Arc<B> {
+        self.committer.blocks()
+    }
+
+    /// The tree root of `writer` in this view, reading its pointer the
+    /// first time.
+    async fn tree(&self, view: &View, writer: &PublicKeyHash) -> Result<Option<Cid>> {
+        if let Some(root) = lock(&view.roots).get(writer) {
+            return Ok(*root);
+        }
+        let (current, _) = self.committer.current(&self.root.owner, writer).await?;
+        let root = current.and_then(|(data, _)| data.tree);
+        lock(&view.roots).insert(*writer, root);
+        Ok(root)
+    }
+
+    /// The node block stored at (`writer`, `label`), if any.
+    pub(crate) async fn fetch(
+        &self,
+        view: &View,
+        writer: &PublicKeyHash,
+        label: &Label,
+        bat: Option<&Bat>,
+    ) -> Result<Option<(Cid, Arc<NodeBlock>)>> {
+        let Some(root) = self.tree(view, writer).await? else {
+            return Ok(None);
+        };
+        let cid = match self.champ.get(&root, &label.key()).await? {
+            None => return Ok(None),
+            Some(Value::Link(cid)) => cid,
+            Some(Value::Inline(_)) => {
+                return Err(Error::MalformedNode {
+                    reason: "a tree entry holds inline bytes, not a node link",
+                })
+            }
+        };
+        if let Some(block) = lock(&self.nodes).get(&cid) {
+            return Ok(Some((cid, Arc::clone(block))));
+        }
+        let bytes = self.get_block(&cid, bat).await?;
+        let block = Arc::new(NodeBlock::decode(&bytes)?);
+        let mut nodes = lock(&self.nodes);
+        if nodes.len() >= NODE_CACHE {
+            nodes.clear();
+        }
+        nodes.insert(cid, Arc::clone(&block));
+        Ok(Some((cid, block)))
+    }
+
+    /// A block, with the access proof for `bat`, its hash checked here
+    /// whatever the store did.
+    async fn get_block(&self, cid: &Cid, bat: Option<&Bat>) -> Result<Bytes> {
+        let auth = bat.map(|bat| BlockAuth::new(bat, cid, &self.requester));
+        let bytes = self
+            .blocks()
+            .get(cid, auth.as_ref())
+            .await?
+            .ok_or(Error::MissingBlock { cid: *cid })?;
+        cid.verify(&bytes)?;
+        Ok(bytes)
+    }
+
+    /// Decrypts the node that `cap` names, as found at `path`.
+    async fn load(&self, view: &View, cap: AbsoluteCapability, path: String) -> Result<Found> {
+        let (cid, block) = self
+            .fetch(view, &cap.writer, &cap.label, cap.bat.as_ref())
+            .await?
+            .ok_or_else(|| Error::NotFound { path: path.clone() })?;
+        let base = BasePart::open(&cap.read, &block.base, &cap.label)?;
+        let parent_key = if base.dir { &base.second } else { &cap.read };
+        let parent = ParentPart::open(parent_key, &block.parent, &cap.label)?;
+        let props = parent.props.clone().ok_or(Error::MalformedNode {
+            reason: "a first chunk without properties",
+        })?;
+        Ok(Found {
+            path,
+            cap,
+            cid,
+            block,
+            base,
+            parent,
+            props,
+        })
+    }
+
+    /// The plaintext content of a node (padded), decrypting every fragment.
+    pub(crate) async fn content(
+        &self,
+        key: &SymmetricKey,
+        label: &Label,
+        bat: Option<&Bat>,
+        block: &NodeBlock,
+    ) -> Result<Vec<u8>> {
+        if let Some(inline) = &block.inline {
+            return node::open_inline(key, label, inline);
+        }
+        let count = block.fragments.len();
+        let mut out = Vec::with_capacity(count * FRAGMENT_SIZE);
+        for (i, cid) in block.fragments.iter().enumerate() {
+            out.extend_from_slice(&self.fragment(key, label, bat, cid, i, count).await?);
+        }
+        Ok(out)
+    }
+
+    async fn fragment(
+        &self,
+        key: &SymmetricKey,
+        label: &Label,
+        bat: Option<&Bat>,
+        cid: &Cid,
+        index: usize,
+        count: usize,
+    ) -> Result<Vec<u8>> {
+        let framed = self.get_block(cid, bat).await?;
+        let key = key.clone();
+        let label = *label;
+        tokio::task::spawn_blocking(move || {
+            let (_, payload) = bat::split_raw(&framed)?;
+            node::open_fragment(&key, &label, index, count, payload)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// Every chunk of a directory, first chunk first.
+    pub(crate) async fn dir_chunks(&self, view: &View, dir: &Found) -> Result<Vec<DirChunk>> {
+        dir.require_dir()?;
+        let mut chunks = Vec::new();
+        let mut label = dir.cap.label;
+        let mut bat = dir
+            .cap
+            .bat
+            .clone()
+            .unwrap_or_else(|| Bat::from_bytes([0; 32]));
+        let mut current = Some((dir.cid, Arc::clone(&dir.block)));
+        while let Some((cid, block)) = current {
+            let padded = self
+                .content(&dir.cap.read, &label, Some(&bat), &block)
+                .await?;
+            chunks.push(DirChunk {
+                label,
+                bat: bat.clone(),
+                cid,
+                block,
+                children: node::decode_children(&padded)?,
+            });
+            (label, bat) = node::next_chunk(&dir.props.stream, &label);
+            current = self
+                .fetch(view, &dir.cap.writer, &label, Some(&bat))
+                .await?;
+        }
+        Ok(chunks)
+    }
+
+    /// The child of `dir` called `name`: which chunk links to it, where in
+    /// that chunk, and the child itself.
+    pub(crate) async fn find_child(
+        &self,
+        view: &View,
+        dir: &Found,
+        chunks: &[DirChunk],
+        name: &str,
+    ) -> Result<Option<(usize, usize, Found)>> {
+        let tag = name_tag(&dir.cap.read, name);
+        for (c, chunk) in chunks.iter().enumerate() {
+            for (i, link) in chunk.children.iter().enumerate() {
+                if link.name_tag != tag {
+                    continue;
+                }
+                let path = child_path(&dir.path, name);
+                let child = self.load(view, self.child_cap(dir, link)?, path).await?;
+                // Tags are 128-bit keyed hashes; a collision would be a bug.
+                if child.props.name == name {
+                    return Ok(Some((c, i, child)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn child_cap(&self, dir: &Found, link: &ChildLink) -> Result<AbsoluteCapability> {
+        Ok(AbsoluteCapability {
+            owner: dir.cap.owner,
+            writer: link.writer.unwrap_or(dir.cap.writer),
+            label: link.label,
+            bat: link.bat.clone(),
+            read: link.read.clone(),
+            write: link.write_key(dir.cap.write.as_ref())?,
+        })
+    }
+
+    /// The node at `path`.
+    pub(crate) async fn resolve(&self, view: &View, path: &str) -> Result<Found> {
+        let names = components(path)?;
+        let mut current = self.load(view, self.root.clone(), "/".into()).await?;
+        for (depth, name) in names.iter().enumerate() {
+            if !current.base.dir {
+                return Err(Error::NotADirectory {
+                    path: join(&names[..depth]),
+                });
+            }
+            let chunks = self.dir_chunks(view, &current).await?;
+            current = match self.find_child(view, &current, &chunks, name).await? {
+                Some((_, _, child)) => child,
+                None => {
+                    return Err(Error::NotFound {
+                        path: join(&names[..=depth]),
+                    })
+                }
+            };
+        }
+        Ok(current)
+    }
+
+    /// What is at `path`.
+    pub async fn stat(&self, path: &str) -> Result<Entry> {
+        Ok(self.resolve(&View::default(), path).await?.entry())
+    }
+
+    /// The directory's children, without hidden ones, sorted by name.
+    pub async fn ls(&self, path: &str) -> Result<Vec<Entry>> {
+        let mut all = self.ls_all(path).await?;
+        all.retain(|e| !e.hidden);
+        Ok(all)
+    }
+
+    /// The directory's children, hidden ones included, sorted by name.
+    pub async fn ls_all(&self, path: &str) -> Result<Vec<Entry>> {
+        let view = View::default();
+        let dir = self.resolve(&view, path).await?;
+        let chunks = self.dir_chunks(&view, &dir).await?;
+        let children = self.children(&view, &dir, &chunks).await?;
+        let mut entries: Vec<Entry> = children.iter().map(Found::entry).collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Loads every child of a directory, a few at a time.
+    pub(crate) async fn children(
+        &self,
+        view: &View,
+        dir: &Found,
+        chunks: &[DirChunk],
+    ) -> Result<Vec<Found>> {
+        let links: Vec<&ChildLink> = chunks.iter().flat_map(|c| &c.children).collect();
+        futures::stream::iter(links)
+            .map(|link| async move {
+                let cap = self.child_cap(dir, link)?;
+                let mut child = self.load(view, cap, String::new()).await?;
+                child.path = child_path(&dir.path, &child.props.name);
+                Ok::<_, Error>(child)
+            })
+            .buffered(LIST_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// The capability and keys of every chunk of a file, in order.
+    pub(crate) fn file_chunks(file: &Found) -> impl Iterator<Item = (u64, Label, Bat)> + '_ {
+        let first = (
+            file.cap.label,
+            file.cap
+                .bat
+                .clone()
+                .unwrap_or_else(|| Bat::from_bytes([0; 32])),
+        );
+        let count = chunk_count(file.props.size);
+        (0..count).scan(None::<(Label, Bat)>, move |prev, index| {
+            let here = match prev.take() {
+                None => first.clone(),
+                Some((label, _)) => node::next_chunk(&file.props.stream, &label),
+            };
+            *prev = Some(here.clone());
+            Some((index, here.0, here.1))
+        })
+    }
+
+    /// Fetches chunk `index` of a file, or says it is missing.
+    pub(crate) async fn file_chunk(
+        &self,
+        view: &View,
+        file: &Found,
+        index: u64,
+        label: &Label,
+        bat: &Bat,
+    ) -> Result<(Cid, Arc<NodeBlock>)> {
+        if index == 0 {
+            return Ok((file.cid, Arc::clone(&file.block)));
+        }
+        self.fetch(view, &file.cap.writer, label, Some(bat))
+            .await?
+            .ok_or_else(|| Error::MissingChunk {
+                path: file.path.clone(),
+                index,
+            })
+    }
+
+    /// Reads a whole chunk's data (its true length, without padding).
+    async fn read_chunk(
+        &self,
+        view: &View,
+        file: &Found,
+        index: u64,
+        label: Label,
+        bat: Bat,
+    ) -> Result<Bytes> {
+        let (_, block) = self.file_chunk(view, file, index, &label, &bat).await?;
+        let mut data = self
+            .content(&file.base.second, &label, Some(&bat), &block)
+            .await?;
+        let len = chunk_len(file.props.size, index);
+        if data.len() < len {
+            return Err(Error::MalformedNode {
+                reason: "a chunk holds less data than the file size says",
+            });
+        }
+        data.truncate(len);
+        Ok(Bytes::from(data))
+    }
+
+    /// The file's data as a stream of chunks (up to 5 MiB each), fetching
+    /// the next chunk while the current one is consumed. Memory stays
+    /// bounded by two chunks whatever the file size.
+    pub async fn chunks<'a>(
+        &'a self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'a> {
+        let view = Arc::new(View::default());
+        let file = Arc::new(self.resolve(&view, path).await?);
+        file.require_file()?;
+        let plan: Vec<(u64, Label, Bat)> = Self::file_chunks(&file).collect();
+        Ok(futures::stream::iter(plan)
+            .map(move |(index, label, bat)| {
+                let view = Arc::clone(&view);
+                let file = Arc::clone(&file);
+                async move { self.read_chunk(&view, &file, index, label, bat).await }
+            })
+            .buffered(2))
+    }
+
+    /// Streams the file at `path` into `out`; returns the bytes written.
+    /// Not cancel-safe: a dropped future leaves `out` partly written.
+    pub async fn download<W>(&self, path: &str, mut out: W) -> Result<u64>
+    where
+        W: tokio::io::AsyncWrite + Unpin + Send,
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut chunks = std::pin::pin!(self.chunks(path).await?);
+        let mut total = 0u64;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            out.write_all(&chunk).await.map_err(Error::Write)?;
+            total += chunk.len() as u64;
+        }
+        out.flush().await.map_err(Error::Write)?;
+        Ok(total)
+    }
+
+    /// The file at `path` as an [`AsyncRead`](tokio::io::AsyncRead).
+    pub async fn reader<'a>(&'a self, path: &str) -> Result<impl tokio::io::AsyncRead + Send + 'a> {
+        let chunks = self
+            .chunks(path)
+            .await?
+            .map(|chunk| chunk.map_err(std::io::Error::other));
+        Ok(tokio_util::io::StreamReader::new(chunks))
+    }
+
+    /// Reads `len` bytes at `offset` (fewer at the end of the file),
+    /// fetching and decrypting only the fragments that overlap the range.
+    pub async fn read(&self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let view = View::default();
+        let file = self.resolve(&view, path).await?;
+        file.require_file()?;
+        let size = file.props.size;
+        let end = offset.saturating_add(len as u64).min(size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let first = offset / node::CHUNK_SIZE;
+        let last = (end - 1) / node::CHUNK_SIZE;
+        for (index, label, bat) in Self::file_chunks(&file) {
+            if index < first {
+                continue;
+            }
+            if index > last {
+                break;
+            }
+            let (_, block) = self.file_chunk(&view, &file, index, &label, &bat).await?;
+            let chunk_start = index * node::CHUNK_SIZE;
+            // The range within this chunk.
+            let from = (offset.max(chunk_start) - chunk_start) as usize;
+            let to = (end.min(chunk_start + node::CHUNK_SIZE) - chunk_start) as usize;
+            if let Some(inline) = &block.inline {
+                let data = node::open_inline(&file.base.second, &label, inline)?;
+                out.extend_from_slice(data.get(from..to).ok_or(Error::MalformedNode {
+                    reason: "a chunk holds less data than the file size says",
+                })?);
+                continue;
+            }
+            let count = block.fragments.len();
+            for f in from / FRAGMENT_SIZE..=(to - 1) / FRAGMENT_SIZE {
+                let cid = block.fragments.get(f).ok_or(Error::MalformedNode {
+                    reason: "a chunk has fewer fragments than the file size needs",
+                })?;
+                let data = self
+                    .fragment(&file.base.second, &label, Some(&bat), cid, f, count)
+                    .await?;
+                let base = f * FRAGMENT_SIZE;
+                let a = from.max(base) - base;
+                let b = (to.min(base + FRAGMENT_SIZE) - base).min(data.len());
+                out.extend_from_slice(data.get(a..b).ok_or(Error::MalformedNode {
+                    reason: "a fragment is shorter than the file size needs",
+                })?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn child_path(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,1396 @@
+//! Changing the filesystem: building and storing nodes, and committing
+//! CHAMP changes with compare-and-swap.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use peergos_blockstore::{BlockStore, PutBlocks, SignedBlock, TransactionId};
+use peergos_champ::{Config, Value, Writer};
+use peergos_ipld::{Cid, Codec};
+use peergos_keys::{bat, Bat, Domain, PublicKeyHash, SigningKeyPair, SymmetricKey};
+use peergos_pointers::PointerStore;
+use serde_bytes::ByteBuf;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{child_path, components, DirChunk, Entry, Filesystem, Found, View};
+use crate::node::{
+    self, chunk_count, chunk_len, name_tag, BasePart, ChildLink, NodeBlock, ParentLink, ParentPart,
+    Properties, Sealed, CHUNK_SIZE, MAX_CHILDREN_PER_NODE,
+};
+use crate::{AbsoluteCapability, Error, Label, Result};
+
+/// How many times an operation re-plans after a concurrent change to a
+/// node it touches.
+const MAX_PLAN_ATTEMPTS: usize = 16;
+
+/// Options for a new file or directory.
+#[derive(Clone, Debug, Default)]
+pub struct UploadOptions {
+    /// Modification time, milliseconds since the Unix epoch (default: now).
+    pub modified: Option<i64>,
+    /// MIME type (default: empty, unknown).
+    pub mime: String,
+    /// Hidden from ordinary listings.
+    pub hidden: bool,
+}
+
+/// One change to a writer's CHAMP: `label` goes from `expected` to `new`
+/// (None: absent).
+#[derive(Clone, Debug)]
+pub(crate) struct Mutation {
+    label: Label,
+    expected: Option<Cid>,
+    new: Option<Cid>,
+}
+
+impl Mutation {
+    fn create(label: Label, cid: Cid) -> Self {
+        Mutation {
+            label,
+            expected: None,
+            new: Some(cid),
+        }
+    }
+}
+
+/// The changes of one operation, all in one writer's tree.
+pub(crate) struct Plan {
+    signer: SigningKeyPair,
+    mutations: Vec<Mutation>,
+}
+
+/// A node to build: its place, its sealed parts, and its content.
+struct NodeSpec {
+    label: Label,
+    bat: Bat,
+    base: Vec<u8>,
+    parent: Vec<u8>,
+    content: Content,
+}
+
+enum Content {
+    /// Plaintext (already padded) to encrypt under `key`.
+    Plain { key: SymmetricKey, padded: Vec<u8> },
+    /// Content already sealed and stored.
+    Stored {
+        inline: Option<ByteBuf>,
+        fragments: Vec<Cid>,
+    },
+}
+
+/// Fresh keys for a new file or directory.
+struct Fresh {
+    cap: AbsoluteCapability,
+    write: SymmetricKey,
+    second: SymmetricKey,
+    stream: [u8; 32],
+}
+
+impl Fresh {
+    fn new(owner: PublicKeyHash, writer: PublicKeyHash) -> Self {
+        let write = SymmetricKey::random();
+        Fresh {
+            cap: AbsoluteCapability {
+                owner,
+                writer,
+                label: Label::random(),
+                bat: Some(Bat::random()),
+                read: SymmetricKey::random(),
+                write: Some(write.clone()),
+            },
+            write,
+            second: SymmetricKey::random(),
+            stream: *Bat::random().as_bytes(),
+        }
+    }
+
+    fn bat(&self) -> Bat {
+        self.cap.bat.clone().unwrap_or_else(Bat::random)
+    }
+
+    fn base(&self, dir: bool, label: &Label, signer: &SigningKeyPair) -> Result<Vec<u8>> {
+        BasePart {
+            dir,
+            second: self.second.clone(),
+            signer: Some(BasePart::seal_signer(&self.write, label, signer)),
+        }
+        .seal(&self.cap.read, label)
+    }
+
+    /// The parent key of a directory, or the base key of a file.
+    fn parent_key(&self, dir: bool) -> &SymmetricKey {
+        if dir {
+            &self.second
+        } else {
+            &self.cap.read
+        }
+    }
+
+    /// The link a directory keeps to this node under `name`.
+    fn link(&self, dir: &ParentSide, name: &str) -> ChildLink {
+        ChildLink {
+            writer: (dir.writer != self.cap.writer).then_some(self.cap.writer),
+            label: self.cap.label,
+            bat: self.cap.bat.clone(),
+            read: self.cap.read.clone(),
+            write: Some(ChildLink::seal_write(
+                &dir.write,
+                &self.cap.label,
+                &self.write,
+            )),
+            name_tag: name_tag(&dir.read, name),
+        }
+    }
+}
+
+/// What a new child needs of the directory it goes in.
+struct ParentSide {
+    link: ParentLink,
+    writer: PublicKeyHash,
+    read: SymmetricKey,
+    write: SymmetricKey,
+}
+
+impl ParentSide {
+    fn of(dir: &Found) -> Result<Self> {
+        Ok(ParentSide {
+            link: dir.as_parent(),
+            writer: dir.cap.writer,
+            read: dir.cap.read.clone(),
+            write: dir.cap.write.clone().ok_or_else(|| Error::ReadOnly {
+                path: dir.path.clone(),
+            })?,
+        })
+    }
+
+    fn of_fresh(fresh: &Fresh) -> Self {
+        ParentSide {
+            link: ParentLink {
+                writer: fresh.cap.writer,
+                label: fresh.cap.label,
+                bat: fresh.cap.bat.clone(),
+                key: fresh.second.clone(),
+            },
+            writer: fresh.cap.writer,
+            read: fresh.cap.read.clone(),
+            write: fresh.write.clone(),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Splits a path into its directory and last name.
+fn split_parent(path: &str) -> Result<(String, String)> {
+    let names = components(path)?;
+    let Some((last, dir)) = names.split_last() else {
+        return Err(Error::BadPath {
+            path: path.to_string(),
+            reason: "the root has no parent",
+        });
+    };
+    Ok((format!("/{}", dir.join("/")), (*last).to_string()))
+}
+
+/// Seals content and frames its fragments with the chunk's token; signs
+/// every block. Synchronous: run it off the async threads.
+fn seal_fragments(
+    key: &SymmetricKey,
+    label: &Label,
+    bat: &Bat,
+    signer: &SigningKeyPair,
+    padded: Vec<u8>,
+    blocks: &mut Vec<SignedBlock>,
+) -> Result<(Option<ByteBuf>, Vec<Cid>)> {
+    match node::seal_content(key, label, padded) {
+        Sealed::Inline(bytes) => Ok((Some(ByteBuf::from(bytes)), Vec::new())),
+        Sealed::Fragments(pieces) => {
+            let mut cids = Vec::with_capacity(pieces.len());
+            for piece in pieces {
+                let framed = bat::frame_raw(&[bat.id()], &piece)?;
+                cids.push(sign_into(signer, Codec::Raw, framed, blocks));
+            }
+            Ok((None, cids))
+        }
+    }
+}
+
+/// Hashes once, signs the CID, and queues the block.
+fn sign_into(
+    signer: &SigningKeyPair,
+    codec: Codec,
+    data: Vec<u8>,
+    blocks: &mut Vec<SignedBlock>,
+) -> Cid {
+    let cid = Cid::hash(codec, &data);
+    blocks.push(SignedBlock {
+        codec,
+        signature: signer.sign(Domain::BLOCK_PUT, &cid.to_bytes()),
+        data: data.into(),
+    });
+    cid
+}
+
+fn build(spec: NodeSpec, signer: &SigningKeyPair, blocks: &mut Vec<SignedBlock>) -> Result<Cid> {
+    let (inline, fragments) = match spec.content {
+        Content::Plain { key, padded } => {
+            seal_fragments(&key, &spec.label, &spec.bat, signer, padded, blocks)?
+        }
+        Content::Stored { inline, fragments } => (inline, fragments),
+    };
+    let node = NodeBlock {
+        version: node::VERSION,
+        bats: vec![spec.bat.id()],
+        base: spec.base,
+        parent: spec.parent,
+        inline,
+        fragments,
+    };
+    let block = node.to_block()?;
+    Ok(sign_into(
+        signer,
+        Codec::DagCbor,
+        block.into_data().to_vec(),
+        blocks,
+    ))
+}
+
+/// A new file being written chunk by chunk.
+struct FileSink {
+    fresh: Fresh,
+    signer: SigningKeyPair,
+    tx: TransactionId,
+    index: u64,
+    label: Label,
+    bat: Bat,
+    first: Option<(Option<ByteBuf>, Vec<Cid>)>,
+    size: u64,
+    mutations: Vec<Mutation>,
+}
+
+impl FileSink {
+    fn new(fresh: Fresh, signer: SigningKeyPair, tx: TransactionId) -> Self {
+        FileSink {
+            label: fresh.cap.label,
+            bat: fresh.bat(),
+            fresh,
+            signer,
+            tx,
+            index: 0,
+            first: None,
+            size: 0,
+            mutations: Vec::new(),
+        }
+    }
+
+    /// Stores the next chunk: exactly [`CHUNK_SIZE`] bytes, except the last.
+    async fn push<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
+        &mut self,
+        fs: &Filesystem<B, P>,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        if self.index > 0 {
+            (self.label, self.bat) = node::next_chunk(&self.fresh.stream, &self.label);
+        }
+        self.size += data.len() as u64;
+        let key = self.fresh.second.clone();
+        let label = self.label;
+        let bat = self.bat.clone();
+        let signer = self.signer.clone();
+        if self.index == 0 {
+            // The first node carries the size: build it in finish().
+            let (sealed, blocks) = blocking(move || {
+                let mut blocks = Vec::new();
+                let sealed = seal_fragments(
+                    &key,
+                    &label,
+                    &bat,
+                    &signer,
+                    node::pad_data(data),
+                    &mut blocks,
+                )?;
+                Ok((sealed, blocks))
+            })
+            .await?;
+            fs.put_blocks(&self.signer, self.tx, blocks).await?;
+            self.first = Some(sealed);
+        } else {
+            let base = self.fresh.base(false, &label, &self.signer)?;
+            let parent = ParentPart {
+                parent: None,
+                props: None,
+            }
+            .seal(&self.fresh.cap.read, &label)?;
+            let spec = NodeSpec {
+                label,
+                bat,
+                base,
+                parent,
+                content: Content::Plain {
+                    key,
+                    padded: node::pad_data(data),
+                },
+            };
+            let cid = fs.write_nodes(&self.signer, self.tx, vec![spec]).await?[0];
+            self.mutations.push(Mutation::create(label, cid));
+        }
+        self.index += 1;
+        Ok(())
+    }
+
+    /// Writes the first node with the properties; returns the file's link
+    /// in `dir` and the changes that add its chunks.
+    async fn finish<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
+        mut self,
+        fs: &Filesystem<B, P>,
+        dir: &ParentSide,
+        name: &str,
+        options: &UploadOptions,
+    ) -> Result<(ChildLink, Vec<Mutation>)> {
+        if self.index == 0 {
+            self.push(fs, Vec::new()).await?;
+        }
+        let (inline, fragments) = self.first.take().ok_or(Error::MalformedNode {
+            reason: "a file without a first chunk",
+        })?;
+        let label = self.fresh.cap.label;
+        let props = Properties {
+            name: name.to_string(),
+            size: self.size,
+            modified: options.modified.unwrap_or_else(now_ms),
+            mime: options.mime.clone(),
+            hidden: options.hidden,
+            stream: self.fresh.stream,
+        };
+        let spec = NodeSpec {
+            label,
+            bat: self.fresh.bat(),
+            base: self.fresh.base(false, &label, &self.signer)?,
+            parent: ParentPart {
+                parent: Some(dir.link.clone()),
+                props: Some(props),
+            }
+            .seal(self.fresh.parent_key(false), &label)?,
+            content: Content::Stored { inline, fragments },
+        };
+        let cid = fs.write_nodes(&self.signer, self.tx, vec![spec]).await?[0];
+        self.mutations.push(Mutation::create(label, cid));
+        Ok((self.fresh.link(dir, name), self.mutations))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+}
+
+/// Reads up to one chunk; fewer bytes only at the end of the input.
+async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(CHUNK_SIZE as usize);
+    let mut limited = reader.take(CHUNK_SIZE);
+    while (buf.len() as u64) < CHUNK_SIZE {
+        if limited.read_buf(&mut buf).await.map_err(Error::Read)? == 0 {
+            break;
+        }
+    }
+    Ok(buf)
+}
+
+/// A directory's chunks being edited: links removed, replaced and added,
+/// then only the chunks that changed are rewritten.
+struct DirEdit {
+    dir: Found,
+    chunks: Vec<DirChunk>,
+    dirty: Vec<bool>,
+    added: Option<(Label, Bat, Vec<ChildLink>)>,
+}
+
+impl DirEdit {
+    fn new(dir: Found, chunks: Vec<DirChunk>) -> Self {
+        DirEdit {
+            dirty: vec![false; chunks.len()],
+            dir,
+            chunks,
+            added: None,
+        }
+    }
+
+    fn remove(&mut self, chunk: usize, pos: usize) {
+        self.chunks[chunk].children.remove(pos);
+        self.dirty[chunk] = true;
+    }
+
+    fn replace(&mut self, chunk: usize, pos: usize, link: ChildLink) {
+        self.chunks[chunk].children[pos] = link;
+        self.dirty[chunk] = true;
+    }
+
+    /// Adds a link to the first chunk with room, or to a new last chunk.
+    fn add(&mut self, link: ChildLink) {
+        if let Some(c) = self
+            .chunks
+            .iter()
+            .position(|c| c.children.len() < MAX_CHILDREN_PER_NODE)
+        {
+            self.chunks[c].children.push(link);
+            self.dirty[c] = true;
+            return;
+        }
+        match &mut self.added {
+            Some((_, _, links)) => links.push(link),
+            None => {
+                let last = self.chunks.last().map_or(self.dir.cap.label, |c| c.label);
+                let (label, bat) = node::next_chunk(&self.dir.props.stream, &last);
+                self.added = Some((label, bat, vec![link]));
+            }
+        }
+    }
+
+    /// Writes the changed chunks; returns their CHAMP changes.
+    async fn finish<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
+        self,
+        fs: &Filesystem<B, P>,
+        signer: &SigningKeyPair,
+        tx: TransactionId,
+    ) -> Result<Vec<Mutation>> {
+        let read = self.dir.cap.read.clone();
+        let mut specs = Vec::new();
+        let mut olds = Vec::new();
+        for (chunk, dirty) in self.chunks.iter().zip(&self.dirty) {
+            if !dirty {
+                continue;
+            }
+            specs.push(NodeSpec {
+                label: chunk.label,
+                bat: chunk.bat.clone(),
+                base: chunk.block.base.clone(),
+                parent: chunk.block.parent.clone(),
+                content: Content::Plain {
+                    key: read.clone(),
+                    padded: node::encode_children(&chunk.children)?,
+                },
+            });
+            olds.push((chunk.label, Some(chunk.cid)));
+        }
+        if let Some((label, bat, links)) = self.added {
+            let write = self.dir.cap.write.as_ref().ok_or(Error::NotWritable)?;
+            let base = BasePart {
+                dir: true,
+                second: self.dir.base.second.clone(),
+                signer: Some(BasePart::seal_signer(write, &label, signer)),
+            }
+            .seal(&read, &label)?;
+            let parent = ParentPart {
+                parent: None,
+                props: None,
+            }
+            .seal(&self.dir.base.second, &label)?;
+            specs.push(NodeSpec {
+                label,
+                bat,
+                base,
+                parent,
+                content: Content::Plain {
+                    key: read.clone(),
+                    padded: node::encode_children(&links)?,
+                },
+            });
+            olds.push((label, None));
+        }
+        let cids = fs.write_nodes(signer, tx, specs).await?;
+        Ok(olds
+            .into_iter()
+            .zip(cids)
+            .map(|((label, expected), cid)| Mutation {
+                label,
+                expected,
+                new: Some(cid),
+            })
+            .collect())
+    }
+}
+
+/// What rewriting a file does.
+enum Rewrite<'a> {
+    /// Write bytes at an offset (None: at the end), growing the file.
+    Write(Option<u64>, &'a [u8]),
+    /// Cut or zero-extend to a size.
+    Truncate(u64),
+}
+
+impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
+    /// Creates a new, empty root directory called `name` in `writer`'s
+    /// tree in `owner`'s space, and opens a filesystem on it.
+    pub async fn create(
+        blocks: Arc<B>,
+        pointers: Arc<P>,
+        owner: PublicKeyHash,
+        writer: &SigningKeyPair,
+        name: &str,
+    ) -> Result<Self> {
+        node::check_name(name)?;
+        let fresh = Fresh::new(owner, PublicKeyHash::of(&writer.public()));
+        let fs = Filesystem::open(blocks, pointers, fresh.cap.clone());
+        let label = fresh.cap.label;
+        let spec = NodeSpec {
+            label,
+            bat: fresh.bat(),
+            base: fresh.base(true, &label, writer)?,
+            parent: ParentPart {
+                parent: None,
+                props: Some(Properties {
+                    name: name.to_string(),
+                    size: 0,
+                    modified: now_ms(),
+                    mime: String::new(),
+                    hidden: false,
+                    stream: fresh.stream,
+                }),
+            }
+            .seal(fresh.parent_key(true), &label)?,
+            content: Content::Plain {
+                key: fresh.cap.read.clone(),
+                padded: node::encode_children(&[])?,
+            },
+        };
+        let spec = std::sync::Mutex::new(Some(spec));
+        fs.transact(|tx| {
+            let spec = super::lock(&spec).take();
+            let fs = &fs;
+            async move {
+                let spec = spec.ok_or(Error::Task("root written twice".into()))?;
+                let cid = fs.write_nodes(writer, tx, vec![spec]).await?[0];
+                Ok((
+                    Plan {
+                        signer: writer.clone(),
+                        mutations: vec![Mutation::create(label, cid)],
+                    },
+                    (),
+                ))
+            }
+        })
+        .await?;
+        Ok(fs)
+    }
+
+    /// Stores signed blocks in the transaction.
+    async fn put_blocks(
+        &self,
+        signer: &SigningKeyPair,
+        tx: TransactionId,
+        blocks: Vec<SignedBlock>,
+    ) -> Result<Vec<Cid>> {
+        if blocks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = blocks.len() as u64;
+        let cids = self
+            .blocks()
+            .put(PutBlocks {
+                owner: self.root.owner,
+                writer: PublicKeyHash::of(&signer.public()),
+                transaction: tx,
+                blocks,
+            })
+            .await?;
+        self.blocks_written.fetch_add(count, Ordering::Relaxed);
+        Ok(cids)
+    }
+
+    /// Builds (off the async threads) and stores nodes; returns their CIDs.
+    async fn write_nodes(
+        &self,
+        signer: &SigningKeyPair,
+        tx: TransactionId,
+        specs: Vec<NodeSpec>,
+    ) -> Result<Vec<Cid>> {
+        let pair = signer.clone();
+        let (cids, blocks) = blocking(move || {
+            let mut blocks = Vec::new();
+            let cids = specs
+                .into_iter()
+                .map(|spec| build(spec, &pair, &mut blocks))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((cids, blocks))
+        })
+        .await?;
+        self.put_blocks(signer, tx, blocks).await?;
+        Ok(cids)
+    }
+
+    /// Commits a plan: applies its CHAMP changes to the writer's current
+    /// tree (each checked against the value it expects) and moves the
+    /// pointer, retrying if the pointer moved meanwhile.
+    async fn apply(&self, plan: &Plan) -> Result<()> {
+        if plan.mutations.is_empty() {
+            return Ok(());
+        }
+        let owner = self.root.owner;
+        let champ = &self.champ;
+        self.committer
+            .commit(&owner, &plan.signer, |mut data, transaction| async move {
+                let writer = Writer {
+                    owner,
+                    keys: plan.signer.clone(),
+                    transaction,
+                };
+                let mut root = match data.tree {
+                    Some(root) => root,
+                    None => champ.empty(&writer, Config::default()).await?,
+                };
+                for m in &plan.mutations {
+                    let key = m.label.key();
+                    let expected = m.expected.map(Value::Link);
+                    root = match m.new {
+                        Some(new) => {
+                            champ
+                                .put(&writer, &root, &key, expected.as_ref(), Value::Link(new))
+                                .await?
+                        }
+                        None => match &expected {
+                            Some(expected) => champ.remove(&writer, &root, &key, expected).await?,
+                            None => root,
+                        },
+                    };
+                }
+                data.tree = Some(root);
+                Ok(data)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Runs an operation in a fresh transaction: plans it against a fresh
+    /// snapshot and commits, re-planning if a node it changes was changed
+    /// by someone else first.
+    async fn transact<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: FnMut(TransactionId) -> Fut,
+        Fut: Future<Output = Result<(Plan, T)>>,
+    {
+        let tx = self.blocks().start_transaction(&self.root.owner).await?;
+        let outcome = self.transact_in(tx, attempt).await;
+        // A transaction left open only keeps its blocks from GC until it
+        // times out; the operation's own outcome is what matters.
+        let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
+        outcome
+    }
+
+    async fn transact_in<T, F, Fut>(&self, tx: TransactionId, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(TransactionId) -> Fut,
+        Fut: Future<Output = Result<(Plan, T)>>,
+    {
+        let mut last = None;
+        for _ in 0..MAX_PLAN_ATTEMPTS {
+            let (plan, out) = attempt(tx).await?;
+            match self.apply(&plan).await {
+                Ok(()) => return Ok(out),
+                Err(Error::Champ(peergos_champ::Error::ValueMismatch(m))) => {
+                    last = Some(m);
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        drop(last);
+        Err(Error::TooManyConflicts {
+            attempts: MAX_PLAN_ATTEMPTS,
+        })
+    }
+
+    /// A directory and its chunks, checked writable.
+    async fn writable_dir(&self, view: &View, path: &str) -> Result<(Found, Vec<DirChunk>)> {
+        let dir = self.resolve(view, path).await?;
+        dir.require_dir()?;
+        if !dir.cap.is_writable() {
+            return Err(Error::ReadOnly { path: dir.path });
+        }
+        let chunks = self.dir_chunks(view, &dir).await?;
+        Ok((dir, chunks))
+    }
+
+    /// Creates a directory. Its parent must exist.
+    pub async fn mkdir(&self, path: &str) -> Result<Entry> {
+        self.mkdir_with(path, &UploadOptions::default()).await
+    }
+
+    /// Creates a directory with options (hidden, modification time).
+    pub async fn mkdir_with(&self, path: &str, options: &UploadOptions) -> Result<Entry> {
+        let (dir_path, name) = split_parent(path)?;
+        self.transact(|tx| {
+            let (dir_path, name) = (&dir_path, &name);
+            async move {
+                let view = View::default();
+                let (dir, chunks) = self.writable_dir(&view, dir_path).await?;
+                if self.find_child(&view, &dir, &chunks, name).await?.is_some() {
+                    return Err(Error::AlreadyExists {
+                        path: child_path(&dir.path, name),
+                    });
+                }
+                let signer = dir.signer()?;
+                let side = ParentSide::of(&dir)?;
+                let fresh = Fresh::new(dir.cap.owner, dir.cap.writer);
+                let label = fresh.cap.label;
+                let props = Properties {
+                    name: name.clone(),
+                    size: 0,
+                    modified: options.modified.unwrap_or_else(now_ms),
+                    mime: String::new(),
+                    hidden: options.hidden,
+                    stream: fresh.stream,
+                };
+                let spec = NodeSpec {
+                    label,
+                    bat: fresh.bat(),
+                    base: fresh.base(true, &label, &signer)?,
+                    parent: ParentPart {
+                        parent: Some(side.link.clone()),
+                        props: Some(props.clone()),
+                    }
+                    .seal(fresh.parent_key(true), &label)?,
+                    content: Content::Plain {
+                        key: fresh.cap.read.clone(),
+                        padded: node::encode_children(&[])?,
+                    },
+                };
+                let cid = self.write_nodes(&signer, tx, vec![spec]).await?[0];
+                let mut edit = DirEdit::new(dir, chunks);
+                edit.add(fresh.link(&side, name));
+                let mut mutations = edit.finish(self, &signer, tx).await?;
+                mutations.push(Mutation::create(label, cid));
+                let entry = Entry {
+                    name: props.name,
+                    kind: super::Kind::Dir,
+                    size: 0,
+                    modified: props.modified,
+                    mime: props.mime,
+                    hidden: props.hidden,
+                    writable: true,
+                };
+                Ok((Plan { signer, mutations }, entry))
+            }
+        })
+        .await
+    }
+
+    /// Uploads a file from `reader`, streaming: one chunk (5 MiB) is read
+    /// while the previous one is encrypted and stored, so memory stays
+    /// bounded whatever the size. An existing file of that name is
+    /// replaced (atomically, when the upload commits); an existing
+    /// directory is an error. Not cancel-safe: a dropped upload leaves
+    /// unreferenced blocks for garbage collection and the old tree intact.
+    pub async fn upload<R>(
+        &self,
+        path: &str,
+        mut reader: R,
+        options: UploadOptions,
+    ) -> Result<Entry>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let (dir_path, name) = split_parent(path)?;
+        // Check the destination before streaming anything.
+        let (dir, _) = self.writable_dir(&View::default(), &dir_path).await?;
+        let signer = dir.signer()?;
+        let side = ParentSide::of(&dir)?;
+        let tx = self.blocks().start_transaction(&self.root.owner).await?;
+        let outcome = async {
+            let fresh = Fresh::new(dir.cap.owner, dir.cap.writer);
+            let mut sink = FileSink::new(fresh, signer.clone(), tx);
+            let mut chunk = read_chunk(&mut reader).await?;
+            loop {
+                let full = chunk.len() as u64 == CHUNK_SIZE;
+                if !full {
+                    sink.push(self, chunk).await?;
+                    break;
+                }
+                // Encrypt and store this chunk while reading the next.
+                let (stored, next) = tokio::join!(sink.push(self, chunk), read_chunk(&mut reader));
+                stored?;
+                chunk = next?;
+                if chunk.is_empty() {
+                    break;
+                }
+            }
+            let size = sink.size;
+            let (link, chunks) = sink.finish(self, &side, &name, &options).await?;
+            self.transact_in(tx, |tx| {
+                let (link, chunks, dir_path, name) = (&link, &chunks, &dir_path, &name);
+                let (signer, side) = (&signer, &side);
+                async move {
+                    let view = View::default();
+                    let (dir, dir_chunks) = self.writable_dir(&view, dir_path).await?;
+                    if dir.cap.label != side.link.label {
+                        return Err(Error::NotFound {
+                            path: dir_path.clone(),
+                        });
+                    }
+                    let existing = self.find_child(&view, &dir, &dir_chunks, name).await?;
+                    let mut mutations = chunks.clone();
+                    let mut edit = DirEdit::new(dir, dir_chunks);
+                    match existing {
+                        Some((_, _, old)) if old.base.dir => {
+                            return Err(Error::IsADirectory { path: old.path })
+                        }
+                        Some((c, i, old)) => {
+                            mutations.extend(self.removals(&view, &old).await?);
+                            edit.replace(c, i, link.clone());
+                        }
+                        None => edit.add(link.clone()),
+                    }
+                    mutations.extend(edit.finish(self, signer, tx).await?);
+                    Ok((
+                        Plan {
+                            signer: signer.clone(),
+                            mutations,
+                        },
+                        (),
+                    ))
+                }
+            })
+            .await?;
+            Ok(Entry {
+                name: name.clone(),
+                kind: super::Kind::File,
+                size,
+                modified: options.modified.unwrap_or_else(now_ms),
+                mime: options.mime.clone(),
+                hidden: options.hidden,
+                writable: true,
+            })
+        }
+        .await;
+        let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
+        outcome
+    }
+
+    /// Uploads `data` as a file (see [`upload`](Self::upload)).
+    pub async fn write_file(&self, path: &str, data: &[u8]) -> Result<Entry> {
+        self.upload(path, data, UploadOptions::default()).await
+    }
+
+    /// Every node of a subtree in its own writer's tree, as removals. A
+    /// child under another writer is unlinked, not emptied.
+    async fn removals(&self, view: &View, found: &Found) -> Result<Vec<Mutation>> {
+        let mut out = Vec::new();
+        let mut stack = vec![found.clone()];
+        while let Some(node) = stack.pop() {
+            if node.base.dir {
+                let chunks = self.dir_chunks(view, &node).await?;
+                for child in self.children(view, &node, &chunks).await? {
+                    if child.cap.writer == found.cap.writer {
+                        stack.push(child);
+                    }
+                }
+                out.extend(chunks.into_iter().map(|c| Mutation {
+                    label: c.label,
+                    expected: Some(c.cid),
+                    new: None,
+                }));
+            } else {
+                for (index, label, bat) in Self::file_chunks(&node) {
+                    let (cid, _) = self.file_chunk(view, &node, index, &label, &bat).await?;
+                    out.push(Mutation {
+                        label,
+                        expected: Some(cid),
+                        new: None,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a file, or a directory and everything in it.
+    pub async fn rm(&self, path: &str) -> Result<()> {
+        let (dir_path, name) = split_parent(path)?;
+        self.transact(|tx| {
+            let (dir_path, name) = (&dir_path, &name);
+            async move {
+                let view = View::default();
+                let (dir, chunks) = self.writable_dir(&view, dir_path).await?;
+                let (c, i, child) = self
+                    .find_child(&view, &dir, &chunks, name)
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        path: child_path(&dir.path, name),
+                    })?;
+                let signer = dir.signer()?;
+                let mut mutations = if child.cap.writer == dir.cap.writer {
+                    self.removals(&view, &child).await?
+                } else {
+                    Vec::new()
+                };
+                let mut edit = DirEdit::new(dir, chunks);
+                edit.remove(c, i);
+                mutations.extend(edit.finish(self, &signer, tx).await?);
+                Ok((Plan { signer, mutations }, ()))
+            }
+        })
+        .await
+    }
+
+    /// Deletes an empty directory (fails with
+    /// [`Error::DirectoryNotEmpty`] otherwise).
+    pub async fn rmdir(&self, path: &str) -> Result<()> {
+        let view = View::default();
+        let dir = self.resolve(&view, path).await?;
+        dir.require_dir()?;
+        let chunks = self.dir_chunks(&view, &dir).await?;
+        if chunks.iter().any(|c| !c.children.is_empty()) {
+            return Err(Error::DirectoryNotEmpty { path: dir.path });
+        }
+        self.rm(path).await
+    }
+
+    /// Renames or moves `from` to the path `to` (within one writer). An
+    /// existing file at `to` is replaced by a file, an existing empty
+    /// directory by a directory; anything else there is an error.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (src_path, src_name) = split_parent(from)?;
+        let (dst_path, dst_name) = split_parent(to)?;
+        let from_norm = super::child_path(&src_path, &src_name);
+        let to_norm = super::child_path(&dst_path, &dst_name);
+        if from_norm == to_norm {
+            self.stat(from).await?;
+            return Ok(());
+        }
+        if to_norm.starts_with(&format!("{from_norm}/")) {
+            return Err(Error::BadMove {
+                from: from_norm,
+                to: to_norm,
+                reason: "a directory cannot move inside itself",
+            });
+        }
+        self.transact(|tx| {
+            let (src_path, src_name, dst_path, dst_name) =
+                (&src_path, &src_name, &dst_path, &dst_name);
+            async move {
+                let view = View::default();
+                let (src, src_chunks) = self.writable_dir(&view, src_path).await?;
+                let (c, i, child) = self
+                    .find_child(&view, &src, &src_chunks, src_name)
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        path: child_path(&src.path, src_name),
+                    })?;
+                let same_dir = src_path == dst_path;
+                let (dst, dst_chunks) = if same_dir {
+                    (src.clone(), src_chunks.clone())
+                } else {
+                    self.writable_dir(&view, dst_path).await?
+                };
+                if child.cap.writer != src.cap.writer || dst.cap.writer != src.cap.writer {
+                    return Err(Error::CrossWriter {
+                        path: child.path.clone(),
+                    });
+                }
+                let signer = src.signer()?;
+                let side = ParentSide::of(&dst)?;
+                let mut mutations = Vec::new();
+                let existing = self.find_child(&view, &dst, &dst_chunks, dst_name).await?;
+                if let Some((_, _, old)) = &existing {
+                    let replaceable = match (child.base.dir, old.base.dir) {
+                        (false, false) => true,
+                        (true, true) => self
+                            .dir_chunks(&view, old)
+                            .await?
+                            .iter()
+                            .all(|c| c.children.is_empty()),
+                        _ => false,
+                    };
+                    if !replaceable {
+                        return Err(if old.base.dir {
+                            Error::DirectoryNotEmpty {
+                                path: old.path.clone(),
+                            }
+                        } else {
+                            Error::AlreadyExists {
+                                path: old.path.clone(),
+                            }
+                        });
+                    }
+                    mutations.extend(self.removals(&view, old).await?);
+                }
+                // The child keeps its label, keys and content; only its
+                // parent link and name change.
+                let mut props = child.props.clone();
+                props.name = dst_name.clone();
+                let parent = ParentPart {
+                    parent: Some(side.link.clone()),
+                    props: Some(props),
+                }
+                .seal(child.parent_key(), &child.cap.label)?;
+                let spec = NodeSpec {
+                    label: child.cap.label,
+                    bat: child.cap.bat.clone().unwrap_or_else(Bat::random),
+                    base: child.block.base.clone(),
+                    parent,
+                    content: Content::Stored {
+                        inline: child.block.inline.clone(),
+                        fragments: child.block.fragments.clone(),
+                    },
+                };
+                let cid = self.write_nodes(&signer, tx, vec![spec]).await?[0];
+                mutations.push(Mutation {
+                    label: child.cap.label,
+                    expected: Some(child.cid),
+                    new: Some(cid),
+                });
+                let child_write = child.cap.write.as_ref().ok_or(Error::NotWritable)?;
+                let link = ChildLink {
+                    writer: None,
+                    label: child.cap.label,
+                    bat: child.cap.bat.clone(),
+                    read: child.cap.read.clone(),
+                    write: Some(ChildLink::seal_write(
+                        &side.write,
+                        &child.cap.label,
+                        child_write,
+                    )),
+                    name_tag: name_tag(&side.read, dst_name),
+                };
+                if same_dir {
+                    let mut edit = DirEdit::new(src, src_chunks);
+                    edit.replace(c, i, link);
+                    if let Some((c2, i2, _)) = existing {
+                        edit.remove(c2, i2);
+                    }
+                    mutations.extend(edit.finish(self, &signer, tx).await?);
+                } else {
+                    let mut from_edit = DirEdit::new(src, src_chunks);
+                    from_edit.remove(c, i);
+                    mutations.extend(from_edit.finish(self, &signer, tx).await?);
+                    let mut to_edit = DirEdit::new(dst, dst_chunks);
+                    match existing {
+                        Some((c2, i2, _)) => to_edit.replace(c2, i2, link),
+                        None => to_edit.add(link),
+                    }
+                    mutations.extend(to_edit.finish(self, &signer, tx).await?);
+                }
+                Ok((Plan { signer, mutations }, ()))
+            }
+        })
+        .await
+    }
+
+    /// Copies a file or a directory tree to the path `to` (which must not
+    /// exist), with fresh keys and labels: the copy shares nothing with
+    /// the original.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let (dst_path, dst_name) = split_parent(to)?;
+        let from_norm = format!("/{}", components(from)?.join("/"));
+        let to_norm = child_path(&dst_path, &dst_name);
+        if to_norm == from_norm || to_norm.starts_with(&format!("{from_norm}/")) {
+            return Err(Error::BadMove {
+                from: from_norm,
+                to: to_norm,
+                reason: "a directory cannot be copied inside itself",
+            });
+        }
+        let view = View::default();
+        let src = self.resolve(&view, from).await?;
+        let (dst, _) = self.writable_dir(&view, &dst_path).await?;
+        let signer = dst.signer()?;
+        let side = ParentSide::of(&dst)?;
+        let tx = self.blocks().start_transaction(&self.root.owner).await?;
+        let outcome = async {
+            let (link, copied) =
+                Box::pin(self.copy_node(&view, &src, &side, &dst_name, &signer, tx)).await?;
+            self.transact_in(tx, |tx| {
+                let (link, copied, dst_path, dst_name) = (&link, &copied, &dst_path, &dst_name);
+                let signer = &signer;
+                async move {
+                    let view = View::default();
+                    let (dir, chunks) = self.writable_dir(&view, dst_path).await?;
+                    if dir.cap.label != side.link.label {
+                        return Err(Error::NotFound {
+                            path: dst_path.clone(),
+                        });
+                    }
+                    if self
+                        .find_child(&view, &dir, &chunks, dst_name)
+                        .await?
+                        .is_some()
+                    {
+                        return Err(Error::AlreadyExists {
+                            path: child_path(dst_path, dst_name),
+                        });
+                    }
+                    let mut mutations = copied.clone();
+                    let mut edit = DirEdit::new(dir, chunks);
+                    edit.add(link.clone());
+                    mutations.extend(edit.finish(self, signer, tx).await?);
+                    Ok((
+                        Plan {
+                            signer: signer.clone(),
+                            mutations,
+                        },
+                        (),
+                    ))
+                }
+            })
+            .await
+        }
+        .await;
+        let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
+        outcome
+    }
+
+    /// Writes a fresh copy of `src` (recursively) as a child of `dir`.
+    async fn copy_node(
+        &self,
+        view: &View,
+        src: &Found,
+        dir: &ParentSide,
+        name: &str,
+        signer: &SigningKeyPair,
+        tx: TransactionId,
+    ) -> Result<(ChildLink, Vec<Mutation>)> {
+        let options = UploadOptions {
+            modified: Some(src.props.modified),
+            mime: src.props.mime.clone(),
+            hidden: src.props.hidden,
+        };
+        let fresh = Fresh::new(self.root.owner, dir.writer);
+        if !src.base.dir {
+            let mut sink = FileSink::new(fresh, signer.clone(), tx);
+            for (index, label, bat) in Self::file_chunks(src) {
+                let data = self.read_chunk(view, src, index, label, bat).await?;
+                sink.push(self, data.to_vec()).await?;
+            }
+            return sink.finish(self, dir, name, &options).await;
+        }
+        let me = ParentSide::of_fresh(&fresh);
+        let chunks = self.dir_chunks(view, src).await?;
+        let mut links = Vec::new();
+        let mut mutations = Vec::new();
+        for child in self.children(view, src, &chunks).await? {
+            let (link, m) =
+                Box::pin(self.copy_node(view, &child, &me, &child.props.name, signer, tx)).await?;
+            links.push(link);
+            mutations.extend(m);
+        }
+        let mut specs = Vec::new();
+        let mut label = fresh.cap.label;
+        let mut bat = fresh.bat();
+        let groups: Vec<&[ChildLink]> = if links.is_empty() {
+            vec![&[]]
+        } else {
+            links.chunks(MAX_CHILDREN_PER_NODE).collect()
+        };
+        for (k, group) in groups.into_iter().enumerate() {
+            if k > 0 {
+                (label, bat) = node::next_chunk(&fresh.stream, &label);
+            }
+            let parent = ParentPart {
+                parent: (k == 0).then(|| dir.link.clone()),
+                props: (k == 0).then(|| Properties {
+                    name: name.to_string(),
+                    size: 0,
+                    modified: src.props.modified,
+                    mime: String::new(),
+                    hidden: src.props.hidden,
+                    stream: fresh.stream,
+                }),
+            };
+            specs.push(NodeSpec {
+                label,
+                bat: bat.clone(),
+                base: fresh.base(true, &label, signer)?,
+                parent: parent.seal(fresh.parent_key(true), &label)?,
+                content: Content::Plain {
+                    key: fresh.cap.read.clone(),
+                    padded: node::encode_children(group)?,
+                },
+            });
+        }
+        let labels: Vec<Label> = specs.iter().map(|s| s.label).collect();
+        let cids = self.write_nodes(signer, tx, specs).await?;
+        mutations.extend(
+            labels
+                .into_iter()
+                .zip(cids)
+                .map(|(label, cid)| Mutation::create(label, cid)),
+        );
+        Ok((fresh.link(dir, name), mutations))
+    }
+
+    /// Writes `data` at `offset`, growing the file (zero-filled) if the
+    /// offset is past its end. Only the chunks the write overlaps (and the
+    /// first chunk, for the size) are rewritten.
+    pub async fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<Entry> {
+        self.rewrite(path, Rewrite::Write(Some(offset), data)).await
+    }
+
+    /// Appends `data` to the end of the file.
+    pub async fn append(&self, path: &str, data: &[u8]) -> Result<Entry> {
+        self.rewrite(path, Rewrite::Write(None, data)).await
+    }
+
+    /// Cuts the file to `size` bytes, or extends it with zeros.
+    pub async fn truncate(&self, path: &str, size: u64) -> Result<Entry> {
+        self.rewrite(path, Rewrite::Truncate(size)).await
+    }
+
+    async fn rewrite(&self, path: &str, change: Rewrite<'_>) -> Result<Entry> {
+        self.transact(|tx| {
+            let change = &change;
+            async move {
+                let view = View::default();
+                let file = self.resolve(&view, path).await?;
+                file.require_file()?;
+                let signer = file.signer()?;
+                let old_size = file.props.size;
+                let (write, new_size) = match *change {
+                    Rewrite::Write(offset, data) => {
+                        let offset = offset.unwrap_or(old_size);
+                        let end = offset
+                            .checked_add(data.len() as u64)
+                            .ok_or(Error::BadPath {
+                                path: path.to_string(),
+                                reason: "write past the largest file size",
+                            })?;
+                        (Some((offset, data)), old_size.max(end))
+                    }
+                    Rewrite::Truncate(size) => (None, size),
+                };
+                let old_n = chunk_count(old_size);
+                let new_n = chunk_count(new_size);
+                let mut props = file.props.clone();
+                props.size = new_size;
+                props.modified = now_ms();
+                let mut mutations = Vec::new();
+                let data_key = file.base.second.clone();
+                // The chunk chain, long enough for the old and the new size.
+                let mut chain = Vec::new();
+                let (mut label, mut bat) = (
+                    file.cap.label,
+                    file.cap.bat.clone().unwrap_or_else(Bat::random),
+                );
+                for k in 0..old_n.max(new_n) {
+                    if k > 0 {
+                        (label, bat) = node::next_chunk(&props.stream, &label);
+                    }
+                    chain.push((k, label, bat.clone()));
+                }
+                for (k, label, bat) in chain {
+                    if k >= new_n {
+                        let (cid, _) = self.file_chunk(&view, &file, k, &label, &bat).await?;
+                        mutations.push(Mutation {
+                            label,
+                            expected: Some(cid),
+                            new: None,
+                        });
+                        continue;
+                    }
+                    let start = k * CHUNK_SIZE;
+                    let old_len = if k < old_n { chunk_len(old_size, k) } else { 0 };
+                    let new_len = chunk_len(new_size, k);
+                    // The part of the write inside this chunk: (offset in
+                    // chunk, bytes).
+                    let piece = write.and_then(|(offset, data)| {
+                        let end = offset + data.len() as u64;
+                        let a = offset.max(start);
+                        let b = end.min(start + new_len as u64);
+                        (a < b).then(|| {
+                            let from = (a - offset) as usize;
+                            let to = (b - offset) as usize;
+                            ((a - start) as usize, &data[from..to])
+                        })
+                    });
+                    let content_same = old_len == new_len && piece.is_none();
+                    if content_same && k != 0 {
+                        continue;
+                    }
+                    let old = if k < old_n {
+                        Some(self.file_chunk(&view, &file, k, &label, &bat).await?)
+                    } else {
+                        None
+                    };
+                    let content = match (&old, content_same) {
+                        (Some((_, block)), true) => Content::Stored {
+                            inline: block.inline.clone(),
+                            fragments: block.fragments.clone(),
+                        },
+                        _ => {
+                            let covers =
+                                piece.is_some_and(|(at, bytes)| at == 0 && bytes.len() == new_len);
+                            let mut data = match (&old, covers) {
+                                (Some((_, block)), false) if old_len > 0 => {
+                                    let mut d =
+                                        self.content(&data_key, &label, Some(&bat), block).await?;
+                                    d.truncate(old_len);
+                                    d
+                                }
+                                _ => Vec::new(),
+                            };
+                            data.resize(new_len, 0);
+                            if let Some((at, bytes)) = piece {
+                                data[at..at + bytes.len()].copy_from_slice(bytes);
+                            }
+                            Content::Plain {
+                                key: data_key.clone(),
+                                padded: node::pad_data(data),
+                            }
+                        }
+                    };
+                    let write_key = file.cap.write.as_ref().ok_or(Error::NotWritable)?;
+                    let base = match &old {
+                        Some((_, block)) => block.base.clone(),
+                        None => BasePart {
+                            dir: false,
+                            second: data_key.clone(),
+                            signer: Some(BasePart::seal_signer(write_key, &label, &signer)),
+                        }
+                        .seal(&file.cap.read, &label)?,
+                    };
+                    let parent = if k == 0 {
+                        ParentPart {
+                            parent: file.parent.parent.clone(),
+                            props: Some(props.clone()),
+                        }
+                        .seal(&file.cap.read, &label)?
+                    } else {
+                        match &old {
+                            Some((_, block)) => block.parent.clone(),
+                            None => ParentPart {
+                                parent: None,
+                                props: None,
+                            }
+                            .seal(&file.cap.read, &label)?,
+                        }
+                    };
+                    let spec = NodeSpec {
+                        label,
+                        bat,
+                        base,
+                        parent,
+                        content,
+                    };
+                    let cid = self.write_nodes(&signer, tx, vec![spec]).await?[0];
+                    mutations.push(Mutation {
+                        label,
+                        expected: old.map(|(cid, _)| cid),
+                        new: Some(cid),
+                    });
+                }
+                let mut entry = file.entry();
+                entry.size = new_size;
+                entry.modified = props.modified;
+                Ok((Plan { signer, mutations }, entry))
+            }
+        })
+        .await
+    }
+}

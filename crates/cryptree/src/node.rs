@@ -1,0 +1,643 @@
+//! The cryptree node format: bytes to types and back, and the encryption of
+//! each part. No I/O: the filesystem layer ([`crate::fs`]) fetches and
+//! stores.
+//!
+//! A node is one chunk of a file or a directory, stored as a DAG-CBOR block
+//! that the writer's CHAMP maps the chunk's label to:
+//!
+//! ```text
+//! NodeBlock = {
+//!   "v": 1,
+//!   "bats": [BatId],     access tokens that may read the node (clear: the server checks them)
+//!   "base": bytes,       BasePart, under the base read key
+//!   "parent": bytes,     ParentPart, under the parent key (dirs) or the base key (files)
+//!   "data": bytes,       the content, inline, when its padded size is at most 4 KiB  } exactly
+//!   "frags": [link],     the content as raw fragment blocks of at most 1 MiB         } one
+//! }
+//! BasePart   = {"d": bool is-dir, "k": bytes(32) second key, "s"?: bytes signer link}   padded to 256
+//! ParentPart = {"p": ParentLink | null, "q"?: Properties}                               padded to 256
+//! ParentLink = {"b": bytes | null, "k": bytes(32), "l": bytes(32), "w": link}
+//! Properties = {"h": bool, "m": i64, "n": text, "s": u64, "t": text, "x": bytes(32)}
+//! ChildLink  = {"b": bytes | null, "l": bytes(32), "n": bytes(16), "r": bytes(32), "k"?: bytes, "w"?: link}
+//! ```
+//!
+//! Keys, following cryptree: the base read key `R` (the capability's read
+//! key) opens `BasePart`, which holds the second key: the parent key `P`
+//! of a directory, or the data key `D` of a file. A directory's children
+//! list is under `R`, its `ParentPart` under `P`; a file's data is under
+//! `D`, its `ParentPart` under `R`. A child's `ParentLink` carries its
+//! parent's `P`, so a child's holder can read the names on the path up to
+//! it, but never a sibling (listing needs `R`).
+//!
+//! Every part is XChaCha20-Poly1305 with associated data binding it to its
+//! role and the node's label, so no part can be moved to another node or
+//! role. Fragments are encrypted one by one (associated data: label,
+//! index, count) so a ranged read decrypts only the fragments it touches.
+//! File data is zero-filled to a multiple of 4 KiB (the true length is the
+//! encrypted size property); directory listings use marker padding.
+//!
+//! Chunk `k + 1` of a file or directory lives at label
+//! `SHA-256(stream secret ‖ label k)` with token
+//! `SHA-256("peergos/chunk-bat/v1" ‖ stream secret ‖ label k)`, so finding
+//! chunk `k` costs local hashing only, and the server sees unrelated labels
+//! and tokens. A chain ends at the first label missing from the writer's
+//! (signed) CHAMP.
+
+use hmac::{Hmac, Mac};
+use peergos_ipld::{cbor, Block, Cid};
+use peergos_keys::{pad, sha256, unpad, Bat, BatId, PublicKeyHash, SigningKeyPair, SymmetricKey};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::{Error, Label, Result};
+
+/// Plaintext bytes of file data in one chunk (the last chunk may hold less).
+pub const CHUNK_SIZE: u64 = 5 * 1024 * 1024;
+/// Plaintext bytes of content in one fragment block.
+pub const FRAGMENT_SIZE: usize = 1 << 20;
+/// Content is padded to a multiple of this many bytes.
+pub const PAD_MULTIPLE: usize = 4096;
+/// Content whose padded size is at most this is stored inside the node.
+pub const INLINE_MAX: usize = PAD_MULTIPLE;
+/// Children links in one directory node before a new chunk is used.
+pub const MAX_CHILDREN_PER_NODE: usize = 500;
+/// The most fragments one node may list (a directory chunk of 500 links
+/// needs one; a file chunk at most five).
+pub const MAX_FRAGMENTS: usize = 8;
+/// The node format version.
+pub const VERSION: u64 = 1;
+/// Bytes of a child's name tag.
+pub const NAME_TAG_SIZE: usize = 16;
+/// The longest name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 255;
+
+const BASE_PAD: usize = 256;
+const PARENT_PAD: usize = 256;
+
+/// Associated-data roles.
+const AD_BASE: &[u8] = b"peergos/node-base/v1";
+const AD_PARENT: &[u8] = b"peergos/node-parent/v1";
+const AD_INLINE: &[u8] = b"peergos/node-inline/v1";
+const AD_FRAGMENT: &[u8] = b"peergos/fragment/v1";
+const AD_SIGNER: &[u8] = b"peergos/signer/v1";
+const AD_CHILD_WRITE: &[u8] = b"peergos/child-write/v1";
+const NAME_TAG_DOMAIN: &[u8] = b"peergos/name-tag/v1";
+const CHUNK_BAT_DOMAIN: &[u8] = b"peergos/chunk-bat/v1";
+
+/// A stored node, as the server sees it: everything but the token list is
+/// ciphertext or a link to ciphertext.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBlock {
+    /// Format version, [`VERSION`].
+    #[serde(rename = "v")]
+    pub version: u64,
+    /// Tokens that may read this node and its fragments.
+    pub bats: Vec<BatId>,
+    /// [`BasePart`], encrypted.
+    #[serde(with = "serde_bytes")]
+    pub base: Vec<u8>,
+    /// [`ParentPart`], encrypted.
+    #[serde(with = "serde_bytes")]
+    pub parent: Vec<u8>,
+    /// Inline content ciphertext.
+    #[serde(rename = "data", default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<ByteBuf>,
+    /// Fragment blocks holding the content ciphertext, in order.
+    #[serde(rename = "frags", default, skip_serializing_if = "Vec::is_empty")]
+    pub fragments: Vec<Cid>,
+}
+
+impl std::fmt::Debug for NodeBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeBlock")
+            .field("inline", &self.inline.as_ref().map(|b| b.len()))
+            .field("fragments", &self.fragments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeBlock {
+    /// Decodes (strictly) and checks the shape of a node block.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let node: NodeBlock = cbor::from_slice(bytes)?;
+        let bad = |reason: &'static str| Err(Error::MalformedNode { reason });
+        if node.version != VERSION {
+            return bad("unsupported node version");
+        }
+        match (&node.inline, node.fragments.len()) {
+            (Some(_), 0) => {}
+            (None, 1..=MAX_FRAGMENTS) => {}
+            (Some(_), _) => return bad("both inline content and fragments"),
+            (None, 0) => return bad("no content"),
+            (None, _) => return bad("too many fragments"),
+        }
+        if node.bats.is_empty() || node.bats.len() > peergos_keys::bat::MAX_BATS_PER_BLOCK {
+            return bad("a node lists 1 to 4 access tokens");
+        }
+        Ok(node)
+    }
+
+    /// The canonical block.
+    pub fn to_block(&self) -> Result<Block> {
+        Ok(Block::encode(self)?)
+    }
+}
+
+/// The part under the base read key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasePart {
+    /// True for a directory.
+    #[serde(rename = "d")]
+    pub dir: bool,
+    /// The parent key (directories) or data key (files).
+    #[serde(rename = "k")]
+    pub second: SymmetricKey,
+    /// The writer's signing key seed, encrypted under the node's write key.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<ByteBuf>,
+}
+
+/// Where a node's parent is: enough to read the parent's name and its own
+/// parent link (its parent key), not to list the parent.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent's writer.
+    #[serde(rename = "w")]
+    pub writer: PublicKeyHash,
+    /// The parent's label.
+    #[serde(rename = "l")]
+    pub label: Label,
+    /// The parent's access token.
+    #[serde(rename = "b")]
+    pub bat: Option<Bat>,
+    /// The parent's parent key.
+    #[serde(rename = "k")]
+    pub key: SymmetricKey,
+}
+
+/// What a directory or file says about itself. Encrypted; never seen by a
+/// server.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Properties {
+    /// The name (1 to 255 bytes, no `/`, not `.` or `..`).
+    #[serde(rename = "n")]
+    pub name: String,
+    /// File size in bytes (0 for directories).
+    #[serde(rename = "s")]
+    pub size: u64,
+    /// Last modification, milliseconds since the Unix epoch.
+    #[serde(rename = "m")]
+    pub modified: i64,
+    /// MIME type, or empty if unknown.
+    #[serde(rename = "t")]
+    pub mime: String,
+    /// Hidden from ordinary listings.
+    #[serde(rename = "h")]
+    pub hidden: bool,
+    /// Derives the labels and tokens of chunks after the first.
+    #[serde(rename = "x", with = "serde_bytes")]
+    pub stream: [u8; 32],
+}
+
+/// The part under the parent key: the parent link, and on a first chunk
+/// the properties.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentPart {
+    /// The parent, if any (none for a root or a later chunk).
+    #[serde(rename = "p")]
+    pub parent: Option<ParentLink>,
+    /// The properties, on the first chunk only.
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<Properties>,
+}
+
+/// A directory's link to one child, stored in the directory's encrypted
+/// children list.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildLink {
+    /// The child's writer, when it differs from the directory's.
+    #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<PublicKeyHash>,
+    /// The child's label.
+    #[serde(rename = "l")]
+    pub label: Label,
+    /// The child's access token.
+    #[serde(rename = "b")]
+    pub bat: Option<Bat>,
+    /// The child's base read key.
+    #[serde(rename = "r")]
+    pub read: SymmetricKey,
+    /// The child's write key, encrypted under the directory's write key.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<ByteBuf>,
+    /// Keyed hash of the child's name under the directory's read key, so a
+    /// name is found without fetching every child.
+    #[serde(rename = "n", with = "serde_bytes")]
+    pub name_tag: [u8; NAME_TAG_SIZE],
+}
+
+impl std::fmt::Debug for ChildLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildLink")
+            .field("label", &self.label)
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ChildList(Vec<ChildLink>);
+
+fn ad(role: &[u8], label: &Label, extra: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(role.len() + 32 + extra.len());
+    out.extend_from_slice(role);
+    out.extend_from_slice(&label.0);
+    out.extend_from_slice(extra);
+    out
+}
+
+fn seal_padded<T: Serialize>(
+    key: &SymmetricKey,
+    value: &T,
+    role: &[u8],
+    label: &Label,
+    multiple: usize,
+) -> Result<Vec<u8>> {
+    let mut plain = Zeroizing::new(cbor::to_vec(value)?);
+    pad(&mut plain, multiple);
+    Ok(key.encrypt_with_aad(&plain, &ad(role, label, &[])))
+}
+
+fn open_padded<T: serde::de::DeserializeOwned + Serialize>(
+    key: &SymmetricKey,
+    sealed: &[u8],
+    role: &[u8],
+    label: &Label,
+    part: &'static str,
+) -> Result<T> {
+    let plain = Zeroizing::new(
+        key.decrypt_with_aad(sealed, &ad(role, label, &[]))
+            .map_err(|_| Error::Decrypt { part })?,
+    );
+    Ok(cbor::from_slice(unpad(&plain)?)?)
+}
+
+impl BasePart {
+    /// Encrypts under the base read key.
+    pub fn seal(&self, read: &SymmetricKey, label: &Label) -> Result<Vec<u8>> {
+        seal_padded(read, self, AD_BASE, label, BASE_PAD)
+    }
+
+    /// Decrypts with the base read key.
+    pub fn open(read: &SymmetricKey, sealed: &[u8], label: &Label) -> Result<Self> {
+        open_padded(read, sealed, AD_BASE, label, "base")
+    }
+
+    /// Encrypts a writer's signing key under a node's write key.
+    pub fn seal_signer(write: &SymmetricKey, label: &Label, signer: &SigningKeyPair) -> ByteBuf {
+        ByteBuf::from(write.encrypt_with_aad(&signer.seed()[..], &ad(AD_SIGNER, label, &[])))
+    }
+
+    /// The writer's key pair, given the node's write key; checks it is the
+    /// key of `writer`.
+    pub fn signer(
+        &self,
+        write: &SymmetricKey,
+        label: &Label,
+        writer: &PublicKeyHash,
+    ) -> Result<SigningKeyPair> {
+        let sealed = self.signer.as_ref().ok_or(Error::NotWritable)?;
+        let seed = Zeroizing::new(
+            write
+                .decrypt_with_aad(sealed, &ad(AD_SIGNER, label, &[]))
+                .map_err(|_| Error::Decrypt { part: "signer" })?,
+        );
+        let seed: [u8; 32] = seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::MalformedNode {
+                reason: "signer seed is not 32 bytes",
+            })?;
+        let pair = SigningKeyPair::from_seed(Zeroizing::new(seed));
+        if PublicKeyHash::of(&pair.public()) != *writer {
+            return Err(Error::MalformedNode {
+                reason: "signer link names another writer",
+            });
+        }
+        Ok(pair)
+    }
+}
+
+impl ParentPart {
+    /// Encrypts under the parent key (or a file's base key).
+    pub fn seal(&self, key: &SymmetricKey, label: &Label) -> Result<Vec<u8>> {
+        seal_padded(key, self, AD_PARENT, label, PARENT_PAD)
+    }
+
+    /// Decrypts.
+    pub fn open(key: &SymmetricKey, sealed: &[u8], label: &Label) -> Result<Self> {
+        open_padded(key, sealed, AD_PARENT, label, "parent")
+    }
+}
+
+impl ChildLink {
+    /// The child's write key, given the directory's.
+    pub fn write_key(&self, dir_write: Option<&SymmetricKey>) -> Result<Option<SymmetricKey>> {
+        let (Some(sealed), Some(key)) = (&self.write, dir_write) else {
+            return Ok(None);
+        };
+        let plain = Zeroizing::new(
+            key.decrypt_with_aad(sealed, &ad(AD_CHILD_WRITE, &self.label, &[]))
+                .map_err(|_| Error::Decrypt {
+                    part: "child write key",
+                })?,
+        );
+        let bytes: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::MalformedNode {
+                reason: "child write key is not 32 bytes",
+            })?;
+        Ok(Some(SymmetricKey::from_bytes(bytes)))
+    }
+
+    /// Encrypts a child's write key under the directory's.
+    pub fn seal_write(dir_write: &SymmetricKey, child: &Label, write: &SymmetricKey) -> ByteBuf {
+        ByteBuf::from(dir_write.encrypt_with_aad(write.as_bytes(), &ad(AD_CHILD_WRITE, child, &[])))
+    }
+}
+
+/// The keyed tag of `name` in a directory whose base read key is `dir_read`.
+pub fn name_tag(dir_read: &SymmetricKey, name: &str) -> [u8; NAME_TAG_SIZE] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(dir_read.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(NAME_TAG_DOMAIN);
+    mac.update(name.as_bytes());
+    let full = mac.finalize().into_bytes();
+    let mut tag = [0u8; NAME_TAG_SIZE];
+    tag.copy_from_slice(&full[..NAME_TAG_SIZE]);
+    tag
+}
+
+/// The label and token of the chunk after the one at `label`.
+pub fn next_chunk(stream: &[u8; 32], label: &Label) -> (Label, Bat) {
+    let mut input = Vec::with_capacity(CHUNK_BAT_DOMAIN.len() + 64);
+    input.extend_from_slice(stream);
+    input.extend_from_slice(&label.0);
+    let next = Label(sha256(&input));
+    input.clear();
+    input.extend_from_slice(CHUNK_BAT_DOMAIN);
+    input.extend_from_slice(stream);
+    input.extend_from_slice(&label.0);
+    (next, Bat::from_bytes(sha256(&input)))
+}
+
+/// Chunks in a file of `size` bytes (an empty file has one, empty chunk).
+pub fn chunk_count(size: u64) -> u64 {
+    size.div_ceil(CHUNK_SIZE).max(1)
+}
+
+/// Bytes of data in chunk `index` of a file of `size` bytes.
+pub fn chunk_len(size: u64, index: u64) -> usize {
+    let start = index.saturating_mul(CHUNK_SIZE);
+    // At most CHUNK_SIZE, so it fits a usize.
+    size.saturating_sub(start).min(CHUNK_SIZE) as usize
+}
+
+/// Checks a name is usable: 1 to 255 bytes, no `/` or NUL, not `.`/`..`.
+pub fn check_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > MAX_NAME_LEN {
+        "it is longer than 255 bytes"
+    } else if name.contains('/') || name.contains('\0') {
+        "it contains '/' or NUL"
+    } else if name == "." || name == ".." {
+        "'.' and '..' are reserved"
+    } else {
+        return Ok(());
+    };
+    Err(Error::BadName {
+        name: name.chars().take(64).collect(),
+        reason,
+    })
+}
+
+/// Content ciphertext, ready to store.
+#[derive(Debug)]
+pub enum Sealed {
+    /// Inside the node.
+    Inline(Vec<u8>),
+    /// As fragment payloads (ciphertext, not yet framed with tokens).
+    Fragments(Vec<Vec<u8>>),
+}
+
+/// Pads and encrypts content: file data zero-filled to a multiple of 4 KiB
+/// (at least 4 KiB), or a directory listing with marker padding.
+pub fn seal_content(key: &SymmetricKey, label: &Label, mut padded: Vec<u8>) -> Sealed {
+    if padded.len() <= INLINE_MAX {
+        let out = key.encrypt_with_aad(&padded, &ad(AD_INLINE, label, &[]));
+        zeroize::Zeroize::zeroize(&mut padded);
+        return Sealed::Inline(out);
+    }
+    let count = padded.len().div_ceil(FRAGMENT_SIZE);
+    let out = padded
+        .chunks(FRAGMENT_SIZE)
+        .enumerate()
+        .map(|(i, piece)| key.encrypt_with_aad(piece, &fragment_ad(label, i, count)))
+        .collect();
+    zeroize::Zeroize::zeroize(&mut padded);
+    Sealed::Fragments(out)
+}
+
+fn fragment_ad(label: &Label, index: usize, count: usize) -> Vec<u8> {
+    let mut extra = [0u8; 8];
+    extra[..4].copy_from_slice(&(index as u32).to_be_bytes());
+    extra[4..].copy_from_slice(&(count as u32).to_be_bytes());
+    ad(AD_FRAGMENT, label, &extra)
+}
+
+/// Decrypts inline content.
+pub fn open_inline(key: &SymmetricKey, label: &Label, sealed: &[u8]) -> Result<Vec<u8>> {
+    key.decrypt_with_aad(sealed, &ad(AD_INLINE, label, &[]))
+        .map_err(|_| Error::Decrypt { part: "content" })
+}
+
+/// Decrypts fragment `index` of `count`.
+pub fn open_fragment(
+    key: &SymmetricKey,
+    label: &Label,
+    index: usize,
+    count: usize,
+    sealed: &[u8],
+) -> Result<Vec<u8>> {
+    key.decrypt_with_aad(sealed, &fragment_ad(label, index, count))
+        .map_err(|_| Error::Decrypt { part: "fragment" })
+}
+
+/// Zero-fills file data to its padded length.
+pub fn pad_data(mut data: Vec<u8>) -> Vec<u8> {
+    let len = data.len().div_ceil(PAD_MULTIPLE).max(1) * PAD_MULTIPLE;
+    data.resize(len, 0);
+    data
+}
+
+/// Encodes and pads a directory's children list.
+pub fn encode_children(children: &[ChildLink]) -> Result<Vec<u8>> {
+    let mut plain = cbor::to_vec(&ChildList(children.to_vec()))?;
+    pad(&mut plain, PAD_MULTIPLE);
+    Ok(plain)
+}
+
+/// Decodes a padded children list.
+pub fn decode_children(padded: &[u8]) -> Result<Vec<ChildLink>> {
+    let ChildList(children) = cbor::from_slice(unpad(padded)?)?;
+    if children.len() > MAX_CHILDREN_PER_NODE {
+        return Err(Error::MalformedNode {
+            reason: "more than 500 children in one directory node",
+        });
+    }
+    Ok(children)
+}
+
+/// Entry points for the fuzz targets; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Decodes an untrusted node block; whatever decodes re-encodes to the
+    /// same bytes. Then tries to open its parts with a fixed key.
+    pub fn node(data: &[u8]) {
+        let key = SymmetricKey::from_bytes([7; 32]);
+        let label = Label([3; 32]);
+        if let Ok(node) = NodeBlock::decode(data) {
+            let again = node.to_block().expect("a decoded node re-encodes");
+            assert_eq!(again.data().as_ref(), data, "not canonical");
+            let _ = BasePart::open(&key, &node.base, &label);
+            let _ = ParentPart::open(&key, &node.parent, &label);
+        }
+        let _ = decode_children(data);
+        if let Ok(part) = cbor::from_slice::<BasePart>(data) {
+            let _ = part.signer(
+                &key,
+                &label,
+                &PublicKeyHash::of(&SigningKeyPair::from_seed(Zeroizing::new([1; 32])).public()),
+            );
+        }
+        let _ = cbor::from_slice::<ParentPart>(data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_arithmetic() {
+        assert_eq!(chunk_count(0), 1);
+        assert_eq!(chunk_count(1), 1);
+        assert_eq!(chunk_count(CHUNK_SIZE), 1);
+        assert_eq!(chunk_count(CHUNK_SIZE + 1), 2);
+        assert_eq!(chunk_len(CHUNK_SIZE + 1, 0), CHUNK_SIZE as usize);
+        assert_eq!(chunk_len(CHUNK_SIZE + 1, 1), 1);
+        assert_eq!(chunk_len(CHUNK_SIZE + 1, 2), 0);
+        assert_eq!(chunk_len(0, 0), 0);
+    }
+
+    #[test]
+    fn content_seals_inline_or_in_fragments() {
+        let key = SymmetricKey::random();
+        let label = Label::random();
+        let Sealed::Inline(small) = seal_content(&key, &label, pad_data(vec![1; 10])) else {
+            panic!("10 bytes should be inline");
+        };
+        assert_eq!(small.len(), PAD_MULTIPLE + SymmetricKey::OVERHEAD);
+        assert_eq!(open_inline(&key, &label, &small).unwrap()[..10], [1; 10]);
+        assert!(open_inline(&key, &Label::random(), &small).is_err());
+
+        let data = pad_data(vec![2; CHUNK_SIZE as usize]);
+        let Sealed::Fragments(frags) = seal_content(&key, &label, data) else {
+            panic!("5 MiB should be fragments");
+        };
+        assert_eq!(frags.len(), 5);
+        assert!(frags
+            .iter()
+            .all(|f| f.len() == FRAGMENT_SIZE + SymmetricKey::OVERHEAD));
+        assert_eq!(
+            open_fragment(&key, &label, 3, 5, &frags[3]).unwrap(),
+            vec![2; FRAGMENT_SIZE]
+        );
+        // A fragment cannot be read in another position or node.
+        assert!(open_fragment(&key, &label, 2, 5, &frags[3]).is_err());
+        assert!(open_fragment(&key, &label, 3, 4, &frags[3]).is_err());
+    }
+
+    #[test]
+    fn parts_are_bound_to_role_and_label() {
+        let key = SymmetricKey::random();
+        let label = Label::random();
+        let base = BasePart {
+            dir: true,
+            second: SymmetricKey::random(),
+            signer: None,
+        };
+        let sealed = base.seal(&key, &label).unwrap();
+        assert_eq!(sealed.len(), BASE_PAD + SymmetricKey::OVERHEAD);
+        assert!(BasePart::open(&key, &sealed, &label).unwrap() == base);
+        assert!(matches!(
+            BasePart::open(&key, &sealed, &Label::random()),
+            Err(Error::Decrypt { part: "base" })
+        ));
+        assert!(ParentPart::open(&key, &sealed, &label).is_err());
+    }
+
+    #[test]
+    fn signer_link_needs_the_write_key_and_names_the_writer() {
+        let write = SymmetricKey::random();
+        let label = Label::random();
+        let pair = SigningKeyPair::random();
+        let writer = PublicKeyHash::of(&pair.public());
+        let base = BasePart {
+            dir: false,
+            second: SymmetricKey::random(),
+            signer: Some(BasePart::seal_signer(&write, &label, &pair)),
+        };
+        let back = base.signer(&write, &label, &writer).unwrap();
+        assert_eq!(back.public(), pair.public());
+        assert!(base
+            .signer(&SymmetricKey::random(), &label, &writer)
+            .is_err());
+        let other = PublicKeyHash::of(&SigningKeyPair::random().public());
+        assert!(matches!(
+            base.signer(&write, &label, &other),
+            Err(Error::MalformedNode { .. })
+        ));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["a", "file.txt", ".hidden", "ünïcødé", &"x".repeat(255)] {
+            check_name(good).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "nul\0", &"x".repeat(256)] {
+            assert!(
+                matches!(check_name(bad), Err(Error::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_chain_is_deterministic_and_unlinkable() {
+        let stream = [9u8; 32];
+        let label = Label::random();
+        let (a, bat_a) = next_chunk(&stream, &label);
+        let (b, bat_b) = next_chunk(&stream, &label);
+        assert_eq!(a, b);
+        assert_eq!(bat_a, bat_b);
+        assert_ne!(a.0, *bat_a.as_bytes());
+        assert_ne!(next_chunk(&[8u8; 32], &label).0, a);
+    }
+}

@@ -1,0 +1,330 @@
+//! The filesystem API end to end over the in-memory stores: directories,
+//! streaming files at chunk boundaries, ranged reads and writes, renames,
+//! copies and deletes.
+
+use std::sync::Arc;
+
+use peergos_blockstore::MemoryStore;
+use peergos_cryptree::node::CHUNK_SIZE;
+use peergos_cryptree::{Error, Filesystem, Kind, UploadOptions};
+use peergos_keys::{PublicKeyHash, SigningKeyPair};
+use peergos_pointers::MemoryPointerStore;
+
+type Fs = Filesystem<MemoryStore, MemoryPointerStore>;
+
+async fn new_fs() -> Fs {
+    let keys = SigningKeyPair::random();
+    let owner = PublicKeyHash::of(&keys.public());
+    Filesystem::create(
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryPointerStore::default()),
+        owner,
+        &keys,
+        "alice",
+    )
+    .await
+    .unwrap()
+}
+
+/// Deterministic, non-repeating test data.
+fn data(seed: u8, len: usize) -> Vec<u8> {
+    let mut state = u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+async fn read_all(fs: &Fs, path: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    fs.download(path, &mut out).await.unwrap();
+    out
+}
+
+/// Compares without printing megabytes on failure.
+#[track_caller]
+fn assert_same(got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("first difference at byte {i} of {}", got.len());
+    }
+}
+
+fn names(entries: &[peergos_cryptree::Entry]) -> Vec<&str> {
+    entries.iter().map(|e| e.name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn directories_nest_list_and_refuse_duplicates() {
+    let fs = new_fs().await;
+    assert!(fs.ls("/").await.unwrap().is_empty());
+    fs.mkdir("/docs").await.unwrap();
+    fs.mkdir("/docs/2026").await.unwrap();
+    fs.mkdir("/music").await.unwrap();
+    assert_eq!(names(&fs.ls("/").await.unwrap()), ["docs", "music"]);
+    assert_eq!(names(&fs.ls("/docs").await.unwrap()), ["2026"]);
+    let stat = fs.stat("/docs/2026").await.unwrap();
+    assert_eq!((stat.kind, stat.name.as_str()), (Kind::Dir, "2026"));
+    assert!(matches!(
+        fs.mkdir("/docs").await,
+        Err(Error::AlreadyExists { path }) if path == "/docs"
+    ));
+    assert!(matches!(
+        fs.mkdir("/nope/x").await,
+        Err(Error::NotFound { path }) if path == "/nope"
+    ));
+    assert!(matches!(
+        fs.mkdir("/a/../b").await,
+        Err(Error::BadPath { .. })
+    ));
+    fs.write_file("/f", b"x").await.unwrap();
+    assert!(matches!(
+        fs.mkdir("/f/sub").await,
+        Err(Error::NotADirectory { path }) if path == "/f"
+    ));
+    assert!(matches!(
+        fs.ls("/f").await,
+        Err(Error::NotADirectory { .. })
+    ));
+}
+
+#[tokio::test]
+async fn files_round_trip_at_chunk_and_page_boundaries() {
+    let fs = new_fs().await;
+    let chunk = CHUNK_SIZE as usize;
+    for (i, len) in [
+        0,
+        1,
+        4095,
+        4096,
+        4097,
+        chunk - 1,
+        chunk,
+        chunk + 1,
+        2 * chunk + 12345,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = format!("/file-{i}");
+        let content = data(i as u8, len);
+        let entry = fs
+            .upload(&path, content.as_slice(), UploadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(entry.size, len as u64);
+        assert_eq!(fs.stat(&path).await.unwrap().size, len as u64);
+        assert_same(&read_all(&fs, &path).await, &content);
+    }
+}
+
+#[tokio::test]
+async fn ranged_reads_cross_fragments_and_chunks() {
+    let fs = new_fs().await;
+    let content = data(7, 2 * CHUNK_SIZE as usize + 3000);
+    fs.write_file("/big", &content).await.unwrap();
+    let mib = 1 << 20;
+    for (offset, len) in [
+        (0usize, 10usize),
+        (mib - 5, 10),
+        (CHUNK_SIZE as usize - 100, 200),
+        (3 * mib + 17, 2 * mib),
+        (content.len() - 10, 100),
+        (content.len(), 5),
+    ] {
+        let got = fs.read("/big", offset as u64, len).await.unwrap();
+        let end = (offset + len).min(content.len());
+        assert_eq!(got, &content[offset.min(end)..end], "read {offset}+{len}");
+    }
+}
+
+#[tokio::test]
+async fn overwrite_append_and_truncate() {
+    let fs = new_fs().await;
+    let mut model = data(1, CHUNK_SIZE as usize + 500);
+    fs.write_file("/f", &model).await.unwrap();
+
+    // Overwrite across the chunk boundary.
+    let patch = data(2, 1000);
+    let at = CHUNK_SIZE as usize - 300;
+    fs.write_at("/f", at as u64, &patch).await.unwrap();
+    model.resize(at + patch.len(), 0);
+    model[at..].copy_from_slice(&patch);
+    assert_same(&read_all(&fs, "/f").await, &model);
+
+    fs.append("/f", b"tail").await.unwrap();
+    model.extend_from_slice(b"tail");
+    assert_same(&read_all(&fs, "/f").await, &model);
+
+    // Writing past the end zero-fills the gap.
+    let far = 2 * CHUNK_SIZE + 10;
+    fs.write_at("/f", far, b"far").await.unwrap();
+    model.resize(far as usize, 0);
+    model.extend_from_slice(b"far");
+    assert_same(&read_all(&fs, "/f").await, &model);
+
+    fs.truncate("/f", 100).await.unwrap();
+    model.truncate(100);
+    assert_same(&read_all(&fs, "/f").await, &model);
+    assert_eq!(fs.stat("/f").await.unwrap().size, 100);
+
+    fs.truncate("/f", 5000).await.unwrap();
+    model.resize(5000, 0);
+    assert_same(&read_all(&fs, "/f").await, &model);
+
+    fs.truncate("/f", 0).await.unwrap();
+    assert!(read_all(&fs, "/f").await.is_empty());
+    assert!(matches!(
+        fs.write_at("/", 0, b"x").await,
+        Err(Error::IsADirectory { .. })
+    ));
+}
+
+#[tokio::test]
+async fn uploads_replace_files_but_not_directories() {
+    let fs = new_fs().await;
+    fs.write_file("/f", b"first").await.unwrap();
+    fs.write_file("/f", b"second version").await.unwrap();
+    assert_eq!(read_all(&fs, "/f").await, b"second version");
+    assert_eq!(names(&fs.ls("/").await.unwrap()), ["f"]);
+    fs.mkdir("/d").await.unwrap();
+    assert!(matches!(
+        fs.write_file("/d", b"x").await,
+        Err(Error::IsADirectory { .. })
+    ));
+}
+
+#[tokio::test]
+async fn rename_and_move_keep_content() {
+    let fs = new_fs().await;
+    fs.mkdir("/a").await.unwrap();
+    fs.mkdir("/b").await.unwrap();
+    fs.write_file("/a/one", b"1").await.unwrap();
+    fs.mkdir("/a/sub").await.unwrap();
+    fs.write_file("/a/sub/deep", b"deep").await.unwrap();
+
+    fs.rename("/a/one", "/a/uno").await.unwrap();
+    assert_eq!(names(&fs.ls("/a").await.unwrap()), ["sub", "uno"]);
+    fs.rename("/a/sub", "/b/moved").await.unwrap();
+    assert_eq!(names(&fs.ls("/a").await.unwrap()), ["uno"]);
+    assert_eq!(read_all(&fs, "/b/moved/deep").await, b"deep");
+
+    // Replacing a file; refusing to replace a non-empty directory.
+    fs.write_file("/b/target", b"old").await.unwrap();
+    fs.rename("/a/uno", "/b/target").await.unwrap();
+    assert_eq!(read_all(&fs, "/b/target").await, b"1");
+    assert!(matches!(
+        fs.rename("/b/target", "/b/moved").await,
+        Err(Error::DirectoryNotEmpty { .. })
+    ));
+    assert!(matches!(
+        fs.rename("/b", "/b/moved/inside").await,
+        Err(Error::BadMove { .. })
+    ));
+    assert!(matches!(
+        fs.rename("/nothing", "/x").await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn copies_are_independent() {
+    let fs = new_fs().await;
+    fs.mkdir("/src").await.unwrap();
+    let big = data(3, CHUNK_SIZE as usize + 10);
+    fs.write_file("/src/big", &big).await.unwrap();
+    fs.mkdir("/src/empty").await.unwrap();
+    fs.copy("/src", "/dst").await.unwrap();
+    assert_same(&read_all(&fs, "/dst/big").await, &big);
+    assert_eq!(names(&fs.ls("/dst").await.unwrap()), ["big", "empty"]);
+    fs.write_at("/dst/big", 0, b"changed").await.unwrap();
+    assert_same(&read_all(&fs, "/src/big").await, &big);
+    assert!(matches!(
+        fs.copy("/src", "/src/inner").await,
+        Err(Error::BadMove { .. })
+    ));
+    assert!(matches!(
+        fs.copy("/src", "/dst").await,
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+#[tokio::test]
+async fn delete_is_recursive_and_rmdir_needs_empty() {
+    let fs = new_fs().await;
+    fs.mkdir("/d").await.unwrap();
+    fs.mkdir("/d/e").await.unwrap();
+    fs.write_file("/d/e/f", &data(4, 100_000)).await.unwrap();
+    assert!(matches!(
+        fs.rmdir("/d").await,
+        Err(Error::DirectoryNotEmpty { .. })
+    ));
+    fs.rm("/d").await.unwrap();
+    assert!(fs.ls("/").await.unwrap().is_empty());
+    assert!(matches!(
+        fs.stat("/d/e/f").await,
+        Err(Error::NotFound { .. })
+    ));
+    fs.mkdir("/empty").await.unwrap();
+    fs.rmdir("/empty").await.unwrap();
+    assert!(matches!(fs.rm("/").await, Err(Error::BadPath { .. })));
+}
+
+#[tokio::test]
+async fn hidden_entries_are_listed_only_on_request() {
+    let fs = new_fs().await;
+    let hidden = UploadOptions {
+        hidden: true,
+        ..UploadOptions::default()
+    };
+    fs.upload("/.plan", &b"x"[..], hidden.clone())
+        .await
+        .unwrap();
+    fs.mkdir_with("/.cache", &hidden).await.unwrap();
+    fs.write_file("/visible", b"y").await.unwrap();
+    assert_eq!(names(&fs.ls("/").await.unwrap()), ["visible"]);
+    assert_eq!(
+        names(&fs.ls_all("/").await.unwrap()),
+        [".cache", ".plan", "visible"]
+    );
+    assert!(fs.stat("/.plan").await.unwrap().hidden);
+}
+
+#[tokio::test]
+async fn large_directories_split_into_chunks() {
+    let fs = new_fs().await;
+    fs.mkdir("/many").await.unwrap();
+    for i in 0..1_050 {
+        fs.write_file(&format!("/many/f{i:04}"), &[i as u8])
+            .await
+            .unwrap();
+    }
+    let listing = fs.ls("/many").await.unwrap();
+    assert_eq!(listing.len(), 1_050);
+    assert_eq!(listing[1_049].name, "f1049");
+    // Removing from the first chunk and adding again refills it.
+    fs.rm("/many/f0003").await.unwrap();
+    let before = fs.blocks_written();
+    fs.write_file("/many/new", b"n").await.unwrap();
+    // The file's node and the one directory chunk it lands in (a node and
+    // the fragment holding its 500 links): nothing else.
+    assert_eq!(fs.blocks_written() - before, 3);
+    assert_eq!(fs.ls("/many").await.unwrap().len(), 1_050);
+    assert_eq!(read_all(&fs, "/many/f1049").await, [1_049u16 as u8]);
+}
+
+#[tokio::test]
+async fn reader_streams_as_async_read() {
+    use tokio::io::AsyncReadExt;
+    let fs = new_fs().await;
+    let content = data(9, CHUNK_SIZE as usize * 2 + 1);
+    fs.write_file("/r", &content).await.unwrap();
+    let mut reader = fs.reader("/r").await.unwrap();
+    let mut back = Vec::new();
+    reader.read_to_end(&mut back).await.unwrap();
+    assert_same(&back, &content);
+}
