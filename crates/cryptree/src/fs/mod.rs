@@ -34,6 +34,8 @@ pub use write::UploadOptions;
 
 /// Decoded node blocks kept in memory (they are immutable, named by CID).
 const NODE_CACHE: usize = 1 << 14;
+/// Decrypted directory listings kept in memory, by node CID.
+const LISTING_CACHE: usize = 1 << 10;
 /// Children fetched at once when listing a directory.
 const LIST_CONCURRENCY: usize = 32;
 
@@ -75,6 +77,7 @@ pub struct Filesystem<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
     root: AbsoluteCapability,
     requester: Vec<u8>,
     nodes: Mutex<HashMap<Cid, Arc<NodeBlock>>>,
+    listings: Mutex<HashMap<Cid, Arc<Vec<ChildLink>>>>,
     blocks_written: AtomicU64,
 }
 
@@ -176,6 +179,24 @@ pub(crate) struct DirChunk {
     pub(crate) children: Vec<ChildLink>,
 }
 
+impl DirChunk {
+    fn new(
+        label: Label,
+        bat: Bat,
+        cid: Cid,
+        block: Arc<NodeBlock>,
+        children: &[ChildLink],
+    ) -> Self {
+        DirChunk {
+            label,
+            bat,
+            cid,
+            block,
+            children: children.to_vec(),
+        }
+    }
+}
+
 /// Splits a path into its names. `""` and `"/"` are the root; empty
 /// components and `.` are skipped; `..` is refused.
 pub(crate) fn components(path: &str) -> Result<Vec<&str>> {
@@ -212,6 +233,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             root,
             requester: b"peergos/in-process".to_vec(),
             nodes: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
             blocks_written: AtomicU64::new(0),
         }
     }
@@ -363,6 +385,15 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         .map_err(|e| Error::Task(e.to_string()))?
     }
 
+    /// Caches a directory chunk's decrypted listing by the chunk's CID.
+    pub(crate) fn remember_listing(&self, cid: Cid, children: Arc<Vec<ChildLink>>) {
+        let mut listings = lock(&self.listings);
+        if listings.len() >= LISTING_CACHE {
+            listings.clear();
+        }
+        listings.insert(cid, children);
+    }
+
     /// Every chunk of a directory, first chunk first.
     pub(crate) async fn dir_chunks(&self, view: &View, dir: &Found) -> Result<Vec<DirChunk>> {
         dir.require_dir()?;
@@ -375,16 +406,19 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             .unwrap_or_else(|| Bat::from_bytes([0; 32]));
         let mut current = Some((dir.cid, Arc::clone(&dir.block)));
         while let Some((cid, block)) = current {
-            let padded = self
-                .content(&dir.cap.read, &label, Some(&bat), &block)
-                .await?;
-            chunks.push(DirChunk {
-                label,
-                bat: bat.clone(),
-                cid,
-                block,
-                children: node::decode_children(&padded)?,
-            });
+            let cached = lock(&self.listings).get(&cid).cloned();
+            let children = match cached {
+                Some(children) => children,
+                None => {
+                    let padded = self
+                        .content(&dir.cap.read, &label, Some(&bat), &block)
+                        .await?;
+                    let children = Arc::new(node::decode_children(&padded)?);
+                    self.remember_listing(cid, Arc::clone(&children));
+                    children
+                }
+            };
+            chunks.push(DirChunk::new(label, bat.clone(), cid, block, &children));
             (label, bat) = node::next_chunk(&dir.props.stream, &label);
             current = self
                 .fetch(view, &dir.cap.writer, &label, Some(&bat))

@@ -465,10 +465,12 @@ impl DirEdit {
         let read = self.dir.cap.read.clone();
         let mut specs = Vec::new();
         let mut olds = Vec::new();
+        let mut listings = Vec::new();
         for (chunk, dirty) in self.chunks.iter().zip(&self.dirty) {
             if !dirty {
                 continue;
             }
+            listings.push(Arc::new(chunk.children.clone()));
             specs.push(NodeSpec {
                 label: chunk.label,
                 bat: chunk.bat.clone(),
@@ -505,8 +507,12 @@ impl DirEdit {
                 },
             });
             olds.push((label, None));
+            listings.push(Arc::new(links));
         }
         let cids = fs.write_nodes(signer, tx, specs).await?;
+        for (cid, children) in cids.iter().zip(listings) {
+            fs.remember_listing(*cid, children);
+        }
         Ok(olds
             .into_iter()
             .zip(cids)
