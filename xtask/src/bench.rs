@@ -12,6 +12,26 @@ const END: &str = "<!-- xtask bench: end generated results -->";
 /// (label, measured id, baseline id).
 const RATIOS: &[(&str, &str, &str)] = &[
     (
+        "cryptree upload, memory store / encrypt+hash limit",
+        "cryptree/memory_upload_1GiB",
+        "cryptree/limit_encrypt_and_hash_1GiB",
+    ),
+    (
+        "cryptree download, memory store / encrypt+hash limit",
+        "cryptree/memory_download_1GiB",
+        "cryptree/limit_encrypt_and_hash_1GiB",
+    ),
+    (
+        "cryptree upload, file store / encrypt+hash limit",
+        "cryptree/file_upload_1GiB",
+        "cryptree/limit_encrypt_and_hash_1GiB",
+    ),
+    (
+        "cryptree download, file store / encrypt+hash limit",
+        "cryptree/file_download_1GiB",
+        "cryptree/limit_encrypt_and_hash_1GiB",
+    ),
+    (
         "CHAMP get, file store / memory store (10^6 entries)",
         "champ/file_get_1000000",
         "champ/memory_get_1000000",
@@ -204,6 +224,18 @@ fn machine() -> String {
 
 fn write_report(root: &Path, found: &[Measurement], bench: Option<&str>) -> Result {
     let counts = read_counts(&target_dir(root).join("criterion/counts"))?;
+    let path = root.join("docs/BENCHMARKS.md");
+    let current = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // A partial run keeps the rows it did not measure, from the last report.
+    let kept = |table: usize, fresh: &dyn Fn(&str) -> bool| -> Vec<String> {
+        if bench.is_none() {
+            return Vec::new();
+        }
+        old_rows(&current, table)
+            .into_iter()
+            .filter(|row| !fresh(row_key(row)))
+            .collect()
+    };
     let command = match bench {
         Some(b) => format!("cargo xtask bench {b}"),
         None => "cargo xtask bench".into(),
@@ -234,6 +266,9 @@ fn write_report(root: &Path, found: &[Measurement], bench: Option<&str>) -> Resu
             format_time(m.mean_ns)
         ));
     }
+    for row in kept(0, &|key| found.iter().any(|m| key == format!("`{}`", m.id))) {
+        out.push_str(&format!("{row}\n"));
+    }
     out.push_str(
         "\nRatios to a baseline measured in the same run (1.0 = as fast as the baseline):\n\n",
     );
@@ -244,21 +279,30 @@ fn write_report(root: &Path, found: &[Measurement], bench: Option<&str>) -> Resu
             .find(|m| m.id == id)
             .and_then(Measurement::rate)
     };
+    let mut fresh_ratios = Vec::new();
     for (label, measured, baseline) in RATIOS {
         if let (Some(m), Some(b)) = (by_id(measured), by_id(baseline)) {
             out.push_str(&format!("| {label} | {:.2} |\n", m / b));
+            fresh_ratios.push(*label);
         }
     }
-    if !counts.is_empty() {
+    for row in kept(1, &|key| fresh_ratios.contains(&key)) {
+        out.push_str(&format!("{row}\n"));
+    }
+    let old_counts = kept(2, &|key| {
+        counts.iter().any(|(id, _, _)| key == format!("`{id}`"))
+    });
+    if !counts.is_empty() || !old_counts.is_empty() {
         out.push_str("\nCounts (not times):\n\n| measure | value |\n|---|---:|\n");
         for (id, value, unit) in counts {
             out.push_str(&format!("| `{id}` | {value} {unit} |\n"));
         }
+        for row in old_counts {
+            out.push_str(&format!("{row}\n"));
+        }
     }
     out.push_str(END);
 
-    let path = root.join("docs/BENCHMARKS.md");
-    let current = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (Some(start), Some(end)) = (current.find(BEGIN), current.find(END)) else {
         return Err(format!(
             "{} lacks the generated-results markers",
@@ -269,6 +313,43 @@ fn write_report(root: &Path, found: &[Measurement], bench: Option<&str>) -> Resu
     std::fs::write(&path, updated).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("\nxtask bench: wrote {}", path.display());
     Ok(())
+}
+
+/// The body rows of the `table`-th table (0: benchmarks, 1: ratios,
+/// 2: counts) in the generated section of the current report.
+fn old_rows(report: &str, table: usize) -> Vec<String> {
+    let (Some(start), Some(end)) = (report.find(BEGIN), report.find(END)) else {
+        return Vec::new();
+    };
+    let mut tables: Vec<Vec<String>> = Vec::new();
+    let mut in_table = false;
+    for line in report[start..end].lines() {
+        if line.starts_with('|') {
+            if !in_table {
+                tables.push(Vec::new());
+                in_table = true;
+            }
+            if let Some(rows) = tables.last_mut() {
+                rows.push(line.to_string());
+            }
+        } else {
+            in_table = false;
+        }
+    }
+    // Skip each table's header and separator.
+    tables
+        .get(table)
+        .map(|rows| rows.iter().skip(2).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The first cell of a table row.
+fn row_key(row: &str) -> &str {
+    row.trim_start_matches('|')
+        .split('|')
+        .next()
+        .unwrap_or("")
+        .trim()
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, from the system clock.

@@ -81,11 +81,14 @@ async fn apply(fs: &Filesystem<MemoryStore, MemoryPointerStore>, model: &mut Mod
             let dir = pick(&dirs(model), *d).unwrap();
             let path = join(&dir, &name(*n));
             let result = fs.mkdir(&format!("/{path}")).await;
-            if model.contains_key(&path) {
-                assert!(result.is_err(), "mkdir over an existing {path}");
-            } else {
-                result.unwrap();
-                model.insert(path, None);
+            match model.entry(path) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    assert!(result.is_err(), "mkdir over an existing {}", e.key())
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    result.unwrap();
+                    e.insert(None);
+                }
             }
         }
         Op::Write(d, n, bytes) => {

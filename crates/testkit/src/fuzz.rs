@@ -23,6 +23,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("signed_pointer", signed_pointer),
     ("champ_node", champ_node),
     ("capability", capability),
+    ("cryptree_node", cryptree_node),
 ];
 
 /// The strict DAG-CBOR decoder: whatever it accepts re-encodes exactly.
@@ -117,4 +118,10 @@ pub fn capability(data: &[u8]) {
     if let Ok(cap) = cbor::from_slice::<RelativeCapability>(data) {
         assert_eq!(cbor::to_vec(&cap).expect("re-encode"), data);
     }
+}
+
+/// Cryptree node blocks, their parts and directory listings from a server:
+/// whatever decodes re-encodes identically; opening never panics.
+pub fn cryptree_node(data: &[u8]) {
+    peergos_cryptree::node::fuzzing::node(data);
 }
