@@ -176,25 +176,8 @@ pub(crate) struct DirChunk {
     pub(crate) bat: Bat,
     pub(crate) cid: Cid,
     pub(crate) block: Arc<NodeBlock>,
-    pub(crate) children: Vec<ChildLink>,
-}
-
-impl DirChunk {
-    fn new(
-        label: Label,
-        bat: Bat,
-        cid: Cid,
-        block: Arc<NodeBlock>,
-        children: &[ChildLink],
-    ) -> Self {
-        DirChunk {
-            label,
-            bat,
-            cid,
-            block,
-            children: children.to_vec(),
-        }
-    }
+    /// Shared with the listing cache; edits copy it first.
+    pub(crate) children: Arc<Vec<ChildLink>>,
 }
 
 /// Splits a path into its names. `""` and `"/"` are the root; empty
@@ -418,7 +401,13 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     children
                 }
             };
-            chunks.push(DirChunk::new(label, bat.clone(), cid, block, &children));
+            chunks.push(DirChunk {
+                label,
+                bat: bat.clone(),
+                cid,
+                block,
+                children,
+            });
             (label, bat) = node::next_chunk(&dir.props.stream, &label);
             current = self
                 .fetch(view, &dir.cap.writer, &label, Some(&bat))
@@ -517,7 +506,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         dir: &Found,
         chunks: &[DirChunk],
     ) -> Result<Vec<Found>> {
-        let links: Vec<&ChildLink> = chunks.iter().flat_map(|c| &c.children).collect();
+        let links: Vec<&ChildLink> = chunks.iter().flat_map(|c| c.children.iter()).collect();
         futures::stream::iter(links)
             .map(|link| async move {
                 let cap = self.child_cap(dir, link)?;

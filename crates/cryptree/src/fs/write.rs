@@ -425,12 +425,12 @@ impl DirEdit {
     }
 
     fn remove(&mut self, chunk: usize, pos: usize) {
-        self.chunks[chunk].children.remove(pos);
+        Arc::make_mut(&mut self.chunks[chunk].children).remove(pos);
         self.dirty[chunk] = true;
     }
 
     fn replace(&mut self, chunk: usize, pos: usize, link: ChildLink) {
-        self.chunks[chunk].children[pos] = link;
+        Arc::make_mut(&mut self.chunks[chunk].children)[pos] = link;
         self.dirty[chunk] = true;
     }
 
@@ -441,7 +441,7 @@ impl DirEdit {
             .iter()
             .position(|c| c.children.len() < MAX_CHILDREN_PER_NODE)
         {
-            self.chunks[c].children.push(link);
+            Arc::make_mut(&mut self.chunks[c].children).push(link);
             self.dirty[c] = true;
             return;
         }
@@ -470,7 +470,7 @@ impl DirEdit {
             if !dirty {
                 continue;
             }
-            listings.push(Arc::new(chunk.children.clone()));
+            listings.push(Arc::clone(&chunk.children));
             specs.push(NodeSpec {
                 label: chunk.label,
                 bat: chunk.bat.clone(),
