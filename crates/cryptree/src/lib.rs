@@ -1,7 +1,5 @@
-//! The encrypted filesystem: capabilities, per-writer state, and (coming)
-//! cryptree nodes.
-//!
-//! What exists so far:
+//! The encrypted filesystem: capabilities, per-writer state, cryptree
+//! nodes, and the filesystem API over them.
 //!
 //! - [`Label`], [`AbsoluteCapability`] and [`RelativeCapability`]: what a
 //!   holder needs to find, read and (optionally) write one node, and the
@@ -11,6 +9,10 @@
 //!   [`Committer`], which moves a writer's pointer to a new `WriterData` by
 //!   compare-and-swap, re-reading and re-applying the change when another
 //!   writer got there first, so neither change is lost.
+//! - [`node`]: the cryptree node format (no I/O): encrypted base, parent
+//!   and content parts, 4 KiB padding, 1 MiB fragments, the chunk chain.
+//! - [`Filesystem`]: directories and streaming files by path over any
+//!   `BlockStore` and `PointerStore`, every change committed atomically.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod capability;
@@ -26,3 +28,9 @@ pub use crate::writer_data::{Committed, Committer, WriterData, MAX_COMMIT_ATTEMP
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Compiles the README's examples as doctests, so they cannot rot (this
+/// crate depends on everything they use).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctest;
