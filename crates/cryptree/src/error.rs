@@ -73,6 +73,13 @@ pub enum Error {
         /// The path.
         path: String,
     },
+    /// The node changed while a multi-step operation on it was under way;
+    /// nothing was lost, retry the operation.
+    #[error("{path}: changed during the operation; retry")]
+    Conflict {
+        /// The path.
+        path: String,
+    },
     /// A directory that must be empty is not.
     #[error("{path}: directory not empty")]
     DirectoryNotEmpty {

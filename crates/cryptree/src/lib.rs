@@ -19,11 +19,13 @@ mod capability;
 mod error;
 pub mod fs;
 pub mod node;
+mod ownership;
 mod writer_data;
 
 pub use crate::capability::{AbsoluteCapability, Label, RelativeCapability, TEXT_PREFIX};
 pub use crate::error::Error;
-pub use crate::fs::{Entry, Filesystem, Kind, UploadOptions};
+pub use crate::fs::{Entry, Filesystem, Kind, UploadOptions, UPLOADS_DIR};
+pub use crate::ownership::WriterOwnership;
 pub use crate::writer_data::{Committed, Committer, WriterData, MAX_COMMIT_ATTEMPTS};
 
 /// A `Result` whose error is this crate's [`Error`].

@@ -10,6 +10,8 @@
 //! until the writer's pointer moves, so an interrupted operation leaves the
 //! old tree whole.
 
+mod resume;
+mod subspace;
 mod write;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ use crate::node::{
 };
 use crate::{AbsoluteCapability, Committer, Error, Label, Result};
 
+pub use resume::UPLOADS_DIR;
 pub use write::UploadOptions;
 
 /// Decoded node blocks kept in memory (they are immutable, named by CID).
@@ -474,6 +477,13 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             };
         }
         Ok(current)
+    }
+
+    /// The capability of what is at `path` (writable if this filesystem
+    /// can write there; [`AbsoluteCapability::read_only`] gives the
+    /// read-only one). Treat it as a secret.
+    pub async fn capability(&self, path: &str) -> Result<AbsoluteCapability> {
+        Ok(self.resolve(&View::default(), path).await?.cap)
     }
 
     /// What is at `path`.

@@ -38,14 +38,14 @@ pub struct UploadOptions {
 /// One change to a writer's CHAMP: `label` goes from `expected` to `new`
 /// (None: absent).
 #[derive(Clone, Debug)]
-pub(crate) struct Mutation {
-    label: Label,
-    expected: Option<Cid>,
-    new: Option<Cid>,
+pub(super) struct Mutation {
+    pub(super) label: Label,
+    pub(super) expected: Option<Cid>,
+    pub(super) new: Option<Cid>,
 }
 
 impl Mutation {
-    fn create(label: Label, cid: Cid) -> Self {
+    pub(super) fn create(label: Label, cid: Cid) -> Self {
         Mutation {
             label,
             expected: None,
@@ -55,21 +55,33 @@ impl Mutation {
 }
 
 /// The changes of one operation, all in one writer's tree.
-pub(crate) struct Plan {
-    signer: SigningKeyPair,
-    mutations: Vec<Mutation>,
+pub(super) struct Plan {
+    pub(super) signer: SigningKeyPair,
+    pub(super) mutations: Vec<Mutation>,
+    /// Keys to add to (true) or remove from (false) the writer's owned set.
+    pub(super) owned: Vec<(PublicKeyHash, bool)>,
+}
+
+impl Plan {
+    pub(super) fn new(signer: SigningKeyPair, mutations: Vec<Mutation>) -> Self {
+        Plan {
+            signer,
+            mutations,
+            owned: Vec::new(),
+        }
+    }
 }
 
 /// A node to build: its place, its sealed parts, and its content.
-struct NodeSpec {
-    label: Label,
-    bat: Bat,
-    base: Vec<u8>,
-    parent: Vec<u8>,
-    content: Content,
+pub(super) struct NodeSpec {
+    pub(super) label: Label,
+    pub(super) bat: Bat,
+    pub(super) base: Vec<u8>,
+    pub(super) parent: Vec<u8>,
+    pub(super) content: Content,
 }
 
-enum Content {
+pub(super) enum Content {
     /// Plaintext (already padded) to encrypt under `key`.
     Plain { key: SymmetricKey, padded: Vec<u8> },
     /// Content already sealed and stored.
@@ -80,15 +92,15 @@ enum Content {
 }
 
 /// Fresh keys for a new file or directory.
-struct Fresh {
-    cap: AbsoluteCapability,
-    write: SymmetricKey,
-    second: SymmetricKey,
-    stream: [u8; 32],
+pub(super) struct Fresh {
+    pub(super) cap: AbsoluteCapability,
+    pub(super) write: SymmetricKey,
+    pub(super) second: SymmetricKey,
+    pub(super) stream: [u8; 32],
 }
 
 impl Fresh {
-    fn new(owner: PublicKeyHash, writer: PublicKeyHash) -> Self {
+    pub(super) fn new(owner: PublicKeyHash, writer: PublicKeyHash) -> Self {
         let write = SymmetricKey::random();
         Fresh {
             cap: AbsoluteCapability {
@@ -105,7 +117,7 @@ impl Fresh {
         }
     }
 
-    fn bat(&self) -> Bat {
+    pub(super) fn bat(&self) -> Bat {
         self.cap.bat.clone().unwrap_or_else(Bat::random)
     }
 
@@ -128,7 +140,7 @@ impl Fresh {
     }
 
     /// The link a directory keeps to this node under `name`.
-    fn link(&self, dir: &ParentSide, name: &str) -> ChildLink {
+    pub(super) fn link(&self, dir: &ParentSide, name: &str) -> ChildLink {
         ChildLink {
             writer: (dir.writer != self.cap.writer).then_some(self.cap.writer),
             label: self.cap.label,
@@ -145,15 +157,15 @@ impl Fresh {
 }
 
 /// What a new child needs of the directory it goes in.
-struct ParentSide {
-    link: ParentLink,
-    writer: PublicKeyHash,
-    read: SymmetricKey,
-    write: SymmetricKey,
+pub(super) struct ParentSide {
+    pub(super) link: ParentLink,
+    pub(super) writer: PublicKeyHash,
+    pub(super) read: SymmetricKey,
+    pub(super) write: SymmetricKey,
 }
 
 impl ParentSide {
-    fn of(dir: &Found) -> Result<Self> {
+    pub(super) fn of(dir: &Found) -> Result<Self> {
         Ok(ParentSide {
             link: dir.as_parent(),
             writer: dir.cap.writer,
@@ -179,7 +191,7 @@ impl ParentSide {
     }
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -187,7 +199,7 @@ fn now_ms() -> i64 {
 }
 
 /// Splits a path into its directory and last name.
-fn split_parent(path: &str) -> Result<(String, String)> {
+pub(super) fn split_parent(path: &str) -> Result<(String, String)> {
     let names = components(path)?;
     let Some((last, dir)) = names.split_last() else {
         return Err(Error::BadPath {
@@ -262,7 +274,7 @@ fn build(spec: NodeSpec, signer: &SigningKeyPair, blocks: &mut Vec<SignedBlock>)
 }
 
 /// A new file being written chunk by chunk.
-struct FileSink {
+pub(super) struct FileSink {
     fresh: Fresh,
     signer: SigningKeyPair,
     tx: TransactionId,
@@ -275,7 +287,7 @@ struct FileSink {
 }
 
 impl FileSink {
-    fn new(fresh: Fresh, signer: SigningKeyPair, tx: TransactionId) -> Self {
+    pub(super) fn new(fresh: Fresh, signer: SigningKeyPair, tx: TransactionId) -> Self {
         FileSink {
             label: fresh.cap.label,
             bat: fresh.bat(),
@@ -289,8 +301,31 @@ impl FileSink {
         }
     }
 
+    /// Continues after chunks `1..index` that an earlier attempt stored:
+    /// the next [`push`](Self::push) writes chunk `index`. Call after
+    /// pushing chunk 0. `size` is the data in chunks `0..index`.
+    pub(super) fn skip_to(&mut self, index: u64, size: u64) {
+        // `label` is always the last pushed chunk's: push() steps from it.
+        while self.index < index {
+            (self.label, self.bat) = node::next_chunk(&self.fresh.stream, &self.label);
+            self.index += 1;
+        }
+        self.size = size;
+    }
+
+    /// Bytes pushed so far (counting skipped chunks).
+    pub(super) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Takes the CHAMP changes of the chunks stored so far (to commit them
+    /// as progress).
+    pub(super) fn take_mutations(&mut self) -> Vec<Mutation> {
+        std::mem::take(&mut self.mutations)
+    }
+
     /// Stores the next chunk: exactly [`CHUNK_SIZE`] bytes, except the last.
-    async fn push<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
+    pub(super) async fn push<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
         &mut self,
         fs: &Filesystem<B, P>,
         data: Vec<u8>,
@@ -346,7 +381,7 @@ impl FileSink {
 
     /// Writes the first node with the properties; returns the file's link
     /// in `dir` and the changes that add its chunks.
-    async fn finish<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
+    pub(super) async fn finish<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
         mut self,
         fs: &Filesystem<B, P>,
         dir: &ParentSide,
@@ -385,7 +420,7 @@ impl FileSink {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(work)
@@ -394,7 +429,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Reads up to one chunk; fewer bytes only at the end of the input.
-async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>> {
+pub(super) async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(CHUNK_SIZE as usize);
     let mut limited = reader.take(CHUNK_SIZE);
     while (buf.len() as u64) < CHUNK_SIZE {
@@ -407,7 +442,7 @@ async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>> {
 
 /// A directory's chunks being edited: links removed, replaced and added,
 /// then only the chunks that changed are rewritten.
-struct DirEdit {
+pub(super) struct DirEdit {
     dir: Found,
     chunks: Vec<DirChunk>,
     dirty: Vec<bool>,
@@ -415,7 +450,7 @@ struct DirEdit {
 }
 
 impl DirEdit {
-    fn new(dir: Found, chunks: Vec<DirChunk>) -> Self {
+    pub(super) fn new(dir: Found, chunks: Vec<DirChunk>) -> Self {
         DirEdit {
             dirty: vec![false; chunks.len()],
             dir,
@@ -424,18 +459,18 @@ impl DirEdit {
         }
     }
 
-    fn remove(&mut self, chunk: usize, pos: usize) {
+    pub(super) fn remove(&mut self, chunk: usize, pos: usize) {
         Arc::make_mut(&mut self.chunks[chunk].children).remove(pos);
         self.dirty[chunk] = true;
     }
 
-    fn replace(&mut self, chunk: usize, pos: usize, link: ChildLink) {
+    pub(super) fn replace(&mut self, chunk: usize, pos: usize, link: ChildLink) {
         Arc::make_mut(&mut self.chunks[chunk].children)[pos] = link;
         self.dirty[chunk] = true;
     }
 
     /// Adds a link to the first chunk with room, or to a new last chunk.
-    fn add(&mut self, link: ChildLink) {
+    pub(super) fn add(&mut self, link: ChildLink) {
         if let Some(c) = self
             .chunks
             .iter()
@@ -456,7 +491,7 @@ impl DirEdit {
     }
 
     /// Writes the changed chunks; returns their CHAMP changes.
-    async fn finish<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
+    pub(super) async fn finish<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
         self,
         fs: &Filesystem<B, P>,
         signer: &SigningKeyPair,
@@ -525,6 +560,15 @@ impl DirEdit {
     }
 }
 
+/// One stored chunk of a node in a subtree, with its node's capability.
+pub(super) struct ChunkOf {
+    pub(super) cap: AbsoluteCapability,
+    pub(super) label: Label,
+    pub(super) bat: Bat,
+    pub(super) cid: Cid,
+    pub(super) block: Arc<NodeBlock>,
+}
+
 /// What rewriting a file does.
 enum Rewrite<'a> {
     /// Write bytes at an offset (None: at the end), growing the file.
@@ -576,10 +620,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 let spec = spec.ok_or(Error::Task("root written twice".into()))?;
                 let cid = fs.write_nodes(writer, tx, vec![spec]).await?[0];
                 Ok((
-                    Plan {
-                        signer: writer.clone(),
-                        mutations: vec![Mutation::create(label, cid)],
-                    },
+                    Plan::new(writer.clone(), vec![Mutation::create(label, cid)]),
                     (),
                 ))
             }
@@ -589,7 +630,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     }
 
     /// Stores signed blocks in the transaction.
-    async fn put_blocks(
+    pub(super) async fn put_blocks(
         &self,
         signer: &SigningKeyPair,
         tx: TransactionId,
@@ -613,7 +654,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     }
 
     /// Builds (off the async threads) and stores nodes; returns their CIDs.
-    async fn write_nodes(
+    pub(super) async fn write_nodes(
         &self,
         signer: &SigningKeyPair,
         tx: TransactionId,
@@ -636,8 +677,8 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// Commits a plan: applies its CHAMP changes to the writer's current
     /// tree (each checked against the value it expects) and moves the
     /// pointer, retrying if the pointer moved meanwhile.
-    async fn apply(&self, plan: &Plan) -> Result<()> {
-        if plan.mutations.is_empty() {
+    pub(super) async fn apply(&self, plan: &Plan) -> Result<()> {
+        if plan.mutations.is_empty() && plan.owned.is_empty() {
             return Ok(());
         }
         let owner = self.root.owner;
@@ -669,6 +710,13 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     };
                 }
                 data.tree = Some(root);
+                for (key, add) in &plan.owned {
+                    if *add {
+                        data.owned.insert(*key);
+                    } else {
+                        data.owned.remove(key);
+                    }
+                }
                 Ok(data)
             })
             .await?;
@@ -678,7 +726,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// Runs an operation in a fresh transaction: plans it against a fresh
     /// snapshot and commits, re-planning if a node it changes was changed
     /// by someone else first.
-    async fn transact<T, F, Fut>(&self, attempt: F) -> Result<T>
+    pub(super) async fn transact<T, F, Fut>(&self, attempt: F) -> Result<T>
     where
         F: FnMut(TransactionId) -> Fut,
         Fut: Future<Output = Result<(Plan, T)>>,
@@ -691,7 +739,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         outcome
     }
 
-    async fn transact_in<T, F, Fut>(&self, tx: TransactionId, mut attempt: F) -> Result<T>
+    pub(super) async fn transact_in<T, F, Fut>(
+        &self,
+        tx: TransactionId,
+        mut attempt: F,
+    ) -> Result<T>
     where
         F: FnMut(TransactionId) -> Fut,
         Fut: Future<Output = Result<(Plan, T)>>,
@@ -715,7 +767,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     }
 
     /// A directory and its chunks, checked writable.
-    async fn writable_dir(&self, view: &View, path: &str) -> Result<(Found, Vec<DirChunk>)> {
+    pub(super) async fn writable_dir(
+        &self,
+        view: &View,
+        path: &str,
+    ) -> Result<(Found, Vec<DirChunk>)> {
         let dir = self.resolve(view, path).await?;
         dir.require_dir()?;
         if !dir.cap.is_writable() {
@@ -783,7 +839,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     hidden: props.hidden,
                     writable: true,
                 };
-                Ok((Plan { signer, mutations }, entry))
+                Ok((Plan::new(signer, mutations), entry))
             }
         })
         .await
@@ -855,13 +911,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                         None => edit.add(link.clone()),
                     }
                     mutations.extend(edit.finish(self, signer, tx).await?);
-                    Ok((
-                        Plan {
-                            signer: signer.clone(),
-                            mutations,
-                        },
-                        (),
-                    ))
+                    Ok((Plan::new(signer.clone(), mutations), ()))
                 }
             })
             .await?;
@@ -887,7 +937,22 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
 
     /// Every node of a subtree in its own writer's tree, as removals. A
     /// child under another writer is unlinked, not emptied.
-    async fn removals(&self, view: &View, found: &Found) -> Result<Vec<Mutation>> {
+    pub(super) async fn removals(&self, view: &View, found: &Found) -> Result<Vec<Mutation>> {
+        Ok(self
+            .subtree_chunks(view, found)
+            .await?
+            .into_iter()
+            .map(|c| Mutation {
+                label: c.label,
+                expected: Some(c.cid),
+                new: None,
+            })
+            .collect())
+    }
+
+    /// Every chunk of every node of a subtree that lives in the subtree
+    /// root's writer (children under other writers are not entered).
+    pub(super) async fn subtree_chunks(&self, view: &View, found: &Found) -> Result<Vec<ChunkOf>> {
         let mut out = Vec::new();
         let mut stack = vec![found.clone()];
         while let Some(node) = stack.pop() {
@@ -898,18 +963,22 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                         stack.push(child);
                     }
                 }
-                out.extend(chunks.into_iter().map(|c| Mutation {
+                out.extend(chunks.into_iter().map(|c| ChunkOf {
+                    cap: node.cap.clone(),
                     label: c.label,
-                    expected: Some(c.cid),
-                    new: None,
+                    bat: c.bat,
+                    cid: c.cid,
+                    block: c.block,
                 }));
             } else {
                 for (index, label, bat) in Self::file_chunks(&node) {
-                    let (cid, _) = self.file_chunk(view, &node, index, &label, &bat).await?;
-                    out.push(Mutation {
+                    let (cid, block) = self.file_chunk(view, &node, index, &label, &bat).await?;
+                    out.push(ChunkOf {
+                        cap: node.cap.clone(),
                         label,
-                        expected: Some(cid),
-                        new: None,
+                        bat,
+                        cid,
+                        block,
                     });
                 }
             }
@@ -917,33 +986,51 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         Ok(out)
     }
 
-    /// Deletes a file, or a directory and everything in it.
+    /// Deletes a file, or a directory and everything in it. Deleting the
+    /// root of a write subspace also empties that writer's tree and drops
+    /// the key from its owner's owned keys (after the unlink commits).
     pub async fn rm(&self, path: &str) -> Result<()> {
         let (dir_path, name) = split_parent(path)?;
-        self.transact(|tx| {
-            let (dir_path, name) = (&dir_path, &name);
-            async move {
-                let view = View::default();
-                let (dir, chunks) = self.writable_dir(&view, dir_path).await?;
-                let (c, i, child) = self
-                    .find_child(&view, &dir, &chunks, name)
-                    .await?
-                    .ok_or_else(|| Error::NotFound {
-                        path: child_path(&dir.path, name),
-                    })?;
-                let signer = dir.signer()?;
-                let mut mutations = if child.cap.writer == dir.cap.writer {
-                    self.removals(&view, &child).await?
-                } else {
-                    Vec::new()
-                };
-                let mut edit = DirEdit::new(dir, chunks);
-                edit.remove(c, i);
-                mutations.extend(edit.finish(self, &signer, tx).await?);
-                Ok((Plan { signer, mutations }, ()))
+        let unlinked = self
+            .transact(|tx| {
+                let (dir_path, name) = (&dir_path, &name);
+                async move {
+                    let view = View::default();
+                    let (dir, chunks) = self.writable_dir(&view, dir_path).await?;
+                    let (c, i, child) = self
+                        .find_child(&view, &dir, &chunks, name)
+                        .await?
+                        .ok_or_else(|| Error::NotFound {
+                            path: child_path(&dir.path, name),
+                        })?;
+                    let signer = dir.signer()?;
+                    let own_writer = child.cap.writer != dir.cap.writer;
+                    let mut mutations = if own_writer {
+                        Vec::new()
+                    } else {
+                        self.removals(&view, &child).await?
+                    };
+                    let parent_signer = signer.clone();
+                    let mut edit = DirEdit::new(dir, chunks);
+                    edit.remove(c, i);
+                    mutations.extend(edit.finish(self, &signer, tx).await?);
+                    let subspace = own_writer.then_some((child, parent_signer));
+                    Ok((Plan::new(signer, mutations), subspace))
+                }
+            })
+            .await?;
+        if let Some((child, parent_signer)) = unlinked {
+            // Best effort from here: the subtree is already unreachable.
+            let view = View::default();
+            if let Ok(child_signer) = child.signer() {
+                let removals = self.removals(&view, &child).await?;
+                self.apply(&Plan::new(child_signer, removals)).await?;
             }
-        })
-        .await
+            let mut drop_key = Plan::new(parent_signer, Vec::new());
+            drop_key.owned.push((child.cap.writer, false));
+            self.apply(&drop_key).await?;
+        }
+        Ok(())
     }
 
     /// Deletes an empty directory (fails with
@@ -1084,7 +1171,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     }
                     mutations.extend(to_edit.finish(self, &signer, tx).await?);
                 }
-                Ok((Plan { signer, mutations }, ()))
+                Ok((Plan::new(signer, mutations), ()))
             }
         })
         .await
@@ -1137,13 +1224,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     let mut edit = DirEdit::new(dir, chunks);
                     edit.add(link.clone());
                     mutations.extend(edit.finish(self, signer, tx).await?);
-                    Ok((
-                        Plan {
-                            signer: signer.clone(),
-                            mutations,
-                        },
-                        (),
-                    ))
+                    Ok((Plan::new(signer.clone(), mutations), ()))
                 }
             })
             .await
@@ -1153,8 +1234,9 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         outcome
     }
 
-    /// Writes a fresh copy of `src` (recursively) as a child of `dir`.
-    async fn copy_node(
+    /// Writes a fresh copy of `src` (recursively) as a child of `dir`, in
+    /// the tree of the writer whose key is `signer`.
+    pub(super) async fn copy_node(
         &self,
         view: &View,
         src: &Found,
@@ -1168,7 +1250,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             mime: src.props.mime.clone(),
             hidden: src.props.hidden,
         };
-        let fresh = Fresh::new(self.root.owner, dir.writer);
+        let fresh = Fresh::new(self.root.owner, PublicKeyHash::of(&signer.public()));
         if !src.base.dir {
             let mut sink = FileSink::new(fresh, signer.clone(), tx);
             for (index, label, bat) in Self::file_chunks(src) {
@@ -1394,7 +1476,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 let mut entry = file.entry();
                 entry.size = new_size;
                 entry.modified = props.modified;
-                Ok((Plan { signer, mutations }, entry))
+                Ok((Plan::new(signer, mutations), entry))
             }
         })
         .await
