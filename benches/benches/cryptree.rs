@@ -8,7 +8,7 @@
 //! - `ls` of a 10,000-entry directory, warm;
 //! - adding one file to a 100,000-entry directory, with the count of
 //!   blocks it writes;
-//! - random 4 KiB reads in a 1 GiB file.
+//! - random 4 KiB reads in a 1 GiB file, and sequential 128 KiB reads.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
@@ -140,6 +140,15 @@ fn transfer<B: BlockStore>(c: &mut Criterion, name: &str, make: impl Fn() -> B) 
                 // A fixed-stride walk that lands all over the file.
                 offset = (offset + 389 * MIB + 4096 * 7) % (GIB - 4096);
                 rt.block_on(fs.read("/f", offset, 4096)).unwrap()
+            })
+        });
+        // What a FUSE mount issues: 128 KiB reads one after another.
+        let mut offset = 0u64;
+        group.throughput(Throughput::Bytes(128 * 1024));
+        group.bench_function("memory_sequential_read_128KiB", |b| {
+            b.iter(|| {
+                offset = (offset + 128 * 1024) % GIB;
+                rt.block_on(fs.read("/f", offset, 128 * 1024)).unwrap()
             })
         });
     }

@@ -39,6 +39,8 @@ pub use write::UploadOptions;
 const NODE_CACHE: usize = 1 << 14;
 /// Decrypted directory listings kept in memory, by node CID.
 const LISTING_CACHE: usize = 1 << 10;
+/// Decrypted fragments kept for sequential small reads (1 MiB each).
+const FRAGMENT_CACHE: usize = 8;
 /// Children fetched at once when listing a directory.
 const LIST_CONCURRENCY: usize = 32;
 
@@ -81,7 +83,17 @@ pub struct Filesystem<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
     requester: Vec<u8>,
     nodes: Mutex<HashMap<Cid, Arc<NodeBlock>>>,
     listings: Mutex<HashMap<Cid, Arc<Vec<ChildLink>>>>,
+    fragments: Mutex<std::collections::VecDeque<(FragmentKey, Arc<Vec<u8>>)>>,
     blocks_written: AtomicU64,
+}
+
+/// A decrypted fragment is cached under its CID and the whole context it
+/// was decrypted in (a digest of the key, the label, its position), so a
+/// caller with another key never gets it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FragmentKey {
+    cid: Cid,
+    context: [u8; 32],
 }
 
 /// Each writer's tree root, read once per operation.
@@ -220,6 +232,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             requester: b"peergos/in-process".to_vec(),
             nodes: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
+            fragments: Mutex::new(std::collections::VecDeque::new()),
             blocks_written: AtomicU64::new(0),
         }
     }
@@ -359,16 +372,35 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         cid: &Cid,
         index: usize,
         count: usize,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Arc<Vec<u8>>> {
+        let mut context = Vec::with_capacity(32 + 32 + 16);
+        context.extend_from_slice(key.as_bytes());
+        context.extend_from_slice(&label.0);
+        context.extend_from_slice(&(index as u64).to_be_bytes());
+        context.extend_from_slice(&(count as u64).to_be_bytes());
+        let cache_key = FragmentKey {
+            cid: *cid,
+            context: peergos_keys::sha256(&context),
+        };
+        if let Some((_, plain)) = lock(&self.fragments).iter().find(|(k, _)| *k == cache_key) {
+            return Ok(Arc::clone(plain));
+        }
         let framed = self.get_block(cid, bat).await?;
         let key = key.clone();
         let label = *label;
-        tokio::task::spawn_blocking(move || {
+        let plain = tokio::task::spawn_blocking(move || {
             let (_, payload) = bat::split_raw(&framed)?;
             node::open_fragment(&key, &label, index, count, payload)
         })
         .await
-        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(|e| Error::Task(e.to_string()))??;
+        let plain = Arc::new(plain);
+        let mut cache = lock(&self.fragments);
+        if cache.len() >= FRAGMENT_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back((cache_key, Arc::clone(&plain)));
+        Ok(plain)
     }
 
     /// Caches a directory chunk's decrypted listing by the chunk's CID.

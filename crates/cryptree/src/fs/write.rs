@@ -273,6 +273,20 @@ fn build(spec: NodeSpec, signer: &SigningKeyPair, blocks: &mut Vec<SignedBlock>)
     ))
 }
 
+/// A chunk encrypted and signed, ready to store.
+pub(super) struct SealedChunk {
+    len: u64,
+    blocks: Vec<SignedBlock>,
+    kind: SealedKind,
+}
+
+enum SealedKind {
+    /// The first chunk's content (its node is written last).
+    First((Option<ByteBuf>, Vec<Cid>)),
+    /// A later chunk's node, at its label.
+    Node(Label, Cid),
+}
+
 /// A new file being written chunk by chunk.
 pub(super) struct FileSink {
     fresh: Fresh,
@@ -330,52 +344,85 @@ impl FileSink {
         fs: &Filesystem<B, P>,
         data: Vec<u8>,
     ) -> Result<()> {
+        let sealed = self.seal(data).await?;
+        self.store(fs, sealed).await
+    }
+
+    /// Takes the next chunk's place in the chain and returns a future that
+    /// encrypts, frames, hashes and signs it on a blocking thread. The
+    /// future borrows nothing, so it can run while an earlier chunk is
+    /// being stored; pass its output to [`store`](Self::store) in order.
+    pub(super) fn seal(
+        &mut self,
+        data: Vec<u8>,
+    ) -> impl Future<Output = Result<SealedChunk>> + Send + 'static {
         if self.index > 0 {
             (self.label, self.bat) = node::next_chunk(&self.fresh.stream, &self.label);
         }
-        self.size += data.len() as u64;
-        let key = self.fresh.second.clone();
+        let index = self.index;
+        self.index += 1;
         let label = self.label;
         let bat = self.bat.clone();
         let signer = self.signer.clone();
-        if self.index == 0 {
-            // The first node carries the size: build it in finish().
-            let (sealed, blocks) = blocking(move || {
-                let mut blocks = Vec::new();
-                let sealed = seal_fragments(
-                    &key,
-                    &label,
-                    &bat,
-                    &signer,
-                    node::pad_data(data),
-                    &mut blocks,
-                )?;
-                Ok((sealed, blocks))
-            })
-            .await?;
-            fs.put_blocks(&self.signer, self.tx, blocks).await?;
-            self.first = Some(sealed);
+        let key = self.fresh.second.clone();
+        let sealed_parts = if index == 0 {
+            Ok(None)
         } else {
-            let base = self.fresh.base(false, &label, &self.signer)?;
-            let parent = ParentPart {
-                parent: None,
-                props: None,
-            }
-            .seal(&self.fresh.cap.read, &label)?;
-            let spec = NodeSpec {
-                label,
-                bat,
-                base,
-                parent,
-                content: Content::Plain {
-                    key,
-                    padded: node::pad_data(data),
-                },
-            };
-            let cid = fs.write_nodes(&self.signer, self.tx, vec![spec]).await?[0];
-            self.mutations.push(Mutation::create(label, cid));
+            // Later chunks are complete nodes: base and empty parent part.
+            self.fresh.base(false, &label, &signer).and_then(|base| {
+                let parent = ParentPart {
+                    parent: None,
+                    props: None,
+                }
+                .seal(&self.fresh.cap.read, &label)?;
+                Ok(Some((base, parent)))
+            })
+        };
+        async move {
+            let parts = sealed_parts?;
+            let len = data.len() as u64;
+            blocking(move || {
+                let mut blocks = Vec::new();
+                let padded = node::pad_data(data);
+                let kind = match parts {
+                    None => SealedKind::First(seal_fragments(
+                        &key,
+                        &label,
+                        &bat,
+                        &signer,
+                        padded,
+                        &mut blocks,
+                    )?),
+                    Some((base, parent)) => {
+                        let spec = NodeSpec {
+                            label,
+                            bat,
+                            base,
+                            parent,
+                            content: Content::Plain { key, padded },
+                        };
+                        SealedKind::Node(label, build(spec, &signer, &mut blocks)?)
+                    }
+                };
+                Ok(SealedChunk { len, blocks, kind })
+            })
+            .await
         }
-        self.index += 1;
+    }
+
+    /// Stores a chunk sealed by [`seal`](Self::seal).
+    pub(super) async fn store<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
+        &mut self,
+        fs: &Filesystem<B, P>,
+        sealed: SealedChunk,
+    ) -> Result<()> {
+        fs.put_blocks(&self.signer, self.tx, sealed.blocks).await?;
+        self.size += sealed.len;
+        match sealed.kind {
+            // The first node carries the size: it is built in finish().
+            SealedKind::First(content) => self.first = Some(content),
+            SealedKind::Node(label, cid) => self.mutations.push(Mutation::create(label, cid)),
+        }
         Ok(())
     }
 
@@ -612,20 +659,18 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 padded: node::encode_children(&[])?,
             },
         };
-        let spec = std::sync::Mutex::new(Some(spec));
-        fs.transact(|tx| {
-            let spec = super::lock(&spec).take();
-            let fs = &fs;
-            async move {
-                let spec = spec.ok_or(Error::Task("root written twice".into()))?;
-                let cid = fs.write_nodes(writer, tx, vec![spec]).await?[0];
-                Ok((
-                    Plan::new(writer.clone(), vec![Mutation::create(label, cid)]),
-                    (),
-                ))
-            }
-        })
-        .await?;
+        let tx = fs.blocks().start_transaction(&owner).await?;
+        let outcome = async {
+            let cid = fs.write_nodes(writer, tx, vec![spec]).await?[0];
+            fs.apply(&Plan::new(
+                writer.clone(),
+                vec![Mutation::create(label, cid)],
+            ))
+            .await
+        }
+        .await;
+        let _ = fs.blocks().close_transaction(&owner, &tx).await;
+        outcome?;
         Ok(fs)
     }
 
@@ -869,18 +914,42 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let outcome = async {
             let fresh = Fresh::new(dir.cap.owner, dir.cap.writer);
             let mut sink = FileSink::new(fresh, signer.clone(), tx);
-            let mut chunk = read_chunk(&mut reader).await?;
+            // A three-stage pipeline: store chunk k, seal chunk k + 1 and
+            // read chunk k + 2 at once, so both cores are busy and at most
+            // three chunks are in memory. Chunk 0 exists even when empty.
+            let mut data = Some(read_chunk(&mut reader).await?);
+            let mut sealed: Option<SealedChunk> = None;
             loop {
-                let full = chunk.len() as u64 == CHUNK_SIZE;
-                if !full {
-                    sink.push(self, chunk).await?;
-                    break;
-                }
-                // Encrypt and store this chunk while reading the next.
-                let (stored, next) = tokio::join!(sink.push(self, chunk), read_chunk(&mut reader));
+                let more = data.as_ref().is_some_and(|d| d.len() as u64 == CHUNK_SIZE);
+                let sealing = data.take().map(|d| sink.seal(d));
+                let stored = sealed.take();
+                let sink = &mut sink;
+                let reader = &mut reader;
+                let (stored, next_sealed, next_data) = tokio::join!(
+                    async move {
+                        match stored {
+                            Some(chunk) => sink.store(self, chunk).await,
+                            None => Ok(()),
+                        }
+                    },
+                    async move {
+                        match sealing {
+                            Some(job) => job.await.map(Some),
+                            None => Ok(None),
+                        }
+                    },
+                    async move {
+                        if more {
+                            read_chunk(reader).await.map(Some)
+                        } else {
+                            Ok(None)
+                        }
+                    },
+                );
                 stored?;
-                chunk = next?;
-                if chunk.is_empty() {
+                sealed = next_sealed?;
+                data = next_data?.filter(|d| !d.is_empty());
+                if sealed.is_none() {
                     break;
                 }
             }
