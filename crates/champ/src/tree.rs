@@ -1,6 +1,6 @@
 //! Tree operations over a block store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -41,6 +41,9 @@ const DEFAULT_CACHE_NODES: usize = 1 << 15;
 pub struct Champ<S: BlockStore + ?Sized> {
     store: Arc<S>,
     cache: Mutex<HashMap<Cid, Arc<Node>>>,
+    /// Nodes already checked against the tree's shape at a depth (a CID
+    /// names immutable content, so the check holds for good).
+    checked: Mutex<HashSet<(Cid, usize, u8, u8)>>,
     cache_limit: usize,
     visits: AtomicU64,
 }
@@ -58,6 +61,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
         Champ {
             store,
             cache: Mutex::new(HashMap::new()),
+            checked: Mutex::new(HashSet::new()),
             cache_limit: nodes.max(1),
             visits: AtomicU64::new(0),
         }
@@ -183,6 +187,23 @@ impl<S: BlockStore + ?Sized> Champ<S> {
         Ok(())
     }
 
+    /// [`check`](Self::check), skipped for a node already checked at this
+    /// depth under this config.
+    fn check_once(&self, cid: &Cid, node: &Node, config: &Config, depth: usize) -> Result<()> {
+        let key = (*cid, depth, config.bits, config.bucket);
+        let lock = || self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if lock().contains(&key) {
+            return Ok(());
+        }
+        self.check(cid, node, config, depth)?;
+        let mut checked = lock();
+        if checked.len() >= self.cache_limit {
+            checked.clear();
+        }
+        checked.insert(key);
+        Ok(())
+    }
+
     /// Walks from `root` towards `key`: the path of (node, slot) above the
     /// node where the key's slot holds a bucket or nothing, that node, and
     /// the slot.
@@ -193,7 +214,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
         let mut cid = *root;
         let mut depth = 0;
         loop {
-            self.check(&cid, &node, &config, depth)?;
+            self.check_once(&cid, &node, &config, depth)?;
             let pos = config.position(&hash, depth)?;
             match node.slots.get(&pos) {
                 Some(Slot::Child(child)) => {

@@ -150,3 +150,25 @@ async fn a_different_input_starts_over() {
     fs.download("/f", &mut back).await.unwrap();
     assert!(back == first);
 }
+
+#[tokio::test]
+async fn inputs_of_one_chunk_need_no_record() {
+    let fs = new_fs().await;
+    for len in [0, 10, CHUNK_SIZE as usize] {
+        let content = data(len);
+        fs.upload_resumable(
+            "/small",
+            Cursor::new(content.clone()),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+        let mut back = Vec::new();
+        fs.download("/small", &mut back).await.unwrap();
+        assert!(back == content, "length {len}");
+    }
+    assert!(matches!(
+        fs.stat(&format!("/{UPLOADS_DIR}")).await,
+        Err(Error::NotFound { .. })
+    ));
+}

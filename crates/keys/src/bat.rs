@@ -204,6 +204,22 @@ pub fn frame_raw(ids: &[BatId], payload: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The token frame [`frame_raw`] puts before a raw payload.
+pub fn raw_prefix(ids: &[BatId]) -> Result<Vec<u8>> {
+    if ids.is_empty() || ids.len() > MAX_BATS_PER_BLOCK {
+        return Err(Error::MalformedBats {
+            reason: "a raw block lists 1 to 4 tokens",
+        });
+    }
+    let mut out = Vec::with_capacity(RAW_MAGIC.len() + 1 + ids.len() * BatId::ENCODED_SIZE);
+    out.extend_from_slice(&RAW_MAGIC);
+    out.push(ids.len() as u8);
+    for id in ids {
+        out.extend_from_slice(&id.to_bytes());
+    }
+    Ok(out)
+}
+
 /// Splits a raw block into its tokens and its payload. A block without the
 /// magic has no tokens and is all payload.
 pub fn split_raw(block: &[u8]) -> Result<(Vec<BatId>, &[u8])> {

@@ -69,6 +69,25 @@ impl SymmetricKey {
         out
     }
 
+    /// Encrypts into `prefix ‖ nonce ‖ ciphertext ‖ tag` in one buffer: for
+    /// blocks whose ciphertext follows a header (such as a block-access-token
+    /// frame), without copying the ciphertext again. The prefix is not
+    /// authenticated unless it is also in `aad`.
+    pub fn encrypt_after(&self, prefix: &[u8], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        let nonce: [u8; Self::NONCE_SIZE] = random_bytes();
+        let cipher = XChaCha20Poly1305::new((&self.0).into());
+        let mut out = Vec::with_capacity(prefix.len() + Self::OVERHEAD + plaintext.len());
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(&nonce);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = cipher
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[start..])
+            .unwrap_or_else(|_| unreachable!("XChaCha20 message length limit is 256 GiB"));
+        out.extend_from_slice(&tag);
+        out
+    }
+
     /// Decrypts `nonce ‖ ciphertext ‖ tag`.
     pub fn decrypt(&self, sealed: &[u8]) -> Result<Vec<u8>> {
         self.decrypt_with_aad(sealed, &[])
@@ -140,6 +159,16 @@ mod tests {
              c0875924c1c7987947deafd8780acf49"
         );
         assert_eq!(&sealed[..24], &nonce);
+    }
+
+    #[test]
+    fn encrypt_after_keeps_the_prefix_and_decrypts() {
+        let key = SymmetricKey::random();
+        let framed = key.encrypt_after(b"head", b"body", b"ad");
+        assert_eq!(&framed[..4], b"head");
+        assert_eq!(framed.len(), 4 + SymmetricKey::OVERHEAD + 4);
+        assert_eq!(key.decrypt_with_aad(&framed[4..], b"ad").unwrap(), b"body");
+        assert!(key.decrypt_with_aad(&framed[4..], b"other").is_err());
     }
 
     #[test]

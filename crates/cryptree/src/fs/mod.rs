@@ -35,8 +35,10 @@ use crate::{AbsoluteCapability, Committer, Error, Label, Result};
 pub use resume::UPLOADS_DIR;
 pub use write::UploadOptions;
 
-/// Decoded node blocks kept in memory (they are immutable, named by CID).
-const NODE_CACHE: usize = 1 << 14;
+/// Decoded node blocks, and their decrypted parts, kept in memory (they
+/// are immutable, named by CID). A node is about 1 KiB, its parts a few
+/// hundred bytes.
+const NODE_CACHE: usize = 1 << 15;
 /// Decrypted directory listings kept in memory, by node CID.
 const LISTING_CACHE: usize = 1 << 10;
 /// Decrypted fragments kept for sequential small reads (1 MiB each).
@@ -84,8 +86,12 @@ pub struct Filesystem<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
     nodes: Mutex<HashMap<Cid, Arc<NodeBlock>>>,
     listings: Mutex<HashMap<Cid, Arc<Vec<ChildLink>>>>,
     fragments: Mutex<std::collections::VecDeque<(FragmentKey, Arc<Vec<u8>>)>>,
+    parts: Mutex<HashMap<PartsKey, Arc<(BasePart, ParentPart)>>>,
     blocks_written: AtomicU64,
 }
+
+/// A node's CID and a digest of the key that opened its parts.
+type PartsKey = (Cid, [u8; 32]);
 
 /// A decrypted fragment is cached under its CID and the whole context it
 /// was decrypted in (a digest of the key, the label, its position), so a
@@ -233,6 +239,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             nodes: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
             fragments: Mutex::new(std::collections::VecDeque::new()),
+            parts: Mutex::new(HashMap::new()),
             blocks_written: AtomicU64::new(0),
         }
     }
@@ -328,9 +335,26 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             .fetch(view, &cap.writer, &cap.label, cap.bat.as_ref())
             .await?
             .ok_or_else(|| Error::NotFound { path: path.clone() })?;
-        let base = BasePart::open(&cap.read, &block.base, &cap.label)?;
-        let parent_key = if base.dir { &base.second } else { &cap.read };
-        let parent = ParentPart::open(parent_key, &block.parent, &cap.label)?;
+        // Decrypted parts are cached by the node's CID and a digest of the
+        // key that opened them, so another key never gets them.
+        let cache_key = (cid, peergos_keys::sha256(cap.read.as_bytes()));
+        let cached = lock(&self.parts).get(&cache_key).cloned();
+        let parts = match cached {
+            Some(parts) => parts,
+            None => {
+                let base = BasePart::open(&cap.read, &block.base, &cap.label)?;
+                let parent_key = if base.dir { &base.second } else { &cap.read };
+                let parent = ParentPart::open(parent_key, &block.parent, &cap.label)?;
+                let parts = Arc::new((base, parent));
+                let mut cache = lock(&self.parts);
+                if cache.len() >= NODE_CACHE {
+                    cache.clear();
+                }
+                cache.insert(cache_key, Arc::clone(&parts));
+                parts
+            }
+        };
+        let (base, parent) = (parts.0.clone(), parts.1.clone());
         let props = parent.props.clone().ok_or(Error::MalformedNode {
             reason: "a first chunk without properties",
         })?;

@@ -63,7 +63,8 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// stored, and calling this again with the same destination and an
     /// input of the same length whose first 5 MiB hash the same continues
     /// from the first missing chunk, producing the same file. The record
-    /// is removed when the upload completes. Otherwise as
+    /// is removed when the upload completes. An input of one chunk (5 MiB)
+    /// or less is uploaded at once, without a record. Otherwise as
     /// [`upload`](Self::upload).
     pub async fn upload_resumable<R>(
         &self,
@@ -82,6 +83,10 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let len = reader.seek(SeekFrom::End(0)).await.map_err(Error::Read)?;
         reader.seek(SeekFrom::Start(0)).await.map_err(Error::Read)?;
         let first = read_chunk(&mut reader).await?;
+        if len <= CHUNK_SIZE {
+            // One chunk, committed at once: nothing to resume, no record.
+            return self.upload(path, first.as_slice(), options).await;
+        }
         let first_hash = sha256(&first);
         let record = record_path(&target);
 

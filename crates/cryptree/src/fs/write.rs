@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::{child_path, components, DirChunk, Entry, Filesystem, Found, View};
 use crate::node::{
     self, chunk_count, chunk_len, name_tag, BasePart, ChildLink, NodeBlock, ParentLink, ParentPart,
-    Properties, Sealed, CHUNK_SIZE, MAX_CHILDREN_PER_NODE,
+    Properties, CHUNK_SIZE, MAX_CHILDREN_PER_NODE,
 };
 use crate::{AbsoluteCapability, Error, Label, Result};
 
@@ -220,17 +220,26 @@ fn seal_fragments(
     padded: Vec<u8>,
     blocks: &mut Vec<SignedBlock>,
 ) -> Result<(Option<ByteBuf>, Vec<Cid>)> {
-    match node::seal_content(key, label, padded) {
-        Sealed::Inline(bytes) => Ok((Some(ByteBuf::from(bytes)), Vec::new())),
-        Sealed::Fragments(pieces) => {
-            let mut cids = Vec::with_capacity(pieces.len());
-            for piece in pieces {
-                let framed = bat::frame_raw(&[bat.id()], &piece)?;
-                cids.push(sign_into(signer, Codec::Raw, framed, blocks));
-            }
-            Ok((None, cids))
-        }
+    if padded.len() <= node::INLINE_MAX {
+        let sealed = node::seal_inline(key, label, &padded);
+        return Ok((Some(ByteBuf::from(sealed)), Vec::new()));
     }
+    let prefix = bat::raw_prefix(&[bat.id()])?;
+    let sealed = node::seal_fragments(key, label, &padded, &prefix, |framed| {
+        let cid = Cid::hash(Codec::Raw, &framed);
+        let block = SignedBlock {
+            codec: Codec::Raw,
+            signature: signer.sign(Domain::BLOCK_PUT, &cid.to_bytes()),
+            data: framed.into(),
+        };
+        (cid, block)
+    });
+    let mut cids = Vec::with_capacity(sealed.len());
+    for (cid, block) in sealed {
+        cids.push(cid);
+        blocks.push(block);
+    }
+    Ok((None, cids))
 }
 
 /// Hashes once, signs the CID, and queues the block.
@@ -906,8 +915,10 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         R: AsyncRead + Unpin + Send,
     {
         let (dir_path, name) = split_parent(path)?;
-        // Check the destination before streaming anything.
-        let (dir, _) = self.writable_dir(&View::default(), &dir_path).await?;
+        // Check the destination before streaming anything (its listing is
+        // read once, when the link is added).
+        let dir = self.resolve(&View::default(), &dir_path).await?;
+        dir.require_dir()?;
         let signer = dir.signer()?;
         let side = ParentSide::of(&dir)?;
         let tx = self.blocks().start_transaction(&self.root.owner).await?;
