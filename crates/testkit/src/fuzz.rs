@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("champ_node", champ_node),
     ("capability", capability),
     ("cryptree_node", cryptree_node),
+    ("pki_chain", pki_chain),
 ];
 
 /// The strict DAG-CBOR decoder: whatever it accepts re-encodes exactly.
@@ -124,4 +125,10 @@ pub fn capability(data: &[u8]) {
 /// whatever decodes re-encodes identically; opening never panics.
 pub fn cryptree_node(data: &[u8]) {
     peergos_cryptree::node::fuzzing::node(data);
+}
+
+/// Key chain blocks from a PKI node or a mirror: whatever decodes
+/// re-encodes identically; checking it never panics.
+pub fn pki_chain(data: &[u8]) {
+    peergos_pki::fuzzing::chain(data);
 }
