@@ -10,7 +10,9 @@
 //! until the writer's pointer moves, so an interrupted operation leaves the
 //! old tree whole.
 
+mod moves;
 mod resume;
+mod rewrite;
 mod subspace;
 mod write;
 

@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{child_path, components, DirChunk, Entry, Filesystem, Found, View};
 use crate::node::{
-    self, chunk_count, chunk_len, name_tag, BasePart, ChildLink, NodeBlock, ParentLink, ParentPart,
-    Properties, CHUNK_SIZE, MAX_CHILDREN_PER_NODE,
+    self, name_tag, BasePart, ChildLink, NodeBlock, ParentLink, ParentPart, Properties, CHUNK_SIZE,
+    MAX_CHILDREN_PER_NODE,
 };
 use crate::{AbsoluteCapability, Error, Label, Result};
 
@@ -121,7 +121,12 @@ impl Fresh {
         self.cap.bat.clone().unwrap_or_else(Bat::random)
     }
 
-    fn base(&self, dir: bool, label: &Label, signer: &SigningKeyPair) -> Result<Vec<u8>> {
+    pub(super) fn base(
+        &self,
+        dir: bool,
+        label: &Label,
+        signer: &SigningKeyPair,
+    ) -> Result<Vec<u8>> {
         BasePart {
             dir,
             second: self.second.clone(),
@@ -131,7 +136,7 @@ impl Fresh {
     }
 
     /// The parent key of a directory, or the base key of a file.
-    fn parent_key(&self, dir: bool) -> &SymmetricKey {
+    pub(super) fn parent_key(&self, dir: bool) -> &SymmetricKey {
         if dir {
             &self.second
         } else {
@@ -176,7 +181,7 @@ impl ParentSide {
         })
     }
 
-    fn of_fresh(fresh: &Fresh) -> Self {
+    pub(super) fn of_fresh(fresh: &Fresh) -> Self {
         ParentSide {
             link: ParentLink {
                 writer: fresh.cap.writer,
@@ -623,14 +628,6 @@ pub(super) struct ChunkOf {
     pub(super) bat: Bat,
     pub(super) cid: Cid,
     pub(super) block: Arc<NodeBlock>,
-}
-
-/// What rewriting a file does.
-enum Rewrite<'a> {
-    /// Write bytes at an offset (None: at the end), growing the file.
-    Write(Option<u64>, &'a [u8]),
-    /// Cut or zero-extend to a size.
-    Truncate(u64),
 }
 
 impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
@@ -1124,441 +1121,5 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             return Err(Error::DirectoryNotEmpty { path: dir.path });
         }
         self.rm(path).await
-    }
-
-    /// Renames or moves `from` to the path `to` (within one writer). An
-    /// existing file at `to` is replaced by a file, an existing empty
-    /// directory by a directory; anything else there is an error.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let (src_path, src_name) = split_parent(from)?;
-        let (dst_path, dst_name) = split_parent(to)?;
-        let from_norm = super::child_path(&src_path, &src_name);
-        let to_norm = super::child_path(&dst_path, &dst_name);
-        if from_norm == to_norm {
-            self.stat(from).await?;
-            return Ok(());
-        }
-        if to_norm.starts_with(&format!("{from_norm}/")) {
-            return Err(Error::BadMove {
-                from: from_norm,
-                to: to_norm,
-                reason: "a directory cannot move inside itself",
-            });
-        }
-        self.transact(|tx| {
-            let (src_path, src_name, dst_path, dst_name) =
-                (&src_path, &src_name, &dst_path, &dst_name);
-            async move {
-                let view = View::default();
-                let (src, src_chunks) = self.writable_dir(&view, src_path).await?;
-                let (c, i, child) = self
-                    .find_child(&view, &src, &src_chunks, src_name)
-                    .await?
-                    .ok_or_else(|| Error::NotFound {
-                        path: child_path(&src.path, src_name),
-                    })?;
-                let same_dir = src_path == dst_path;
-                let (dst, dst_chunks) = if same_dir {
-                    (src.clone(), src_chunks.clone())
-                } else {
-                    self.writable_dir(&view, dst_path).await?
-                };
-                if child.cap.writer != src.cap.writer || dst.cap.writer != src.cap.writer {
-                    return Err(Error::CrossWriter {
-                        path: child.path.clone(),
-                    });
-                }
-                let signer = src.signer()?;
-                let side = ParentSide::of(&dst)?;
-                let mut mutations = Vec::new();
-                let existing = self.find_child(&view, &dst, &dst_chunks, dst_name).await?;
-                if let Some((_, _, old)) = &existing {
-                    let replaceable = match (child.base.dir, old.base.dir) {
-                        (false, false) => true,
-                        (true, true) => self
-                            .dir_chunks(&view, old)
-                            .await?
-                            .iter()
-                            .all(|c| c.children.is_empty()),
-                        _ => false,
-                    };
-                    if !replaceable {
-                        return Err(if old.base.dir {
-                            Error::DirectoryNotEmpty {
-                                path: old.path.clone(),
-                            }
-                        } else {
-                            Error::AlreadyExists {
-                                path: old.path.clone(),
-                            }
-                        });
-                    }
-                    mutations.extend(self.removals(&view, old).await?);
-                }
-                // The child keeps its label, keys and content; only its
-                // parent link and name change.
-                let mut props = child.props.clone();
-                props.name = dst_name.clone();
-                let parent = ParentPart {
-                    parent: Some(side.link.clone()),
-                    props: Some(props),
-                }
-                .seal(child.parent_key(), &child.cap.label)?;
-                let spec = NodeSpec {
-                    label: child.cap.label,
-                    bat: child.cap.bat.clone().unwrap_or_else(Bat::random),
-                    base: child.block.base.clone(),
-                    parent,
-                    content: Content::Stored {
-                        inline: child.block.inline.clone(),
-                        fragments: child.block.fragments.clone(),
-                    },
-                };
-                let cid = self.write_nodes(&signer, tx, vec![spec]).await?[0];
-                mutations.push(Mutation {
-                    label: child.cap.label,
-                    expected: Some(child.cid),
-                    new: Some(cid),
-                });
-                let child_write = child.cap.write.as_ref().ok_or(Error::NotWritable)?;
-                let link = ChildLink {
-                    writer: None,
-                    label: child.cap.label,
-                    bat: child.cap.bat.clone(),
-                    read: child.cap.read.clone(),
-                    write: Some(ChildLink::seal_write(
-                        &side.write,
-                        &child.cap.label,
-                        child_write,
-                    )),
-                    name_tag: name_tag(&side.read, dst_name),
-                };
-                if same_dir {
-                    let mut edit = DirEdit::new(src, src_chunks);
-                    edit.replace(c, i, link);
-                    if let Some((c2, i2, _)) = existing {
-                        edit.remove(c2, i2);
-                    }
-                    mutations.extend(edit.finish(self, &signer, tx).await?);
-                } else {
-                    let mut from_edit = DirEdit::new(src, src_chunks);
-                    from_edit.remove(c, i);
-                    mutations.extend(from_edit.finish(self, &signer, tx).await?);
-                    let mut to_edit = DirEdit::new(dst, dst_chunks);
-                    match existing {
-                        Some((c2, i2, _)) => to_edit.replace(c2, i2, link),
-                        None => to_edit.add(link),
-                    }
-                    mutations.extend(to_edit.finish(self, &signer, tx).await?);
-                }
-                Ok((Plan::new(signer, mutations), ()))
-            }
-        })
-        .await
-    }
-
-    /// Copies a file or a directory tree to the path `to` (which must not
-    /// exist), with fresh keys and labels: the copy shares nothing with
-    /// the original.
-    pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
-        let (dst_path, dst_name) = split_parent(to)?;
-        let from_norm = format!("/{}", components(from)?.join("/"));
-        let to_norm = child_path(&dst_path, &dst_name);
-        if to_norm == from_norm || to_norm.starts_with(&format!("{from_norm}/")) {
-            return Err(Error::BadMove {
-                from: from_norm,
-                to: to_norm,
-                reason: "a directory cannot be copied inside itself",
-            });
-        }
-        let view = View::default();
-        let src = self.resolve(&view, from).await?;
-        let (dst, _) = self.writable_dir(&view, &dst_path).await?;
-        let signer = dst.signer()?;
-        let side = ParentSide::of(&dst)?;
-        let tx = self.blocks().start_transaction(&self.root.owner).await?;
-        let outcome = async {
-            let (link, copied) =
-                Box::pin(self.copy_node(&view, &src, &side, &dst_name, &signer, tx)).await?;
-            self.transact_in(tx, |tx| {
-                let (link, copied, dst_path, dst_name) = (&link, &copied, &dst_path, &dst_name);
-                let signer = &signer;
-                async move {
-                    let view = View::default();
-                    let (dir, chunks) = self.writable_dir(&view, dst_path).await?;
-                    if dir.cap.label != side.link.label {
-                        return Err(Error::NotFound {
-                            path: dst_path.clone(),
-                        });
-                    }
-                    if self
-                        .find_child(&view, &dir, &chunks, dst_name)
-                        .await?
-                        .is_some()
-                    {
-                        return Err(Error::AlreadyExists {
-                            path: child_path(dst_path, dst_name),
-                        });
-                    }
-                    let mut mutations = copied.clone();
-                    let mut edit = DirEdit::new(dir, chunks);
-                    edit.add(link.clone());
-                    mutations.extend(edit.finish(self, signer, tx).await?);
-                    Ok((Plan::new(signer.clone(), mutations), ()))
-                }
-            })
-            .await
-        }
-        .await;
-        let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
-        outcome
-    }
-
-    /// Writes a fresh copy of `src` (recursively) as a child of `dir`, in
-    /// the tree of the writer whose key is `signer`.
-    pub(super) async fn copy_node(
-        &self,
-        view: &View,
-        src: &Found,
-        dir: &ParentSide,
-        name: &str,
-        signer: &SigningKeyPair,
-        tx: TransactionId,
-    ) -> Result<(ChildLink, Vec<Mutation>)> {
-        let options = UploadOptions {
-            modified: Some(src.props.modified),
-            mime: src.props.mime.clone(),
-            hidden: src.props.hidden,
-        };
-        let fresh = Fresh::new(self.root.owner, PublicKeyHash::of(&signer.public()));
-        if !src.base.dir {
-            let mut sink = FileSink::new(fresh, signer.clone(), tx);
-            for (index, label, bat) in Self::file_chunks(src) {
-                let data = self.read_chunk(view, src, index, label, bat).await?;
-                sink.push(self, data.to_vec()).await?;
-            }
-            return sink.finish(self, dir, name, &options).await;
-        }
-        let me = ParentSide::of_fresh(&fresh);
-        let chunks = self.dir_chunks(view, src).await?;
-        let mut links = Vec::new();
-        let mut mutations = Vec::new();
-        for child in self.children(view, src, &chunks).await? {
-            let (link, m) =
-                Box::pin(self.copy_node(view, &child, &me, &child.props.name, signer, tx)).await?;
-            links.push(link);
-            mutations.extend(m);
-        }
-        let mut specs = Vec::new();
-        let mut label = fresh.cap.label;
-        let mut bat = fresh.bat();
-        let groups: Vec<&[ChildLink]> = if links.is_empty() {
-            vec![&[]]
-        } else {
-            links.chunks(MAX_CHILDREN_PER_NODE).collect()
-        };
-        for (k, group) in groups.into_iter().enumerate() {
-            if k > 0 {
-                (label, bat) = node::next_chunk(&fresh.stream, &label);
-            }
-            let parent = ParentPart {
-                parent: (k == 0).then(|| dir.link.clone()),
-                props: (k == 0).then(|| Properties {
-                    name: name.to_string(),
-                    size: 0,
-                    modified: src.props.modified,
-                    mime: String::new(),
-                    hidden: src.props.hidden,
-                    stream: fresh.stream,
-                }),
-            };
-            specs.push(NodeSpec {
-                label,
-                bat: bat.clone(),
-                base: fresh.base(true, &label, signer)?,
-                parent: parent.seal(fresh.parent_key(true), &label)?,
-                content: Content::Plain {
-                    key: fresh.cap.read.clone(),
-                    padded: node::encode_children(group)?,
-                },
-            });
-        }
-        let labels: Vec<Label> = specs.iter().map(|s| s.label).collect();
-        let cids = self.write_nodes(signer, tx, specs).await?;
-        mutations.extend(
-            labels
-                .into_iter()
-                .zip(cids)
-                .map(|(label, cid)| Mutation::create(label, cid)),
-        );
-        Ok((fresh.link(dir, name), mutations))
-    }
-
-    /// Writes `data` at `offset`, growing the file (zero-filled) if the
-    /// offset is past its end. Only the chunks the write overlaps (and the
-    /// first chunk, for the size) are rewritten.
-    pub async fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<Entry> {
-        self.rewrite(path, Rewrite::Write(Some(offset), data)).await
-    }
-
-    /// Appends `data` to the end of the file.
-    pub async fn append(&self, path: &str, data: &[u8]) -> Result<Entry> {
-        self.rewrite(path, Rewrite::Write(None, data)).await
-    }
-
-    /// Cuts the file to `size` bytes, or extends it with zeros.
-    pub async fn truncate(&self, path: &str, size: u64) -> Result<Entry> {
-        self.rewrite(path, Rewrite::Truncate(size)).await
-    }
-
-    async fn rewrite(&self, path: &str, change: Rewrite<'_>) -> Result<Entry> {
-        self.transact(|tx| {
-            let change = &change;
-            async move {
-                let view = View::default();
-                let file = self.resolve(&view, path).await?;
-                file.require_file()?;
-                let signer = file.signer()?;
-                let old_size = file.props.size;
-                let (write, new_size) = match *change {
-                    Rewrite::Write(offset, data) => {
-                        let offset = offset.unwrap_or(old_size);
-                        let end = offset
-                            .checked_add(data.len() as u64)
-                            .ok_or(Error::BadPath {
-                                path: path.to_string(),
-                                reason: "write past the largest file size",
-                            })?;
-                        (Some((offset, data)), old_size.max(end))
-                    }
-                    Rewrite::Truncate(size) => (None, size),
-                };
-                let old_n = chunk_count(old_size);
-                let new_n = chunk_count(new_size);
-                let mut props = file.props.clone();
-                props.size = new_size;
-                props.modified = now_ms();
-                let mut mutations = Vec::new();
-                let data_key = file.base.second.clone();
-                // The chunk chain, long enough for the old and the new size.
-                let mut chain = Vec::new();
-                let (mut label, mut bat) = (
-                    file.cap.label,
-                    file.cap.bat.clone().unwrap_or_else(Bat::random),
-                );
-                for k in 0..old_n.max(new_n) {
-                    if k > 0 {
-                        (label, bat) = node::next_chunk(&props.stream, &label);
-                    }
-                    chain.push((k, label, bat.clone()));
-                }
-                for (k, label, bat) in chain {
-                    if k >= new_n {
-                        let (cid, _) = self.file_chunk(&view, &file, k, &label, &bat).await?;
-                        mutations.push(Mutation {
-                            label,
-                            expected: Some(cid),
-                            new: None,
-                        });
-                        continue;
-                    }
-                    let start = k * CHUNK_SIZE;
-                    let old_len = if k < old_n { chunk_len(old_size, k) } else { 0 };
-                    let new_len = chunk_len(new_size, k);
-                    // The part of the write inside this chunk: (offset in
-                    // chunk, bytes).
-                    let piece = write.and_then(|(offset, data)| {
-                        let end = offset + data.len() as u64;
-                        let a = offset.max(start);
-                        let b = end.min(start + new_len as u64);
-                        (a < b).then(|| {
-                            let from = (a - offset) as usize;
-                            let to = (b - offset) as usize;
-                            ((a - start) as usize, &data[from..to])
-                        })
-                    });
-                    let content_same = old_len == new_len && piece.is_none();
-                    if content_same && k != 0 {
-                        continue;
-                    }
-                    let old = if k < old_n {
-                        Some(self.file_chunk(&view, &file, k, &label, &bat).await?)
-                    } else {
-                        None
-                    };
-                    let content = match (&old, content_same) {
-                        (Some((_, block)), true) => Content::Stored {
-                            inline: block.inline.clone(),
-                            fragments: block.fragments.clone(),
-                        },
-                        _ => {
-                            let covers =
-                                piece.is_some_and(|(at, bytes)| at == 0 && bytes.len() == new_len);
-                            let mut data = match (&old, covers) {
-                                (Some((_, block)), false) if old_len > 0 => {
-                                    let mut d =
-                                        self.content(&data_key, &label, Some(&bat), block).await?;
-                                    d.truncate(old_len);
-                                    d
-                                }
-                                _ => Vec::new(),
-                            };
-                            data.resize(new_len, 0);
-                            if let Some((at, bytes)) = piece {
-                                data[at..at + bytes.len()].copy_from_slice(bytes);
-                            }
-                            Content::Plain {
-                                key: data_key.clone(),
-                                padded: node::pad_data(data),
-                            }
-                        }
-                    };
-                    let write_key = file.cap.write.as_ref().ok_or(Error::NotWritable)?;
-                    let base = match &old {
-                        Some((_, block)) => block.base.clone(),
-                        None => BasePart {
-                            dir: false,
-                            second: data_key.clone(),
-                            signer: Some(BasePart::seal_signer(write_key, &label, &signer)),
-                        }
-                        .seal(&file.cap.read, &label)?,
-                    };
-                    let parent = if k == 0 {
-                        ParentPart {
-                            parent: file.parent.parent.clone(),
-                            props: Some(props.clone()),
-                        }
-                        .seal(&file.cap.read, &label)?
-                    } else {
-                        match &old {
-                            Some((_, block)) => block.parent.clone(),
-                            None => ParentPart {
-                                parent: None,
-                                props: None,
-                            }
-                            .seal(&file.cap.read, &label)?,
-                        }
-                    };
-                    let spec = NodeSpec {
-                        label,
-                        bat,
-                        base,
-                        parent,
-                        content,
-                    };
-                    let cid = self.write_nodes(&signer, tx, vec![spec]).await?[0];
-                    mutations.push(Mutation {
-                        label,
-                        expected: old.map(|(cid, _)| cid),
-                        new: Some(cid),
-                    });
-                }
-                let mut entry = file.entry();
-                entry.size = new_size;
-                entry.modified = props.modified;
-                Ok((Plan::new(signer, mutations), entry))
-            }
-        })
-        .await
     }
 }

@@ -1,0 +1,189 @@
+//! Changing a file in place: writes at an offset, appends and truncation,
+//! rewriting only the chunks whose bytes or length change.
+
+use peergos_blockstore::BlockStore;
+use peergos_keys::Bat;
+use peergos_pointers::PointerStore;
+
+use super::write::{now_ms, Content, Mutation, NodeSpec, Plan};
+use super::{Entry, Filesystem, View};
+use crate::node::{self, chunk_count, chunk_len, BasePart, ParentPart, CHUNK_SIZE};
+use crate::{Error, Result};
+
+/// What rewriting a file does.
+enum Rewrite<'a> {
+    /// Write bytes at an offset (None: at the end), growing the file.
+    Write(Option<u64>, &'a [u8]),
+    /// Cut or zero-extend to a size.
+    Truncate(u64),
+}
+
+impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
+    /// Writes `data` at `offset`, growing the file (zero-filled) if the
+    /// offset is past its end. Only the chunks the write overlaps (and the
+    /// first chunk, for the size) are rewritten.
+    pub async fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<Entry> {
+        self.rewrite(path, Rewrite::Write(Some(offset), data)).await
+    }
+
+    /// Appends `data` to the end of the file.
+    pub async fn append(&self, path: &str, data: &[u8]) -> Result<Entry> {
+        self.rewrite(path, Rewrite::Write(None, data)).await
+    }
+
+    /// Cuts the file to `size` bytes, or extends it with zeros.
+    pub async fn truncate(&self, path: &str, size: u64) -> Result<Entry> {
+        self.rewrite(path, Rewrite::Truncate(size)).await
+    }
+
+    async fn rewrite(&self, path: &str, change: Rewrite<'_>) -> Result<Entry> {
+        self.transact(|tx| {
+            let change = &change;
+            async move {
+                let view = View::default();
+                let file = self.resolve(&view, path).await?;
+                file.require_file()?;
+                let signer = file.signer()?;
+                let old_size = file.props.size;
+                let (write, new_size) = match *change {
+                    Rewrite::Write(offset, data) => {
+                        let offset = offset.unwrap_or(old_size);
+                        let end = offset
+                            .checked_add(data.len() as u64)
+                            .ok_or(Error::BadPath {
+                                path: path.to_string(),
+                                reason: "write past the largest file size",
+                            })?;
+                        (Some((offset, data)), old_size.max(end))
+                    }
+                    Rewrite::Truncate(size) => (None, size),
+                };
+                let old_n = chunk_count(old_size);
+                let new_n = chunk_count(new_size);
+                let mut props = file.props.clone();
+                props.size = new_size;
+                props.modified = now_ms();
+                let mut mutations = Vec::new();
+                let data_key = file.base.second.clone();
+                // The chunk chain, long enough for the old and the new size.
+                let mut chain = Vec::new();
+                let (mut label, mut bat) = (
+                    file.cap.label,
+                    file.cap.bat.clone().unwrap_or_else(Bat::random),
+                );
+                for k in 0..old_n.max(new_n) {
+                    if k > 0 {
+                        (label, bat) = node::next_chunk(&props.stream, &label);
+                    }
+                    chain.push((k, label, bat.clone()));
+                }
+                for (k, label, bat) in chain {
+                    if k >= new_n {
+                        let (cid, _) = self.file_chunk(&view, &file, k, &label, &bat).await?;
+                        mutations.push(Mutation {
+                            label,
+                            expected: Some(cid),
+                            new: None,
+                        });
+                        continue;
+                    }
+                    let start = k * CHUNK_SIZE;
+                    let old_len = if k < old_n { chunk_len(old_size, k) } else { 0 };
+                    let new_len = chunk_len(new_size, k);
+                    // The part of the write inside this chunk: (offset in
+                    // chunk, bytes).
+                    let piece = write.and_then(|(offset, data)| {
+                        let end = offset + data.len() as u64;
+                        let a = offset.max(start);
+                        let b = end.min(start + new_len as u64);
+                        (a < b).then(|| {
+                            let from = (a - offset) as usize;
+                            let to = (b - offset) as usize;
+                            ((a - start) as usize, &data[from..to])
+                        })
+                    });
+                    let content_same = old_len == new_len && piece.is_none();
+                    if content_same && k != 0 {
+                        continue;
+                    }
+                    let old = if k < old_n {
+                        Some(self.file_chunk(&view, &file, k, &label, &bat).await?)
+                    } else {
+                        None
+                    };
+                    let content = match (&old, content_same) {
+                        (Some((_, block)), true) => Content::Stored {
+                            inline: block.inline.clone(),
+                            fragments: block.fragments.clone(),
+                        },
+                        _ => {
+                            let covers =
+                                piece.is_some_and(|(at, bytes)| at == 0 && bytes.len() == new_len);
+                            let mut data = match (&old, covers) {
+                                (Some((_, block)), false) if old_len > 0 => {
+                                    let mut d =
+                                        self.content(&data_key, &label, Some(&bat), block).await?;
+                                    d.truncate(old_len);
+                                    d
+                                }
+                                _ => Vec::new(),
+                            };
+                            data.resize(new_len, 0);
+                            if let Some((at, bytes)) = piece {
+                                data[at..at + bytes.len()].copy_from_slice(bytes);
+                            }
+                            Content::Plain {
+                                key: data_key.clone(),
+                                padded: node::pad_data(data),
+                            }
+                        }
+                    };
+                    let write_key = file.cap.write.as_ref().ok_or(Error::NotWritable)?;
+                    let base = match &old {
+                        Some((_, block)) => block.base.clone(),
+                        None => BasePart {
+                            dir: false,
+                            second: data_key.clone(),
+                            signer: Some(BasePart::seal_signer(write_key, &label, &signer)),
+                        }
+                        .seal(&file.cap.read, &label)?,
+                    };
+                    let parent = if k == 0 {
+                        ParentPart {
+                            parent: file.parent.parent.clone(),
+                            props: Some(props.clone()),
+                        }
+                        .seal(&file.cap.read, &label)?
+                    } else {
+                        match &old {
+                            Some((_, block)) => block.parent.clone(),
+                            None => ParentPart {
+                                parent: None,
+                                props: None,
+                            }
+                            .seal(&file.cap.read, &label)?,
+                        }
+                    };
+                    let spec = NodeSpec {
+                        label,
+                        bat,
+                        base,
+                        parent,
+                        content,
+                    };
+                    let cid = self.write_nodes(&signer, tx, vec![spec]).await?[0];
+                    mutations.push(Mutation {
+                        label,
+                        expected: old.map(|(cid, _)| cid),
+                        new: Some(cid),
+                    });
+                }
+                let mut entry = file.entry();
+                entry.size = new_size;
+                entry.modified = props.modified;
+                Ok((Plan::new(signer, mutations), entry))
+            }
+        })
+        .await
+    }
+}
