@@ -21,13 +21,24 @@ pub struct SignedBlock {
 impl SignedBlock {
     /// Signs `data` as `writer`.
     pub fn sign(writer: &SigningKeyPair, codec: Codec, data: impl Into<Bytes>) -> Self {
+        Self::sign_with_cid(writer, codec, data).1
+    }
+
+    /// Signs `data` as `writer`, returning the block's CID too (computed
+    /// once, for callers that link to the block).
+    pub fn sign_with_cid(
+        writer: &SigningKeyPair,
+        codec: Codec,
+        data: impl Into<Bytes>,
+    ) -> (Cid, Self) {
         let data = data.into();
         let cid = Cid::hash(codec, &data);
-        SignedBlock {
+        let block = SignedBlock {
             codec,
             signature: writer.sign(Domain::BLOCK_PUT, &cid.to_bytes()),
             data,
-        }
+        };
+        (cid, block)
     }
 }
 

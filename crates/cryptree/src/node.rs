@@ -425,34 +425,6 @@ pub fn check_name(name: &str) -> Result<()> {
     })
 }
 
-/// Content ciphertext, ready to store.
-#[derive(Debug)]
-pub enum Sealed {
-    /// Inside the node.
-    Inline(Vec<u8>),
-    /// As fragment payloads (ciphertext, not yet framed with tokens).
-    Fragments(Vec<Vec<u8>>),
-}
-
-/// Encrypts padded content: file data zero-filled to a multiple of 4 KiB
-/// (at least 4 KiB), or a directory listing with marker padding.
-///
-/// Content plaintext is not zeroized afterwards (keys and metadata parts
-/// are): it is the user's data, which their own buffers hold anyway, and
-/// volatile zeroing of 5 MiB chunks cost a measurable share of uploads.
-pub fn seal_content(key: &SymmetricKey, label: &Label, padded: Vec<u8>) -> Sealed {
-    if padded.len() <= INLINE_MAX {
-        return Sealed::Inline(key.encrypt_with_aad(&padded, &ad(AD_INLINE, label, &[])));
-    }
-    let count = padded.len().div_ceil(FRAGMENT_SIZE);
-    let out = padded
-        .chunks(FRAGMENT_SIZE)
-        .enumerate()
-        .map(|(i, piece)| key.encrypt_with_aad(piece, &fragment_ad(label, i, count)))
-        .collect();
-    Sealed::Fragments(out)
-}
-
 /// Encrypts padded content into fragment blocks that start with `prefix`
 /// (a token frame), `prefix ‖ nonce ‖ ciphertext ‖ tag` each, and passes
 /// each block to `finish` (to hash and sign it). Fragments are sealed on
@@ -674,28 +646,25 @@ mod tests {
     fn content_seals_inline_or_in_fragments() {
         let key = SymmetricKey::random();
         let label = Label::random();
-        let Sealed::Inline(small) = seal_content(&key, &label, pad_data(vec![1; 10])) else {
-            panic!("10 bytes should be inline");
-        };
+        let small = seal_inline(&key, &label, &pad_data(vec![1; 10]));
         assert_eq!(small.len(), PAD_MULTIPLE + SymmetricKey::OVERHEAD);
         assert_eq!(open_inline(&key, &label, &small).unwrap()[..10], [1; 10]);
         assert!(open_inline(&key, &Label::random(), &small).is_err());
 
         let data = pad_data(vec![2; CHUNK_SIZE as usize]);
-        let Sealed::Fragments(frags) = seal_content(&key, &label, data) else {
-            panic!("5 MiB should be fragments");
-        };
+        let frags = seal_fragments(&key, &label, &data, b"frame", |block| block);
         assert_eq!(frags.len(), 5);
-        assert!(frags
-            .iter()
-            .all(|f| f.len() == FRAGMENT_SIZE + SymmetricKey::OVERHEAD));
-        assert_eq!(
-            open_fragment(&key, &label, 3, 5, &frags[3]).unwrap(),
-            vec![2; FRAGMENT_SIZE]
-        );
-        // A fragment cannot be read in another position or node.
-        assert!(open_fragment(&key, &label, 2, 5, &frags[3]).is_err());
-        assert!(open_fragment(&key, &label, 3, 4, &frags[3]).is_err());
+        for (i, frag) in frags.iter().enumerate() {
+            assert_eq!(frag.len(), 5 + FRAGMENT_SIZE + SymmetricKey::OVERHEAD);
+            assert_eq!(&frag[..5], b"frame");
+            // In order, and each opens only at its own position.
+            assert_eq!(
+                open_fragment(&key, &label, i, 5, &frag[5..]).unwrap(),
+                vec![2; FRAGMENT_SIZE]
+            );
+        }
+        assert!(open_fragment(&key, &label, 2, 5, &frags[3][5..]).is_err());
+        assert!(open_fragment(&key, &label, 3, 4, &frags[3][5..]).is_err());
     }
 
     #[test]

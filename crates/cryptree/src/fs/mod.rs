@@ -503,6 +503,22 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         Ok(None)
     }
 
+    /// [`find_child`](Self::find_child), where a missing child is an
+    /// error.
+    pub(crate) async fn child_of(
+        &self,
+        view: &View,
+        dir: &Found,
+        chunks: &[DirChunk],
+        name: &str,
+    ) -> Result<(usize, usize, Found)> {
+        self.find_child(view, dir, chunks, name)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                path: child_path(&dir.path, name),
+            })
+    }
+
     pub(crate) fn child_cap(&self, dir: &Found, link: &ChildLink) -> Result<AbsoluteCapability> {
         Ok(AbsoluteCapability {
             owner: dir.cap.owner,

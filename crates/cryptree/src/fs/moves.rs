@@ -39,12 +39,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             async move {
                 let view = View::default();
                 let (src, src_chunks) = self.writable_dir(&view, src_path).await?;
-                let (c, i, child) = self
-                    .find_child(&view, &src, &src_chunks, src_name)
-                    .await?
-                    .ok_or_else(|| Error::NotFound {
-                        path: child_path(&src.path, src_name),
-                    })?;
+                let (c, i, child) = self.child_of(&view, &src, &src_chunks, src_name).await?;
                 let same_dir = src_path == dst_path;
                 let (dst, dst_chunks) = if same_dir {
                     (src.clone(), src_chunks.clone())

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncSeekExt};
 
 use super::write::{
-    now_ms, read_chunk, split_parent, DirEdit, FileSink, Fresh, ParentSide, Plan, UploadOptions,
+    now_ms, read_chunk, split_parent, FileSink, Fresh, ParentSide, Plan, UploadOptions,
 };
 use super::{child_path, Entry, Filesystem, Kind, View};
 use crate::node::{self, chunk_count, CHUNK_SIZE};
@@ -164,35 +164,8 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             }
             let size = sink.size();
             let (link, chunks) = sink.finish(self, &side, &name, &options).await?;
-            self.transact_in(tx, |tx| {
-                let (link, chunks, dir_path, name) = (&link, &chunks, &dir_path, &name);
-                let (signer, side) = (&signer, &side);
-                async move {
-                    let view = View::default();
-                    let (dir, dir_chunks) = self.writable_dir(&view, dir_path).await?;
-                    if dir.cap.label != side.link.label {
-                        return Err(Error::NotFound {
-                            path: dir_path.clone(),
-                        });
-                    }
-                    let existing = self.find_child(&view, &dir, &dir_chunks, name).await?;
-                    let mut mutations = chunks.clone();
-                    let mut edit = DirEdit::new(dir, dir_chunks);
-                    match existing {
-                        Some((_, _, old)) if old.base.dir => {
-                            return Err(Error::IsADirectory { path: old.path })
-                        }
-                        Some((c, i, old)) => {
-                            mutations.extend(self.removals(&view, &old).await?);
-                            edit.replace(c, i, link.clone());
-                        }
-                        None => edit.add(link.clone()),
-                    }
-                    mutations.extend(edit.finish(self, signer, tx).await?);
-                    Ok((Plan::new(signer.clone(), mutations), ()))
-                }
-            })
-            .await?;
+            self.link_file(tx, &dir_path, &name, &side, &signer, &link, &chunks)
+                .await?;
             Ok::<_, Error>(size)
         }
         .await;
@@ -216,13 +189,12 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// The upload record at `path`, if there is a readable one. A record
     /// that does not decode is treated as absent (it is replaced).
     async fn load_record(&self, path: &str) -> Result<Option<UploadRecord>> {
-        let size = match self.stat(path).await {
-            Ok(entry) => entry.size,
-            Err(Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let bytes = self.read(path, 0, size as usize).await?;
-        Ok(peergos_ipld::cbor::from_slice(&bytes).ok())
+        let mut bytes = Vec::new();
+        match self.download(path, &mut bytes).await {
+            Ok(_) => Ok(peergos_ipld::cbor::from_slice(&bytes).ok()),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn save_record(&self, path: &str, record: &UploadRecord) -> Result<()> {

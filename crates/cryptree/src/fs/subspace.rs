@@ -6,11 +6,29 @@ use peergos_keys::{PublicKeyHash, SigningKeyPair};
 use peergos_pointers::PointerStore;
 
 use super::write::{split_parent, Content, DirEdit, Mutation, NodeSpec, ParentSide, Plan};
-use super::{child_path, Filesystem, View};
+use super::{DirChunk, Filesystem, Found, View};
 use crate::node::BasePart;
 use crate::{AbsoluteCapability, Error, Result};
 
 impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
+    /// Reads afresh the directory at `dir_path` and where it links to
+    /// `name`, which must still be the node `before` (a step after the
+    /// first of a multi-commit operation must not act on a changed node).
+    async fn unchanged_child(
+        &self,
+        dir_path: &str,
+        name: &str,
+        before: &Found,
+    ) -> Result<(Found, Vec<DirChunk>, usize, usize)> {
+        let view = View::default();
+        let (dir, chunks) = self.writable_dir(&view, dir_path).await?;
+        let (c, i, now) = self.child_of(&view, &dir, &chunks, name).await?;
+        if now.cid != before.cid || now.cap.label != before.cap.label {
+            return Err(Error::Conflict { path: now.path });
+        }
+        Ok((dir, chunks, c, i))
+    }
+
     /// Moves the subtree at `path` under a new writer key, owned by the key
     /// of the directory it is in, and returns a writable capability for
     /// it. Writes inside it are then signed by the new key, so the
@@ -27,12 +45,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let (dir_path, name) = split_parent(path)?;
         let view = View::default();
         let (dir, chunks) = self.writable_dir(&view, &dir_path).await?;
-        let (_, _, child) = self
-            .find_child(&view, &dir, &chunks, &name)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                path: child_path(&dir.path, &name),
-            })?;
+        let (_, _, child) = self.child_of(&view, &dir, &chunks, &name).await?;
         if child.cap.writer != dir.cap.writer {
             return Ok(child.cap);
         }
@@ -81,24 +94,12 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 .collect();
             self.apply(&Plan::new(key.clone(), created)).await?;
 
-            let (child_cid, child_label) = (child.cid, child.cap.label);
             self.transact_in(tx, |tx| {
                 let (removals, dir_path, name, signer) =
                     (&removals, &dir_path, &name, &parent_signer);
+                let child = &child;
                 async move {
-                    let view = View::default();
-                    let (dir, chunks) = self.writable_dir(&view, dir_path).await?;
-                    let (c, i, now) = self
-                        .find_child(&view, &dir, &chunks, name)
-                        .await?
-                        .ok_or_else(|| Error::NotFound {
-                            path: child_path(&dir.path, name),
-                        })?;
-                    if now.cid != child_cid || now.cap.label != child_label {
-                        return Err(Error::Conflict {
-                            path: now.path.clone(),
-                        });
-                    }
+                    let (dir, chunks, c, i) = self.unchanged_child(dir_path, name, child).await?;
                     let mut link = chunks[c].children[i].clone();
                     link.writer = Some(writer);
                     let mut edit = DirEdit::new(dir, chunks);
@@ -144,12 +145,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let (dir_path, name) = split_parent(path)?;
         let view = View::default();
         let (dir, chunks) = self.writable_dir(&view, &dir_path).await?;
-        let (_, _, child) = self
-            .find_child(&view, &dir, &chunks, &name)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                path: child_path(&dir.path, &name),
-            })?;
+        let (_, _, child) = self.child_of(&view, &dir, &chunks, &name).await?;
         let old_signer = child.signer()?;
         let parent_signer = dir.signer()?;
         let side = ParentSide::of(&dir)?;
@@ -172,24 +168,12 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 self.apply(&Plan::new(new_signer.clone(), created.clone()))
                     .await?;
             }
-            let (child_cid, child_label) = (child.cid, child.cap.label);
             self.transact_in(tx, |tx| {
                 let (link, created, removals) = (&link, &created, &removals);
                 let (dir_path, name, signer) = (&dir_path, &name, &parent_signer);
+                let child = &child;
                 async move {
-                    let view = View::default();
-                    let (dir, chunks) = self.writable_dir(&view, dir_path).await?;
-                    let (c, i, now) = self
-                        .find_child(&view, &dir, &chunks, name)
-                        .await?
-                        .ok_or_else(|| Error::NotFound {
-                            path: child_path(&dir.path, name),
-                        })?;
-                    if now.cid != child_cid || now.cap.label != child_label {
-                        return Err(Error::Conflict {
-                            path: now.path.clone(),
-                        });
-                    }
+                    let (dir, chunks, c, i) = self.unchanged_child(dir_path, name, child).await?;
                     let mut mutations = if own_writer {
                         Vec::new()
                     } else {

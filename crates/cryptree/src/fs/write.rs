@@ -8,7 +8,7 @@ use std::sync::Arc;
 use peergos_blockstore::{BlockStore, PutBlocks, SignedBlock, TransactionId};
 use peergos_champ::{Config, Value, Writer};
 use peergos_ipld::{Cid, Codec};
-use peergos_keys::{bat, Bat, Domain, PublicKeyHash, SigningKeyPair, SymmetricKey};
+use peergos_keys::{bat, Bat, PublicKeyHash, SigningKeyPair, SymmetricKey};
 use peergos_pointers::PointerStore;
 use serde_bytes::ByteBuf;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -217,7 +217,7 @@ pub(super) fn split_parent(path: &str) -> Result<(String, String)> {
 
 /// Seals content and frames its fragments with the chunk's token; signs
 /// every block. Synchronous: run it off the async threads.
-fn seal_fragments(
+fn seal_content(
     key: &SymmetricKey,
     label: &Label,
     bat: &Bat,
@@ -231,13 +231,7 @@ fn seal_fragments(
     }
     let prefix = bat::raw_prefix(&[bat.id()])?;
     let sealed = node::seal_fragments(key, label, &padded, &prefix, |framed| {
-        let cid = Cid::hash(Codec::Raw, &framed);
-        let block = SignedBlock {
-            codec: Codec::Raw,
-            signature: signer.sign(Domain::BLOCK_PUT, &cid.to_bytes()),
-            data: framed.into(),
-        };
-        (cid, block)
+        SignedBlock::sign_with_cid(signer, Codec::Raw, framed)
     });
     let mut cids = Vec::with_capacity(sealed.len());
     for (cid, block) in sealed {
@@ -247,26 +241,10 @@ fn seal_fragments(
     Ok((None, cids))
 }
 
-/// Hashes once, signs the CID, and queues the block.
-fn sign_into(
-    signer: &SigningKeyPair,
-    codec: Codec,
-    data: Vec<u8>,
-    blocks: &mut Vec<SignedBlock>,
-) -> Cid {
-    let cid = Cid::hash(codec, &data);
-    blocks.push(SignedBlock {
-        codec,
-        signature: signer.sign(Domain::BLOCK_PUT, &cid.to_bytes()),
-        data: data.into(),
-    });
-    cid
-}
-
 fn build(spec: NodeSpec, signer: &SigningKeyPair, blocks: &mut Vec<SignedBlock>) -> Result<Cid> {
     let (inline, fragments) = match spec.content {
         Content::Plain { key, padded } => {
-            seal_fragments(&key, &spec.label, &spec.bat, signer, padded, blocks)?
+            seal_content(&key, &spec.label, &spec.bat, signer, padded, blocks)?
         }
         Content::Stored { inline, fragments } => (inline, fragments),
     };
@@ -278,13 +256,10 @@ fn build(spec: NodeSpec, signer: &SigningKeyPair, blocks: &mut Vec<SignedBlock>)
         inline,
         fragments,
     };
-    let block = node.to_block()?;
-    Ok(sign_into(
-        signer,
-        Codec::DagCbor,
-        block.into_data().to_vec(),
-        blocks,
-    ))
+    let (cid, block) =
+        SignedBlock::sign_with_cid(signer, Codec::DagCbor, node.to_block()?.into_data());
+    blocks.push(block);
+    Ok(cid)
 }
 
 /// A chunk encrypted and signed, ready to store.
@@ -399,7 +374,7 @@ impl FileSink {
                 let mut blocks = Vec::new();
                 let padded = node::pad_data(data);
                 let kind = match parts {
-                    None => SealedKind::First(seal_fragments(
+                    None => SealedKind::First(seal_content(
                         &key,
                         &label,
                         &bat,
@@ -799,19 +774,17 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         F: FnMut(TransactionId) -> Fut,
         Fut: Future<Output = Result<(Plan, T)>>,
     {
-        let mut last = None;
         for _ in 0..MAX_PLAN_ATTEMPTS {
             let (plan, out) = attempt(tx).await?;
             match self.apply(&plan).await {
                 Ok(()) => return Ok(out),
-                Err(Error::Champ(peergos_champ::Error::ValueMismatch(m))) => {
-                    last = Some(m);
-                    tokio::task::yield_now().await;
+                // A node this operation changes moved: plan again.
+                Err(Error::Champ(peergos_champ::Error::ValueMismatch(_))) => {
+                    tokio::task::yield_now().await
                 }
                 Err(e) => return Err(e),
             }
         }
-        drop(last);
         Err(Error::TooManyConflicts {
             attempts: MAX_PLAN_ATTEMPTS,
         })
@@ -963,35 +936,8 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             }
             let size = sink.size;
             let (link, chunks) = sink.finish(self, &side, &name, &options).await?;
-            self.transact_in(tx, |tx| {
-                let (link, chunks, dir_path, name) = (&link, &chunks, &dir_path, &name);
-                let (signer, side) = (&signer, &side);
-                async move {
-                    let view = View::default();
-                    let (dir, dir_chunks) = self.writable_dir(&view, dir_path).await?;
-                    if dir.cap.label != side.link.label {
-                        return Err(Error::NotFound {
-                            path: dir_path.clone(),
-                        });
-                    }
-                    let existing = self.find_child(&view, &dir, &dir_chunks, name).await?;
-                    let mut mutations = chunks.clone();
-                    let mut edit = DirEdit::new(dir, dir_chunks);
-                    match existing {
-                        Some((_, _, old)) if old.base.dir => {
-                            return Err(Error::IsADirectory { path: old.path })
-                        }
-                        Some((c, i, old)) => {
-                            mutations.extend(self.removals(&view, &old).await?);
-                            edit.replace(c, i, link.clone());
-                        }
-                        None => edit.add(link.clone()),
-                    }
-                    mutations.extend(edit.finish(self, signer, tx).await?);
-                    Ok((Plan::new(signer.clone(), mutations), ()))
-                }
-            })
-            .await?;
+            self.link_file(tx, &dir_path, &name, &side, &signer, &link, &chunks)
+                .await?;
             Ok(Entry {
                 name: name.clone(),
                 kind: super::Kind::File,
@@ -1005,6 +951,47 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         .await;
         let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
         outcome
+    }
+
+    /// Commits a new file: its chunks' changes, and its link in the
+    /// directory at `dir_path` (the directory `side` describes), replacing
+    /// a file of the same name. Re-plans against concurrent changes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn link_file(
+        &self,
+        tx: TransactionId,
+        dir_path: &str,
+        name: &str,
+        side: &ParentSide,
+        signer: &SigningKeyPair,
+        link: &ChildLink,
+        chunks: &[Mutation],
+    ) -> Result<()> {
+        self.transact_in(tx, |tx| async move {
+            let view = View::default();
+            let (dir, dir_chunks) = self.writable_dir(&view, dir_path).await?;
+            if dir.cap.label != side.link.label {
+                return Err(Error::NotFound {
+                    path: dir_path.to_string(),
+                });
+            }
+            let existing = self.find_child(&view, &dir, &dir_chunks, name).await?;
+            let mut mutations = chunks.to_vec();
+            let mut edit = DirEdit::new(dir, dir_chunks);
+            match existing {
+                Some((_, _, old)) if old.base.dir => {
+                    return Err(Error::IsADirectory { path: old.path })
+                }
+                Some((c, i, old)) => {
+                    mutations.extend(self.removals(&view, &old).await?);
+                    edit.replace(c, i, link.clone());
+                }
+                None => edit.add(link.clone()),
+            }
+            mutations.extend(edit.finish(self, signer, tx).await?);
+            Ok((Plan::new(signer.clone(), mutations), ()))
+        })
+        .await
     }
 
     /// Uploads `data` as a file (see [`upload`](Self::upload)).
@@ -1074,12 +1061,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 async move {
                     let view = View::default();
                     let (dir, chunks) = self.writable_dir(&view, dir_path).await?;
-                    let (c, i, child) = self
-                        .find_child(&view, &dir, &chunks, name)
-                        .await?
-                        .ok_or_else(|| Error::NotFound {
-                            path: child_path(&dir.path, name),
-                        })?;
+                    let (c, i, child) = self.child_of(&view, &dir, &chunks, name).await?;
                     let signer = dir.signer()?;
                     let own_writer = child.cap.writer != dir.cap.writer;
                     let mut mutations = if own_writer {
