@@ -2,48 +2,9 @@
 //! streaming files at chunk boundaries, ranged reads and writes, renames,
 //! copies and deletes.
 
-use std::sync::Arc;
-
-use peergos_blockstore::MemoryStore;
 use peergos_cryptree::node::CHUNK_SIZE;
-use peergos_cryptree::{Error, Filesystem, Kind, UploadOptions};
-use peergos_keys::{PublicKeyHash, SigningKeyPair};
-use peergos_pointers::MemoryPointerStore;
-
-type Fs = Filesystem<MemoryStore, MemoryPointerStore>;
-
-async fn new_fs() -> Fs {
-    let keys = SigningKeyPair::random();
-    let owner = PublicKeyHash::of(&keys.public());
-    Filesystem::create(
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemoryPointerStore::default()),
-        owner,
-        &keys,
-        "alice",
-    )
-    .await
-    .unwrap()
-}
-
-/// Deterministic, non-repeating test data.
-fn data(seed: u8, len: usize) -> Vec<u8> {
-    let mut state = u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-async fn read_all(fs: &Fs, path: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    fs.download(path, &mut out).await.unwrap();
-    out
-}
+use peergos_cryptree::{Error, Kind, UploadOptions};
+use peergos_testkit::cryptree::{data, memory_fs, read_all};
 
 /// Compares without printing megabytes on failure.
 #[track_caller]
@@ -60,7 +21,7 @@ fn names(entries: &[peergos_cryptree::Entry]) -> Vec<&str> {
 
 #[tokio::test]
 async fn directories_nest_list_and_refuse_duplicates() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     assert!(fs.ls("/").await.unwrap().is_empty());
     fs.mkdir("/docs").await.unwrap();
     fs.mkdir("/docs/2026").await.unwrap();
@@ -94,7 +55,7 @@ async fn directories_nest_list_and_refuse_duplicates() {
 
 #[tokio::test]
 async fn files_round_trip_at_chunk_and_page_boundaries() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     let chunk = CHUNK_SIZE as usize;
     for (i, len) in [
         0,
@@ -124,7 +85,7 @@ async fn files_round_trip_at_chunk_and_page_boundaries() {
 
 #[tokio::test]
 async fn ranged_reads_cross_fragments_and_chunks() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     let content = data(7, 2 * CHUNK_SIZE as usize + 3000);
     fs.write_file("/big", &content).await.unwrap();
     let mib = 1 << 20;
@@ -144,7 +105,7 @@ async fn ranged_reads_cross_fragments_and_chunks() {
 
 #[tokio::test]
 async fn overwrite_append_and_truncate() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     let mut model = data(1, CHUNK_SIZE as usize + 500);
     fs.write_file("/f", &model).await.unwrap();
 
@@ -186,7 +147,7 @@ async fn overwrite_append_and_truncate() {
 
 #[tokio::test]
 async fn uploads_replace_files_but_not_directories() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     fs.write_file("/f", b"first").await.unwrap();
     fs.write_file("/f", b"second version").await.unwrap();
     assert_eq!(read_all(&fs, "/f").await, b"second version");
@@ -200,7 +161,7 @@ async fn uploads_replace_files_but_not_directories() {
 
 #[tokio::test]
 async fn rename_and_move_keep_content() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     fs.mkdir("/a").await.unwrap();
     fs.mkdir("/b").await.unwrap();
     fs.write_file("/a/one", b"1").await.unwrap();
@@ -233,7 +194,7 @@ async fn rename_and_move_keep_content() {
 
 #[tokio::test]
 async fn copies_are_independent() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     fs.mkdir("/src").await.unwrap();
     let big = data(3, CHUNK_SIZE as usize + 10);
     fs.write_file("/src/big", &big).await.unwrap();
@@ -255,7 +216,7 @@ async fn copies_are_independent() {
 
 #[tokio::test]
 async fn delete_is_recursive_and_rmdir_needs_empty() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     fs.mkdir("/d").await.unwrap();
     fs.mkdir("/d/e").await.unwrap();
     fs.write_file("/d/e/f", &data(4, 100_000)).await.unwrap();
@@ -276,7 +237,7 @@ async fn delete_is_recursive_and_rmdir_needs_empty() {
 
 #[tokio::test]
 async fn hidden_entries_are_listed_only_on_request() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     let hidden = UploadOptions {
         hidden: true,
         ..UploadOptions::default()
@@ -296,7 +257,7 @@ async fn hidden_entries_are_listed_only_on_request() {
 
 #[tokio::test]
 async fn large_directories_split_into_chunks() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     fs.mkdir("/many").await.unwrap();
     for i in 0..1_050 {
         fs.write_file(&format!("/many/f{i:04}"), &[i as u8])
@@ -320,7 +281,7 @@ async fn large_directories_split_into_chunks() {
 #[tokio::test]
 async fn reader_streams_as_async_read() {
     use tokio::io::AsyncReadExt;
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     let content = data(9, CHUNK_SIZE as usize * 2 + 1);
     fs.write_file("/r", &content).await.unwrap();
     let mut reader = fs.reader("/r").await.unwrap();

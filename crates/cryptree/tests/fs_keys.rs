@@ -7,6 +7,7 @@ use peergos_blockstore::{BlockStore, MemoryStore};
 use peergos_cryptree::{Error, Filesystem, WriterData, WriterOwnership};
 use peergos_keys::{PublicKeyHash, SigningKeyPair};
 use peergos_pointers::{MemoryPointerStore, PointerStore};
+use peergos_testkit::cryptree::{new_fs, read_all};
 
 type Fs = Filesystem<MemoryStore, MemoryPointerStore>;
 
@@ -25,17 +26,8 @@ async fn space() -> Space {
     let pointers = Arc::new(MemoryPointerStore::new(ownership.clone()));
     let as_dyn: Arc<dyn PointerStore> = pointers.clone();
     ownership.attach(&as_dyn);
-    let keys = SigningKeyPair::random();
-    let owner = PublicKeyHash::of(&keys.public());
-    let fs = Filesystem::create(
-        Arc::clone(&blocks),
-        Arc::clone(&pointers),
-        owner,
-        &keys,
-        "root",
-    )
-    .await
-    .unwrap();
+    let fs = new_fs(Arc::clone(&blocks), Arc::clone(&pointers), "root").await;
+    let owner = fs.root().owner;
     Space {
         blocks,
         pointers,
@@ -72,12 +64,6 @@ impl Space {
             .unwrap()
             .map_or(0, |s| s.update.sequence)
     }
-}
-
-async fn read_all(fs: &Fs, path: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    fs.download(path, &mut out).await.unwrap();
-    out
 }
 
 fn names(entries: &[peergos_cryptree::Entry]) -> Vec<&str> {

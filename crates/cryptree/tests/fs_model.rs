@@ -3,12 +3,9 @@
 //! file holds the same bytes as the model.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use peergos_blockstore::MemoryStore;
-use peergos_cryptree::{Filesystem, Kind};
-use peergos_keys::{PublicKeyHash, SigningKeyPair};
-use peergos_pointers::MemoryPointerStore;
+use peergos_cryptree::Kind;
+use peergos_testkit::cryptree::{memory_fs, read_all, MemoryFs};
 use proptest::prelude::*;
 
 /// The model: every path (without the leading "/") to a directory (None)
@@ -74,7 +71,7 @@ fn pick(list: &[String], i: usize) -> Option<String> {
 
 /// Applies `op` to the model and the filesystem; both must agree on
 /// whether it is allowed.
-async fn apply(fs: &Filesystem<MemoryStore, MemoryPointerStore>, model: &mut Model, op: &Op) {
+async fn apply(fs: &MemoryFs, model: &mut Model, op: &Op) {
     let name = |n: u8| format!("n{n}");
     match op {
         Op::Mkdir(d, n) => {
@@ -191,7 +188,7 @@ async fn apply(fs: &Filesystem<MemoryStore, MemoryPointerStore>, model: &mut Mod
     }
 }
 
-async fn check(fs: &Filesystem<MemoryStore, MemoryPointerStore>, model: &Model) {
+async fn check(fs: &MemoryFs, model: &Model) {
     for dir in dirs(model) {
         let listed: Vec<(String, Kind)> = fs
             .ls(&format!("/{dir}"))
@@ -218,9 +215,10 @@ async fn check(fs: &Filesystem<MemoryStore, MemoryPointerStore>, model: &Model) 
     }
     for (path, data) in model {
         if let Some(data) = data {
-            let mut got = Vec::new();
-            fs.download(&format!("/{path}"), &mut got).await.unwrap();
-            assert!(got == *data, "content of /{path}");
+            assert!(
+                read_all(fs, &format!("/{path}")).await == *data,
+                "content of /{path}"
+            );
             assert_eq!(
                 fs.stat(&format!("/{path}")).await.unwrap().size,
                 data.len() as u64
@@ -239,16 +237,7 @@ proptest! {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let keys = SigningKeyPair::random();
-            let fs = Filesystem::create(
-                Arc::new(MemoryStore::new()),
-                Arc::new(MemoryPointerStore::default()),
-                PublicKeyHash::of(&keys.public()),
-                &keys,
-                "model",
-            )
-            .await
-            .unwrap();
+            let fs = memory_fs().await;
             let mut model = Model::new();
             for op in &ops {
                 apply(&fs, &mut model, op).await;

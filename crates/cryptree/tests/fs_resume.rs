@@ -4,14 +4,11 @@
 
 use std::io::Cursor;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use peergos_blockstore::MemoryStore;
 use peergos_cryptree::node::CHUNK_SIZE;
-use peergos_cryptree::{Error, Filesystem, UploadOptions, UPLOADS_DIR};
-use peergos_keys::{PublicKeyHash, SigningKeyPair};
-use peergos_pointers::MemoryPointerStore;
+use peergos_cryptree::{Error, UploadOptions, UPLOADS_DIR};
+use peergos_testkit::cryptree::{data, memory_fs, read_all};
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 
 /// A seekable input that fails once reading reaches `cut`.
@@ -48,31 +45,14 @@ impl AsyncSeek for CutOff {
     }
 }
 
-fn data(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 31 + i / 7919) as u8).collect()
-}
-
-async fn new_fs() -> Filesystem<MemoryStore, MemoryPointerStore> {
-    let keys = SigningKeyPair::random();
-    Filesystem::create(
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemoryPointerStore::default()),
-        PublicKeyHash::of(&keys.public()),
-        &keys,
-        "root",
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn interrupted_uploads_resume_from_the_first_missing_chunk() {
     let c = CHUNK_SIZE;
-    let content = data(4 * c as usize + 12_345);
+    let content = data(1, 4 * c as usize + 12_345);
     // Cut inside chunk 0, on a chunk boundary, inside a middle chunk and
     // inside the last chunk.
     for cut in [1_000, c, 2 * c + 77, 4 * c + 10] {
-        let fs = new_fs().await;
+        let fs = memory_fs().await;
         fs.mkdir("/in").await.unwrap();
         let input = CutOff {
             inner: Cursor::new(content.clone()),
@@ -103,9 +83,10 @@ async fn interrupted_uploads_resume_from_the_first_missing_chunk() {
         .await
         .unwrap();
         let written = fs.blocks_written() - before;
-        let mut back = Vec::new();
-        fs.download("/in/file", &mut back).await.unwrap();
-        assert!(back == content, "cut at {cut}: content differs");
+        assert!(
+            read_all(&fs, "/in/file").await == content,
+            "cut at {cut}: content differs"
+        );
         assert!(fs
             .ls_all(&format!("/{UPLOADS_DIR}"))
             .await
@@ -123,8 +104,8 @@ async fn interrupted_uploads_resume_from_the_first_missing_chunk() {
 
 #[tokio::test]
 async fn a_different_input_starts_over() {
-    let fs = new_fs().await;
-    let first = data(3 * CHUNK_SIZE as usize);
+    let fs = memory_fs().await;
+    let first = data(1, 3 * CHUNK_SIZE as usize);
     let input = CutOff {
         inner: Cursor::new(first.clone()),
         cut: 2 * CHUNK_SIZE + 5,
@@ -153,9 +134,9 @@ async fn a_different_input_starts_over() {
 
 #[tokio::test]
 async fn inputs_of_one_chunk_need_no_record() {
-    let fs = new_fs().await;
+    let fs = memory_fs().await;
     for len in [0, 10, CHUNK_SIZE as usize] {
-        let content = data(len);
+        let content = data(1, len);
         fs.upload_resumable(
             "/small",
             Cursor::new(content.clone()),

@@ -2,19 +2,17 @@
 //! server serves (tampered blocks, old pointers) fails with typed errors,
 //! never wrong data.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
-use peergos_blockstore::{BlockAuth, BlockStore, MemoryStore, PutBlocks, TransactionId};
+use peergos_blockstore::{BlockStore, MemoryStore};
 use peergos_cryptree::{AbsoluteCapability, Error, Filesystem, UploadOptions};
 use peergos_ipld::{Cid, Codec};
-use peergos_keys::{PublicKeyHash, SigningKeyPair, SymmetricKey};
-use peergos_pointers::{MemoryPointerStore, PointerStore, SignedPointer};
+use peergos_keys::SymmetricKey;
+use peergos_pointers::{MemoryPointerStore, PointerStore};
+use peergos_testkit::blockstore::Tampering;
+use peergos_testkit::cryptree::new_fs;
+use peergos_testkit::pointers::Replaying;
 
 const NAMES: &[&str] = &[
     "tax-return-2026.pdf",
@@ -52,16 +50,12 @@ fn size_encodings(n: u64) -> Vec<Vec<u8>> {
 async fn stored_blocks_reveal_no_names_contents_or_sizes() {
     let blocks = Arc::new(MemoryStore::new());
     let pointers = Arc::new(MemoryPointerStore::default());
-    let keys = SigningKeyPair::random();
-    let fs = Filesystem::create(
+    let fs = new_fs(
         Arc::clone(&blocks),
         Arc::clone(&pointers),
-        PublicKeyHash::of(&keys.public()),
-        &keys,
         "alice-root-name",
     )
-    .await
-    .unwrap();
+    .await;
     fs.mkdir(&format!("/{}", NAMES[1])).await.unwrap();
     fs.mkdir(&format!("/{}/{}", NAMES[1], NAMES[2]))
         .await
@@ -131,84 +125,18 @@ async fn stored_blocks_reveal_no_names_contents_or_sizes() {
     }
 }
 
-/// A block store that flips a byte in every block it serves while `evil`
-/// is set.
-struct Tampering {
-    inner: MemoryStore,
-    evil: AtomicBool,
-}
-
-#[async_trait]
-impl BlockStore for Tampering {
-    async fn put(&self, request: PutBlocks) -> peergos_blockstore::Result<Vec<Cid>> {
-        self.inner.put(request).await
-    }
-    async fn get(
-        &self,
-        cid: &Cid,
-        auth: Option<&BlockAuth>,
-    ) -> peergos_blockstore::Result<Option<Bytes>> {
-        let block = self.inner.get(cid, auth).await?;
-        Ok(block.map(|b| {
-            if self.evil.load(Ordering::SeqCst) && cid.codec() == Some(Codec::Raw) {
-                let mut bad = b.to_vec();
-                let last = bad.len() - 1;
-                bad[last] ^= 1;
-                Bytes::from(bad)
-            } else {
-                b
-            }
-        }))
-    }
-    async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
-        self.inner.get_trusted(cid).await
-    }
-    async fn has(&self, cid: &Cid) -> peergos_blockstore::Result<bool> {
-        self.inner.has(cid).await
-    }
-    async fn start_transaction(
-        &self,
-        owner: &PublicKeyHash,
-    ) -> peergos_blockstore::Result<TransactionId> {
-        self.inner.start_transaction(owner).await
-    }
-    async fn close_transaction(
-        &self,
-        owner: &PublicKeyHash,
-        id: &TransactionId,
-    ) -> peergos_blockstore::Result<()> {
-        self.inner.close_transaction(owner, id).await
-    }
-    async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
-        self.inner.protected().await
-    }
-    fn list(&self) -> BoxStream<'_, peergos_blockstore::Result<Cid>> {
-        self.inner.list()
-    }
-    async fn delete(&self, cid: &Cid) -> peergos_blockstore::Result<()> {
-        self.inner.delete(cid).await
-    }
-}
-
 #[tokio::test]
 async fn tampered_blocks_fail_with_a_typed_error() {
-    let blocks = Arc::new(Tampering {
-        inner: MemoryStore::new(),
-        evil: AtomicBool::new(false),
-    });
-    let keys = SigningKeyPair::random();
-    let fs = Filesystem::create(
+    let blocks = Arc::new(Tampering::new(MemoryStore::new()));
+    let fs = new_fs(
         Arc::clone(&blocks),
         Arc::new(MemoryPointerStore::default()),
-        PublicKeyHash::of(&keys.public()),
-        &keys,
         "root",
     )
-    .await
-    .unwrap();
+    .await;
     let data = vec![42u8; 3 << 20];
     fs.write_file("/big", &data).await.unwrap();
-    blocks.evil.store(true, Ordering::SeqCst);
+    blocks.set_evil(true);
     let err = fs.read("/big", 0, 10).await.unwrap_err();
     assert!(
         matches!(
@@ -220,60 +148,20 @@ async fn tampered_blocks_fail_with_a_typed_error() {
     let mut out = Vec::new();
     assert!(fs.download("/big", &mut out).await.is_err());
     assert!(out.is_empty(), "no byte of a tampered chunk is returned");
-    blocks.evil.store(false, Ordering::SeqCst);
+    blocks.set_evil(false);
     assert_eq!(fs.read("/big", 0, 10).await.unwrap(), vec![42u8; 10]);
-}
-
-/// A pointer store that can be told to serve an old pointer.
-struct Replaying {
-    inner: MemoryPointerStore,
-    replay: Mutex<Option<SignedPointer>>,
-}
-
-#[async_trait]
-impl PointerStore for Replaying {
-    async fn get(
-        &self,
-        owner: &PublicKeyHash,
-        writer: &PublicKeyHash,
-    ) -> peergos_pointers::Result<Option<SignedPointer>> {
-        if let Some(old) = self.replay.lock().unwrap().clone() {
-            return Ok(Some(old));
-        }
-        self.inner.get(owner, writer).await
-    }
-    async fn set(
-        &self,
-        owner: &PublicKeyHash,
-        writer: &PublicKeyHash,
-        update: SignedPointer,
-    ) -> peergos_pointers::Result<()> {
-        self.inner.set(owner, writer, update).await
-    }
 }
 
 #[tokio::test]
 async fn an_old_pointer_is_a_rollback_error() {
-    let pointers = Arc::new(Replaying {
-        inner: MemoryPointerStore::default(),
-        replay: Mutex::new(None),
-    });
-    let keys = SigningKeyPair::random();
-    let owner = PublicKeyHash::of(&keys.public());
-    let fs = Filesystem::create(
-        Arc::new(MemoryStore::new()),
-        Arc::clone(&pointers),
-        owner,
-        &keys,
-        "root",
-    )
-    .await
-    .unwrap();
+    let pointers = Arc::new(Replaying::new(MemoryPointerStore::default()));
+    let fs = new_fs(Arc::new(MemoryStore::new()), Arc::clone(&pointers), "root").await;
+    let owner = fs.root().owner;
     fs.write_file("/f", b"version one").await.unwrap();
-    let old = pointers.inner.get(&owner, &owner).await.unwrap();
+    let old = pointers.inner.get(&owner, &fs.root().writer).await.unwrap();
     fs.write_file("/f", b"version two").await.unwrap();
     assert_eq!(fs.read("/f", 0, 100).await.unwrap(), b"version two");
-    *pointers.replay.lock().unwrap() = old;
+    pointers.replay(old);
     let err = fs.read("/f", 0, 100).await.unwrap_err();
     assert!(
         matches!(
@@ -288,16 +176,7 @@ async fn an_old_pointer_is_a_rollback_error() {
 async fn wrong_keys_and_read_only_capabilities_are_refused() {
     let blocks = Arc::new(MemoryStore::new());
     let pointers = Arc::new(MemoryPointerStore::default());
-    let keys = SigningKeyPair::random();
-    let fs = Filesystem::create(
-        Arc::clone(&blocks),
-        Arc::clone(&pointers),
-        PublicKeyHash::of(&keys.public()),
-        &keys,
-        "root",
-    )
-    .await
-    .unwrap();
+    let fs = new_fs(Arc::clone(&blocks), Arc::clone(&pointers), "root").await;
     fs.write_file("/f", b"data").await.unwrap();
 
     let wrong = AbsoluteCapability {

@@ -1,12 +1,13 @@
 //! The `capability` fuzz seeds named `valid-*` are real capability links,
 //! written by this test when PEERGOS_WRITE_SEEDS names the corpus folder.
 
-use peergos_cryptree::{AbsoluteCapability, Label};
+use peergos_cryptree::{AbsoluteCapability, Label, TEXT_PREFIX};
 use peergos_keys::{Bat, PublicKeyHash, SigningKeyPair, SymmetricKey};
+use peergos_testkit::fuzz::{seed_dir, valid_seeds};
 
 #[test]
 fn valid_seeds_parse() {
-    if let Ok(dir) = std::env::var("PEERGOS_WRITE_SEEDS") {
+    if let Some(dir) = seed_dir() {
         for (i, (writable, bat)) in [(false, false), (true, true), (false, true)]
             .into_iter()
             .enumerate()
@@ -19,7 +20,6 @@ fn valid_seeds_parse() {
                 read: SymmetricKey::random(),
                 write: writable.then(SymmetricKey::random),
             };
-            let dir = std::path::Path::new(&dir);
             std::fs::write(dir.join(format!("valid-text-{i}")), cap.to_text().unwrap()).unwrap();
             std::fs::write(
                 dir.join(format!("valid-cbor-{i}")),
@@ -28,19 +28,18 @@ fn valid_seeds_parse() {
             .unwrap();
         }
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/capability");
-    let mut parsed = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with("valid-text-") {
-            AbsoluteCapability::from_text(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            parsed += 1;
-        } else if name.starts_with("valid-cbor-") {
-            let _: AbsoluteCapability =
-                peergos_ipld::cbor::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-            parsed += 1;
+    let seeds = valid_seeds("capability");
+    for seed in &seeds {
+        // Text links start with the version prefix; the rest are CBOR.
+        if seed.starts_with(TEXT_PREFIX.as_bytes()) {
+            AbsoluteCapability::from_text(std::str::from_utf8(seed).unwrap()).unwrap();
+        } else {
+            let _: AbsoluteCapability = peergos_ipld::cbor::from_slice(seed).unwrap();
         }
     }
-    assert!(parsed >= 6, "expected 6 valid-* seeds, found {parsed}");
+    assert!(
+        seeds.len() >= 6,
+        "expected 6 valid-* seeds, found {}",
+        seeds.len()
+    );
 }

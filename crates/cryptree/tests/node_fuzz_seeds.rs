@@ -7,25 +7,21 @@ use std::sync::Arc;
 use futures::StreamExt;
 use peergos_blockstore::{BlockStore, MemoryStore};
 use peergos_cryptree::node::NodeBlock;
-use peergos_cryptree::Filesystem;
 use peergos_ipld::{Cid, Codec};
-use peergos_keys::{PublicKeyHash, SigningKeyPair};
 use peergos_pointers::MemoryPointerStore;
+use peergos_testkit::cryptree::new_fs;
+use peergos_testkit::fuzz::{seed_dir, valid_seeds};
 
 #[tokio::test]
 async fn valid_seeds_decode() {
-    if let Ok(dir) = std::env::var("PEERGOS_WRITE_SEEDS") {
+    if let Some(dir) = seed_dir() {
         let blocks = Arc::new(MemoryStore::new());
-        let keys = SigningKeyPair::random();
-        let fs = Filesystem::create(
+        let fs = new_fs(
             Arc::clone(&blocks),
             Arc::new(MemoryPointerStore::default()),
-            PublicKeyHash::of(&keys.public()),
-            &keys,
             "seed",
         )
-        .await
-        .unwrap();
+        .await;
         fs.mkdir("/dir").await.unwrap();
         fs.write_file("/dir/small", b"small").await.unwrap();
         fs.write_file("/big", &vec![1u8; (5 << 20) + 10_000])
@@ -36,29 +32,19 @@ async fn valid_seeds_decode() {
         for cid in cids {
             let bytes = blocks.get_trusted(&cid).await.unwrap().unwrap();
             if cid.codec() == Some(Codec::DagCbor) && NodeBlock::decode(&bytes).is_ok() {
-                std::fs::write(
-                    std::path::Path::new(&dir).join(format!("valid-{n}")),
-                    &bytes,
-                )
-                .unwrap();
+                std::fs::write(dir.join(format!("valid-{n}")), &bytes).unwrap();
                 n += 1;
             }
         }
         assert!(n >= 5);
     }
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/cryptree_node");
-    let mut decoded = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with("valid-") {
-            NodeBlock::decode(&std::fs::read(&path).unwrap()).unwrap();
-            decoded += 1;
-        }
+    let seeds = valid_seeds("cryptree_node");
+    for seed in &seeds {
+        NodeBlock::decode(seed).unwrap();
     }
     assert!(
-        decoded >= 5,
-        "expected at least 5 valid-* seeds, found {decoded}"
+        seeds.len() >= 5,
+        "expected at least 5 valid-* seeds, found {}",
+        seeds.len()
     );
 }

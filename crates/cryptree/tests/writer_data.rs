@@ -3,13 +3,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use peergos_blockstore::{BlockStore, MemoryStore};
 use peergos_champ::{Champ, Config, Key, Value, Writer};
 use peergos_cryptree::{Committer, Error, WriterData};
 use peergos_ipld::{Cid, Codec};
 use peergos_keys::{BoxingKeyPair, LoginParams, PublicKeyHash, SigningKeyPair};
-use peergos_pointers::{MemoryPointerStore, PointerStore, SignedPointer};
+use peergos_pointers::{MemoryPointerStore, PointerStore};
+use peergos_testkit::pointers::Replaying;
 
 type Store = Committer<MemoryStore, MemoryPointerStore>;
 
@@ -156,41 +156,9 @@ async fn concurrent_committers_lose_nothing() {
     assert_eq!(sequence, 32);
 }
 
-/// A pointer store that can be told to serve an old pointer.
-struct Replaying {
-    inner: MemoryPointerStore,
-    stale: std::sync::Mutex<Option<SignedPointer>>,
-}
-
-#[async_trait]
-impl PointerStore for Replaying {
-    async fn get(
-        &self,
-        owner: &PublicKeyHash,
-        writer: &PublicKeyHash,
-    ) -> peergos_pointers::Result<Option<SignedPointer>> {
-        if let Some(old) = self.stale.lock().unwrap().clone() {
-            return Ok(Some(old));
-        }
-        self.inner.get(owner, writer).await
-    }
-
-    async fn set(
-        &self,
-        owner: &PublicKeyHash,
-        writer: &PublicKeyHash,
-        update: SignedPointer,
-    ) -> peergos_pointers::Result<()> {
-        self.inner.set(owner, writer, update).await
-    }
-}
-
 #[tokio::test]
 async fn a_server_serving_an_old_pointer_is_caught() {
-    let pointers = Arc::new(Replaying {
-        inner: MemoryPointerStore::default(),
-        stale: Default::default(),
-    });
+    let pointers = Arc::new(Replaying::new(MemoryPointerStore::default()));
     let committer = Committer::new(Arc::new(MemoryStore::new()), Arc::clone(&pointers));
     let keys = SigningKeyPair::random();
     let owner = PublicKeyHash::of(&keys.public());
@@ -206,7 +174,7 @@ async fn a_server_serving_an_old_pointer_is_caught() {
         })
         .await
         .unwrap();
-    *pointers.stale.lock().unwrap() = old;
+    pointers.replay(old);
     let err = committer.current(&owner, &owner).await.unwrap_err();
     assert!(
         matches!(

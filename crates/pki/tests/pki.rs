@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use peergos_blockstore::{BlockStore, MemoryStore, PutBlocks, SignedBlock};
-use peergos_champ::{Config, Value, Writer};
-use peergos_ipld::{cbor, Codec};
+use peergos_champ::{Config, Key, Value, Writer};
+use peergos_ipld::{cbor, Cid, Codec};
 use peergos_keys::{PublicKeyHash, SigningKeyPair};
 use peergos_pki::{check_username, name_key, Claim, Error, KeyChain, Pki, SignedClaim, Update};
+use peergos_testkit::fuzz::{seed_dir, valid_seeds};
 use proptest::prelude::*;
 
 const NOW: u64 = 1_800_000_000;
@@ -140,8 +141,19 @@ async fn node() -> (Node, peergos_ipld::Cid) {
 }
 
 impl Node {
-    /// Stores raw chain bytes (as a hostile PKI node could) and returns the
-    /// link value.
+    /// What a hostile PKI node can do: store any bytes as a chain and file
+    /// them under `key` in the PKI at `root`, whatever was there.
+    async fn overwrite(&self, root: &Cid, key: &Key, bytes: Vec<u8>) -> Cid {
+        let value = self.raw_chain(bytes).await;
+        let old = self.pki.champ().get(root, key).await.unwrap();
+        self.pki
+            .champ()
+            .put(&self.writer, root, key, old.as_ref(), value)
+            .await
+            .unwrap()
+    }
+
+    /// Stores raw chain bytes and returns the link value.
     async fn raw_chain(&self, bytes: Vec<u8>) -> Value {
         let block = SignedBlock::sign(&self.writer.keys, Codec::DagCbor, bytes);
         let cid = self
@@ -221,14 +233,9 @@ async fn mirrors_accept_extensions_and_reject_rewrites() {
     // its own key: refused.
     let mallory = SigningKeyPair::random();
     let forged = KeyChain::new(claim("alice", &mallory, NOW + YEAR), &mallory).unwrap();
-    let value = n.raw_chain(forged.to_bytes().unwrap()).await;
-    let old = n.pki.champ().get(&root2, &name_key("alice")).await.unwrap();
     let bad = n
-        .pki
-        .champ()
-        .put(&n.writer, &root2, &name_key("alice"), old.as_ref(), value)
-        .await
-        .unwrap();
+        .overwrite(&root2, &name_key("alice"), forged.to_bytes().unwrap())
+        .await;
     assert!(matches!(
         n.pki.check_update(&root2, &bad, NOW).await,
         Err(Error::NameTaken { .. })
@@ -260,14 +267,9 @@ async fn mirrors_accept_extensions_and_reject_rewrites() {
             .sign(&mallory)
             .unwrap(),
     );
-    let value = n.raw_chain(cbor::to_vec(&links).unwrap()).await;
-    let old = n.pki.champ().get(&root2, &name_key("alice")).await.unwrap();
     let bad = n
-        .pki
-        .champ()
-        .put(&n.writer, &root2, &name_key("alice"), old.as_ref(), value)
-        .await
-        .unwrap();
+        .overwrite(&root2, &name_key("alice"), cbor::to_vec(&links).unwrap())
+        .await;
     assert!(matches!(
         n.pki.check_update(&root2, &bad, NOW).await,
         Err(Error::BadChain { .. })
@@ -276,13 +278,9 @@ async fn mirrors_accept_extensions_and_reject_rewrites() {
     // A chain filed under another name's key: refused.
     let carol = SigningKeyPair::random();
     let c1 = KeyChain::new(claim("carol", &carol, NOW + YEAR), &carol).unwrap();
-    let value = n.raw_chain(c1.to_bytes().unwrap()).await;
     let bad = n
-        .pki
-        .champ()
-        .put(&n.writer, &root2, &name_key("dave"), None, value)
-        .await
-        .unwrap();
+        .overwrite(&root2, &name_key("dave"), c1.to_bytes().unwrap())
+        .await;
     assert!(matches!(
         n.pki.check_update(&root2, &bad, NOW).await,
         Err(Error::MalformedEntry { .. })
@@ -293,29 +291,22 @@ async fn mirrors_accept_extensions_and_reject_rewrites() {
 /// this test when PEERGOS_WRITE_SEEDS names the corpus folder.
 #[test]
 fn valid_fuzz_seeds_decode() {
-    if let Ok(dir) = std::env::var("PEERGOS_WRITE_SEEDS") {
+    if let Some(dir) = seed_dir() {
         let a = SigningKeyPair::from_seed(zeroize::Zeroizing::new([5; 32]));
         let b = SigningKeyPair::from_seed(zeroize::Zeroizing::new([6; 32]));
         let one = KeyChain::new(claim("alice", &a, NOW + YEAR), &a).unwrap();
         let two = one.extend(claim("alice", &b, NOW + 2 * YEAR), &a).unwrap();
         for (i, chain) in [one, two].iter().enumerate() {
-            let path = std::path::Path::new(&dir).join(format!("valid-{i}"));
-            std::fs::write(path, chain.to_bytes().unwrap()).unwrap();
+            std::fs::write(dir.join(format!("valid-{i}")), chain.to_bytes().unwrap()).unwrap();
         }
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/pki_chain");
-    let mut decoded = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("valid-")
-        {
-            KeyChain::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
-            decoded += 1;
-        }
+    let seeds = valid_seeds("pki_chain");
+    for seed in &seeds {
+        KeyChain::from_bytes(seed).unwrap();
     }
-    assert!(decoded >= 2, "expected 2 valid-* seeds, found {decoded}");
+    assert!(
+        seeds.len() >= 2,
+        "expected 2 valid-* seeds, found {}",
+        seeds.len()
+    );
 }

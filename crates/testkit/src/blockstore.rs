@@ -378,3 +378,81 @@ macro_rules! blockstore_conformance {
         )*
     };
 }
+
+/// A hostile block store: while `evil` is set it flips the last byte of
+/// every raw block it serves and says nothing, as a compromised server
+/// would. For testing that clients check what they are given.
+pub struct Tampering<S> {
+    /// The honest store underneath.
+    pub inner: S,
+    /// Serve tampered raw blocks.
+    pub evil: std::sync::atomic::AtomicBool,
+}
+
+impl<S> Tampering<S> {
+    /// An honest store until `evil` is set.
+    pub fn new(inner: S) -> Self {
+        Tampering {
+            inner,
+            evil: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Starts or stops tampering.
+    pub fn set_evil(&self, evil: bool) {
+        self.evil.store(evil, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: BlockStore> BlockStore for Tampering<S> {
+    async fn put(&self, request: PutBlocks) -> peergos_blockstore::Result<Vec<Cid>> {
+        self.inner.put(request).await
+    }
+    async fn get(
+        &self,
+        cid: &Cid,
+        auth: Option<&BlockAuth>,
+    ) -> peergos_blockstore::Result<Option<Bytes>> {
+        let block = self.inner.get(cid, auth).await?;
+        let evil = self.evil.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(block.map(|b| {
+            if evil && cid.codec() == Some(Codec::Raw) && !b.is_empty() {
+                let mut bad = b.to_vec();
+                let last = bad.len() - 1;
+                bad[last] ^= 1;
+                Bytes::from(bad)
+            } else {
+                b
+            }
+        }))
+    }
+    async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
+        self.inner.get_trusted(cid).await
+    }
+    async fn has(&self, cid: &Cid) -> peergos_blockstore::Result<bool> {
+        self.inner.has(cid).await
+    }
+    async fn start_transaction(
+        &self,
+        owner: &PublicKeyHash,
+    ) -> peergos_blockstore::Result<peergos_blockstore::TransactionId> {
+        self.inner.start_transaction(owner).await
+    }
+    async fn close_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: &peergos_blockstore::TransactionId,
+    ) -> peergos_blockstore::Result<()> {
+        self.inner.close_transaction(owner, id).await
+    }
+    async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
+        self.inner.protected().await
+    }
+    fn list(&self) -> futures::stream::BoxStream<'_, peergos_blockstore::Result<Cid>> {
+        self.inner.list()
+    }
+    async fn delete(&self, cid: &Cid) -> peergos_blockstore::Result<()> {
+        self.inner.delete(cid).await
+    }
+}

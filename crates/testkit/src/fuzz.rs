@@ -132,3 +132,30 @@ pub fn cryptree_node(data: &[u8]) {
 pub fn pki_chain(data: &[u8]) {
     peergos_pki::fuzzing::chain(data);
 }
+
+/// The folder `PEERGOS_WRITE_SEEDS` names, if set: seed-writing tests
+/// write real encodings there as `valid-*` files.
+pub fn seed_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("PEERGOS_WRITE_SEEDS").map(std::path::PathBuf::from)
+}
+
+/// The committed `valid-*` seeds of fuzz target `target`: real encodings
+/// that must keep decoding.
+pub fn valid_seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    let mut seeds = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("valid-")
+        {
+            seeds.push(std::fs::read(&path).unwrap());
+        }
+    }
+    seeds
+}

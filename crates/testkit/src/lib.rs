@@ -2,10 +2,12 @@
 //!
 //! - [`blockstore`]: the conformance suite every `BlockStore` backend runs,
 //!   via [`blockstore_conformance!`].
+//! - [`cryptree`]: a filesystem over memory stores, and test data.
 //! - [`fuzz`]: the bodies of the cargo-fuzz targets, so that `fuzz/` and the
 //!   corpus replay test (`tests/fuzz_corpora.rs`) run the same code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod blockstore;
+pub mod cryptree;
 pub mod fuzz;
 pub mod pointers;

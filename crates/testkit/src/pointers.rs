@@ -290,3 +290,51 @@ macro_rules! pointer_conformance {
         )*
     };
 }
+
+/// A hostile pointer store: once given an old signed pointer with
+/// [`replay`](Self::replay), it serves that for every read, as a server
+/// rolling a user back would. Writes go to the honest store underneath.
+#[derive(Default)]
+pub struct Replaying<P> {
+    /// The honest store underneath.
+    pub inner: P,
+    stale: std::sync::Mutex<Option<SignedPointer>>,
+}
+
+impl<P> Replaying<P> {
+    /// An honest store until [`replay`](Self::replay) is called.
+    pub fn new(inner: P) -> Self {
+        Replaying {
+            inner,
+            stale: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Serves `old` for every read from now on (None: honest again).
+    pub fn replay(&self, old: Option<SignedPointer>) {
+        *self.stale.lock().unwrap() = old;
+    }
+}
+
+#[async_trait]
+impl<P: PointerStore> PointerStore for Replaying<P> {
+    async fn get(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> Result<Option<SignedPointer>> {
+        if let Some(old) = self.stale.lock().unwrap().clone() {
+            return Ok(Some(old));
+        }
+        self.inner.get(owner, writer).await
+    }
+
+    async fn set(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        update: SignedPointer,
+    ) -> Result<()> {
+        self.inner.set(owner, writer, update).await
+    }
+}
