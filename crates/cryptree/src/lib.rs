@@ -1,8 +1,8 @@
 //! The encrypted filesystem: capabilities, per-writer state, cryptree
 //! nodes, and the filesystem API over them.
 //!
-//! - [`Label`], [`AbsoluteCapability`] and [`RelativeCapability`]: what a
-//!   holder needs to find, read and (optionally) write one node, and the
+//! - [`Label`] and [`AbsoluteCapability`]: what a holder needs to find,
+//!   read and (optionally) write one node, and the
 //!   compact, checksummed text form used in links ([`AbsoluteCapability::to_text`]).
 //! - [`WriterData`]: the root block of one signing key's state (its
 //!   filesystem CHAMP, owned sub-writers, boxing key, login parameters), and
@@ -22,7 +22,7 @@ pub mod node;
 mod ownership;
 mod writer_data;
 
-pub use crate::capability::{AbsoluteCapability, Label, RelativeCapability, TEXT_PREFIX};
+pub use crate::capability::{AbsoluteCapability, Label, TEXT_PREFIX};
 pub use crate::error::Error;
 pub use crate::fs::{Entry, Filesystem, Kind, UploadOptions, UPLOADS_DIR};
 pub use crate::ownership::WriterOwnership;

@@ -51,7 +51,7 @@ use serde_bytes::ByteBuf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::{Error, Label, Result};
+use crate::{AbsoluteCapability, Error, Label, Result};
 
 /// Plaintext bytes of file data in one chunk (the last chunk may hold less).
 pub const CHUNK_SIZE: u64 = 5 * 1024 * 1024;
@@ -343,6 +343,20 @@ impl ParentPart {
 }
 
 impl ChildLink {
+    /// The child's capability, given its directory's: the owner is the
+    /// directory's, the writer too unless the link names one, and the
+    /// child is writable only through a writable directory.
+    pub fn resolve(&self, dir: &AbsoluteCapability) -> Result<AbsoluteCapability> {
+        Ok(AbsoluteCapability {
+            owner: dir.owner,
+            writer: self.writer.unwrap_or(dir.writer),
+            label: self.label,
+            bat: self.bat.clone(),
+            read: self.read.clone(),
+            write: self.write_key(dir.write.as_ref())?,
+        })
+    }
+
     /// The child's write key, given the directory's.
     pub fn write_key(&self, dir_write: Option<&SymmetricKey>) -> Result<Option<SymmetricKey>> {
         let (Some(sealed), Some(key)) = (&self.write, dir_write) else {
@@ -707,6 +721,48 @@ mod tests {
             base.signer(&write, &label, &other),
             Err(Error::MalformedNode { .. })
         ));
+    }
+
+    #[test]
+    fn child_links_resolve_against_their_directory() {
+        let owner = PublicKeyHash::of(&SigningKeyPair::random().public());
+        let dir_write = SymmetricKey::random();
+        let dir = AbsoluteCapability {
+            owner,
+            writer: owner,
+            label: Label::random(),
+            bat: Some(Bat::random()),
+            read: SymmetricKey::random(),
+            write: Some(dir_write.clone()),
+        };
+        let child_write = SymmetricKey::random();
+        let label = Label::random();
+        let link = ChildLink {
+            writer: None,
+            label,
+            bat: Some(Bat::random()),
+            read: SymmetricKey::random(),
+            write: Some(ChildLink::seal_write(&dir_write, &label, &child_write)),
+            name_tag: name_tag(&dir.read, "child"),
+        };
+        let cap = link.resolve(&dir).unwrap();
+        assert_eq!((cap.owner, cap.writer, cap.label), (owner, owner, label));
+        assert!(cap.write == Some(child_write));
+        // A child under its own writer keeps it.
+        let own = PublicKeyHash::of(&SigningKeyPair::random().public());
+        let moved = ChildLink {
+            writer: Some(own),
+            ..link.clone()
+        };
+        assert_eq!(moved.resolve(&dir).unwrap().writer, own);
+        // Through a read-only directory, the child is read-only too.
+        assert!(!link.resolve(&dir.read_only()).unwrap().is_writable());
+        // The wrong directory write key does not open the child's.
+        let other = AbsoluteCapability {
+            write: Some(SymmetricKey::random()),
+            ..dir.clone()
+        };
+        assert!(matches!(link.resolve(&other), Err(Error::Decrypt { .. })));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Capabilities and their text form.
 
-use peergos_cryptree::{AbsoluteCapability, Error, Label, RelativeCapability, TEXT_PREFIX};
+use peergos_cryptree::{AbsoluteCapability, Error, Label, TEXT_PREFIX};
 use peergos_keys::{Bat, PublicKeyHash, SigningKeyPair, SymmetricKey};
 use proptest::prelude::*;
 
@@ -80,33 +80,4 @@ fn debug_never_prints_keys() {
     assert!(shown.contains("writable: true"));
     let text = cap.to_text().unwrap();
     assert!(!shown.contains(&text[TEXT_PREFIX.len()..TEXT_PREFIX.len() + 20]));
-}
-
-#[test]
-fn relative_capabilities_resolve_against_their_parent() {
-    let parent = capability(true, true);
-    let child = RelativeCapability {
-        writer: None,
-        label: Label::random(),
-        bat: Some(Bat::random()),
-        read: SymmetricKey::random(),
-        write: Some(SymmetricKey::random()),
-    };
-    let resolved = child.resolve(&parent);
-    assert_eq!(resolved.owner, parent.owner);
-    assert_eq!(resolved.writer, parent.writer);
-    assert_eq!(resolved.label, child.label);
-    assert!(resolved.is_writable());
-    // A child moved under its own writer keeps it.
-    let own_writer = key_hash();
-    let moved = RelativeCapability {
-        writer: Some(own_writer),
-        ..child.clone()
-    };
-    assert_eq!(moved.resolve(&parent).writer, own_writer);
-    // Through a read-only parent, the child is read-only too.
-    assert!(!child.resolve(&parent.read_only()).is_writable());
-    let bytes = peergos_ipld::cbor::to_vec(&child).unwrap();
-    let back: RelativeCapability = peergos_ipld::cbor::from_slice(&bytes).unwrap();
-    assert!(back == child);
 }

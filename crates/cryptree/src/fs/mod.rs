@@ -493,7 +493,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     continue;
                 }
                 let path = child_path(&dir.path, name);
-                let child = self.load(view, self.child_cap(dir, link)?, path).await?;
+                let child = self.load(view, link.resolve(&dir.cap)?, path).await?;
                 // Tags are 128-bit keyed hashes; a collision would be a bug.
                 if child.props.name == name {
                     return Ok(Some((c, i, child)));
@@ -517,17 +517,6 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             .ok_or_else(|| Error::NotFound {
                 path: child_path(&dir.path, name),
             })
-    }
-
-    pub(crate) fn child_cap(&self, dir: &Found, link: &ChildLink) -> Result<AbsoluteCapability> {
-        Ok(AbsoluteCapability {
-            owner: dir.cap.owner,
-            writer: link.writer.unwrap_or(dir.cap.writer),
-            label: link.label,
-            bat: link.bat.clone(),
-            read: link.read.clone(),
-            write: link.write_key(dir.cap.write.as_ref())?,
-        })
     }
 
     /// The node at `path`.
@@ -593,7 +582,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let links: Vec<&ChildLink> = chunks.iter().flat_map(|c| c.children.iter()).collect();
         futures::stream::iter(links)
             .map(|link| async move {
-                let cap = self.child_cap(dir, link)?;
+                let cap = link.resolve(&dir.cap)?;
                 let mut child = self.load(view, cap, String::new()).await?;
                 child.path = child_path(&dir.path, &child.props.name);
                 Ok::<_, Error>(child)

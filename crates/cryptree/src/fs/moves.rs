@@ -156,9 +156,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         }
         let view = View::default();
         let src = self.resolve(&view, from).await?;
-        let (dst, _) = self.writable_dir(&view, &dst_path).await?;
-        let signer = dst.signer()?;
-        let side = ParentSide::of(&dst)?;
+        let (_, signer, side) = self.new_file_target(&view, &dst_path).await?;
         let tx = self.blocks().start_transaction(&self.root.owner).await?;
         let outcome = async {
             let (link, copied) =

@@ -10,9 +10,7 @@ use peergos_pointers::PointerStore;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncSeekExt};
 
-use super::write::{
-    now_ms, read_chunk, split_parent, FileSink, Fresh, ParentSide, Plan, UploadOptions,
-};
+use super::write::{now_ms, read_chunk, split_parent, FileSink, Fresh, Plan, UploadOptions};
 use super::{child_path, Entry, Filesystem, Kind, View};
 use crate::node::{self, chunk_count, CHUNK_SIZE};
 use crate::{AbsoluteCapability, Error, Label, Result};
@@ -77,9 +75,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     {
         let (dir_path, name) = split_parent(path)?;
         let target = child_path(&dir_path, &name);
-        let (dir, _) = self.writable_dir(&View::default(), &dir_path).await?;
-        let signer = dir.signer()?;
-        let side = ParentSide::of(&dir)?;
+        let (dir, signer, side) = self.new_file_target(&View::default(), &dir_path).await?;
         let len = reader.seek(SeekFrom::End(0)).await.map_err(Error::Read)?;
         reader.seek(SeekFrom::Start(0)).await.map_err(Error::Read)?;
         let first = read_chunk(&mut reader).await?;

@@ -194,7 +194,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 drop_old.owned.push((child.cap.writer, false));
                 self.apply(&drop_old).await?;
             }
-            self.child_cap(&dir, &link)
+            link.resolve(&dir.cap)
         }
         .await;
         let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;

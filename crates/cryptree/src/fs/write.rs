@@ -885,12 +885,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         R: AsyncRead + Unpin + Send,
     {
         let (dir_path, name) = split_parent(path)?;
-        // Check the destination before streaming anything (its listing is
-        // read once, when the link is added).
-        let dir = self.resolve(&View::default(), &dir_path).await?;
-        dir.require_dir()?;
-        let signer = dir.signer()?;
-        let side = ParentSide::of(&dir)?;
+        let (dir, signer, side) = self.new_file_target(&View::default(), &dir_path).await?;
         let tx = self.blocks().start_transaction(&self.root.owner).await?;
         let outcome = async {
             let fresh = Fresh::new(dir.cap.owner, dir.cap.writer);
@@ -951,6 +946,22 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         .await;
         let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
         outcome
+    }
+
+    /// The writable directory a new file or copy will go in, its writer's
+    /// key and what the new child needs of it; checked before any data is
+    /// written. The directory's listing is not read here: it is read once,
+    /// when the link is added.
+    pub(super) async fn new_file_target(
+        &self,
+        view: &View,
+        dir_path: &str,
+    ) -> Result<(Found, SigningKeyPair, ParentSide)> {
+        let dir = self.resolve(view, dir_path).await?;
+        dir.require_dir()?;
+        let signer = dir.signer()?;
+        let side = ParentSide::of(&dir)?;
+        Ok((dir, signer, side))
     }
 
     /// Commits a new file: its chunks' changes, and its link in the
