@@ -67,6 +67,42 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The owner's space is full: storing `requested` more bytes would
+    /// take the usage past the quota. Deleting data frees space.
+    #[error(
+        "quota exceeded: {used} of {quota} bytes used, {requested} more requested; delete files to free space"
+    )]
+    QuotaExceeded {
+        /// Bytes in use (committed and pending).
+        used: u64,
+        /// The owner's limit.
+        quota: u64,
+        /// The size of the refused request.
+        requested: u64,
+    },
+    /// A remote store refused the request.
+    #[error("server refused the request: {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The server's explanation.
+        message: String,
+    },
+    /// A remote store could not be reached.
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable {
+        /// The address tried.
+        address: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The operation is not offered by this store (for example, listing
+    /// or deleting blocks of a remote server).
+    #[error("{operation} is not available on this store")]
+    Unsupported {
+        /// The operation.
+        operation: &'static str,
+    },
     /// A background I/O task stopped without an answer.
     #[error("block store I/O task failed: {0}")]
     Task(String),

@@ -203,6 +203,22 @@ impl BlockStore for FileStore {
             .await
     }
 
+    async fn size(&self, cid: &Cid) -> Result<Option<u64>> {
+        let cid = *cid;
+        self.blocking(move |inner| {
+            if cid.is_identity() {
+                return Ok(Some(cid.digest().len() as u64));
+            }
+            let path = inner.path_of(&cid);
+            match std::fs::metadata(&path) {
+                Ok(meta) => Ok(Some(meta.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io("stat", &path)(e)),
+            }
+        })
+        .await
+    }
+
     async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
         Ok(self.inner.transactions.start(owner))
     }

@@ -75,6 +75,13 @@ pub trait BlockStore: Send + Sync + 'static {
     /// Whether the block is stored (no content is read or returned).
     async fn has(&self, cid: &Cid) -> Result<bool>;
 
+    /// The stored size of a block in bytes, if present (for space
+    /// accounting). The default reads the block; stores that know sizes
+    /// without reading override it.
+    async fn size(&self, cid: &Cid) -> Result<Option<u64>> {
+        Ok(self.get_trusted(cid).await?.map(|b| b.len() as u64))
+    }
+
     /// Opens a transaction for `owner`. Blocks put in it are protected from
     /// garbage collection until it is closed or [`TRANSACTION_TIMEOUT`]
     /// passes.

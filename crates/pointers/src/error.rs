@@ -66,6 +66,22 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A remote store refused the request.
+    #[error("server refused the pointer request: {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The server's explanation.
+        message: String,
+    },
+    /// A remote store could not be reached.
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable {
+        /// The address tried.
+        address: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A background task stopped without an answer.
     #[error("pointer store task failed: {0}")]
     Task(String),

@@ -1,0 +1,43 @@
+//! The embeddable Peergos client.
+//!
+//! - [`UserContext`]: sign up, log in, change password, and the user's
+//!   encrypted filesystem ([`UserContext::fs`]: every operation of
+//!   [`peergos_cryptree::Filesystem`]), and space usage.
+//! - [`NetworkAccess`]: the server API, over HTTP ([`HttpNetwork`]) or to
+//!   a server in the same process ([`InProcess`]).
+//! - [`Remote`]: a server's stores as a `BlockStore` and `PointerStore`.
+//!
+//! The client trusts the server with nothing but availability: every
+//! block's hash, every pointer's signature and sequence (a rollback is
+//! refused), and every PKI answer's proof are checked here.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use peergos_core::{HttpNetwork, UserContext};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let net = Arc::new(HttpNetwork::new("http://127.0.0.1:8000")?);
+//! let alice = UserContext::login(net, "alice", "correct horse battery").await?;
+//! alice.fs().write_file("/notes.txt", b"hello").await?;
+//! for entry in alice.fs().ls("/").await? {
+//!     println!("{} {}", entry.name, entry.size);
+//! }
+//! # Ok(()) }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod network;
+mod remote;
+mod user;
+
+pub use crate::error::Error;
+pub use crate::network::{HttpNetwork, InProcess, NetworkAccess, CONNECT_TIMEOUT};
+pub use crate::remote::Remote;
+pub use crate::user::{RemoteFs, UserContext, CLAIM_LIFETIME_SECS, SHARED_DIR};
+
+pub use peergos_cryptree::{Entry, Kind, UploadOptions};
+pub use peergos_server::api::Space;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

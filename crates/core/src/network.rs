@@ -1,0 +1,395 @@
+//! How a client reaches a server: [`NetworkAccess`], over HTTP
+//! ([`HttpNetwork`]) or to a server in the same process ([`InProcess`]).
+//!
+//! Both speak the same typed API and report refusals the same way (the
+//! server's [`ErrorBody`]), so code and tests written against one hold for
+//! the other. Nothing here trusts the server: the callers check every
+//! hash, signature and proof.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use peergos_blockstore::{BlockAuth, PutBlocks, TransactionId};
+use peergos_ipld::{cbor, Cid};
+use peergos_keys::{LoginParams, PublicKeyHash};
+use peergos_pointers::SignedPointer;
+use peergos_server::api::{
+    ChampLookup, ChangeRequest, DataRequest, ErrorBody, GetRequest, Info, LoginRequest, PkiAnswer,
+    PutRequest, SignupRequest, Space, TxRequest, CBOR,
+};
+use peergos_server::Server;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// How long a client waits to connect before reporting the server
+/// unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The server API as a client sees it.
+#[async_trait]
+pub trait NetworkAccess: Send + Sync + 'static {
+    /// Where requests go (for messages).
+    fn address(&self) -> String;
+    /// The server's id, PKI key and signup policy.
+    async fn info(&self) -> Result<Info>;
+    /// Stores blocks.
+    async fn put(&self, request: &PutBlocks) -> Result<Vec<Cid>>;
+    /// A block (None if the server does not have it).
+    async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>>;
+    /// Whether the server has a block.
+    async fn has(&self, cid: &Cid) -> Result<bool>;
+    /// The CHAMP blocks from `root` to `key`.
+    async fn champ_lookup(&self, root: &Cid, key: [u8; 32]) -> Result<Vec<Bytes>>;
+    /// Opens a transaction.
+    async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId>;
+    /// Closes a transaction.
+    async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()>;
+    /// A pointer's current signed update.
+    async fn get_pointer(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> Result<Option<SignedPointer>>;
+    /// Moves a pointer.
+    async fn set_pointer(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        update: &SignedPointer,
+    ) -> Result<()>;
+    /// A name's PKI entry with its proof.
+    async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer>;
+    /// Creates an account.
+    async fn signup(&self, request: &SignupRequest) -> Result<()>;
+    /// A user's login parameters.
+    async fn login_params(&self, username: &str) -> Result<LoginParams>;
+    /// A user's encrypted static data.
+    async fn login(&self, username: &str, request: &LoginRequest) -> Result<Bytes>;
+    /// Replaces a user's static data.
+    async fn update_data(&self, username: &str, request: &DataRequest) -> Result<()>;
+    /// Changes a user's login key.
+    async fn change_password(&self, username: &str, request: &ChangeRequest) -> Result<()>;
+    /// Space used and allowed.
+    async fn space(&self, owner: &PublicKeyHash) -> Result<Space>;
+}
+
+/// A server in the same process: no sockets, same semantics.
+#[derive(Clone)]
+pub struct InProcess {
+    server: Arc<Server>,
+}
+
+impl InProcess {
+    /// Access to `server`.
+    pub fn new(server: Arc<Server>) -> Self {
+        InProcess { server }
+    }
+}
+
+#[async_trait]
+impl NetworkAccess for InProcess {
+    fn address(&self) -> String {
+        format!("in-process server {}", self.server.id())
+    }
+
+    async fn info(&self) -> Result<Info> {
+        Ok(self.server.info())
+    }
+
+    async fn put(&self, request: &PutBlocks) -> Result<Vec<Cid>> {
+        Ok(self.server.put(request.clone()).await?)
+    }
+
+    async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {
+        Ok(self.server.get(cid, auth).await?)
+    }
+
+    async fn has(&self, cid: &Cid) -> Result<bool> {
+        Ok(self.server.has(cid).await?)
+    }
+
+    async fn champ_lookup(&self, root: &Cid, key: [u8; 32]) -> Result<Vec<Bytes>> {
+        Ok(self.server.champ_lookup(root, key).await?)
+    }
+
+    async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
+        Ok(self.server.start_transaction(owner).await?)
+    }
+
+    async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
+        Ok(self.server.close_transaction(owner, id).await?)
+    }
+
+    async fn get_pointer(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> Result<Option<SignedPointer>> {
+        Ok(self.server.get_pointer(owner, writer).await?)
+    }
+
+    async fn set_pointer(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        update: &SignedPointer,
+    ) -> Result<()> {
+        Ok(self
+            .server
+            .set_pointer(owner, writer, update.clone())
+            .await?)
+    }
+
+    async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer> {
+        Ok(self.server.pki_lookup(username).await?)
+    }
+
+    async fn signup(&self, request: &SignupRequest) -> Result<()> {
+        Ok(self.server.signup(request.clone()).await?)
+    }
+
+    async fn login_params(&self, username: &str) -> Result<LoginParams> {
+        Ok(self.server.login_params(username)?)
+    }
+
+    async fn login(&self, username: &str, request: &LoginRequest) -> Result<Bytes> {
+        Ok(self.server.login(username, request)?)
+    }
+
+    async fn update_data(&self, username: &str, request: &DataRequest) -> Result<()> {
+        Ok(self.server.update_data(username, request)?)
+    }
+
+    async fn change_password(&self, username: &str, request: &ChangeRequest) -> Result<()> {
+        Ok(self.server.change_password(username, request)?)
+    }
+
+    async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
+        Ok(self.server.space(owner)?)
+    }
+}
+
+/// A server over HTTP.
+#[derive(Clone)]
+pub struct HttpNetwork {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl HttpNetwork {
+    /// A client for the server at `url` (e.g. `http://127.0.0.1:8000`).
+    pub fn new(url: &str) -> Result<Self> {
+        let base = url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Unreachable {
+                address: url.to_string(),
+                reason: "the server address must start with http:// or https://".into(),
+            });
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Task(format!("building the HTTP client: {e}")))?;
+        Ok(HttpNetwork { client, base })
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> Error {
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            reason = format!("{reason}: {s}");
+            source = s.source();
+        }
+        Error::Unreachable {
+            address: self.base.clone(),
+            reason,
+        }
+    }
+
+    /// Sends a request; `Ok(None)` for a 404 `not_found` answer.
+    async fn send(&self, path: &str, body: Option<Vec<u8>>) -> Result<Option<Bytes>> {
+        let url = format!("{}{path}", self.base);
+        let request = match body {
+            Some(body) => self
+                .client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, CBOR)
+                .body(body),
+            None => self.client.get(&url),
+        };
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if (200..300).contains(&status) {
+            return Ok(Some(bytes));
+        }
+        let body: ErrorBody = cbor::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+            code: format!("http_{status}"),
+            message: format!(
+                "HTTP {status} from {url}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ),
+            actual: None,
+            quota: None,
+        });
+        if status == 404 && body.code == "not_found" {
+            return Ok(None);
+        }
+        Err(Error::refused(status, body))
+    }
+
+    async fn call<T: DeserializeOwned + Serialize>(
+        &self,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T> {
+        let bytes = self.send(path, body).await?.ok_or_else(|| Error::Refused {
+            status: 404,
+            body: ErrorBody {
+                code: "not_found".into(),
+                message: format!("{}{path} was not found", self.base),
+                actual: None,
+                quota: None,
+            },
+        })?;
+        decode(&bytes)
+    }
+}
+
+fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T> {
+    cbor::from_slice_with(
+        bytes,
+        cbor::Limits {
+            max_size: peergos_server::api::MAX_BODY,
+            max_depth: 16,
+        },
+    )
+    .map_err(|e| Error::Invalid(e.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    Ok(cbor::to_vec(value)?)
+}
+
+#[async_trait]
+impl NetworkAccess for HttpNetwork {
+    fn address(&self) -> String {
+        self.base.clone()
+    }
+
+    async fn info(&self) -> Result<Info> {
+        self.call("/v1/info", None).await
+    }
+
+    async fn put(&self, request: &PutBlocks) -> Result<Vec<Cid>> {
+        let body = encode(&PutRequest::from(request))?;
+        self.call("/v1/blocks/put", Some(body)).await
+    }
+
+    async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {
+        let body = encode(&GetRequest {
+            cid: *cid,
+            auth: auth.cloned(),
+        })?;
+        self.send("/v1/blocks/get", Some(body)).await
+    }
+
+    async fn has(&self, cid: &Cid) -> Result<bool> {
+        self.call(&format!("/v1/blocks/has/{cid}"), None).await
+    }
+
+    async fn champ_lookup(&self, root: &Cid, key: [u8; 32]) -> Result<Vec<Bytes>> {
+        let body = encode(&ChampLookup { root: *root, key })?;
+        self.call("/v1/champ/lookup", Some(body)).await
+    }
+
+    async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
+        let body = encode(&TxRequest {
+            owner: *owner,
+            transaction: None,
+        })?;
+        let id: serde_bytes::ByteBuf = self.call("/v1/tx/start", Some(body)).await?;
+        let id: [u8; 16] = id
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Invalid("a transaction id is not 16 bytes".into()))?;
+        Ok(TransactionId::from_bytes(id))
+    }
+
+    async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
+        let body = encode(&TxRequest {
+            owner: *owner,
+            transaction: Some(id.to_bytes()),
+        })?;
+        self.call("/v1/tx/close", Some(body)).await
+    }
+
+    async fn get_pointer(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> Result<Option<SignedPointer>> {
+        self.call(&format!("/v1/pointers/{owner}/{writer}"), None)
+            .await
+    }
+
+    async fn set_pointer(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        update: &SignedPointer,
+    ) -> Result<()> {
+        self.call(
+            &format!("/v1/pointers/{owner}/{writer}"),
+            Some(encode(update)?),
+        )
+        .await
+    }
+
+    async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer> {
+        peergos_pki::check_username(username)?;
+        self.call(&format!("/v1/pki/{username}"), None).await
+    }
+
+    async fn signup(&self, request: &SignupRequest) -> Result<()> {
+        self.call("/v1/signup", Some(encode(request)?)).await
+    }
+
+    async fn login_params(&self, username: &str) -> Result<LoginParams> {
+        peergos_pki::check_username(username)?;
+        self.call(&format!("/v1/login/{username}/params"), None)
+            .await
+    }
+
+    async fn login(&self, username: &str, request: &LoginRequest) -> Result<Bytes> {
+        let data: serde_bytes::ByteBuf = self
+            .call(&format!("/v1/login/{username}"), Some(encode(request)?))
+            .await?;
+        Ok(Bytes::from(data.into_vec()))
+    }
+
+    async fn update_data(&self, username: &str, request: &DataRequest) -> Result<()> {
+        self.call(
+            &format!("/v1/login/{username}/data"),
+            Some(encode(request)?),
+        )
+        .await
+    }
+
+    async fn change_password(&self, username: &str, request: &ChangeRequest) -> Result<()> {
+        self.call(
+            &format!("/v1/login/{username}/change"),
+            Some(encode(request)?),
+        )
+        .await
+    }
+
+    async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
+        self.call(&format!("/v1/space/{owner}"), None).await
+    }
+}

@@ -1,0 +1,177 @@
+//! A server's block and pointer stores, seen through [`NetworkAccess`]:
+//! what the filesystem layer runs on in a client.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use peergos_blockstore::{BlockAuth, BlockStore, PutBlocks, TransactionId};
+use peergos_ipld::Cid;
+use peergos_keys::PublicKeyHash;
+use peergos_pointers::{CasConflict, PointerStore, SignedPointer};
+
+use crate::{Error, NetworkAccess};
+
+/// The largest batch of block bytes sent in one put request.
+const MAX_PUT_BYTES: usize = 16 << 20;
+
+/// A remote server as a [`BlockStore`] and a [`PointerStore`].
+///
+/// It does not check what the server returns: the layers above (the
+/// filesystem, the CHAMP, the pointer cache) verify every hash and
+/// signature whatever the store did.
+#[derive(Clone)]
+pub struct Remote {
+    net: Arc<dyn NetworkAccess>,
+}
+
+impl Remote {
+    /// The stores of the server behind `net`.
+    pub fn new(net: Arc<dyn NetworkAccess>) -> Self {
+        Remote { net }
+    }
+
+    /// The network access underneath.
+    pub fn network(&self) -> &Arc<dyn NetworkAccess> {
+        &self.net
+    }
+}
+
+fn pointer_error(e: Error) -> peergos_pointers::Error {
+    match e {
+        Error::Unreachable { address, reason } => {
+            peergos_pointers::Error::Unreachable { address, reason }
+        }
+        Error::Refused { status, body } => peergos_pointers::Error::Refused {
+            status,
+            message: body.message,
+        },
+        other => peergos_pointers::Error::Task(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl BlockStore for Remote {
+    async fn put(&self, request: PutBlocks) -> peergos_blockstore::Result<Vec<Cid>> {
+        // Split large batches so no request nears the body limit.
+        let total: usize = request.blocks.iter().map(|b| b.data.len()).sum();
+        if total <= MAX_PUT_BYTES {
+            return Ok(self.net.put(&request).await?);
+        }
+        let mut cids = Vec::with_capacity(request.blocks.len());
+        let mut batch = Vec::new();
+        let mut size = 0;
+        let flush = |batch: Vec<_>| PutBlocks {
+            owner: request.owner,
+            writer: request.writer,
+            transaction: request.transaction,
+            blocks: batch,
+        };
+        for block in request.blocks.iter().cloned() {
+            if size + block.data.len() > MAX_PUT_BYTES && !batch.is_empty() {
+                cids.extend(self.net.put(&flush(std::mem::take(&mut batch))).await?);
+                size = 0;
+            }
+            size += block.data.len();
+            batch.push(block);
+        }
+        if !batch.is_empty() {
+            cids.extend(self.net.put(&flush(batch)).await?);
+        }
+        Ok(cids)
+    }
+
+    async fn get(
+        &self,
+        cid: &Cid,
+        auth: Option<&BlockAuth>,
+    ) -> peergos_blockstore::Result<Option<Bytes>> {
+        Ok(self.net.get(cid, auth).await?)
+    }
+
+    async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
+        Ok(self.net.get(cid, None).await?)
+    }
+
+    async fn has(&self, cid: &Cid) -> peergos_blockstore::Result<bool> {
+        Ok(self.net.has(cid).await?)
+    }
+
+    async fn start_transaction(
+        &self,
+        owner: &PublicKeyHash,
+    ) -> peergos_blockstore::Result<TransactionId> {
+        Ok(self.net.start_transaction(owner).await?)
+    }
+
+    async fn close_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: &TransactionId,
+    ) -> peergos_blockstore::Result<()> {
+        Ok(self.net.close_transaction(owner, id).await?)
+    }
+
+    async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
+        Err(peergos_blockstore::Error::Unsupported {
+            operation: "listing protected blocks",
+        })
+    }
+
+    fn list(&self) -> BoxStream<'_, peergos_blockstore::Result<Cid>> {
+        futures::stream::once(async {
+            Err(peergos_blockstore::Error::Unsupported {
+                operation: "listing blocks",
+            })
+        })
+        .boxed()
+    }
+
+    async fn delete(&self, _cid: &Cid) -> peergos_blockstore::Result<()> {
+        Err(peergos_blockstore::Error::Unsupported {
+            operation: "deleting blocks",
+        })
+    }
+}
+
+#[async_trait]
+impl PointerStore for Remote {
+    async fn get(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> peergos_pointers::Result<Option<SignedPointer>> {
+        self.net
+            .get_pointer(owner, writer)
+            .await
+            .map_err(pointer_error)
+    }
+
+    async fn set(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        update: SignedPointer,
+    ) -> peergos_pointers::Result<()> {
+        match self.net.set_pointer(owner, writer, &update).await {
+            Ok(()) => Ok(()),
+            // Give the committer the typed conflicts it retries on.
+            Err(Error::Refused { body, .. }) if body.code == "cas_conflict" => Err(
+                peergos_pointers::Error::CasConflict(Box::new(CasConflict {
+                    expected: update.update.previous,
+                    actual: body.actual,
+                })),
+            ),
+            Err(Error::Refused { body, .. }) if body.code == "stale_sequence" => {
+                Err(peergos_pointers::Error::StaleSequence {
+                    stored: update.update.sequence,
+                    offered: update.update.sequence,
+                })
+            }
+            Err(e) => Err(pointer_error(e)),
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The HTTP API's request and answer types, shared by the server and the
+//! client (`peergos-core`). Every body is canonical DAG-CBOR; paths start
+//! with [`PREFIX`]. `docs/PROTOCOL.md` section 13 lists the routes.
+
+use bytes::Bytes;
+use peergos_blockstore::{BlockAuth, PutBlocks, SignedBlock, TransactionId};
+use peergos_ipld::{cbor, Cid, Codec};
+use peergos_keys::{Domain, LoginParams, PublicKeyHash, PublicSigningKey, Signature};
+use peergos_pki::KeyChain;
+use peergos_pointers::SignedPointer;
+use serde::{Deserialize, Serialize};
+
+/// The version prefix of every route.
+pub const PREFIX: &str = "/v1";
+
+/// The content type of every CBOR body.
+pub const CBOR: &str = "application/cbor";
+
+/// The largest request body the server reads (a put of up to 64 blocks of
+/// at most 1 MiB each, plus framing).
+pub const MAX_BODY: usize = 80 << 20;
+
+/// How far a signed timestamp may be from the server's clock.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// Domain of the signatures that authorise login-data requests.
+pub const LOGIN_AUTH: Domain = Domain::new("peergos/login-auth/v1");
+
+/// What `GET /v1/info` answers.
+///
+/// CBOR: `{"version": text, "server": link, "pki": link, "signup": text}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// The server software's version.
+    pub version: String,
+    /// The server's id (the hash of its signing key); users homed here
+    /// name it in their PKI claim.
+    pub server: PublicKeyHash,
+    /// The key whose pointer is the PKI root this server serves.
+    pub pki: PublicKeyHash,
+    /// `"open"` or `"token"`.
+    pub signup: String,
+}
+
+/// One block of a put.
+///
+/// CBOR: `{"c": u64 codec, "d": bytes, "s": bytes(64)}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireBlock {
+    /// Codec (0x71 dag-cbor, 0x55 raw).
+    #[serde(rename = "c")]
+    pub codec: u64,
+    /// The bytes.
+    #[serde(rename = "d")]
+    pub data: Bytes,
+    /// The writer's signature over the CID.
+    #[serde(rename = "s")]
+    pub signature: Signature,
+}
+
+/// `POST /v1/blocks/put`: answers the CIDs, in order.
+///
+/// CBOR: `{"o": link, "w": link, "t": bytes(16), "b": [WireBlock]}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PutRequest {
+    /// Owner.
+    #[serde(rename = "o")]
+    pub owner: PublicKeyHash,
+    /// Writer.
+    #[serde(rename = "w")]
+    pub writer: PublicKeyHash,
+    /// Transaction.
+    #[serde(rename = "t", with = "serde_bytes")]
+    pub transaction: [u8; 16],
+    /// Blocks.
+    #[serde(rename = "b")]
+    pub blocks: Vec<WireBlock>,
+}
+
+impl From<&PutBlocks> for PutRequest {
+    fn from(put: &PutBlocks) -> Self {
+        PutRequest {
+            owner: put.owner,
+            writer: put.writer,
+            transaction: put.transaction.to_bytes(),
+            blocks: put
+                .blocks
+                .iter()
+                .map(|b| WireBlock {
+                    codec: b.codec.code(),
+                    data: b.data.clone(),
+                    signature: b.signature,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<PutRequest> for PutBlocks {
+    type Error = String;
+
+    fn try_from(put: PutRequest) -> Result<Self, String> {
+        let blocks = put
+            .blocks
+            .into_iter()
+            .map(|b| {
+                Ok(SignedBlock {
+                    codec: Codec::from_code(b.codec)
+                        .ok_or_else(|| format!("unknown codec 0x{:x}", b.codec))?,
+                    data: b.data,
+                    signature: b.signature,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(PutBlocks {
+            owner: put.owner,
+            writer: put.writer,
+            transaction: TransactionId::from_bytes(put.transaction),
+            blocks,
+        })
+    }
+}
+
+/// `POST /v1/blocks/get`: answers the raw block bytes (404 if absent).
+///
+/// CBOR: `{"c": link, "a": BlockAuth | null}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GetRequest {
+    /// The block.
+    #[serde(rename = "c")]
+    pub cid: Cid,
+    /// The access proof, for blocks that list tokens.
+    #[serde(rename = "a")]
+    pub auth: Option<BlockAuth>,
+}
+
+/// `POST /v1/blocks/get-many`: answers `[bytes | null]` in order.
+pub type GetManyRequest = Vec<GetRequest>;
+
+/// `POST /v1/champ/lookup`: answers the blocks on the path from `root` to
+/// `key` (a proof the client checks with `peergos_champ::verify_proof`).
+///
+/// CBOR: `{"r": link, "k": bytes(32)}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChampLookup {
+    /// The CHAMP root.
+    #[serde(rename = "r")]
+    pub root: Cid,
+    /// The key.
+    #[serde(rename = "k", with = "serde_bytes")]
+    pub key: [u8; 32],
+}
+
+/// `POST /v1/tx/start` and `/v1/tx/close`.
+///
+/// CBOR: `{"o": link, "t": bytes(16) | null}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TxRequest {
+    /// The owner.
+    #[serde(rename = "o")]
+    pub owner: PublicKeyHash,
+    /// The transaction (close only).
+    #[serde(rename = "t", with = "serde_bytes")]
+    pub transaction: Option<[u8; 16]>,
+}
+
+/// `GET /v1/pki/{name}`: the PKI pointer, the CHAMP path to the name and
+/// its chain block, all checked by the client.
+///
+/// CBOR: `{"p": SignedPointer | null, "proof": [bytes], "chain": bytes | null}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PkiAnswer {
+    /// The PKI root pointer, signed by the PKI key.
+    #[serde(rename = "p")]
+    pub pointer: Option<SignedPointer>,
+    /// The CHAMP blocks from the root to the name.
+    pub proof: Vec<Bytes>,
+    /// The name's chain block, if the name is claimed.
+    pub chain: Option<Bytes>,
+}
+
+/// `POST /v1/signup`.
+///
+/// CBOR: `{"u": text, "chain": KeyChain, "login": LoginParams, "lk":
+/// bytes(33), "data": bytes, "token": text | null}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignupRequest {
+    /// The username.
+    #[serde(rename = "u")]
+    pub username: String,
+    /// The first PKI claim, signed by the new identity key.
+    pub chain: KeyChain,
+    /// The scrypt parameters the login keys came from.
+    pub login: LoginParams,
+    /// The public login key.
+    #[serde(rename = "lk")]
+    pub login_key: PublicSigningKey,
+    /// The encrypted static data.
+    pub data: Bytes,
+    /// A signup token, when the server needs one.
+    pub token: Option<String>,
+}
+
+/// A signature by the login key over a fresh timestamp, the action, the
+/// username and a digest of the request's payload ([`auth_message`]).
+///
+/// CBOR: `{"t": u64 ms, "s": bytes(64)}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Milliseconds since the Unix epoch; must be newer than the last one
+    /// the server accepted for this user.
+    #[serde(rename = "t")]
+    pub time_ms: u64,
+    /// The signature.
+    #[serde(rename = "s")]
+    pub signature: Signature,
+}
+
+/// The bytes a [`Stamp`] signs: CBOR `{"a": action, "p": sha256(payload),
+/// "t": time, "u": username}`.
+pub fn auth_message(action: &str, username: &str, time_ms: u64, payload: &[u8]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Message<'a> {
+        a: &'a str,
+        #[serde(with = "serde_bytes")]
+        p: [u8; 32],
+        t: u64,
+        u: &'a str,
+    }
+    // Encoding four plain fields cannot fail.
+    cbor::to_vec(&Message {
+        a: action,
+        p: peergos_keys::sha256(payload),
+        t: time_ms,
+        u: username,
+    })
+    .unwrap_or_default()
+}
+
+/// `POST /v1/login/{name}`: answers the encrypted static data.
+///
+/// CBOR: `{"stamp": Stamp}` (action `"login"`, empty payload).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginRequest {
+    /// The login key's signature.
+    pub stamp: Stamp,
+}
+
+/// `POST /v1/login/{name}/data`: replaces the static data (action
+/// `"data"`, payload the new data).
+///
+/// CBOR: `{"stamp": Stamp, "data": bytes}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DataRequest {
+    /// The login key's signature.
+    pub stamp: Stamp,
+    /// The new encrypted static data.
+    pub data: Bytes,
+}
+
+/// `POST /v1/login/{name}/change`: a password change, signed by the old
+/// login key (action `"change"`, payload CBOR of `{login, lk, data}`).
+///
+/// CBOR: `{"stamp": Stamp, "login": LoginParams, "lk": bytes(33), "data": bytes}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChangeRequest {
+    /// The old login key's signature.
+    pub stamp: Stamp,
+    /// New parameters.
+    pub login: LoginParams,
+    /// New public login key.
+    #[serde(rename = "lk")]
+    pub login_key: PublicSigningKey,
+    /// Static data under the new root key.
+    pub data: Bytes,
+}
+
+impl ChangeRequest {
+    /// The payload the stamp covers.
+    pub fn payload(login: &LoginParams, login_key: &PublicSigningKey, data: &[u8]) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Payload<'a> {
+            data: &'a serde_bytes::Bytes,
+            lk: &'a PublicSigningKey,
+            login: &'a LoginParams,
+        }
+        cbor::to_vec(&Payload {
+            data: serde_bytes::Bytes::new(data),
+            lk: login_key,
+            login,
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// `GET /v1/space/{owner}`.
+///
+/// CBOR: `{"used": u64, "quota": u64}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Space {
+    /// Bytes in use.
+    pub used: u64,
+    /// The limit.
+    pub quota: u64,
+}
+
+/// The body of every error answer.
+///
+/// CBOR: `{"code": text, "message": text, "actual": link | null}`;
+/// `actual` is the stored value on a pointer conflict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine-readable code (see [`crate::Error::code`]).
+    pub code: String,
+    /// What was wrong, for people.
+    pub message: String,
+    /// The pointer's stored value, on `cas_conflict`.
+    pub actual: Option<Cid>,
+    /// Quota figures, on `quota_exceeded`: `[used, quota, requested]`.
+    pub quota: Option<[u64; 3]>,
+}

@@ -1,0 +1,156 @@
+use peergos_ipld::Cid;
+
+use crate::api::ErrorBody;
+
+/// Everything the server can refuse or fail at. Each maps to an HTTP
+/// status and a stable code ([`Error::code`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request body is not what the route takes.
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    /// The username is taken, or claimed in the PKI by another key.
+    #[error("username '{0}' is already taken")]
+    UsernameTaken(String),
+    /// Signup needs a valid, unused token.
+    #[error("signup on this server needs a valid signup token (ask the administrator for a link)")]
+    TokenRequired,
+    /// Wrong username or password (deliberately does not say which).
+    #[error("wrong username or password")]
+    BadLogin,
+    /// A signed timestamp is too old, too new, or was used before.
+    #[error("stale request: {0}")]
+    Stale(String),
+    /// The owner has no account here.
+    #[error("{0} has no account on this server")]
+    UnknownOwner(peergos_keys::PublicKeyHash),
+    /// A block store refusal or failure.
+    #[error(transparent)]
+    Block(#[from] peergos_blockstore::Error),
+    /// A pointer store refusal or failure.
+    #[error(transparent)]
+    Pointer(#[from] peergos_pointers::Error),
+    /// A PKI refusal.
+    #[error(transparent)]
+    Pki(#[from] peergos_pki::Error),
+    /// A filesystem structure (writer data, node block) is malformed.
+    #[error(transparent)]
+    Cryptree(#[from] peergos_cryptree::Error),
+    /// A CHAMP failure.
+    #[error(transparent)]
+    Champ(#[from] peergos_champ::Error),
+    /// A malformed structure.
+    #[error(transparent)]
+    Encoding(#[from] peergos_ipld::Error),
+    /// A key problem.
+    #[error(transparent)]
+    Key(#[from] peergos_keys::Error),
+    /// The account database failed.
+    #[error("account database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The sqlite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The data directory could not be used.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A background task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        use peergos_blockstore::Error as B;
+        use peergos_pointers::Error as P;
+        match self {
+            Error::BadRequest(_) | Error::Encoding(_) | Error::Key(_) | Error::Cryptree(_) => 400,
+            Error::UsernameTaken(_) => 409,
+            Error::TokenRequired | Error::BadLogin | Error::Stale(_) => 403,
+            Error::UnknownOwner(_) => 404,
+            Error::Pki(
+                peergos_pki::Error::NameTaken { .. } | peergos_pki::Error::NotAppendOnly { .. },
+            ) => 409,
+            Error::Pki(_) => 400,
+            Error::Block(e) => match e {
+                B::QuotaExceeded { .. } => 413,
+                B::ProofRequired { .. } | B::AccessDenied { .. } => 403,
+                B::BadWriterSignature { .. } | B::Block(_) | B::Key(_) => 400,
+                B::UnknownTransaction { .. } | B::TransactionOwner { .. } => 409,
+                _ => 500,
+            },
+            Error::Pointer(e) => match e {
+                P::CasConflict(_) | P::StaleSequence { .. } => 409,
+                P::NotOwned { .. } => 403,
+                P::Key(_) | P::Encoding(_) => 400,
+                _ => 500,
+            },
+            Error::Champ(_) | Error::Sqlite { .. } | Error::Io { .. } | Error::Internal(_) => 500,
+        }
+    }
+
+    /// A stable code clients map back to typed errors.
+    pub fn code(&self) -> &'static str {
+        use peergos_blockstore::Error as B;
+        use peergos_pointers::Error as P;
+        match self {
+            Error::BadRequest(_) | Error::Encoding(_) | Error::Key(_) | Error::Cryptree(_) => {
+                "bad_request"
+            }
+            Error::UsernameTaken(_) => "username_taken",
+            Error::TokenRequired => "token_required",
+            Error::BadLogin => "bad_login",
+            Error::Stale(_) => "stale",
+            Error::UnknownOwner(_) => "unknown_owner",
+            Error::Pki(_) => "pki_refused",
+            Error::Block(B::QuotaExceeded { .. }) => "quota_exceeded",
+            Error::Block(B::ProofRequired { .. } | B::AccessDenied { .. }) => "access_denied",
+            Error::Block(B::UnknownTransaction { .. } | B::TransactionOwner { .. }) => {
+                "unknown_transaction"
+            }
+            Error::Block(_) => "block_refused",
+            Error::Pointer(P::CasConflict(_)) => "cas_conflict",
+            Error::Pointer(P::StaleSequence { .. }) => "stale_sequence",
+            Error::Pointer(P::NotOwned { .. }) => "not_owned",
+            Error::Pointer(_) => "pointer_refused",
+            Error::Champ(_) | Error::Sqlite { .. } | Error::Io { .. } | Error::Internal(_) => {
+                "internal"
+            }
+        }
+    }
+
+    /// The answer body.
+    pub fn body(&self) -> ErrorBody {
+        let actual: Option<Cid> = match self {
+            Error::Pointer(peergos_pointers::Error::CasConflict(c)) => c.actual,
+            _ => None,
+        };
+        let quota = match self {
+            Error::Block(peergos_blockstore::Error::QuotaExceeded {
+                used,
+                quota,
+                requested,
+            }) => Some([*used, *quota, *requested]),
+            _ => None,
+        };
+        ErrorBody {
+            code: self.code().to_string(),
+            message: self.to_string(),
+            actual,
+            quota,
+        }
+    }
+}

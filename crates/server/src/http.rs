@@ -1,0 +1,285 @@
+//! The HTTP API: versioned routes with CBOR bodies over [`Server`].
+//!
+//! Every error is answered with a 4xx or 5xx status and a CBOR
+//! [`ErrorBody`](crate::api::ErrorBody) naming what was wrong; a bad
+//! request never stops the server.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use peergos_blockstore::{BlockAuth, PutBlocks, TransactionId};
+use peergos_ipld::cbor::{self, Limits};
+use peergos_ipld::Cid;
+use peergos_keys::PublicKeyHash;
+use peergos_pointers::SignedPointer;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{
+    ChampLookup, ChangeRequest, DataRequest, ErrorBody, GetManyRequest, GetRequest, LoginRequest,
+    PutRequest, SignupRequest, TxRequest, CBOR, MAX_BODY,
+};
+use crate::{Error, Server};
+
+type Shared = State<Arc<Server>>;
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        } else {
+            tracing::debug!(error = %self, "request refused");
+        }
+        cbor_response(status, &self.body())
+    }
+}
+
+fn cbor_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match cbor::to_vec(value) {
+        Ok(bytes) => (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(CBOR))],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn ok<T: Serialize>(value: &T) -> Response {
+    cbor_response(StatusCode::OK, value)
+}
+
+/// Decodes a request body: canonical CBOR of the route's type, at most
+/// [`MAX_BODY`] bytes.
+fn decode<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, Error> {
+    cbor::from_slice_with(
+        body,
+        Limits {
+            max_size: MAX_BODY,
+            max_depth: 16,
+        },
+    )
+    .map_err(|e| Error::BadRequest(format!("request body: {e}")))
+}
+
+fn parse_key(text: &str) -> Result<PublicKeyHash, Error> {
+    text.parse()
+        .map_err(|e| Error::BadRequest(format!("'{text}' is not a public key hash: {e}")))
+}
+
+/// The router for `server`.
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/v1/info", get(info))
+        .route("/v1/blocks/put", post(put))
+        .route("/v1/blocks/get", post(get_block))
+        .route("/v1/blocks/get-many", post(get_many))
+        .route("/v1/blocks/has/{cid}", get(has))
+        .route("/v1/champ/lookup", post(champ_lookup))
+        .route("/v1/tx/start", post(tx_start))
+        .route("/v1/tx/close", post(tx_close))
+        .route(
+            "/v1/pointers/{owner}/{writer}",
+            get(get_pointer).post(set_pointer),
+        )
+        .route("/v1/pki/{name}", get(pki))
+        .route("/v1/signup", post(signup))
+        .route("/v1/login/{name}/params", get(login_params))
+        .route("/v1/login/{name}", post(login))
+        .route("/v1/login/{name}/data", post(update_data))
+        .route("/v1/login/{name}/change", post(change_password))
+        .route("/v1/space/{owner}", get(space))
+        .fallback(|| async {
+            cbor_response(
+                StatusCode::NOT_FOUND,
+                &ErrorBody {
+                    code: "not_found".into(),
+                    message: "no such route (this server speaks API v1)".into(),
+                    actual: None,
+                    quota: None,
+                },
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(server)
+}
+
+/// Serves `server` on `listener` until `shutdown` completes, then lets
+/// requests in flight finish.
+pub async fn serve(
+    server: Arc<Server>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(server))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn info(State(server): Shared) -> Response {
+    ok(&server.info())
+}
+
+async fn put(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let request: PutRequest = decode(&body)?;
+    let request = PutBlocks::try_from(request).map_err(Error::BadRequest)?;
+    Ok(ok(&server.put(request).await?))
+}
+
+async fn get_block(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let request: GetRequest = decode(&body)?;
+    match server.get(&request.cid, request.auth.as_ref()).await? {
+        Some(bytes) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )],
+            bytes,
+        )
+            .into_response()),
+        None => Ok(not_found(format!(
+            "block {} is not stored here",
+            request.cid
+        ))),
+    }
+}
+
+fn not_found(message: String) -> Response {
+    cbor_response(
+        StatusCode::NOT_FOUND,
+        &ErrorBody {
+            code: "not_found".into(),
+            message,
+            actual: None,
+            quota: None,
+        },
+    )
+}
+
+async fn get_many(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let request: GetManyRequest = decode(&body)?;
+    if request.len() > 1024 {
+        return Err(Error::BadRequest("at most 1024 blocks per request".into()));
+    }
+    let requests: Vec<(Cid, Option<BlockAuth>)> =
+        request.into_iter().map(|r| (r.cid, r.auth)).collect();
+    let blocks = server.blocks().get_many(&requests).await?;
+    let blocks: Vec<Option<serde_bytes::ByteBuf>> = blocks
+        .into_iter()
+        .map(|b| b.map(|b| serde_bytes::ByteBuf::from(b.to_vec())))
+        .collect();
+    Ok(ok(&blocks))
+}
+
+async fn has(State(server): Shared, Path(cid): Path<String>) -> Result<Response, Error> {
+    let cid: Cid = cid
+        .parse()
+        .map_err(|e| Error::BadRequest(format!("'{cid}' is not a CID: {e}")))?;
+    Ok(ok(&server.has(&cid).await?))
+}
+
+async fn champ_lookup(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let request: ChampLookup = decode(&body)?;
+    let blocks = server.champ_lookup(&request.root, request.key).await?;
+    let blocks: Vec<serde_bytes::ByteBuf> = blocks
+        .into_iter()
+        .map(|b| serde_bytes::ByteBuf::from(b.to_vec()))
+        .collect();
+    Ok(ok(&blocks))
+}
+
+async fn tx_start(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let request: TxRequest = decode(&body)?;
+    let id = server.start_transaction(&request.owner).await?;
+    Ok(ok(&serde_bytes::ByteBuf::from(id.to_bytes().to_vec())))
+}
+
+async fn tx_close(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let request: TxRequest = decode(&body)?;
+    let id = request
+        .transaction
+        .ok_or_else(|| Error::BadRequest("closing needs a transaction id".into()))?;
+    server
+        .close_transaction(&request.owner, &TransactionId::from_bytes(id))
+        .await?;
+    Ok(ok(&()))
+}
+
+async fn get_pointer(
+    State(server): Shared,
+    Path((owner, writer)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    let (owner, writer) = (parse_key(&owner)?, parse_key(&writer)?);
+    Ok(ok(&server.get_pointer(&owner, &writer).await?))
+}
+
+async fn set_pointer(
+    State(server): Shared,
+    Path((owner, writer)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let (owner, writer) = (parse_key(&owner)?, parse_key(&writer)?);
+    let update: SignedPointer = decode(&body)?;
+    server.set_pointer(&owner, &writer, update).await?;
+    Ok(ok(&()))
+}
+
+async fn pki(State(server): Shared, Path(name): Path<String>) -> Result<Response, Error> {
+    Ok(ok(&server.pki_lookup(&name).await?))
+}
+
+async fn signup(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let request: SignupRequest = decode(&body)?;
+    server.signup(request).await?;
+    Ok(ok(&()))
+}
+
+async fn login_params(State(server): Shared, Path(name): Path<String>) -> Result<Response, Error> {
+    peergos_pki::check_username(&name)?;
+    Ok(ok(&server.login_params(&name)?))
+}
+
+async fn login(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let request: LoginRequest = decode(&body)?;
+    let data = server.login(&name, &request)?;
+    Ok(ok(&serde_bytes::ByteBuf::from(data.to_vec())))
+}
+
+async fn update_data(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let request: DataRequest = decode(&body)?;
+    server.update_data(&name, &request)?;
+    Ok(ok(&()))
+}
+
+async fn change_password(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let request: ChangeRequest = decode(&body)?;
+    server.change_password(&name, &request)?;
+    Ok(ok(&()))
+}
+
+async fn space(State(server): Shared, Path(owner): Path<String>) -> Result<Response, Error> {
+    let owner = parse_key(&owner)?;
+    Ok(ok(&server.space(&owner)?))
+}

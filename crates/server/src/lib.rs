@@ -1,0 +1,661 @@
+//! The Peergos home server: accounts, the PKI node, quotas, and the HTTP
+//! API over the block and pointer stores.
+//!
+//! [`Server`] holds the stores under one data directory (embedded
+//! defaults: blocks as files, pointers and accounts in sqlite) and offers
+//! every API operation as a typed async method; [`http::router`] exposes
+//! them as versioned CBOR routes (`docs/PROTOCOL.md` section 13). Clients
+//! in the same process (tests, apps that embed a server) call the methods
+//! directly.
+//!
+//! The server is trusted with availability only. It sees opaque blocks and
+//! signed pointers; it checks signatures, hashes, ownership, quotas and
+//! freshness so that a bad client cannot corrupt another user's state, and
+//! clients check everything it returns.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod accounts;
+pub mod api;
+mod error;
+pub mod http;
+mod space;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use peergos_blockstore::{
+    BlockAuth, BlockStore, FileStore, PutBlocks, TransactionId, TRANSACTION_TIMEOUT,
+};
+use peergos_champ::{Champ, Config as ChampConfig, Key, Writer};
+use peergos_cryptree::WriterOwnership;
+use peergos_ipld::Cid;
+use peergos_keys::{LoginParams, PublicKeyHash, SigningKeyPair};
+use peergos_pki::{name_key, KeyChain, Pki};
+use peergos_pointers::{
+    Durability, Ownership, PointerStore, PointerUpdate, SignedPointer, SqlitePointerStore,
+};
+use zeroize::Zeroizing;
+
+pub use crate::accounts::{Accounts, User};
+pub use crate::error::Error;
+
+use crate::api::{
+    auth_message, ChangeRequest, DataRequest, Info, LoginRequest, PkiAnswer, SignupRequest, Space,
+    Stamp, MAX_CLOCK_SKEW_MS,
+};
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How much a user may write past their quota in uncommitted blocks: one
+/// chunk and its metadata, so that deleting and truncating (which write a
+/// few small blocks, or rewrite one chunk) always work when the space is
+/// full. Commits that grow usage past the quota are refused.
+pub const QUOTA_SLACK: u64 = 8 << 20;
+
+/// The default per-user quota: 10 GiB.
+pub const DEFAULT_QUOTA: u64 = 10 << 30;
+
+/// Who may sign up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignupPolicy {
+    /// Anyone who can reach the server.
+    Open,
+    /// Only holders of a single-use token (`peergos-daemon token`).
+    Token,
+}
+
+impl SignupPolicy {
+    /// The name used in configuration and [`Info::signup`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignupPolicy::Open => "open",
+            SignupPolicy::Token => "token",
+        }
+    }
+}
+
+impl std::str::FromStr for SignupPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "open" => Ok(SignupPolicy::Open),
+            "token" => Ok(SignupPolicy::Token),
+            other => Err(format!(
+                "unknown signup policy '{other}' (use 'open' or 'token')"
+            )),
+        }
+    }
+}
+
+/// What a server is built from.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The data directory (blocks, databases, the server key).
+    pub data_dir: PathBuf,
+    /// Who may sign up.
+    pub signup: SignupPolicy,
+    /// The quota new users get, in bytes.
+    pub default_quota: u64,
+    /// Whether pointer commits wait for the disk (`Full`) or only for the
+    /// log (`Normal`, survives a process crash but not a power cut).
+    pub durability: Durability,
+}
+
+impl Config {
+    /// The embedded defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            signup: SignupPolicy::Open,
+            default_quota: DEFAULT_QUOTA,
+            durability: Durability::Full,
+        }
+    }
+}
+
+/// Bytes put in one open transaction, charged to its owner until it closes.
+struct Pending {
+    owner: PublicKeyHash,
+    bytes: u64,
+    started: Instant,
+}
+
+/// A home server over its stores.
+pub struct Server {
+    config: Config,
+    blocks: Arc<dyn BlockStore>,
+    pointers: Arc<dyn PointerStore>,
+    ownership: Arc<WriterOwnership<dyn BlockStore>>,
+    accounts: Accounts,
+    key: SigningKeyPair,
+    id: PublicKeyHash,
+    champ: Champ<dyn BlockStore>,
+    pki: Pki<dyn BlockStore>,
+    pki_lock: tokio::sync::Mutex<()>,
+    pending: Mutex<HashMap<TransactionId, Pending>>,
+    salt_secret: [u8; 32],
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Reads the server's key from `path`, creating it (mode 0600) on first run.
+fn load_key(path: &Path) -> Result<SigningKeyPair> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                Error::Internal(format!(
+                    "{} is not a 32-byte key; restore it from a backup",
+                    path.display()
+                ))
+            })?;
+            Ok(SigningKeyPair::from_seed(Zeroizing::new(seed)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKeyPair::random();
+            let tmp = path.with_extension("tmp");
+            {
+                use std::io::Write;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                let mut file = options.open(&tmp).map_err(io_err("create", &tmp))?;
+                file.write_all(key.seed().as_ref())
+                    .map_err(io_err("write", &tmp))?;
+                file.sync_all().map_err(io_err("sync", &tmp))?;
+            }
+            std::fs::rename(&tmp, path).map_err(io_err("rename", path))?;
+            Ok(key)
+        }
+        Err(e) => Err(io_err("read", path)(e)),
+    }
+}
+
+impl Server {
+    /// Opens the server's stores under `config.data_dir`, creating them on
+    /// first run, and makes sure the PKI root exists.
+    pub async fn open(config: Config) -> Result<Arc<Self>> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let blocks: Arc<dyn BlockStore> = Arc::new(FileStore::open(dir.join("blocks"))?);
+        let ownership = Arc::new(WriterOwnership::new(Arc::clone(&blocks)));
+        let rule: Arc<dyn Ownership> = ownership.clone();
+        let pointers: Arc<dyn PointerStore> = Arc::new(SqlitePointerStore::open(
+            dir.join("pointers.sqlite"),
+            rule,
+            config.durability,
+        )?);
+        ownership.attach(&pointers);
+        let accounts = Accounts::open(&dir.join("accounts.sqlite"))?;
+        let key = load_key(&dir.join("server.key"))?;
+        let id = PublicKeyHash::of(&key.public());
+        let salt_secret = peergos_keys::sha256(
+            &[b"peergos/fake-salt/v1".as_slice(), key.seed().as_ref()].concat(),
+        );
+        let server = Arc::new(Server {
+            champ: Champ::new(Arc::clone(&blocks)),
+            pki: Pki::new(Arc::clone(&blocks)),
+            config,
+            blocks,
+            pointers,
+            ownership,
+            accounts,
+            key,
+            id,
+            pki_lock: tokio::sync::Mutex::new(()),
+            pending: Mutex::new(HashMap::new()),
+            salt_secret,
+        });
+        server.pki_root().await?;
+        Ok(server)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The account database (for admin commands).
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// The block store.
+    pub fn blocks(&self) -> &Arc<dyn BlockStore> {
+        &self.blocks
+    }
+
+    /// The pointer store.
+    pub fn pointers(&self) -> &Arc<dyn PointerStore> {
+        &self.pointers
+    }
+
+    /// The server's id.
+    pub fn id(&self) -> &PublicKeyHash {
+        &self.id
+    }
+
+    /// What `GET /v1/info` answers.
+    pub fn info(&self) -> Info {
+        Info {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            server: self.id,
+            pki: self.id,
+            signup: self.config.signup.as_str().to_string(),
+        }
+    }
+
+    // ---- blocks ----
+
+    fn pending_of(&self, owner: &PublicKeyHash) -> u64 {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        pending.retain(|_, p| p.started.elapsed() < TRANSACTION_TIMEOUT);
+        pending
+            .values()
+            .filter(|p| &p.owner == owner)
+            .map(|p| p.bytes)
+            .sum()
+    }
+
+    fn add_pending(&self, tx: TransactionId, owner: PublicKeyHash, bytes: u64) {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        pending
+            .entry(tx)
+            .or_insert_with(|| Pending {
+                owner,
+                bytes: 0,
+                started: Instant::now(),
+            })
+            .bytes += bytes;
+    }
+
+    /// Stores blocks for a user with an account, if the writer is theirs
+    /// and the blocks fit in their quota (plus [`QUOTA_SLACK`]).
+    pub async fn put(&self, request: PutBlocks) -> Result<Vec<Cid>> {
+        let (used, quota) = self
+            .accounts
+            .space(&request.owner)?
+            .ok_or(Error::UnknownOwner(request.owner))?;
+        if !self.ownership.owns(&request.owner, &request.writer).await? {
+            return Err(peergos_pointers::Error::NotOwned {
+                owner: request.owner,
+                writer: request.writer,
+            }
+            .into());
+        }
+        let requested: u64 = request.blocks.iter().map(|b| b.data.len() as u64).sum();
+        let in_use = used + self.pending_of(&request.owner);
+        if in_use + requested > quota.saturating_add(QUOTA_SLACK) {
+            return Err(peergos_blockstore::Error::QuotaExceeded {
+                used: in_use,
+                quota,
+                requested,
+            }
+            .into());
+        }
+        let (tx, owner) = (request.transaction, request.owner);
+        let cids = self.blocks.put(request).await?;
+        self.add_pending(tx, owner, requested);
+        Ok(cids)
+    }
+
+    /// A block, after its access check.
+    pub async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {
+        Ok(self.blocks.get(cid, auth).await?)
+    }
+
+    /// Whether a block is stored.
+    pub async fn has(&self, cid: &Cid) -> Result<bool> {
+        Ok(self.blocks.has(cid).await?)
+    }
+
+    /// The CHAMP blocks from `root` to `key` (CHAMP nodes carry no access
+    /// tokens; the client verifies the path).
+    pub async fn champ_lookup(&self, root: &Cid, key: [u8; 32]) -> Result<Vec<Bytes>> {
+        let blocks = self.champ.proof(root, &Key(key)).await?;
+        Ok(blocks.into_iter().map(|b| b.into_data()).collect())
+    }
+
+    /// Opens a transaction for a user with an account.
+    pub async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
+        self.accounts
+            .space(owner)?
+            .ok_or(Error::UnknownOwner(*owner))?;
+        Ok(self.blocks.start_transaction(owner).await?)
+    }
+
+    /// Closes a transaction; its blocks stop counting as pending.
+    pub async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
+        self.blocks.close_transaction(owner, id).await?;
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(id);
+        }
+        Ok(())
+    }
+
+    // ---- pointers ----
+
+    /// The current signed update of a pointer.
+    pub async fn get_pointer(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> Result<Option<SignedPointer>> {
+        Ok(self.pointers.get(owner, writer).await?)
+    }
+
+    /// Moves a pointer (compare-and-swap) and updates the owner's usage by
+    /// the CHAMP diff. A move that grows usage past the quota is refused;
+    /// one that shrinks it (a delete, a truncate) is always accepted.
+    pub async fn set_pointer(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        update: SignedPointer,
+    ) -> Result<()> {
+        let (used, quota) = self
+            .accounts
+            .space(owner)?
+            .ok_or(Error::UnknownOwner(*owner))?;
+        // Check the signature before doing any work for the request.
+        update.verify(owner, writer)?;
+        let delta =
+            space::delta(&self.champ, update.update.previous, update.update.current).await?;
+        if delta > 0 && used + delta as u64 > quota {
+            return Err(peergos_blockstore::Error::QuotaExceeded {
+                used,
+                quota,
+                requested: delta as u64,
+            }
+            .into());
+        }
+        self.pointers.set(owner, writer, update).await?;
+        if delta != 0 {
+            self.accounts.add_usage(owner, delta)?;
+        }
+        Ok(())
+    }
+
+    /// Space used and allowed.
+    pub fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
+        let (used, quota) = self
+            .accounts
+            .space(owner)?
+            .ok_or(Error::UnknownOwner(*owner))?;
+        Ok(Space { used, quota })
+    }
+
+    // ---- PKI ----
+
+    /// The current PKI root, creating an empty PKI on first run.
+    async fn pki_root(&self) -> Result<(Cid, u64)> {
+        if let Some(signed) = self.pointers.get(&self.id, &self.id).await? {
+            signed.verify(&self.id, &self.id)?;
+            if let Some(root) = signed.update.current {
+                return Ok((root, signed.update.sequence));
+            }
+        }
+        let _guard = self.pki_lock.lock().await;
+        let tx = self.blocks.start_transaction(&self.id).await?;
+        let writer = Writer {
+            owner: self.id,
+            keys: self.key.clone(),
+            transaction: tx,
+        };
+        let root = self.champ.empty(&writer, ChampConfig::default()).await?;
+        let update = PointerUpdate {
+            previous: None,
+            current: Some(root),
+            sequence: 1,
+        };
+        let signed = SignedPointer::sign(&self.key, &self.id, update)?;
+        let outcome = self.pointers.set(&self.id, &self.id, signed).await;
+        self.blocks.close_transaction(&self.id, &tx).await?;
+        match outcome {
+            Ok(()) => Ok((root, 1)),
+            // Another task created it first.
+            Err(peergos_pointers::Error::CasConflict(_)) => {
+                drop(_guard);
+                Box::pin(self.pki_root()).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Adds or extends a name's chain in the PKI (first come, first served,
+    /// extensions only).
+    async fn pki_apply(&self, chain: &KeyChain) -> Result<()> {
+        let _guard = self.pki_lock.lock().await;
+        let (root, sequence) = self.pki_root().await?;
+        let tx = self.blocks.start_transaction(&self.id).await?;
+        let writer = Writer {
+            owner: self.id,
+            keys: self.key.clone(),
+            transaction: tx,
+        };
+        let outcome = async {
+            let (new_root, _) = self
+                .pki
+                .apply(&writer, &root, chain, now_ms() / 1000)
+                .await?;
+            let update = PointerUpdate {
+                previous: Some(root),
+                current: Some(new_root),
+                sequence: sequence + 1,
+            };
+            let signed = SignedPointer::sign(&self.key, &self.id, update)?;
+            self.pointers.set(&self.id, &self.id, signed).await?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        self.blocks.close_transaction(&self.id, &tx).await?;
+        outcome
+    }
+
+    /// A name's chain with everything a client needs to check it.
+    pub async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer> {
+        peergos_pki::check_username(username)?;
+        let pointer = self.pointers.get(&self.id, &self.id).await?;
+        let Some(root) = pointer.as_ref().and_then(|p| p.update.current) else {
+            return Ok(PkiAnswer {
+                pointer,
+                proof: Vec::new(),
+                chain: None,
+            });
+        };
+        let key = name_key(username);
+        let proof = self.champ.proof(&root, &key).await?;
+        let chain = match self.champ.get(&root, &key).await? {
+            Some(peergos_champ::Value::Link(cid)) => self.blocks.get_trusted(&cid).await?,
+            _ => None,
+        };
+        Ok(PkiAnswer {
+            pointer,
+            proof: proof.into_iter().map(|b| b.into_data()).collect(),
+            chain,
+        })
+    }
+
+    // ---- accounts ----
+
+    /// Creates an account: checks the policy, the name and the chain, and
+    /// claims the name in the PKI.
+    pub async fn signup(&self, request: SignupRequest) -> Result<()> {
+        let username = request.username.as_str();
+        peergos_pki::check_username(username)?;
+        request.chain.verify()?;
+        let claim = request.chain.current();
+        if claim.username != username {
+            return Err(Error::BadRequest(format!(
+                "the PKI claim is for '{}', not '{username}'",
+                claim.username
+            )));
+        }
+        if request.chain.links().len() != 1 {
+            return Err(Error::BadRequest(
+                "a new account's chain has exactly one claim".into(),
+            ));
+        }
+        if !claim.servers.contains(&self.id.to_string()) {
+            return Err(Error::BadRequest(format!(
+                "the PKI claim does not name this server ({}) as the user's home",
+                self.id
+            )));
+        }
+        request.login.validate()?;
+        if request.data.len() > 64 << 10 {
+            return Err(Error::BadRequest(
+                "static data is larger than 64 KiB".into(),
+            ));
+        }
+        let token = match self.config.signup {
+            SignupPolicy::Open => None,
+            SignupPolicy::Token => Some(request.token.as_deref().ok_or(Error::TokenRequired)?),
+        };
+        self.accounts.create(accounts::NewUser {
+            username,
+            identity: &claim.identity,
+            login_key: &request.login_key,
+            params: &request.login,
+            static_data: &request.data,
+            quota: self.config.default_quota,
+            token,
+        })?;
+        if let Err(e) = self.pki_apply(&request.chain).await {
+            self.accounts.remove(username)?;
+            return Err(match e {
+                Error::Pki(peergos_pki::Error::NameTaken { .. }) => {
+                    Error::UsernameTaken(username.to_string())
+                }
+                e => e,
+            });
+        }
+        tracing::info!(username, "signed up");
+        Ok(())
+    }
+
+    /// Login parameters. An unknown name gets parameters with a salt
+    /// derived from the name and a server secret, stable across calls, so
+    /// the answer does not tell whether the name exists.
+    pub fn login_params(&self, username: &str) -> Result<LoginParams> {
+        if let Some(user) = self.accounts.user(username)? {
+            return Ok(user.params);
+        }
+        let mut input = self.salt_secret.to_vec();
+        input.extend_from_slice(username.as_bytes());
+        Ok(LoginParams {
+            log_n: 17,
+            r: 8,
+            p: 1,
+            salt: peergos_keys::sha256(&input),
+        })
+    }
+
+    /// Checks a stamp: signed by the user's login key over this action and
+    /// payload, within the clock skew, newer than the last accepted one.
+    fn check_stamp(
+        &self,
+        username: &str,
+        action: &str,
+        payload: &[u8],
+        stamp: &Stamp,
+    ) -> Result<User> {
+        let user = self.accounts.user(username)?.ok_or(Error::BadLogin)?;
+        user.login_key
+            .verify(
+                api::LOGIN_AUTH,
+                &auth_message(action, username, stamp.time_ms, payload),
+                &stamp.signature,
+            )
+            .map_err(|_| Error::BadLogin)?;
+        let now = now_ms();
+        if stamp.time_ms.abs_diff(now) > MAX_CLOCK_SKEW_MS {
+            return Err(Error::Stale(format!(
+                "the request's time is {} s from the server's clock; check the client's clock",
+                stamp.time_ms.abs_diff(now) / 1000
+            )));
+        }
+        if !self.accounts.advance_auth(username, stamp.time_ms)? {
+            return Err(Error::Stale(
+                "the signed time is not newer than the last request's (a replay?)".into(),
+            ));
+        }
+        Ok(user)
+    }
+
+    /// The encrypted static data, for a fresh signature by the login key.
+    pub fn login(&self, username: &str, request: &LoginRequest) -> Result<Bytes> {
+        Ok(self
+            .check_stamp(username, "login", &[], &request.stamp)?
+            .static_data)
+    }
+
+    /// Replaces the static data.
+    pub fn update_data(&self, username: &str, request: &DataRequest) -> Result<()> {
+        if request.data.len() > 64 << 10 {
+            return Err(Error::BadRequest(
+                "static data is larger than 64 KiB".into(),
+            ));
+        }
+        self.check_stamp(username, "data", &request.data, &request.stamp)?;
+        self.accounts.update_login(username, None, &request.data)
+    }
+
+    /// Changes the login key (a password change): signed by the old key.
+    pub fn change_password(&self, username: &str, request: &ChangeRequest) -> Result<()> {
+        request.login.validate()?;
+        if request.data.len() > 64 << 10 {
+            return Err(Error::BadRequest(
+                "static data is larger than 64 KiB".into(),
+            ));
+        }
+        let payload = ChangeRequest::payload(&request.login, &request.login_key, &request.data);
+        self.check_stamp(username, "change", &payload, &request.stamp)?;
+        self.accounts.update_login(
+            username,
+            Some((&request.login_key, &request.login)),
+            &request.data,
+        )?;
+        tracing::info!(username, "password changed");
+        Ok(())
+    }
+
+    /// A new single-use signup token (hex, 128 bits).
+    pub fn new_signup_token(&self) -> Result<String> {
+        let bytes: [u8; 16] = {
+            use rand_core::RngCore;
+            let mut b = [0u8; 16];
+            rand_core::OsRng.fill_bytes(&mut b);
+            b
+        };
+        let token = data_encoding::HEXLOWER.encode(&bytes);
+        self.accounts.add_token(&token)?;
+        Ok(token)
+    }
+}
