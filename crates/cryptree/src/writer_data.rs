@@ -1,7 +1,7 @@
 //! `WriterData`: the root block of one signing key's state, and the commit
 //! path that moves the key's pointer to a new one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -88,6 +88,19 @@ async fn backoff(attempt: usize) {
     tokio::time::sleep(std::time::Duration::from_micros(wait_us)).await;
 }
 
+/// A writer's turn to commit (see [`Committer::turn`]); released on drop.
+pub struct Turn {
+    writer: PublicKeyHash,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Turn {
+    /// The writer whose turn this is.
+    pub fn writer(&self) -> &PublicKeyHash {
+        &self.writer
+    }
+}
+
 /// The outcome of a commit.
 #[derive(Debug, Clone)]
 pub struct Committed {
@@ -109,6 +122,9 @@ pub struct Committer<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
     blocks: Arc<B>,
     pointers: Arc<P>,
     cache: PointerCache,
+    /// One lock per writer: this client's own commits to a pointer take
+    /// turns instead of racing each other over the network.
+    turns: std::sync::Mutex<HashMap<PublicKeyHash, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
@@ -118,6 +134,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
             blocks,
             pointers,
             cache: PointerCache::new(),
+            turns: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -172,6 +189,39 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         &self,
         owner: &PublicKeyHash,
         writer: &SigningKeyPair,
+        change: F,
+    ) -> Result<Committed>
+    where
+        F: FnMut(WriterData, TransactionId) -> Fut,
+        Fut: Future<Output = Result<WriterData>>,
+    {
+        let writer_hash = PublicKeyHash::of(&writer.public());
+        let turn = self.turn(&writer_hash).await;
+        self.commit_in_turn(&turn, owner, writer, change).await
+    }
+
+    /// Waits until no other commit of this client to `writer` runs and
+    /// holds that turn until dropped. Planning a change while holding the
+    /// turn and committing it with [`commit_in_turn`](Self::commit_in_turn)
+    /// means no commit of this client can invalidate the plan.
+    pub async fn turn(&self, writer: &PublicKeyHash) -> Turn {
+        let lock = {
+            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(turns.entry(*writer).or_default())
+        };
+        Turn {
+            writer: *writer,
+            _guard: lock.lock_owned().await,
+        }
+    }
+
+    /// [`commit`](Self::commit) for a caller already holding `writer`'s
+    /// turn.
+    pub async fn commit_in_turn<F, Fut>(
+        &self,
+        turn: &Turn,
+        owner: &PublicKeyHash,
+        writer: &SigningKeyPair,
         mut change: F,
     ) -> Result<Committed>
     where
@@ -179,6 +229,12 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         Fut: Future<Output = Result<WriterData>>,
     {
         let writer_hash = PublicKeyHash::of(&writer.public());
+        if turn.writer != writer_hash {
+            return Err(Error::Task(format!(
+                "committing as {writer_hash} while holding the turn of {}",
+                turn.writer
+            )));
+        }
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let (current, sequence) = self.current(owner, &writer_hash).await?;
             let previous = current.as_ref().map(|(_, cid)| *cid);

@@ -291,14 +291,20 @@ impl Accounts {
         })
     }
 
-    /// Stores a new single-use signup token.
-    pub fn add_token(&self, token: &str) -> Result<()> {
+    /// Creates and stores a new single-use signup token (128 random
+    /// bits, hex).
+    pub fn new_signup_token(&self) -> Result<String> {
+        use rand_core::RngCore;
+        let mut bytes = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        let token = data_encoding::HEXLOWER.encode(&bytes);
         self.with(|conn| {
             conn.execute(
                 "INSERT INTO tokens (token, created) VALUES (?1, ?2)",
                 params![token, now_secs()],
             )?;
             Ok(())
-        })
+        })?;
+        Ok(token)
     }
 }

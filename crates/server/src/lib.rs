@@ -646,16 +646,8 @@ impl Server {
         Ok(())
     }
 
-    /// A new single-use signup token (hex, 128 bits).
+    /// A new single-use signup token.
     pub fn new_signup_token(&self) -> Result<String> {
-        let bytes: [u8; 16] = {
-            use rand_core::RngCore;
-            let mut b = [0u8; 16];
-            rand_core::OsRng.fill_bytes(&mut b);
-            b
-        };
-        let token = data_encoding::HEXLOWER.encode(&bytes);
-        self.accounts.add_token(&token)?;
-        Ok(token)
+        self.accounts.new_signup_token()
     }
 }

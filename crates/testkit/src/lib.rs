@@ -3,11 +3,13 @@
 //! - [`blockstore`]: the conformance suite every `BlockStore` backend runs,
 //!   via [`blockstore_conformance!`].
 //! - [`cryptree`]: a filesystem over memory stores, and test data.
+//! - [`daemon`]: a real `peergos-daemon` process on a free port.
 //! - [`fuzz`]: the bodies of the cargo-fuzz targets, so that `fuzz/` and the
 //!   corpus replay test (`tests/fuzz_corpora.rs`) run the same code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod blockstore;
 pub mod cryptree;
+pub mod daemon;
 pub mod fuzz;
 pub mod pointers;

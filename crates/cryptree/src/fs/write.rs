@@ -18,7 +18,7 @@ use crate::node::{
     self, name_tag, BasePart, ChildLink, NodeBlock, ParentLink, ParentPart, Properties, CHUNK_SIZE,
     MAX_CHILDREN_PER_NODE,
 };
-use crate::{AbsoluteCapability, Error, Label, Result};
+use crate::{AbsoluteCapability, Error, Label, Result, Turn};
 
 /// How many times an operation re-plans after a concurrent change to a
 /// node it touches.
@@ -704,47 +704,70 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// tree (each checked against the value it expects) and moves the
     /// pointer, retrying if the pointer moved meanwhile.
     pub(super) async fn apply(&self, plan: &Plan) -> Result<()> {
+        self.apply_in(plan, None).await
+    }
+
+    /// [`apply`](Self::apply), in a turn the caller holds if given.
+    async fn apply_in(&self, plan: &Plan, turn: Option<&Turn>) -> Result<()> {
         if plan.mutations.is_empty() && plan.owned.is_empty() {
             return Ok(());
         }
         let owner = self.root.owner;
         let champ = &self.champ;
+        let held;
+        let turn = match turn {
+            Some(turn) => turn,
+            None => {
+                held = self
+                    .committer
+                    .turn(&PublicKeyHash::of(&plan.signer.public()))
+                    .await;
+                &held
+            }
+        };
         self.committer
-            .commit(&owner, &plan.signer, |mut data, transaction| async move {
-                let writer = Writer {
-                    owner,
-                    keys: plan.signer.clone(),
-                    transaction,
-                };
-                let mut root = match data.tree {
-                    Some(root) => root,
-                    None => champ.empty(&writer, Config::default()).await?,
-                };
-                for m in &plan.mutations {
-                    let key = m.label.key();
-                    let expected = m.expected.map(Value::Link);
-                    root = match m.new {
-                        Some(new) => {
-                            champ
-                                .put(&writer, &root, &key, expected.as_ref(), Value::Link(new))
-                                .await?
-                        }
-                        None => match &expected {
-                            Some(expected) => champ.remove(&writer, &root, &key, expected).await?,
-                            None => root,
-                        },
+            .commit_in_turn(
+                turn,
+                &owner,
+                &plan.signer,
+                |mut data, transaction| async move {
+                    let writer = Writer {
+                        owner,
+                        keys: plan.signer.clone(),
+                        transaction,
                     };
-                }
-                data.tree = Some(root);
-                for (key, add) in &plan.owned {
-                    if *add {
-                        data.owned.insert(*key);
-                    } else {
-                        data.owned.remove(key);
+                    let mut root = match data.tree {
+                        Some(root) => root,
+                        None => champ.empty(&writer, Config::default()).await?,
+                    };
+                    for m in &plan.mutations {
+                        let key = m.label.key();
+                        let expected = m.expected.map(Value::Link);
+                        root = match m.new {
+                            Some(new) => {
+                                champ
+                                    .put(&writer, &root, &key, expected.as_ref(), Value::Link(new))
+                                    .await?
+                            }
+                            None => match &expected {
+                                Some(expected) => {
+                                    champ.remove(&writer, &root, &key, expected).await?
+                                }
+                                None => root,
+                            },
+                        };
                     }
-                }
-                Ok(data)
-            })
+                    data.tree = Some(root);
+                    for (key, add) in &plan.owned {
+                        if *add {
+                            data.owned.insert(*key);
+                        } else {
+                            data.owned.remove(key);
+                        }
+                    }
+                    Ok(data)
+                },
+            )
             .await?;
         Ok(())
     }
@@ -774,13 +797,23 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         F: FnMut(TransactionId) -> Fut,
         Fut: Future<Output = Result<(Plan, T)>>,
     {
+        // After a lost race, plan again holding the writer's turn, so no
+        // other operation of this client can move the nodes meanwhile: a
+        // busy directory makes progress instead of starving an operation.
+        let mut turn: Option<Turn> = None;
         for _ in 0..MAX_PLAN_ATTEMPTS {
             let (plan, out) = attempt(tx).await?;
-            match self.apply(&plan).await {
+            let writer = PublicKeyHash::of(&plan.signer.public());
+            if turn.as_ref().is_some_and(|t| t.writer() != &writer) {
+                turn = None;
+            }
+            match self.apply_in(&plan, turn.as_ref()).await {
                 Ok(()) => return Ok(out),
                 // A node this operation changes moved: plan again.
                 Err(Error::Champ(peergos_champ::Error::ValueMismatch(_))) => {
-                    tokio::task::yield_now().await
+                    if turn.is_none() {
+                        turn = Some(self.committer.turn(&writer).await);
+                    }
                 }
                 Err(e) => return Err(e),
             }

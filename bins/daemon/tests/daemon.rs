@@ -1,0 +1,340 @@
+//! The real daemon process, driven over HTTP by the client library: the
+//! user journey across a restart, a hostile server in between, malformed
+//! requests, and an unreachable server.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use peergos_core::{Error, HttpNetwork, NetworkAccess, UserContext};
+use peergos_testkit::cryptree::data;
+use peergos_testkit::daemon::TempDaemon;
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_peergos-daemon");
+
+fn http(url: &str) -> Arc<dyn NetworkAccess> {
+    Arc::new(HttpNetwork::new(url).unwrap())
+}
+
+async fn read_all(user: &UserContext, path: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    user.fs().download(path, &mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signup_upload_restart_login_and_change_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+    let alice = UserContext::signup(http(daemon.url()), "alice", "first password", None)
+        .await
+        .unwrap();
+
+    // A 50 MiB file and a folder of 200 small files.
+    let big = data(7, 50 << 20);
+    alice
+        .fs()
+        .upload("/big.bin", &big[..], Default::default())
+        .await
+        .unwrap();
+    alice.fs().mkdir("/many").await.unwrap();
+    for i in 0..200u32 {
+        let body = data(i as u8, 100 + (i as usize * 37) % 5000);
+        alice
+            .fs()
+            .write_file(&format!("/many/f{i:03}"), &body)
+            .await
+            .unwrap();
+    }
+    assert!(read_all(&alice, "/big.bin").await == big);
+    assert_eq!(alice.fs().ls("/many").await.unwrap().len(), 200);
+    let used = alice.space().await.unwrap().used;
+    assert!(used >= 50 << 20, "usage {used}");
+    drop(alice);
+
+    // Restart the daemon: everything is still there, from a new client.
+    daemon.restart();
+    let again = UserContext::login(http(daemon.url()), "alice", "first password")
+        .await
+        .unwrap();
+    assert!(read_all(&again, "/big.bin").await == big);
+    for i in (0..200u32).step_by(17) {
+        let expected = data(i as u8, 100 + (i as usize * 37) % 5000);
+        assert_eq!(read_all(&again, &format!("/many/f{i:03}")).await, expected);
+    }
+    assert_eq!(again.space().await.unwrap().used, used);
+
+    // A crash (SIGKILL) loses nothing that was acknowledged.
+    again
+        .fs()
+        .write_file("/last.txt", b"acknowledged")
+        .await
+        .unwrap();
+    drop(again);
+    daemon.kill();
+    daemon.restart();
+    let mut third = UserContext::login(http(daemon.url()), "alice", "first password")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&third, "/last.txt").await, b"acknowledged");
+
+    // Password change: the old one is refused, the data stays.
+    third
+        .change_password("first password", "second password")
+        .await
+        .unwrap();
+    let old = UserContext::login(http(daemon.url()), "alice", "first password").await;
+    assert!(matches!(old, Err(Error::BadLogin)), "{old:?}");
+    let new = UserContext::login(http(daemon.url()), "alice", "second password")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&new, "/last.txt").await, b"acknowledged");
+}
+
+/// What the hostile proxy does to answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Attack {
+    Honest,
+    FlipBlockByte,
+    ReplayOldPointers,
+}
+
+struct Proxy {
+    upstream: String,
+    client: reqwest::Client,
+    attack: Mutex<Attack>,
+    /// The first answer seen for each pointer route.
+    first_pointer: Mutex<std::collections::HashMap<String, Bytes>>,
+}
+
+async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let body = axum::body::to_bytes(request.into_body(), 100 << 20)
+        .await
+        .unwrap();
+    let url = format!("{}{path}", proxy.upstream);
+    let upstream = match method.as_str() {
+        "GET" => proxy.client.get(&url),
+        _ => proxy.client.post(&url).body(body.to_vec()),
+    }
+    .header("content-type", "application/cbor")
+    .send()
+    .await
+    .unwrap();
+    let status = upstream.status().as_u16();
+    let mut answer = upstream.bytes().await.unwrap().to_vec();
+    let attack = *proxy.attack.lock().unwrap();
+    if path.starts_with("/v1/pointers/") && method == "GET" {
+        let mut first = proxy.first_pointer.lock().unwrap();
+        let old = first
+            .entry(path.clone())
+            .or_insert_with(|| Bytes::from(answer.clone()));
+        if attack == Attack::ReplayOldPointers {
+            answer = old.to_vec();
+        }
+    }
+    if attack == Attack::FlipBlockByte && path == "/v1/blocks/get" && status == 200 {
+        let middle = answer.len() / 2;
+        answer[middle] ^= 0x01;
+    }
+    (axum::http::StatusCode::from_u16(status).unwrap(), answer).into_response()
+}
+
+async fn start_proxy(upstream: &str) -> (String, Arc<Proxy>) {
+    let proxy = Arc::new(Proxy {
+        upstream: upstream.to_string(),
+        client: reqwest::Client::new(),
+        attack: Mutex::new(Attack::Honest),
+        first_pointer: Mutex::new(Default::default()),
+    });
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(Arc::clone(&proxy));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_server_gets_typed_errors_never_wrong_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+    let (url, proxy) = start_proxy(daemon.url()).await;
+    let alice = UserContext::signup(http(&url), "alice", "pw", None)
+        .await
+        .unwrap();
+    let content = data(3, 3 << 20);
+    alice.fs().write_file("/doc", &content).await.unwrap();
+    alice.fs().write_file("/v", b"version 1").await.unwrap();
+
+    // A flipped byte in any block: the read fails with a hash mismatch.
+    let reader = UserContext::login(http(&url), "alice", "pw").await.unwrap();
+    *proxy.attack.lock().unwrap() = Attack::FlipBlockByte;
+    let mut out = Vec::new();
+    let err = reader.fs().download("/doc", &mut out).await.unwrap_err();
+    assert!(
+        err.to_string().contains("hash") || err.to_string().contains("does not match"),
+        "{err}"
+    );
+    assert!(
+        out.is_empty() || content.starts_with(&out),
+        "wrong bytes were returned"
+    );
+    *proxy.attack.lock().unwrap() = Attack::Honest;
+
+    // An older pointer after a newer one was seen: a rollback error.
+    let watcher = UserContext::login(http(&url), "alice", "pw").await.unwrap();
+    assert_eq!(read_all(&watcher, "/v").await, b"version 1");
+    alice.fs().write_file("/v", b"version 2").await.unwrap();
+    assert_eq!(read_all(&watcher, "/v").await, b"version 2");
+    *proxy.attack.lock().unwrap() = Attack::ReplayOldPointers;
+    let err = watcher.fs().stat("/v").await.unwrap_err();
+    assert!(err.to_string().contains("rolled back"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_4xx_with_a_message_and_the_daemon_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+    let url = daemon.url().to_string();
+    let client = reqwest::Client::new();
+    let user = UserContext::signup(http(&url), "alice", "pw", None)
+        .await
+        .unwrap();
+    let owner = user.identity();
+
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("POST", "/v1/blocks/put", b"not cbor".to_vec(), 400),
+        ("POST", "/v1/blocks/get", vec![0xa1, 0x61], 400),
+        ("POST", "/v1/signup", vec![0xa0], 400),
+        ("GET", "/v1/pointers/nonsense/nonsense", vec![], 400),
+        ("GET", "/v1/login/NOT_A_NAME!/params", vec![], 400),
+        ("GET", "/v1/no/such/route", vec![], 404),
+        // Valid CBOR, wrong signature: a pointer update signed by nobody.
+        (
+            "POST",
+            &*Box::leak(format!("/v1/pointers/{owner}/{owner}").into_boxed_str()),
+            forged_pointer(),
+            400,
+        ),
+        // An oversized body.
+        ("POST", "/v1/blocks/put", vec![0u8; 81 << 20], 413),
+    ];
+    for (method, path, body, expected) in cases {
+        let request = match method {
+            "GET" => client.get(format!("{url}{path}")),
+            _ => client.post(format!("{url}{path}")).body(body),
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.bytes().await.unwrap();
+        assert_eq!(
+            status,
+            expected,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&text)
+        );
+        assert!(!text.is_empty(), "{method} {path}: empty error body");
+    }
+    // A login for an unknown user: refused like a wrong password.
+    let unknown = UserContext::login(http(&url), "nobody", "pw").await;
+    assert!(matches!(unknown, Err(Error::BadLogin)), "{unknown:?}");
+    // Still serving.
+    assert!(daemon.is_running());
+    let info = http(&url).info().await.unwrap();
+    assert_eq!(info.signup, "open");
+    user.fs().write_file("/still", b"works").await.unwrap();
+}
+
+fn forged_pointer() -> Vec<u8> {
+    use peergos_keys::{PublicKeyHash, SigningKeyPair};
+    use peergos_pointers::{PointerUpdate, SignedPointer};
+    let stranger = SigningKeyPair::random();
+    let signed = SignedPointer::sign(
+        &stranger,
+        &PublicKeyHash::of(&stranger.public()),
+        PointerUpdate {
+            previous: None,
+            current: None,
+            sequence: 1,
+        },
+    )
+    .unwrap();
+    signed.to_bytes().unwrap()
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_naming_the_address() {
+    // A port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let started = Instant::now();
+    let err = UserContext::login(http(&url), "alice", "pw")
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains(&url), "{err}");
+}
+
+#[test]
+fn signup_tokens_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &["--signup", "token"]);
+    let output = std::process::Command::new(DAEMON)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("token")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let line = String::from_utf8(output.stdout).unwrap();
+    let token = line.trim().rsplit("token=").next().unwrap().to_string();
+    assert_eq!(token.len(), 32, "{line}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let refused = UserContext::signup(http(daemon.url()), "bob", "pw", None).await;
+        assert_eq!(
+            refused.err().as_ref().and_then(Error::code),
+            Some("token_required")
+        );
+        UserContext::signup(http(daemon.url()), "bob", "pw", Some(&token))
+            .await
+            .unwrap();
+    });
+    // Quotas from the command line.
+    let status = std::process::Command::new(DAEMON)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["quota", "bob", "12345"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let usage = std::process::Command::new(DAEMON)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("usage")
+        .output()
+        .unwrap();
+    let usage = String::from_utf8(usage.stdout).unwrap();
+    assert!(
+        usage
+            .lines()
+            .any(|l| l.starts_with("bob\t") && l.ends_with("\t12345")),
+        "{usage}"
+    );
+    let missing = std::process::Command::new(DAEMON)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["quota", "nobody", "1"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no user 'nobody'"));
+    daemon.stop();
+}

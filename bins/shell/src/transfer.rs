@@ -1,0 +1,393 @@
+//! Uploads and downloads of files and whole folders, with progress bars.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use peergos_core::{Kind, UploadOptions, UserContext};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWriteExt, ReadBuf};
+
+/// Files in flight at once during a folder transfer.
+const PARALLEL_FILES: usize = 4;
+
+/// Bytes per ranged read when downloading.
+const READ_SIZE: usize = 5 << 20;
+
+/// What a transfer did.
+pub(crate) struct Report {
+    pub(crate) files: u64,
+    pub(crate) bytes: u64,
+    seconds: f64,
+}
+
+impl Report {
+    pub(crate) fn json(&self) -> serde_json::Value {
+        json!({"files": self.files, "bytes": self.bytes, "seconds": self.seconds})
+    }
+
+    pub(crate) fn line(&self, verb: &str) -> String {
+        format!(
+            "{verb} {} file{} ({}) in {:.1} s, {}/s",
+            self.files,
+            if self.files == 1 { "" } else { "s" },
+            human(self.bytes),
+            self.seconds,
+            human((self.bytes as f64 / self.seconds.max(1e-3)) as u64)
+        )
+    }
+}
+
+/// Bytes in binary units.
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn progress(total: u64, show: bool) -> ProgressBar {
+    // Only long transfers on a terminal get a bar.
+    if !show || total < (8 << 20) || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A reader that advances a progress bar.
+struct Counting<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.bar.inc(read as u64);
+        poll
+    }
+}
+
+impl<R: AsyncSeek + Unpin> AsyncSeek for Counting<R> {
+    fn start_seek(mut self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+        Pin::new(&mut self.inner).start_seek(position)
+    }
+
+    fn poll_complete(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<u64>> {
+        let poll = Pin::new(&mut self.inner).poll_complete(cx);
+        if let Poll::Ready(Ok(position)) = &poll {
+            self.bar.set_position(*position);
+        }
+        poll
+    }
+}
+
+/// Creates a directory and any missing parents.
+pub(crate) async fn mkdirs(user: &UserContext, path: &str) -> Result<()> {
+    let mut current = String::new();
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        current = format!("{current}/{name}");
+        match user.fs().stat(&current).await {
+            Ok(entry) if entry.kind == Kind::Dir => {}
+            Ok(_) => bail!("{current}: not a directory"),
+            Err(_) => match user.fs().mkdir(&current).await {
+                Ok(_) | Err(peergos_cryptree::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+    Ok(())
+}
+
+fn modified_ms(meta: &std::fs::Metadata) -> Option<i64> {
+    let time = meta.modified().ok()?;
+    let since = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(since.as_millis() as i64)
+}
+
+async fn put_file(
+    user: &UserContext,
+    local: &Path,
+    remote: &str,
+    bar: &ProgressBar,
+) -> Result<u64> {
+    let file = tokio::fs::File::open(local)
+        .await
+        .with_context(|| format!("opening {}", local.display()))?;
+    let meta = file.metadata().await?;
+    let options = UploadOptions {
+        modified: modified_ms(&meta),
+        ..UploadOptions::default()
+    };
+    let reader = Counting {
+        inner: file,
+        bar: bar.clone(),
+    };
+    user.fs()
+        .upload_resumable(remote, reader, options)
+        .await
+        .with_context(|| format!("uploading {}", local.display()))?;
+    Ok(meta.len())
+}
+
+/// Every directory and file under `root`, directories parents first.
+/// Directories, and files with their sizes, under a local folder.
+type LocalTree = (Vec<PathBuf>, Vec<(PathBuf, u64)>);
+
+fn walk(root: &Path) -> Result<LocalTree> {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    let mut stack = vec![PathBuf::new()];
+    while let Some(relative) = stack.pop() {
+        let dir = root.join(&relative);
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let kind = entry.file_type()?;
+            let path = relative.join(entry.file_name());
+            if kind.is_dir() {
+                dirs.push(path.clone());
+                stack.push(path);
+            } else if kind.is_file() {
+                files.push((path, entry.metadata()?.len()));
+            }
+            // Symlinks and special files are skipped.
+        }
+    }
+    Ok((dirs, files))
+}
+
+fn remote_join(base: &str, relative: &Path) -> Result<String> {
+    let mut out = base.trim_end_matches('/').to_string();
+    for part in relative.components() {
+        let name = part
+            .as_os_str()
+            .to_str()
+            .with_context(|| format!("{} is not valid UTF-8", relative.display()))?;
+        out.push('/');
+        out.push_str(name);
+    }
+    Ok(out)
+}
+
+/// Uploads a file or folder to `remote` (an existing directory receives
+/// it under its own name).
+pub(crate) async fn put(
+    user: &Arc<UserContext>,
+    local: &Path,
+    remote: &str,
+    show: bool,
+) -> Result<Report> {
+    let started = Instant::now();
+    let meta = std::fs::metadata(local).with_context(|| format!("reading {}", local.display()))?;
+    let name = local
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no usable name", local.display()))?;
+    let target = match user.fs().stat(remote).await {
+        Ok(entry) if entry.kind == Kind::Dir => remote_join(remote, Path::new(name))?,
+        _ => remote.to_string(),
+    };
+    if meta.is_file() {
+        let bar = progress(meta.len(), show);
+        let bytes = put_file(user, local, &target, &bar).await?;
+        bar.finish_and_clear();
+        return Ok(Report {
+            files: 1,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    if !meta.is_dir() {
+        bail!("{} is neither a file nor a folder", local.display());
+    }
+    let (dirs, files) = walk(local)?;
+    mkdirs(user, &target).await?;
+    for dir in &dirs {
+        let path = remote_join(&target, dir)?;
+        match user.fs().mkdir(&path).await {
+            Ok(_) | Err(peergos_cryptree::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let total: u64 = files.iter().map(|(_, len)| len).sum();
+    let bar = progress(total, show);
+    let count = files.len() as u64;
+    futures::stream::iter(files)
+        .map(|(relative, _)| {
+            let (user, bar) = (Arc::clone(user), bar.clone());
+            let (local, remote) = (local.join(&relative), remote_join(&target, &relative));
+            async move {
+                let remote = remote?;
+                put_file(&user, &local, &remote, &bar).await
+            }
+        })
+        .buffer_unordered(PARALLEL_FILES)
+        .try_collect::<Vec<u64>>()
+        .await?;
+    bar.finish_and_clear();
+    Ok(Report {
+        files: count,
+        bytes: total,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Downloads one file, resuming from a partial `.peergos-part` file.
+async fn get_file(
+    user: &UserContext,
+    remote: &str,
+    local: &Path,
+    bar: &ProgressBar,
+) -> Result<u64> {
+    let size = user.fs().stat(remote).await?.size;
+    let mut part = local.as_os_str().to_owned();
+    part.push(".peergos-part");
+    let part = PathBuf::from(part);
+    let mut offset = match tokio::fs::metadata(&part).await {
+        Ok(meta) if meta.len() <= size => meta.len(),
+        _ => 0,
+    };
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(offset > 0)
+        .write(true)
+        .truncate(offset == 0)
+        .open(&part)
+        .await
+        .with_context(|| format!("creating {}", part.display()))?;
+    bar.inc(offset);
+    while offset < size {
+        let len = READ_SIZE.min((size - offset) as usize);
+        let data = user.fs().read(remote, offset, len).await?;
+        if data.is_empty() {
+            bail!("{remote} ended early at byte {offset} of {size}");
+        }
+        file.write_all(&data).await?;
+        offset += data.len() as u64;
+        bar.inc(data.len() as u64);
+    }
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(&part, local)
+        .await
+        .with_context(|| format!("renaming {} to {}", part.display(), local.display()))?;
+    Ok(size)
+}
+
+/// Every file under a remote folder, as paths relative to it.
+async fn remote_files(user: &UserContext, root: &str) -> Result<(Vec<String>, Vec<(String, u64)>)> {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    let mut stack = vec![String::new()];
+    while let Some(relative) = stack.pop() {
+        for entry in user.fs().ls(&format!("{root}{relative}")).await? {
+            let path = format!("{relative}/{}", entry.name);
+            match entry.kind {
+                Kind::Dir => {
+                    dirs.push(path.clone());
+                    stack.push(path);
+                }
+                Kind::File => files.push((path, entry.size)),
+            }
+        }
+    }
+    Ok((dirs, files))
+}
+
+/// Downloads a file, or with `recursive` a folder, to `local`.
+pub(crate) async fn get(
+    user: &Arc<UserContext>,
+    remote: &str,
+    local: &Path,
+    recursive: bool,
+    show: bool,
+) -> Result<Report> {
+    let started = Instant::now();
+    let entry = user.fs().stat(remote).await?;
+    if entry.kind == Kind::File {
+        let local = if local.is_dir() {
+            local.join(&entry.name)
+        } else {
+            local.to_path_buf()
+        };
+        let bar = progress(entry.size, show);
+        let bytes = get_file(user, remote, &local, &bar).await?;
+        bar.finish_and_clear();
+        return Ok(Report {
+            files: 1,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    if !recursive {
+        bail!("{remote}: is a directory (use get -r)");
+    }
+    let root = remote.trim_end_matches('/').to_string();
+    let (dirs, files) = remote_files(user, &root).await?;
+    std::fs::create_dir_all(local).with_context(|| format!("creating {}", local.display()))?;
+    for dir in &dirs {
+        let path = local.join(dir.trim_start_matches('/'));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    let total: u64 = files.iter().map(|(_, size)| size).sum();
+    let bar = progress(total, show);
+    let count = files.len() as u64;
+    futures::stream::iter(files)
+        .map(|(relative, _)| {
+            let (user, bar) = (Arc::clone(user), bar.clone());
+            let remote = format!("{root}{relative}");
+            let local = local.join(relative.trim_start_matches('/'));
+            async move { get_file(&user, &remote, &local, &bar).await }
+        })
+        .buffer_unordered(PARALLEL_FILES)
+        .try_collect::<Vec<u64>>()
+        .await?;
+    bar.finish_and_clear();
+    Ok(Report {
+        files: count,
+        bytes: total,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Removes a folder and everything under it, deepest first.
+pub(crate) async fn remove_tree(user: &UserContext, path: &str) -> Result<()> {
+    let (dirs, files) = remote_files(user, path).await?;
+    for (file, _) in files {
+        user.fs().rm(&format!("{path}{file}")).await?;
+    }
+    for dir in dirs.iter().rev() {
+        user.fs().rmdir(&format!("{path}{dir}")).await?;
+    }
+    user.fs().rmdir(path).await?;
+    Ok(())
+}

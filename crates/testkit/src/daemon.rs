@@ -1,0 +1,120 @@
+//! A real `peergos-daemon` process on a free loopback port, for tests that
+//! exercise the product as users run it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running daemon over a data directory; killed when dropped.
+pub struct TempDaemon {
+    binary: PathBuf,
+    data_dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    url: String,
+    /// How long the last start took until the daemon was listening.
+    pub startup: Duration,
+}
+
+impl TempDaemon {
+    /// Starts `binary` on `data_dir` with `--listen 127.0.0.1:0` and the
+    /// extra `args`, and waits for its "listening on" line.
+    pub fn start(binary: impl Into<PathBuf>, data_dir: &Path, args: &[&str]) -> Self {
+        let mut daemon = TempDaemon {
+            binary: binary.into(),
+            data_dir: data_dir.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+            url: String::new(),
+            startup: Duration::ZERO,
+        };
+        daemon.launch();
+        daemon
+    }
+
+    fn launch(&mut self) {
+        let started = Instant::now();
+        let mut child = Command::new(&self.binary)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the daemon did not report its address within 30 s");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in the daemon's first line: {line}"));
+        self.url = url.to_string();
+        self.startup = started.elapsed();
+        self.child = Some(child);
+        // Keep reading (and dropping) later lines so the pipe never fills.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+    }
+
+    /// The daemon's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops the daemon with SIGTERM (a graceful shutdown) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("the daemon did not stop within 20 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Kills the daemon at once (SIGKILL: a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for TempDaemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
