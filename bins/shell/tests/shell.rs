@@ -1,0 +1,205 @@
+//! The shell binary against a real HTTP server: the commands a user runs,
+//! their JSON output, and their exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use peergos_server::{Config, Server};
+use peergos_testkit::cryptree::data;
+
+const SHELL: &str = env!("CARGO_BIN_EXE_peergos-shell");
+
+/// A server on a free port, running on its own thread for the test.
+fn serve(dir: &Path) -> String {
+    let dir = dir.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let server = Server::open(Config::new(dir)).await.unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}", listener.local_addr().unwrap()))
+                .unwrap();
+            peergos_server::http::serve(server, listener, std::future::pending())
+                .await
+                .unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn shell(url: &str, password: &str, args: &[&str]) -> Output {
+    Command::new(SHELL)
+        .args(["--server", url])
+        .args(args)
+        .env("PEERGOS_PASSWORD", password)
+        .env_remove("PEERGOS_USERNAME")
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    String::from_utf8(ok_bytes(output)).unwrap()
+}
+
+fn ok_bytes(output: Output) -> Vec<u8> {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[test]
+fn a_user_session_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(&dir.path().join("server"));
+    let local = dir.path().join("local");
+    std::fs::create_dir_all(local.join("photos/2026")).unwrap();
+    for i in 0..30u8 {
+        std::fs::write(
+            local.join(format!("note{i}.txt")),
+            data(i, 100 * i as usize),
+        )
+        .unwrap();
+    }
+    std::fs::write(local.join("photos/2026/big.raw"), data(99, 7 << 20)).unwrap();
+
+    ok(shell(&url, "pw", &["signup", "alice"]));
+    let put = ok(shell(
+        &url,
+        "pw",
+        &[
+            "-u",
+            "alice",
+            "--json",
+            "put",
+            local.to_str().unwrap(),
+            "/alice",
+        ],
+    ));
+    assert!(put.contains("\"files\":31"), "{put}");
+    let listing = ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "--json", "ls", "/alice/local"],
+    ));
+    assert_eq!(listing.matches("\"name\"").count(), 31, "{listing}");
+    assert!(listing.contains("\"name\":\"photos\""), "{listing}");
+
+    // Download the folder and compare byte for byte.
+    let back = dir.path().join("back");
+    ok(shell(
+        &url,
+        "pw",
+        &[
+            "-u",
+            "alice",
+            "get",
+            "-r",
+            "/alice/local",
+            back.to_str().unwrap(),
+        ],
+    ));
+    for i in 0..30u8 {
+        let name = format!("note{i}.txt");
+        assert_eq!(
+            std::fs::read(back.join(&name)).unwrap(),
+            data(i, 100 * i as usize),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(back.join("photos/2026/big.raw")).unwrap(),
+        data(99, 7 << 20)
+    );
+
+    let cat = shell(
+        &url,
+        "pw",
+        &["-u", "alice", "cat", "/alice/local/note3.txt"],
+    );
+    assert_eq!(ok_bytes(cat), data(3, 300));
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "mkdir", "-p", "/alice/a/b/c"],
+    ));
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "mv", "/alice/local/note1.txt", "/alice/a/b"],
+    ));
+    ok(shell(
+        &url,
+        "pw",
+        &[
+            "-u",
+            "alice",
+            "cp",
+            "/alice/a/b/note1.txt",
+            "/alice/copy.txt",
+        ],
+    ));
+    let stat = ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "--json", "stat", "/alice/copy.txt"],
+    ));
+    assert!(stat.contains("\"size\":100"), "{stat}");
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "rm", "-r", "/alice/local"],
+    ));
+    let top = ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "--json", "ls", "/alice"],
+    ));
+    assert!(
+        !top.contains("\"local\"") && top.contains("\"copy.txt\""),
+        "{top}"
+    );
+    let space = ok(shell(&url, "pw", &["-u", "alice", "--json", "space"]));
+    assert!(space.contains("\"quota\":"), "{space}");
+
+    // Failures: non-zero exit and one line on stderr.
+    for args in [
+        &["-u", "alice", "cat", "/alice/missing"][..],
+        &["-u", "alice", "ls", "/bob"][..],
+        &["-u", "alice", "rm", "/alice/a"][..],
+    ] {
+        let failed = shell(&url, "pw", args);
+        assert!(!failed.status.success(), "{args:?}");
+        let stderr = String::from_utf8(failed.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
+    let wrong = shell(&url, "not it", &["-u", "alice", "ls"]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong username or password"));
+
+    // Password change from the shell.
+    let changed = Command::new(SHELL)
+        .args(["--server", &url, "-u", "alice", "passwd"])
+        .env("PEERGOS_PASSWORD", "pw")
+        .env("PEERGOS_NEW_PASSWORD", "pw2")
+        .output()
+        .unwrap();
+    ok(changed);
+    assert!(!shell(&url, "pw", &["-u", "alice", "ls"]).status.success());
+    ok(shell(&url, "pw2", &["-u", "alice", "ls"]));
+}
+
+#[test]
+fn an_unreachable_server_is_named_in_the_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let output = shell(&url, "pw", &["-u", "alice", "ls"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(&url), "{stderr}");
+}
