@@ -143,6 +143,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         &self.blocks
     }
 
+    /// The pointer store.
+    pub fn pointers(&self) -> &Arc<P> {
+        &self.pointers
+    }
+
     /// The current state of `writer` in `owner`'s space (None: never
     /// committed), with its CID and sequence, after verifying the pointer.
     pub async fn current(
@@ -185,6 +190,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
     ///
     /// Not cancel-safe in the sense that a dropped future may still have
     /// committed; re-read with [`current`](Self::current) to find out.
+    ///
+    /// Commits to one writer through one `Committer` take turns (see
+    /// [`turn`](Self::turn)), so `change` must not itself commit to the
+    /// same writer through this `Committer`: it would wait for its own
+    /// turn.
     pub async fn commit<F, Fut>(
         &self,
         owner: &PublicKeyHash,

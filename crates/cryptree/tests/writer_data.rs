@@ -104,19 +104,24 @@ async fn a_lost_race_re_reads_and_keeps_both_changes() {
         })
         .await
         .unwrap();
-    // While A builds its change, B commits. A's first CAS must fail; A
-    // re-reads (now with B's entry) and re-applies its own.
+    // While A builds its change, B (another client over the same stores)
+    // commits. A's first CAS must fail; A re-reads (now with B's entry) and
+    // re-applies its own.
+    let other = Arc::new(Committer::new(
+        Arc::clone(committer.blocks()),
+        Arc::clone(committer.pointers()),
+    ));
     let interfered = AtomicBool::new(false);
     let result = committer
         .commit(&owner, &keys, |data, tx| {
-            let committer = Arc::clone(&committer);
+            let (committer, other) = (Arc::clone(&committer), Arc::clone(&other));
             let keys = keys.clone();
             let first_try = !interfered.swap(true, Ordering::SeqCst);
             async move {
                 if first_try {
-                    committer
+                    other
                         .commit(&owner, &keys, |d, t| {
-                            add_entry(&committer, &keys, owner, d, t, 2)
+                            add_entry(&other, &keys, owner, d, t, 2)
                         })
                         .await?;
                 }

@@ -1,0 +1,241 @@
+//! End-to-end benchmark: a release `peergos-daemon` on loopback, driven
+//! over HTTP by `peergos-core`, with baselines measured in the same run.
+//!
+//! ```sh
+//! cargo build --release --bin peergos-daemon
+//! cargo run --release -p peergos-benches --example e2e [SMALL_FILES]
+//! ```
+//!
+//! Prints a markdown table for `docs/BENCHMARKS.md`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use peergos_core::{HttpNetwork, NetworkAccess, UserContext};
+use peergos_ipld::{Cid, Codec};
+use peergos_keys::{LoginParams, SymmetricKey};
+use peergos_testkit::cryptree::data;
+use peergos_testkit::daemon::TempDaemon;
+
+const MIB: usize = 1 << 20;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn daemon_pid() -> u32 {
+    // The newest peergos-daemon process is ours.
+    let output = std::process::Command::new("pgrep")
+        .args(["-n", "peergos-daemon"])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// `remaining` bytes of a repeated 64 MiB pattern (each 64 MiB slice
+/// shifted so no two chunks are equal).
+struct Generated {
+    block: Vec<u8>,
+    position: usize,
+    remaining: u64,
+}
+
+impl tokio::io::AsyncRead for Generated {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let start = this.position % this.block.len();
+        let n = buf
+            .remaining()
+            .min(this.block.len() - start)
+            .min(this.remaining as usize);
+        buf.put_slice(&this.block[start..start + n]);
+        this.position += n;
+        this.remaining -= n as u64;
+        if this.position % this.block.len() == 0 && n > 0 {
+            this.block.rotate_left(1);
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let small_files: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let binary =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/peergos-daemon");
+    assert!(
+        binary.exists(),
+        "build it first: cargo build --release --bin peergos-daemon"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows: Vec<(String, String)> = Vec::new();
+
+    // Baselines in this run.
+    let params = LoginParams::new_random();
+    let started = Instant::now();
+    params.derive("bench", "password").unwrap();
+    let scrypt = started.elapsed().as_secs_f64();
+    rows.push((
+        "scrypt alone (log2 N = 17)".into(),
+        format!("{:.0} ms", scrypt * 1e3),
+    ));
+    let key = SymmetricKey::random();
+    let piece = data(1, MIB);
+    let started = Instant::now();
+    for _ in 0..256 {
+        std::hint::black_box(Cid::hash(Codec::Raw, &key.encrypt(&piece)));
+    }
+    let limit = 256.0 / started.elapsed().as_secs_f64();
+    rows.push((
+        "limit: encrypt + hash on one core".into(),
+        format!("{limit:.0} MiB/s"),
+    ));
+
+    let started = Instant::now();
+    let mut daemon = TempDaemon::start(&binary, dir.path(), &["--default-quota", "1000000000000"]);
+    rows.push((
+        "daemon start, fresh data dir".into(),
+        format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),
+    ));
+    let pid = daemon_pid();
+    rows.push((
+        "daemon RSS, idle".into(),
+        format!("{} MiB", rss_kib(pid) / 1024),
+    ));
+    let net = || -> Arc<dyn NetworkAccess> { Arc::new(HttpNetwork::new(daemon.url()).unwrap()) };
+
+    let started = Instant::now();
+    let user = UserContext::signup(net(), "bench", "password", None)
+        .await
+        .unwrap();
+    rows.push((
+        "signup".into(),
+        format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),
+    ));
+    let started = Instant::now();
+    let user2 = UserContext::login(net(), "bench", "password")
+        .await
+        .unwrap();
+    let login = started.elapsed().as_secs_f64();
+    rows.push((
+        "login".into(),
+        format!(
+            "{:.0} ms, {:.2} x scrypt alone (target ≤ 1.2)",
+            login * 1e3,
+            login / scrypt
+        ),
+    ));
+    drop(user2);
+
+    // 1 GiB up and down.
+    let gib = 1024;
+    let reader = Generated {
+        block: data(9, 64 * MIB),
+        position: 0,
+        remaining: (gib * MIB) as u64,
+    };
+    let started = Instant::now();
+    user.fs()
+        .upload("/big", reader, Default::default())
+        .await
+        .unwrap();
+    let up = gib as f64 / started.elapsed().as_secs_f64();
+    let load_rss = rss_kib(pid) / 1024;
+    rows.push((
+        "upload 1 GiB".into(),
+        format!(
+            "{up:.0} MiB/s, {:.2} of the limit (target ≥ 400 MiB/s)",
+            up / limit
+        ),
+    ));
+    let started = Instant::now();
+    let mut sink = tokio::io::sink();
+    user.fs().download("/big", &mut sink).await.unwrap();
+    let down = gib as f64 / started.elapsed().as_secs_f64();
+    rows.push((
+        "download 1 GiB".into(),
+        format!(
+            "{down:.0} MiB/s, {:.2} of the limit (target ≥ 600 MiB/s)",
+            down / limit
+        ),
+    ));
+    rows.push((
+        "daemon RSS after the 1 GiB transfers".into(),
+        format!("{load_rss} MiB"),
+    ));
+    user.fs().rm("/big").await.unwrap();
+
+    // Small files, four in flight, as `peergos-shell put` does.
+    user.fs().mkdir("/many").await.unwrap();
+    let user = Arc::new(user);
+    let started = Instant::now();
+    futures::stream::iter(0..small_files)
+        .map(|i| {
+            let user = Arc::clone(&user);
+            async move {
+                let size = 1024 + (i * 7919) % (63 * 1024);
+                user.fs()
+                    .write_file(&format!("/many/f{i:05}"), &data(i as u8, size))
+                    .await
+            }
+        })
+        .buffer_unordered(4)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let rate = small_files as f64 / started.elapsed().as_secs_f64();
+    rows.push((
+        format!("ingest {small_files} files of 1–64 KiB"),
+        format!("{rate:.0} files/s"),
+    ));
+    let fresh = UserContext::login(net(), "bench", "password")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let n = fresh.fs().ls("/many").await.unwrap().len();
+    rows.push((
+        format!("ls of a {n}-entry directory, cold client"),
+        format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),
+    ));
+    let started = Instant::now();
+    fresh.fs().ls("/many").await.unwrap();
+    rows.push((
+        format!("ls of a {n}-entry directory, warm"),
+        format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),
+    ));
+
+    let started = Instant::now();
+    daemon.restart();
+    rows.push((
+        "daemon restart on the filled data dir (stop + start)".into(),
+        format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),
+    ));
+    rows.push((
+        "daemon start alone".into(),
+        format!("{:.0} ms", daemon.startup.as_secs_f64() * 1e3),
+    ));
+
+    println!("| measurement | result |\n|---|---|");
+    for (name, value) in rows {
+        println!("| {name} | {value} |");
+    }
+}
