@@ -1,7 +1,7 @@
 //! The HTTP API: versioned routes with CBOR bodies over [`Server`].
 //!
 //! Every error is answered with a 4xx or 5xx status and a CBOR
-//! [`ErrorBody`](crate::api::ErrorBody) naming what was wrong; a bad
+//! [`ErrorBody`] naming what was wrong; a bad
 //! request never stops the server.
 
 use std::future::Future;
