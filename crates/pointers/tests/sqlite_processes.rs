@@ -76,6 +76,10 @@ async fn race_child() {
 fn two_processes_killed_mid_race() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("pointers.sqlite");
+    // Create the database (WAL mode, schema) before the children start, as
+    // a daemon does: two first opens racing to switch the journal mode can
+    // fail with "database is locked" on a loaded machine (seen in CI).
+    drop(SqlitePointerStore::open(&db, Arc::new(OwnerOnly), Durability::Full).unwrap());
     let seed = hex::encode([42u8; 32]);
     let exe = std::env::current_exe().unwrap();
     let mut children: Vec<_> = (0..2)
@@ -91,7 +95,7 @@ fn two_processes_killed_mid_race() {
                 .env(DB, &db)
                 .env(SEED, &seed)
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(Stdio::inherit())
                 .spawn()
                 .unwrap()
         })
