@@ -60,7 +60,7 @@ fn ok<T: Serialize>(value: &T) -> Response {
 
 /// Decodes a request body: canonical CBOR of the route's type, at most
 /// [`MAX_BODY`] bytes.
-fn decode<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, Error> {
     cbor::from_slice_with(
         body,
         Limits {

@@ -651,3 +651,47 @@ impl Server {
         self.accounts.new_signup_token()
     }
 }
+
+/// Entry points for the fuzz targets; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    use crate::api::*;
+
+    fn round_trip<T: DeserializeOwned + Serialize>(data: &[u8]) {
+        if let Ok(value) = crate::http::decode::<T>(data) {
+            match peergos_ipld::cbor::to_vec(&value) {
+                Ok(again) => assert_eq!(again, data, "a request body is not canonical"),
+                Err(e) => panic!("a decoded request does not re-encode: {e}"),
+            }
+        }
+    }
+
+    /// Decodes untrusted bytes as every body the server reads and every
+    /// answer a client reads: whatever decodes re-encodes to the same
+    /// bytes, and turning a put into checked blocks never panics.
+    pub fn request(data: &[u8]) {
+        round_trip::<PutRequest>(data);
+        if let Ok(put) = crate::http::decode::<PutRequest>(data) {
+            let _ = peergos_blockstore::PutBlocks::try_from(put);
+        }
+        round_trip::<GetRequest>(data);
+        round_trip::<GetManyRequest>(data);
+        round_trip::<ChampLookup>(data);
+        round_trip::<TxRequest>(data);
+        round_trip::<SignupRequest>(data);
+        if let Ok(signup) = crate::http::decode::<SignupRequest>(data) {
+            let _ = signup.chain.verify();
+            let _ = signup.login.validate();
+        }
+        round_trip::<LoginRequest>(data);
+        round_trip::<DataRequest>(data);
+        round_trip::<ChangeRequest>(data);
+        round_trip::<Info>(data);
+        round_trip::<PkiAnswer>(data);
+        round_trip::<Space>(data);
+        round_trip::<ErrorBody>(data);
+    }
+}

@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("capability", capability),
     ("cryptree_node", cryptree_node),
     ("pki_chain", pki_chain),
+    ("api_request", api_request),
 ];
 
 /// The strict DAG-CBOR decoder: whatever it accepts re-encodes exactly.
@@ -128,6 +129,12 @@ pub fn cryptree_node(data: &[u8]) {
 /// re-encodes identically; checking it never panics.
 pub fn pki_chain(data: &[u8]) {
     peergos_pki::fuzzing::chain(data);
+}
+
+/// HTTP API bodies: every request the server decodes and every answer a
+/// client decodes; whatever decodes re-encodes identically.
+pub fn api_request(data: &[u8]) {
+    peergos_server::fuzzing::request(data);
 }
 
 /// The folder `PEERGOS_WRITE_SEEDS` names, if set: seed-writing tests

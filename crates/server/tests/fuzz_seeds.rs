@@ -1,0 +1,120 @@
+//! Real API bodies for the `api_request` fuzz target: they decode and
+//! round-trip, and the committed `valid-*` seeds keep decoding.
+
+use bytes::Bytes;
+use peergos_blockstore::{PutBlocks, SignedBlock, TransactionId};
+use peergos_ipld::{cbor, Cid, Codec};
+use peergos_keys::{LoginParams, PublicKeyHash, SigningKeyPair};
+use peergos_pki::{Claim, KeyChain};
+use peergos_server::api::*;
+
+fn bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let key = SigningKeyPair::random();
+    let owner = PublicKeyHash::of(&key.public());
+    let put = PutBlocks {
+        owner,
+        writer: owner,
+        transaction: TransactionId::random(),
+        blocks: vec![SignedBlock::sign(&key, Codec::Raw, vec![1u8, 2, 3])],
+    };
+    let cid = Cid::hash(Codec::Raw, b"x");
+    let chain = KeyChain::new(
+        Claim {
+            username: "alice".into(),
+            identity: owner,
+            expiry: 2_000_000_000,
+            servers: vec![owner.to_string()],
+        },
+        &key,
+    )
+    .unwrap();
+    let stamp = Stamp {
+        time_ms: 1,
+        signature: key.sign(LOGIN_AUTH, b"m"),
+    };
+    vec![
+        ("put", cbor::to_vec(&PutRequest::from(&put)).unwrap()),
+        (
+            "get",
+            cbor::to_vec(&GetRequest { cid, auth: None }).unwrap(),
+        ),
+        (
+            "lookup",
+            cbor::to_vec(&ChampLookup {
+                root: cid,
+                key: [7; 32],
+            })
+            .unwrap(),
+        ),
+        (
+            "tx",
+            cbor::to_vec(&TxRequest {
+                owner,
+                transaction: Some([1; 16]),
+            })
+            .unwrap(),
+        ),
+        (
+            "signup",
+            cbor::to_vec(&SignupRequest {
+                username: "alice".into(),
+                chain,
+                login: LoginParams::new_random(),
+                login_key: key.public(),
+                data: Bytes::from_static(b"sealed"),
+                token: None,
+            })
+            .unwrap(),
+        ),
+        (
+            "login",
+            cbor::to_vec(&LoginRequest {
+                stamp: stamp.clone(),
+            })
+            .unwrap(),
+        ),
+        (
+            "change",
+            cbor::to_vec(&ChangeRequest {
+                stamp,
+                login: LoginParams::new_random(),
+                login_key: key.public(),
+                data: Bytes::from_static(b"sealed"),
+            })
+            .unwrap(),
+        ),
+        ("space", cbor::to_vec(&Space { used: 1, quota: 2 }).unwrap()),
+    ]
+}
+
+fn decodes_as_something(data: &[u8]) -> bool {
+    cbor::from_slice::<PutRequest>(data).is_ok()
+        || cbor::from_slice::<GetRequest>(data).is_ok()
+        || cbor::from_slice::<ChampLookup>(data).is_ok()
+        || cbor::from_slice::<TxRequest>(data).is_ok()
+        || cbor::from_slice::<SignupRequest>(data).is_ok()
+        || cbor::from_slice::<LoginRequest>(data).is_ok()
+        || cbor::from_slice::<ChangeRequest>(data).is_ok()
+        || cbor::from_slice::<Space>(data).is_ok()
+}
+
+#[test]
+fn real_bodies_round_trip_and_seed_the_fuzzer() {
+    for (name, body) in bodies() {
+        assert!(decodes_as_something(&body), "{name}");
+        peergos_server::fuzzing::request(&body);
+        if let Some(dir) = peergos_testkit::fuzz::seed_dir() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("valid-{name}")), &body).unwrap();
+        }
+    }
+}
+
+#[test]
+fn committed_seeds_still_decode() {
+    let seeds = peergos_testkit::fuzz::valid_seeds("api_request");
+    assert!(seeds.len() >= 5, "only {} valid seeds", seeds.len());
+    for seed in seeds {
+        assert!(decodes_as_something(&seed));
+    }
+}
