@@ -240,6 +240,11 @@ fn interactive(runtime: &tokio::runtime::Runtime, mut session: Session) -> Resul
             }
         };
         let _ = editor.add_history_entry(line.as_str());
+        // The completer's copy of the session is only needed while
+        // reading; dropping it lets `passwd` take the context back.
+        if let Ok(mut s) = shared.lock() {
+            *s = None;
+        }
         if matches!(words[0].as_str(), "exit" | "quit") {
             break;
         }

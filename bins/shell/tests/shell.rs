@@ -203,3 +203,38 @@ fn an_unreachable_server_is_named_in_the_error() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains(&url), "{stderr}");
 }
+
+#[test]
+fn the_interactive_shell_reads_commands_from_its_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(dir.path());
+    let mut child = Command::new(SHELL)
+        .args(["--server", &url])
+        .env("PEERGOS_PASSWORD", "pw")
+        .env("PEERGOS_NEW_PASSWORD", "pw2")
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"signup carol\nmkdir docs\ncd docs\npwd\ncat missing\npasswd\nexit\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains("/carol/docs"), "{stdout}");
+    assert!(stdout.contains("password changed"), "{stdout}\n{stderr}");
+    // A failed command reports and the session goes on.
+    assert!(
+        stderr.contains("error: /docs/missing: no such file"),
+        "{stderr}"
+    );
+    ok(shell(&url, "pw2", &["-u", "carol", "ls", "/carol/docs"]));
+}
