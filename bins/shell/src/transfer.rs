@@ -27,6 +27,14 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    fn since(files: u64, bytes: u64, started: Instant) -> Self {
+        Report {
+            files,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
     pub(crate) fn json(&self) -> serde_json::Value {
         json!({"files": self.files, "bytes": self.bytes, "seconds": self.seconds})
     }
@@ -221,11 +229,7 @@ pub(crate) async fn put(
         let bar = progress(meta.len(), show);
         let bytes = put_file(user, local, &target, &bar).await?;
         bar.finish_and_clear();
-        return Ok(Report {
-            files: 1,
-            bytes,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        return Ok(Report::since(1, bytes, started));
     }
     if !meta.is_dir() {
         bail!("{} is neither a file nor a folder", local.display());
@@ -239,27 +243,12 @@ pub(crate) async fn put(
             Err(e) => return Err(e.into()),
         }
     }
-    let total: u64 = files.iter().map(|(_, len)| len).sum();
-    let bar = progress(total, show);
-    let count = files.len() as u64;
-    futures::stream::iter(files)
-        .map(|(relative, _)| {
-            let (user, bar) = (Arc::clone(user), bar.clone());
-            let (local, remote) = (local.join(&relative), remote_join(&target, &relative));
-            async move {
-                let remote = remote?;
-                put_file(&user, &local, &remote, &bar).await
-            }
-        })
-        .buffer_unordered(PARALLEL_FILES)
-        .try_collect::<Vec<u64>>()
-        .await?;
-    bar.finish_and_clear();
-    Ok(Report {
-        files: count,
-        bytes: total,
-        seconds: started.elapsed().as_secs_f64(),
+    in_parallel(files, show, started, |relative, bar| {
+        let user = Arc::clone(user);
+        let (local, remote) = (local.join(&relative), remote_join(&target, &relative));
+        async move { put_file(&user, &local, &remote?, &bar).await }
     })
+    .await
 }
 
 /// Downloads one file, resuming from a partial `.peergos-part` file.
@@ -342,11 +331,7 @@ pub(crate) async fn get(
         let bar = progress(entry.size, show);
         let bytes = get_file(user, remote, &local, &bar).await?;
         bar.finish_and_clear();
-        return Ok(Report {
-            files: 1,
-            bytes,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        return Ok(Report::since(1, bytes, started));
     }
     if !recursive {
         bail!("{remote}: is a directory (use get -r)");
@@ -358,25 +343,37 @@ pub(crate) async fn get(
         let path = local.join(dir.trim_start_matches('/'));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
     }
+    in_parallel(files, show, started, |relative, bar| {
+        let user = Arc::clone(user);
+        let remote = format!("{root}{relative}");
+        let local = local.join(relative.trim_start_matches('/'));
+        async move { get_file(&user, &remote, &local, &bar).await }
+    })
+    .await
+}
+
+/// Runs `job` on each file, [`PARALLEL_FILES`] at a time, under one
+/// progress bar sized by the files' total.
+async fn in_parallel<T, F, Fut>(
+    files: Vec<(T, u64)>,
+    show: bool,
+    started: Instant,
+    job: F,
+) -> Result<Report>
+where
+    F: Fn(T, ProgressBar) -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
     let total: u64 = files.iter().map(|(_, size)| size).sum();
-    let bar = progress(total, show);
     let count = files.len() as u64;
+    let bar = progress(total, show);
     futures::stream::iter(files)
-        .map(|(relative, _)| {
-            let (user, bar) = (Arc::clone(user), bar.clone());
-            let remote = format!("{root}{relative}");
-            let local = local.join(relative.trim_start_matches('/'));
-            async move { get_file(&user, &remote, &local, &bar).await }
-        })
+        .map(|(file, _)| job(file, bar.clone()))
         .buffer_unordered(PARALLEL_FILES)
         .try_collect::<Vec<u64>>()
         .await?;
     bar.finish_and_clear();
-    Ok(Report {
-        files: count,
-        bytes: total,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(Report::since(count, total, started))
 }
 
 /// Removes a folder and everything under it, deepest first.

@@ -12,7 +12,8 @@ use peergos_keys::{BoxingKeyPair, LoginKeys, LoginParams, PublicKeyHash, Signing
 use peergos_pki::{name_key, Claim, KeyChain};
 use peergos_pointers::PointerCache;
 use peergos_server::api::{
-    auth_message, ChangeRequest, DataRequest, LoginRequest, SignupRequest, Space, Stamp, LOGIN_AUTH,
+    auth_message, ChangeRequest, DataRequest, Info, LoginRequest, SignupRequest, Space, Stamp,
+    LOGIN_AUTH,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -141,7 +142,7 @@ impl UserContext {
             token: token.map(str::to_string),
         })
         .await?;
-        Self::finish(net, username.to_string(), login, data).await
+        Self::finish(net, &info, username.to_string(), login, data).await
     }
 
     /// Logs in: fetches the login parameters, runs scrypt, fetches the
@@ -168,7 +169,8 @@ impl UserContext {
         );
         let data: StaticData =
             cbor::from_slice(&plain).map_err(|e| Error::Invalid(format!("static data: {e}")))?;
-        let context = Self::finish(net, username.to_string(), login, data).await?;
+        let info = net.info().await?;
+        let context = Self::finish(net, &info, username.to_string(), login, data).await?;
         context.last_stamp.store(time_ms, Ordering::Relaxed);
         Ok(context)
     }
@@ -177,6 +179,7 @@ impl UserContext {
     /// stopped before its filesystem existed.
     async fn finish(
         net: Arc<dyn NetworkAccess>,
+        info: &Info,
         username: String,
         login: LoginKeys,
         data: StaticData,
@@ -185,7 +188,7 @@ impl UserContext {
         let boxing = BoxingKeyPair::from_secret_bytes(&data.boxing)?;
         let writer = SigningKeyPair::from_seed(Zeroizing::new(data.writer));
         let id_hash = PublicKeyHash::of(&identity.public());
-        check_pki(net.as_ref(), &username, &id_hash).await?;
+        check_pki(net.as_ref(), info, &username, &id_hash).await?;
         let remote = Arc::new(Remote::new(Arc::clone(&net)));
         let root = match &data.root {
             Some(root) => root.clone(),
@@ -322,10 +325,8 @@ impl UserContext {
         };
         self.net.change_password(&self.username, &request).await?;
         // The identity's WriterData records the current parameters.
-        let committer = Committer::new(
-            Arc::new(Remote::new(Arc::clone(&self.net))),
-            Arc::new(Remote::new(Arc::clone(&self.net))),
-        );
+        let remote = Arc::new(Remote::new(Arc::clone(&self.net)));
+        let committer = Committer::new(Arc::clone(&remote), remote);
         let recorded = request.login.clone();
         committer
             .commit(&self.identity(), &self.identity, |mut state, _tx| {
@@ -400,10 +401,10 @@ async fn create_home(
 /// proves the entry, and the chain verifies.
 async fn check_pki(
     net: &dyn NetworkAccess,
+    info: &Info,
     username: &str,
     identity: &PublicKeyHash,
 ) -> Result<()> {
-    let info = net.info().await?;
     let answer = net.pki_lookup(username).await?;
     let pointer = answer
         .pointer
