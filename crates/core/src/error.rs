@@ -55,6 +55,35 @@ pub enum Error {
     /// A pointer failed its checks (signature, rollback).
     #[error(transparent)]
     Pointer(#[from] peergos_pointers::Error),
+    /// No user of that name in the PKI.
+    #[error("there is no user '{0}'")]
+    UnknownUser(String),
+    /// The user lives on another server.
+    #[error("'{username}' lives on another server ({servers}); reaching users on other servers needs the peer-to-peer layer, which is not built yet")]
+    OtherServer {
+        /// The user.
+        username: String,
+        /// Their home servers.
+        servers: String,
+    },
+    /// No follow request from that user is waiting.
+    #[error("no follow request from '{0}' is waiting (see `requests`)")]
+    NoRequest(String),
+    /// This user does not follow that user.
+    #[error("you do not follow '{0}' (send a follow request and wait for them to accept it)")]
+    NotFollowing(String),
+    /// That user does not follow this user.
+    #[error("'{0}' does not follow you: they must send a follow request, and you accept it")]
+    NotFollower(String),
+    /// Nothing is shared at that path.
+    #[error("nothing is shared at {0}")]
+    NotShared(String),
+    /// This user made no link with that id.
+    #[error("you have no secret link {0} (see `link list`)")]
+    UnknownLink(String),
+    /// A follow request, share list or secret link failed its checks.
+    #[error(transparent)]
+    Social(#[from] peergos_social::Error),
     /// A background task failed.
     #[error("internal error: {0}")]
     Task(String),

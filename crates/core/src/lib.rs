@@ -6,6 +6,11 @@
 //! - [`NetworkAccess`]: the server API, over HTTP ([`HttpNetwork`]) or to
 //!   a server in the same process ([`InProcess`]).
 //! - [`Remote`]: a server's stores as a `BlockStore` and `PointerStore`.
+//! - Social: [`UserContext::follow`], [`UserContext::accept`],
+//!   [`UserContext::share`], [`UserContext::unshare`],
+//!   [`UserContext::create_link`] and [`open_link`] (no account needed);
+//!   [`UserContext::locate`] finds a path in the user's own space or in
+//!   what a friend shared.
 //!
 //! The client trusts the server with nothing but availability: every
 //! block's hash, every pointer's signature and sequence (a rollback is
@@ -29,12 +34,15 @@
 mod error;
 mod network;
 mod remote;
+mod social;
 mod user;
 
 pub use crate::error::Error;
 pub use crate::network::{HttpNetwork, InProcess, NetworkAccess, CONNECT_TIMEOUT};
 pub use crate::remote::Remote;
+pub use crate::social::{open_link, LinkListing, LinkOptions, PendingRequest, Place, SharedView};
 pub use crate::user::{RemoteFs, UserContext, CLAIM_LIFETIME_SECS, SHARED_DIR};
+pub use peergos_social::{SecretLink, ShareItem, SocialState};
 
 pub use peergos_cryptree::{Entry, Kind, UploadOptions};
 pub use peergos_server::api::Space;

@@ -16,8 +16,9 @@ use peergos_ipld::{cbor, Cid};
 use peergos_keys::{LoginParams, PublicKeyHash};
 use peergos_pointers::SignedPointer;
 use peergos_server::api::{
-    ChampLookup, ChangeRequest, DataRequest, ErrorBody, GetRequest, Info, LoginRequest, PkiAnswer,
-    PutRequest, SignupRequest, Space, TxRequest, CBOR,
+    ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody, FollowPost,
+    GetRequest, Info, LinkStatus, LoginRequest, OpenLink, OwnerRequest, PendingFollow, PkiAnswer,
+    PutRequest, RevokeLink, SignupRequest, Space, TxRequest, CBOR,
 };
 use peergos_server::Server;
 use serde::de::DeserializeOwned;
@@ -75,6 +76,24 @@ pub trait NetworkAccess: Send + Sync + 'static {
     async fn change_password(&self, username: &str, request: &ChangeRequest) -> Result<()>;
     /// Space used and allowed.
     async fn space(&self, owner: &PublicKeyHash) -> Result<Space>;
+    /// Delivers a sealed follow request to `target`.
+    async fn post_follow(&self, target: &str, sealed: &[u8]) -> Result<()>;
+    /// The follow requests waiting for `username`.
+    async fn follow_requests(
+        &self,
+        username: &str,
+        request: &OwnerRequest,
+    ) -> Result<Vec<PendingFollow>>;
+    /// Deletes answered follow requests.
+    async fn delete_follow_requests(&self, username: &str, request: &DeleteRequests) -> Result<()>;
+    /// Stores a secret-link record.
+    async fn create_link(&self, username: &str, request: &CreateLink) -> Result<()>;
+    /// The owner's secret links and their use counts.
+    async fn list_links(&self, username: &str, request: &OwnerRequest) -> Result<Vec<LinkStatus>>;
+    /// Revokes a secret link.
+    async fn revoke_link(&self, username: &str, request: &RevokeLink) -> Result<()>;
+    /// Opens a secret link (counts a use): the encrypted capability.
+    async fn open_link(&self, request: &OpenLink) -> Result<Bytes>;
 }
 
 /// A server in the same process: no sockets, same semantics.
@@ -93,7 +112,7 @@ impl InProcess {
 #[async_trait]
 impl NetworkAccess for InProcess {
     fn address(&self) -> String {
-        format!("in-process server {}", self.server.id())
+        format!("in-process://{}", self.server.id())
     }
 
     async fn info(&self) -> Result<Info> {
@@ -170,6 +189,38 @@ impl NetworkAccess for InProcess {
 
     async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
         Ok(self.server.space(owner)?)
+    }
+
+    async fn post_follow(&self, target: &str, sealed: &[u8]) -> Result<()> {
+        Ok(self.server.post_follow(target, sealed)?)
+    }
+
+    async fn follow_requests(
+        &self,
+        username: &str,
+        request: &OwnerRequest,
+    ) -> Result<Vec<PendingFollow>> {
+        Ok(self.server.follow_requests(username, request)?)
+    }
+
+    async fn delete_follow_requests(&self, username: &str, request: &DeleteRequests) -> Result<()> {
+        Ok(self.server.delete_follow_requests(username, request)?)
+    }
+
+    async fn create_link(&self, username: &str, request: &CreateLink) -> Result<()> {
+        Ok(self.server.create_link(username, request)?)
+    }
+
+    async fn list_links(&self, username: &str, request: &OwnerRequest) -> Result<Vec<LinkStatus>> {
+        Ok(self.server.list_links(username, request)?)
+    }
+
+    async fn revoke_link(&self, username: &str, request: &RevokeLink) -> Result<()> {
+        Ok(self.server.revoke_link(username, request)?)
+    }
+
+    async fn open_link(&self, request: &OpenLink) -> Result<Bytes> {
+        Ok(self.server.open_link(request)?)
     }
 }
 
@@ -391,5 +442,69 @@ impl NetworkAccess for HttpNetwork {
 
     async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
         self.call(&format!("/v1/space/{owner}"), None).await
+    }
+
+    async fn post_follow(&self, target: &str, sealed: &[u8]) -> Result<()> {
+        peergos_pki::check_username(target)?;
+        let body = encode(&FollowPost {
+            sealed: Bytes::copy_from_slice(sealed),
+        })?;
+        self.call(&format!("/v1/social/{target}/follow"), Some(body))
+            .await
+    }
+
+    async fn follow_requests(
+        &self,
+        username: &str,
+        request: &OwnerRequest,
+    ) -> Result<Vec<PendingFollow>> {
+        peergos_pki::check_username(username)?;
+        self.call(
+            &format!("/v1/social/{username}/requests"),
+            Some(encode(request)?),
+        )
+        .await
+    }
+
+    async fn delete_follow_requests(&self, username: &str, request: &DeleteRequests) -> Result<()> {
+        peergos_pki::check_username(username)?;
+        self.call(
+            &format!("/v1/social/{username}/requests/delete"),
+            Some(encode(request)?),
+        )
+        .await
+    }
+
+    async fn create_link(&self, username: &str, request: &CreateLink) -> Result<()> {
+        peergos_pki::check_username(username)?;
+        self.call(
+            &format!("/v1/links/{username}/create"),
+            Some(encode(request)?),
+        )
+        .await
+    }
+
+    async fn list_links(&self, username: &str, request: &OwnerRequest) -> Result<Vec<LinkStatus>> {
+        peergos_pki::check_username(username)?;
+        self.call(
+            &format!("/v1/links/{username}/list"),
+            Some(encode(request)?),
+        )
+        .await
+    }
+
+    async fn revoke_link(&self, username: &str, request: &RevokeLink) -> Result<()> {
+        peergos_pki::check_username(username)?;
+        self.call(
+            &format!("/v1/links/{username}/revoke"),
+            Some(encode(request)?),
+        )
+        .await
+    }
+
+    async fn open_link(&self, request: &OpenLink) -> Result<Bytes> {
+        let blob: serde_bytes::ByteBuf =
+            self.call("/v1/links/open", Some(encode(request)?)).await?;
+        Ok(Bytes::from(blob.into_vec()))
     }
 }

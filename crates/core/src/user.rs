@@ -78,14 +78,21 @@ pub type RemoteFs = Filesystem<Remote, Remote>;
 /// A logged-in user: their keys, their filesystem, and their account on
 /// the home server.
 pub struct UserContext {
-    net: Arc<dyn NetworkAccess>,
-    username: String,
+    pub(crate) net: Arc<dyn NetworkAccess>,
+    pub(crate) username: String,
     login: LoginKeys,
-    identity: SigningKeyPair,
+    pub(crate) identity: SigningKeyPair,
     boxing: BoxingKeyPair,
     writer: SigningKeyPair,
-    fs: RemoteFs,
+    pub(crate) fs: Arc<RemoteFs>,
     last_stamp: AtomicU64,
+    /// The server's id and its PKI key.
+    pub(crate) info: Info,
+    /// Held while the social state is read, changed and written back.
+    pub(crate) social_lock: tokio::sync::Mutex<()>,
+    /// Filesystems opened on capabilities friends shared, by capability
+    /// text, so their caches stay warm across calls.
+    pub(crate) shared: std::sync::Mutex<std::collections::HashMap<String, Arc<RemoteFs>>>,
 }
 
 impl std::fmt::Debug for UserContext {
@@ -220,7 +227,7 @@ impl UserContext {
                 "the stored root capability belongs to another identity".into(),
             ));
         }
-        let fs = Filesystem::open(Arc::clone(&remote), remote, root);
+        let fs = Arc::new(Filesystem::open(Arc::clone(&remote), remote, root));
         Ok(UserContext {
             net,
             username,
@@ -230,6 +237,9 @@ impl UserContext {
             writer,
             fs,
             last_stamp: AtomicU64::new(0),
+            info: info.clone(),
+            social_lock: tokio::sync::Mutex::new(()),
+            shared: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -280,7 +290,7 @@ impl UserContext {
     }
 
     /// A timestamp newer than any this context used before.
-    fn next_time(&self) -> u64 {
+    pub(crate) fn next_time(&self) -> u64 {
         let now = now_ms();
         let previous = self.last_stamp.fetch_max(now, Ordering::Relaxed);
         if previous >= now {
@@ -396,20 +406,37 @@ async fn create_home(
     Ok(fs.root().clone())
 }
 
-/// Checks that the server's PKI maps `username` to `identity`: the PKI
-/// pointer is signed by the PKI key the server names, the CHAMP path
-/// proves the entry, and the chain verifies.
+/// Checks that the server's PKI maps `username` to `identity`.
 async fn check_pki(
     net: &dyn NetworkAccess,
     info: &Info,
     username: &str,
     identity: &PublicKeyHash,
 ) -> Result<()> {
+    let chain = pki_chain(net, &info.pki, username)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("'{username}' is not in the server's PKI")))?;
+    if chain.current().identity != *identity {
+        return Err(Error::Invalid(format!(
+            "the PKI maps '{username}' to another identity key"
+        )));
+    }
+    Ok(())
+}
+
+/// A name's key chain from the server's PKI (None: the name is not
+/// claimed), after checking that the PKI pointer is signed by `pki`, the
+/// CHAMP path proves the entry, and the chain verifies.
+pub(crate) async fn pki_chain(
+    net: &dyn NetworkAccess,
+    pki: &PublicKeyHash,
+    username: &str,
+) -> Result<Option<KeyChain>> {
     let answer = net.pki_lookup(username).await?;
     let pointer = answer
         .pointer
         .ok_or_else(|| Error::Invalid("the server has no PKI".into()))?;
-    PointerCache::new().observe(&info.pki, &info.pki, &pointer)?;
+    PointerCache::new().observe(pki, pki, &pointer)?;
     let root: Cid = pointer
         .update
         .current
@@ -421,9 +448,7 @@ async fn check_pki(
         .collect::<Result<Vec<_>>>()?;
     let value = peergos_champ::verify_proof(&root, &name_key(username), &blocks)?;
     let Some(Value::Link(cid)) = value else {
-        return Err(Error::Invalid(format!(
-            "'{username}' is not in the server's PKI"
-        )));
+        return Ok(None);
     };
     let bytes = answer
         .chain
@@ -431,10 +456,11 @@ async fn check_pki(
     cid.verify(&bytes)?;
     let chain = KeyChain::from_bytes(&bytes)?;
     chain.verify()?;
-    if chain.username() != username || chain.current().identity != *identity {
+    if chain.username() != username {
         return Err(Error::Invalid(format!(
-            "the PKI maps '{username}' to another identity key"
+            "the PKI entry for '{username}' holds the chain of '{}'",
+            chain.username()
         )));
     }
-    Ok(())
+    Ok(Some(chain))
 }

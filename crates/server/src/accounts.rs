@@ -1,5 +1,6 @@
-//! The account database: users' login data, space usage and quotas, and
-//! signup tokens, in one sqlite file (`accounts.sqlite`).
+//! The account database: users' login data, space usage and quotas,
+//! signup tokens, pending follow requests and secret-link records, in one
+//! sqlite file (`accounts.sqlite`).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,7 +14,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::{Error, Result};
 
 /// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+///
+/// Version 2 added `follow_requests` and `links`; opening a version-1
+/// database creates them.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -34,6 +38,25 @@ CREATE TABLE IF NOT EXISTS tokens (
     token   TEXT PRIMARY KEY,
     created INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS follow_requests (
+    id       BLOB PRIMARY KEY,
+    target   TEXT NOT NULL,
+    sealed   BLOB NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS follow_requests_by_target ON follow_requests (target);
+CREATE TABLE IF NOT EXISTS links (
+    id         TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    blob       BLOB NOT NULL,
+    token_hash BLOB NOT NULL,
+    expiry     INTEGER,
+    max_uses   INTEGER,
+    uses       INTEGER NOT NULL DEFAULT 0,
+    revoked    INTEGER NOT NULL DEFAULT 0,
+    created    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS links_by_owner ON links (owner);
 ";
 
 /// One user's login record.
@@ -105,7 +128,10 @@ impl Accounts {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let mut conn = self
             .conn
             .lock()

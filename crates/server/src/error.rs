@@ -66,6 +66,33 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// No such user on this server.
+    #[error("there is no user '{0}' on this server")]
+    UnknownUser(String),
+    /// A social structure (follow request, link record) is malformed.
+    #[error(transparent)]
+    Social(#[from] peergos_social::Error),
+    /// A per-user limit is reached.
+    #[error("{0}")]
+    TooMany(String),
+    /// No secret link with this id.
+    #[error("no secret link {0} on this server")]
+    LinkNotFound(String),
+    /// The link's owner revoked it.
+    #[error("this secret link was revoked by its owner")]
+    LinkRevoked,
+    /// The link's expiry has passed.
+    #[error("this secret link expired")]
+    LinkExpired,
+    /// The link was opened as many times as it allows.
+    #[error("this secret link was already opened the {max} time(s) it allows")]
+    LinkUsedUp {
+        /// The use limit.
+        max: u64,
+    },
+    /// The token does not match: a wrong password, or a damaged link.
+    #[error("wrong password for this secret link (or the link is damaged)")]
+    LinkDenied,
     /// A background task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -77,8 +104,16 @@ impl Error {
         use peergos_blockstore::Error as B;
         use peergos_pointers::Error as P;
         match self {
-            Error::BadRequest(_) | Error::Encoding(_) | Error::Key(_) | Error::Cryptree(_) => 400,
+            Error::BadRequest(_)
+            | Error::Encoding(_)
+            | Error::Key(_)
+            | Error::Cryptree(_)
+            | Error::Social(_) => 400,
             Error::UsernameTaken(_) => 409,
+            Error::UnknownUser(_) | Error::LinkNotFound(_) => 404,
+            Error::TooMany(_) => 429,
+            Error::LinkRevoked | Error::LinkExpired | Error::LinkUsedUp { .. } => 410,
+            Error::LinkDenied => 403,
             Error::TokenRequired | Error::BadLogin | Error::Stale(_) => 403,
             Error::UnknownOwner(_) => 404,
             Error::Pki(
@@ -107,10 +142,19 @@ impl Error {
         use peergos_blockstore::Error as B;
         use peergos_pointers::Error as P;
         match self {
-            Error::BadRequest(_) | Error::Encoding(_) | Error::Key(_) | Error::Cryptree(_) => {
-                "bad_request"
-            }
+            Error::BadRequest(_)
+            | Error::Encoding(_)
+            | Error::Key(_)
+            | Error::Cryptree(_)
+            | Error::Social(_) => "bad_request",
             Error::UsernameTaken(_) => "username_taken",
+            Error::UnknownUser(_) => "unknown_user",
+            Error::TooMany(_) => "too_many",
+            Error::LinkNotFound(_) => "link_not_found",
+            Error::LinkRevoked => "link_revoked",
+            Error::LinkExpired => "link_expired",
+            Error::LinkUsedUp { .. } => "link_used_up",
+            Error::LinkDenied => "link_denied",
             Error::TokenRequired => "token_required",
             Error::BadLogin => "bad_login",
             Error::Stale(_) => "stale",

@@ -22,8 +22,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::{
-    ChampLookup, ChangeRequest, DataRequest, ErrorBody, GetManyRequest, GetRequest, LoginRequest,
-    PutRequest, SignupRequest, TxRequest, CBOR, MAX_BODY,
+    ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody, FollowPost,
+    GetManyRequest, GetRequest, LoginRequest, OpenLink, OwnerRequest, PutRequest, RevokeLink,
+    SignupRequest, TxRequest, CBOR, MAX_BODY,
 };
 use crate::{Error, Server};
 
@@ -99,6 +100,13 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/login/{name}/data", post(update_data))
         .route("/v1/login/{name}/change", post(change_password))
         .route("/v1/space/{owner}", get(space))
+        .route("/v1/social/{name}/follow", post(post_follow))
+        .route("/v1/social/{name}/requests", post(follow_requests))
+        .route("/v1/social/{name}/requests/delete", post(delete_requests))
+        .route("/v1/links/{name}/create", post(create_link))
+        .route("/v1/links/{name}/list", post(list_links))
+        .route("/v1/links/{name}/revoke", post(revoke_link))
+        .route("/v1/links/open", post(open_link))
         .fallback(|| async {
             cbor_response(
                 StatusCode::NOT_FOUND,
@@ -282,4 +290,78 @@ async fn change_password(
 async fn space(State(server): Shared, Path(owner): Path<String>) -> Result<Response, Error> {
     let owner = parse_key(&owner)?;
     Ok(ok(&server.space(&owner)?))
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    Ok(peergos_pki::check_username(name)?)
+}
+
+async fn post_follow(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    check_name(&name)?;
+    let request: FollowPost = decode(&body)?;
+    server.post_follow(&name, &request.sealed)?;
+    Ok(ok(&()))
+}
+
+async fn follow_requests(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    check_name(&name)?;
+    let request: OwnerRequest = decode(&body)?;
+    Ok(ok(&server.follow_requests(&name, &request)?))
+}
+
+async fn delete_requests(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    check_name(&name)?;
+    let request: DeleteRequests = decode(&body)?;
+    server.delete_follow_requests(&name, &request)?;
+    Ok(ok(&()))
+}
+
+async fn create_link(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    check_name(&name)?;
+    let request: CreateLink = decode(&body)?;
+    server.create_link(&name, &request)?;
+    Ok(ok(&()))
+}
+
+async fn list_links(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    check_name(&name)?;
+    let request: OwnerRequest = decode(&body)?;
+    Ok(ok(&server.list_links(&name, &request)?))
+}
+
+async fn revoke_link(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    check_name(&name)?;
+    let request: RevokeLink = decode(&body)?;
+    server.revoke_link(&name, &request)?;
+    Ok(ok(&()))
+}
+
+async fn open_link(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let request: OpenLink = decode(&body)?;
+    let blob = server.open_link(&request)?;
+    Ok(ok(&serde_bytes::ByteBuf::from(blob.to_vec())))
 }

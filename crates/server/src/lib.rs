@@ -18,6 +18,7 @@ mod accounts;
 pub mod api;
 mod error;
 pub mod http;
+mod social;
 mod space;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ use zeroize::Zeroizing;
 
 pub use crate::accounts::{Accounts, User};
 pub use crate::error::Error;
+pub use crate::social::{MAX_LINKS, MAX_PENDING_FOLLOWS};
 
 use crate::api::{
     auth_message, ChangeRequest, DataRequest, Info, LoginRequest, PkiAnswer, SignupRequest, Space,
@@ -594,6 +596,41 @@ impl Server {
                 &stamp.signature,
             )
             .map_err(|_| Error::BadLogin)?;
+        self.check_fresh(username, stamp)?;
+        Ok(user)
+    }
+
+    /// Checks a stamp signed by the user's identity key (domain
+    /// [`api::OWNER_AUTH`]), with the same freshness rules as
+    /// [`check_stamp`](Self::check_stamp).
+    pub(crate) fn check_owner_stamp(
+        &self,
+        username: &str,
+        action: &str,
+        payload: &[u8],
+        stamp: &Stamp,
+    ) -> Result<User> {
+        let user = self
+            .accounts
+            .user(username)?
+            .ok_or_else(|| Error::UnknownUser(username.to_string()))?;
+        user.identity
+            .key()?
+            .verify(
+                api::OWNER_AUTH,
+                &auth_message(action, username, stamp.time_ms, payload),
+                &stamp.signature,
+            )
+            .map_err(|_| {
+                Error::BadRequest(format!(
+                    "the request is not signed by {username}'s identity key"
+                ))
+            })?;
+        self.check_fresh(username, stamp)?;
+        Ok(user)
+    }
+
+    fn check_fresh(&self, username: &str, stamp: &Stamp) -> Result<()> {
         let now = now_ms();
         if stamp.time_ms.abs_diff(now) > MAX_CLOCK_SKEW_MS {
             return Err(Error::Stale(format!(
@@ -606,7 +643,7 @@ impl Server {
                 "the signed time is not newer than the last request's (a replay?)".into(),
             ));
         }
-        Ok(user)
+        Ok(())
     }
 
     /// The encrypted static data, for a fresh signature by the login key.
@@ -693,5 +730,16 @@ pub mod fuzzing {
         round_trip::<PkiAnswer>(data);
         round_trip::<Space>(data);
         round_trip::<ErrorBody>(data);
+        round_trip::<FollowPost>(data);
+        round_trip::<OwnerRequest>(data);
+        round_trip::<Vec<PendingFollow>>(data);
+        round_trip::<DeleteRequests>(data);
+        round_trip::<CreateLink>(data);
+        if let Ok(create) = crate::http::decode::<CreateLink>(data) {
+            let _ = create.record.validate();
+        }
+        round_trip::<RevokeLink>(data);
+        round_trip::<Vec<LinkStatus>>(data);
+        round_trip::<OpenLink>(data);
     }
 }
