@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use peergos_core::{Entry, Kind, UserContext};
+use peergos_core::{Entry, Kind, LinkOptions, Place, UserContext};
 use serde_json::json;
 
-use crate::{password, transfer, Session};
+use crate::{open_link, password, transfer, Session};
 
 /// A line typed in the interactive shell.
 #[derive(Parser)]
@@ -114,13 +114,114 @@ pub(crate) enum Command {
     Space,
     /// Change the password.
     Passwd,
+    /// Ask to follow a user (they see the request and may accept it).
+    Follow {
+        /// Whom to follow.
+        username: String,
+    },
+    /// List follow requests waiting for your answer (and apply answers to
+    /// yours).
+    Requests,
+    /// Accept a follow request: they can then see what you share with them.
+    Accept {
+        /// Who sent it.
+        username: String,
+    },
+    /// Accept a follow request and follow them back.
+    Reciprocate {
+        /// Who sent it.
+        username: String,
+    },
+    /// Deny a follow request (nothing is sent back).
+    Deny {
+        /// Who sent it.
+        username: String,
+    },
+    /// Stop following a user.
+    Unfollow {
+        /// Whom.
+        username: String,
+    },
+    /// Stop a user following you: everything shared with them is unshared.
+    RemoveFollower {
+        /// Whom.
+        username: String,
+    },
+    /// Users you follow (you see what they share with you).
+    Friends,
+    /// Users who follow you (you can share with them).
+    Followers,
+    /// Share a file or folder with followers.
+    Share {
+        /// What to share.
+        path: String,
+        /// With whom.
+        #[arg(required = true)]
+        usernames: Vec<String>,
+        /// Let them write into it too.
+        #[arg(short, long)]
+        write: bool,
+    },
+    /// Stop sharing with some followers (the keys are rotated; the others
+    /// keep access).
+    Unshare {
+        /// What to unshare.
+        path: String,
+        /// From whom.
+        #[arg(required = true)]
+        usernames: Vec<String>,
+    },
+    /// What you shared, and with whom.
+    Shared,
+    /// Secret links: create, list, revoke.
+    Link {
+        #[command(subcommand)]
+        action: LinkAction,
+    },
+    /// Open a secret link (no account needed); then `ls`, `get` and so on.
+    OpenLink {
+        /// The link.
+        url: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum LinkAction {
+    /// Make a secret link to a file or folder and print it.
+    Create {
+        /// What it opens.
+        path: String,
+        /// Let its holder write too.
+        #[arg(short, long)]
+        write: bool,
+        /// Stop working after this long (e.g. 30m, 12h, 7d; plain numbers
+        /// are seconds).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// Open at most this many times.
+        #[arg(long, value_name = "N")]
+        uses: Option<u64>,
+        /// Also ask for a password (from `PEERGOS_LINK_PASSWORD` or a prompt).
+        #[arg(long)]
+        password: bool,
+    },
+    /// Your links, with how often each was opened.
+    List,
+    /// Revoke a link: it stops opening.
+    Revoke {
+        /// The link's id (see `link list`) or the whole link.
+        id: String,
+    },
 }
 
 pub(crate) fn help() {
     println!(
         "commands: signup [NAME] [--token T], login [NAME], ls [-a] [PATH], cd [PATH], pwd,\n\
          \x20 mkdir [-p] PATH, put LOCAL [REMOTE], get [-r] REMOTE [LOCAL], cat PATH,\n\
-         \x20 rm [-r] PATH, mv FROM TO, cp FROM TO, stat PATH, space, passwd, exit\n\
+         \x20 rm [-r] PATH, mv FROM TO, cp FROM TO, stat PATH, space, passwd,\n\
+         \x20 follow NAME, requests, accept NAME, reciprocate NAME, deny NAME, unfollow NAME,\n\
+         \x20 remove-follower NAME, friends, followers, share [-w] PATH NAME..., unshare PATH NAME...,\n\
+         \x20 shared, link create|list|revoke, open-link URL, exit\n\
          `COMMAND --help` explains one command"
     );
 }
@@ -185,6 +286,44 @@ fn token_of(text: &str) -> String {
     }
 }
 
+/// `30m`, `12h`, `7d`, `90s` or plain seconds, as milliseconds.
+fn parse_duration(text: &str) -> Result<u64> {
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("'{text}' is not a duration like 30m, 12h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("'{text}': the unit must be s, m, h or d"),
+    };
+    Ok(n.saturating_mul(seconds).saturating_mul(1000))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn list(session: &Session, path: &str, all: bool) -> Result<Vec<Entry>> {
+    Ok(match session.place(path).await? {
+        Place::Fs { fs, path } => {
+            if all {
+                fs.ls_all(&path).await?
+            } else {
+                fs.ls(&path).await?
+            }
+        }
+        Place::Virtual { entries } => entries,
+    })
+}
+
 pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
     match command {
         Command::Signup { username, token } => {
@@ -216,13 +355,7 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
         }
         Command::Ls { path, all } => {
             let shown = path.unwrap_or_else(|| session.cwd.clone());
-            let fs_path = session.fs_path(&shown)?;
-            let user = session.user()?;
-            let mut entries = if all {
-                user.fs().ls_all(&fs_path).await?
-            } else {
-                user.fs().ls(&fs_path).await?
-            };
+            let mut entries = list(session, &shown, all).await?;
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             if session.json {
                 let list: Vec<_> = entries.iter().map(entry_json).collect();
@@ -234,17 +367,19 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
             }
         }
         Command::Cd { path } => {
-            let target = match path {
-                Some(path) => session.absolute(&path),
-                None => format!("/{}", session.user()?.username()),
+            let target = match (path, &session.user, &session.link) {
+                (Some(path), _, _) => session.absolute(&path),
+                (None, _, Some(link)) => format!("/{}", link.entry().name),
+                (None, Some(user), None) => format!("/{}", user.username()),
+                (None, None, None) => "/".to_string(),
             };
-            let entry = session
-                .user()?
-                .fs()
-                .stat(&session.fs_path(&target)?)
-                .await?;
-            if entry.kind != Kind::Dir {
-                bail!("{target}: not a directory");
+            match session.place(&target).await? {
+                Place::Virtual { .. } => {}
+                Place::Fs { fs, path } => {
+                    if fs.stat(&path).await?.kind != Kind::Dir {
+                        bail!("{target}: not a directory");
+                    }
+                }
             }
             session.cwd = target;
         }
@@ -256,20 +391,18 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
             }
         }
         Command::Mkdir { path, parents } => {
-            let fs_path = session.fs_path(&path)?;
-            let user = session.user()?;
+            let (fs, fs_path) = session.fs_path(&path).await?;
             if parents {
-                transfer::mkdirs(user, &fs_path).await?;
+                transfer::mkdirs(&fs, &fs_path).await?;
             } else {
-                user.fs().mkdir(&fs_path).await?;
+                fs.mkdir(&fs_path).await?;
             }
             done(session, json!({"created": session.absolute(&path)}));
         }
         Command::Put { local, remote } => {
             let remote = remote.unwrap_or_else(|| session.cwd.clone());
-            let fs_path = session.fs_path(&remote)?;
-            let user = Arc::clone(session.user()?);
-            let report = transfer::put(&user, &local, &fs_path, !session.json).await?;
+            let (fs, fs_path) = session.fs_path(&remote).await?;
+            let report = transfer::put(&fs, &local, &fs_path, !session.json).await?;
             if session.json {
                 println!("{}", report.json());
             } else if session.interactive || report.files > 1 {
@@ -281,13 +414,17 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
             local,
             recursive,
         } => {
-            let fs_path = session.fs_path(&remote)?;
-            let user = Arc::clone(session.user()?);
-            let name = fs_path.rsplit('/').next().unwrap_or("").to_string();
+            let (fs, fs_path) = session.fs_path(&remote).await?;
+            let name = session
+                .absolute(&remote)
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string();
             let local = local.unwrap_or_else(|| {
                 std::path::PathBuf::from(if name.is_empty() { "." } else { &name })
             });
-            let report = transfer::get(&user, &fs_path, &local, recursive, !session.json).await?;
+            let report = transfer::get(&fs, &fs_path, &local, recursive, !session.json).await?;
             if session.json {
                 println!("{}", report.json());
             } else if session.interactive || report.files > 1 {
@@ -295,39 +432,55 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
             }
         }
         Command::Cat { path } => {
-            let fs_path = session.fs_path(&path)?;
+            let (fs, fs_path) = session.fs_path(&path).await?;
             let mut out = tokio::io::stdout();
-            session.user()?.fs().download(&fs_path, &mut out).await?;
+            fs.download(&fs_path, &mut out).await?;
             tokio::io::AsyncWriteExt::flush(&mut out).await?;
         }
         Command::Rm { path, recursive } => {
-            let fs_path = session.fs_path(&path)?;
+            let (fs, fs_path) = session.fs_path(&path).await?;
             if fs_path == "/" {
-                bail!("refusing to remove your home directory");
+                bail!(
+                    "refusing to remove {} (the root of what you can reach there)",
+                    session.absolute(&path)
+                );
             }
-            let user = session.user()?;
-            let entry = user.fs().stat(&fs_path).await?;
+            let entry = fs.stat(&fs_path).await?;
             match (entry.kind, recursive) {
-                (Kind::File, _) => user.fs().rm(&fs_path).await?,
-                (Kind::Dir, true) => transfer::remove_tree(user, &fs_path).await?,
+                (Kind::File, _) => fs.rm(&fs_path).await?,
+                (Kind::Dir, true) => transfer::remove_tree(&fs, &fs_path).await?,
                 (Kind::Dir, false) => bail!("{path}: is a directory (use rm -r)"),
             }
             done(session, json!({"removed": session.absolute(&path)}));
         }
         Command::Mv { from, to } => {
-            let (src, dst) = (session.fs_path(&from)?, session.fs_path(&to)?);
-            let dst = into_dir(session.user()?, &src, dst).await?;
-            session.user()?.fs().rename(&src, &dst).await?;
+            let ((fs, src), (to_fs, dst)) =
+                (session.fs_path(&from).await?, session.fs_path(&to).await?);
+            if !Arc::ptr_eq(&fs, &to_fs) {
+                bail!("mv works within one shared tree; copy with get and put instead");
+            }
+            let dst = into_dir(&fs, &src, dst).await?;
+            fs.rename(&src, &dst).await?;
             done(session, json!({"moved": session.absolute(&from)}));
         }
         Command::Cp { from, to } => {
-            let (src, dst) = (session.fs_path(&from)?, session.fs_path(&to)?);
-            let dst = into_dir(session.user()?, &src, dst).await?;
-            session.user()?.fs().copy(&src, &dst).await?;
+            let ((fs, src), (to_fs, dst)) =
+                (session.fs_path(&from).await?, session.fs_path(&to).await?);
+            if !Arc::ptr_eq(&fs, &to_fs) {
+                bail!("cp works within one shared tree; copy with get and put instead");
+            }
+            let dst = into_dir(&fs, &src, dst).await?;
+            fs.copy(&src, &dst).await?;
             done(session, json!({"copied": session.absolute(&from)}));
         }
         Command::Stat { path } => {
-            let entry = session.user()?.fs().stat(&session.fs_path(&path)?).await?;
+            let entry = match session.place(&path).await? {
+                Place::Fs { fs, path } => fs.stat(&path).await?,
+                Place::Virtual { .. } => bail!(
+                    "{}: a listing of users and shares (use ls)",
+                    session.absolute(&path)
+                ),
+            };
             if session.json {
                 println!("{}", entry_json(&entry));
             } else {
@@ -380,13 +533,314 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
                 println!("password changed");
             }
         }
+        Command::Follow { username } => {
+            session.user()?.follow(&username).await?;
+            if session.json {
+                done(session, json!({"requested": username}));
+            } else {
+                println!("asked to follow {username}; you will see their shares once they accept");
+            }
+        }
+        Command::Requests => {
+            let pending = session.user()?.follow_requests().await?;
+            if session.json {
+                let list: Vec<_> = pending
+                    .iter()
+                    .map(|r| json!({"from": r.from, "received": r.received}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if pending.is_empty() {
+                println!("no follow requests waiting");
+            } else {
+                for request in &pending {
+                    println!(
+                        "{} {}  (accept, reciprocate or deny)",
+                        format_time(request.received as i64),
+                        request.from
+                    );
+                }
+            }
+        }
+        Command::Accept { username } => {
+            session.user()?.accept(&username, false).await?;
+            report_social(session, "accepted", &username, "now follows you");
+        }
+        Command::Reciprocate { username } => {
+            session.user()?.accept(&username, true).await?;
+            report_social(
+                session,
+                "reciprocated",
+                &username,
+                "and you now follow each other",
+            );
+        }
+        Command::Deny { username } => {
+            session.user()?.deny(&username).await?;
+            report_social(session, "denied", &username, "was denied");
+        }
+        Command::Unfollow { username } => {
+            session.user()?.unfollow(&username).await?;
+            report_social(session, "unfollowed", &username, "is no longer followed");
+        }
+        Command::RemoveFollower { username } => {
+            session.user()?.remove_follower(&username).await?;
+            report_social(
+                session,
+                "removed_follower",
+                &username,
+                "no longer follows you",
+            );
+        }
+        Command::Friends | Command::Followers => {
+            let user = session.user()?;
+            // Pick up answers to requests first.
+            user.follow_requests().await?;
+            let state = user.social().await?;
+            let following = matches!(command, Command::Friends);
+            let names: Vec<&String> = if following {
+                state.following.keys().collect()
+            } else {
+                state.followers.keys().collect()
+            };
+            if session.json {
+                let list: Vec<_> = names
+                    .iter()
+                    .map(|name| {
+                        json!({
+                            "name": name,
+                            "mutual": state.following.contains_key(*name) && state.followers.contains_key(*name),
+                        })
+                    })
+                    .collect();
+                let key = if following { "following" } else { "followers" };
+                let mut out = json!({});
+                out[key] = json!(list);
+                if following {
+                    out["pending"] = json!(state.sent.keys().collect::<Vec<_>>());
+                }
+                println!("{out}");
+            } else {
+                for name in &names {
+                    let mutual =
+                        state.following.contains_key(*name) && state.followers.contains_key(*name);
+                    println!("{name}{}", if mutual { "  (mutual)" } else { "" });
+                }
+                if following {
+                    for name in state.sent.keys() {
+                        println!("{name}  (request pending)");
+                    }
+                }
+                if names.is_empty() && (!following || state.sent.is_empty()) {
+                    println!(
+                        "{}",
+                        if following {
+                            "you follow nobody yet (follow NAME)"
+                        } else {
+                            "nobody follows you yet"
+                        }
+                    );
+                }
+            }
+        }
+        Command::Share {
+            path,
+            usernames,
+            write,
+        } => {
+            let absolute = session.absolute(&path);
+            let names: Vec<&str> = usernames.iter().map(String::as_str).collect();
+            session.user()?.share(&absolute, &names, write).await?;
+            if session.json {
+                done(
+                    session,
+                    json!({"shared": absolute, "with": usernames, "writable": write}),
+                );
+            } else {
+                println!(
+                    "shared {absolute} {} with {}",
+                    if write { "writable" } else { "read-only" },
+                    usernames.join(", ")
+                );
+            }
+        }
+        Command::Unshare { path, usernames } => {
+            let absolute = session.absolute(&path);
+            let names: Vec<&str> = usernames.iter().map(String::as_str).collect();
+            session.user()?.unshare(&absolute, &names).await?;
+            if session.json {
+                done(session, json!({"unshared": absolute, "from": usernames}));
+            } else {
+                println!(
+                    "unshared {absolute} from {} (keys rotated)",
+                    usernames.join(", ")
+                );
+            }
+        }
+        Command::Shared => {
+            let state = session.user()?.social().await?;
+            if session.json {
+                let list: Vec<_> = state
+                    .shares
+                    .iter()
+                    .map(|(path, with)| json!({"path": path, "with": with}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if state.shares.is_empty() {
+                println!("you have shared nothing (share PATH NAME)");
+            } else {
+                for (path, with) in &state.shares {
+                    let with: Vec<String> = with
+                        .iter()
+                        .map(|(name, w)| format!("{name} ({})", if *w { "rw" } else { "r" }))
+                        .collect();
+                    println!("{path}: {}", with.join(", "));
+                }
+            }
+        }
+        Command::Link { action } => link(session, action).await?,
+        Command::OpenLink { url } => {
+            let view = open_link(&url).await?;
+            let entry = view.entry().clone();
+            session.set_link(view);
+            if session.json {
+                println!("{}", entry_json(&entry));
+            } else {
+                println!("{}", entry_line(&entry));
+                if session.interactive {
+                    println!(
+                        "opened the link: it is /{} here (`ls`, `get`, ...)",
+                        entry.name
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_social(session: &Session, key: &str, name: &str, what: &str) {
+    if session.json {
+        let mut value = json!({});
+        value[key] = json!(name);
+        println!("{value}");
+    } else {
+        println!("{name} {what}");
+    }
+}
+
+async fn link(session: &Session, action: LinkAction) -> Result<()> {
+    let user = session.user()?;
+    match action {
+        LinkAction::Create {
+            path,
+            write,
+            expires,
+            uses,
+            password,
+        } => {
+            let expiry = match expires {
+                Some(text) => Some(now_ms() + parse_duration(&text)?),
+                None => None,
+            };
+            let password = if password {
+                Some(match std::env::var("PEERGOS_LINK_PASSWORD") {
+                    Ok(pw) => pw,
+                    Err(_) => {
+                        let pw = rpassword::prompt_password("link password: ")?;
+                        if rpassword::prompt_password("repeat it: ")? != pw {
+                            bail!("the passwords differ");
+                        }
+                        pw
+                    }
+                })
+            } else {
+                None
+            };
+            let link = user
+                .create_link(
+                    &session.absolute(&path),
+                    LinkOptions {
+                        writable: write,
+                        expiry,
+                        max_uses: uses,
+                        password,
+                    },
+                )
+                .await?;
+            if session.json {
+                println!("{}", json!({"id": link.id, "url": link.to_url()}));
+            } else {
+                // The link alone on its line, ready to paste.
+                println!("{}", link.to_url());
+            }
+        }
+        LinkAction::List => {
+            let links = user.links().await?;
+            if session.json {
+                let list: Vec<_> = links
+                    .iter()
+                    .map(|l| {
+                        json!({
+                            "id": l.id,
+                            "path": l.info.path,
+                            "url": l.info.url,
+                            "writable": l.info.writable,
+                            "password": l.info.password,
+                            "expiry": l.info.expiry,
+                            "max_uses": l.info.max_uses,
+                            "uses": l.status.as_ref().map(|s| s.uses),
+                            "revoked": l.status.as_ref().is_none_or(|s| s.revoked),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if links.is_empty() {
+                println!("no secret links (link create PATH)");
+            } else {
+                for l in &links {
+                    let mut notes = vec![if l.info.writable { "rw" } else { "r" }.to_string()];
+                    match &l.status {
+                        Some(s) if s.revoked => notes.push("revoked".into()),
+                        Some(s) => notes.push(match s.max_uses {
+                            Some(max) => format!("opened {}/{max}", s.uses),
+                            None => format!("opened {}", s.uses),
+                        }),
+                        None => notes.push("not on the server".into()),
+                    }
+                    if let Some(expiry) = l.info.expiry {
+                        let word = if expiry <= now_ms() {
+                            "expired"
+                        } else {
+                            "expires"
+                        };
+                        notes.push(format!("{word} {}", format_time(expiry as i64)));
+                    }
+                    if l.info.password {
+                        notes.push("password".into());
+                    }
+                    println!("{} {} [{}]", l.id, l.info.path, notes.join(", "));
+                }
+            }
+        }
+        LinkAction::Revoke { id } => {
+            let id = match peergos_core::SecretLink::parse(&id) {
+                Ok(link) => link.id,
+                Err(_) => id,
+            };
+            user.revoke_link(&id).await?;
+            if session.json {
+                done(session, json!({"revoked": id}));
+            } else {
+                println!("revoked {id}");
+            }
+        }
     }
     Ok(())
 }
 
 /// `mv a dir` and `cp a dir` put `a` inside an existing directory.
-async fn into_dir(user: &UserContext, src: &str, dst: String) -> Result<String> {
-    match user.fs().stat(&dst).await {
+async fn into_dir(fs: &peergos_core::RemoteFs, src: &str, dst: String) -> Result<String> {
+    match fs.stat(&dst).await {
         Ok(entry) if entry.kind == Kind::Dir => {
             let name = src.rsplit('/').next().unwrap_or_default();
             Ok(format!("{}/{name}", dst.trim_end_matches('/')))

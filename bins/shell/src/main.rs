@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use peergos_core::{HttpNetwork, NetworkAccess, UserContext};
+use peergos_core::{
+    HttpNetwork, NetworkAccess, Place, RemoteFs, SecretLink, SharedView, UserContext,
+};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::{Editor, Helper, Highlighter, Hinter, Validator};
@@ -32,6 +34,10 @@ struct Cli {
     /// The username to log in as (or sign up, with the `signup` command).
     #[arg(long, short, env = "PEERGOS_USERNAME")]
     username: Option<String>,
+    /// Open this secret link (no account needed) and run the command on
+    /// what it points at, shown as `/NAME`.
+    #[arg(long, env = "PEERGOS_LINK")]
+    link: Option<String>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -40,10 +46,28 @@ struct Cli {
     command: Option<Command>,
 }
 
-/// The session: server, logged-in user, working directory.
+/// What paths are resolved against: a logged-in user (their home and what
+/// friends shared with them) or an opened secret link.
+#[derive(Clone)]
+pub(crate) enum Root {
+    User(Arc<UserContext>),
+    Link(Arc<SharedView>),
+}
+
+impl Root {
+    pub(crate) async fn locate(&self, path: &str) -> peergos_core::Result<Place> {
+        match self {
+            Root::User(user) => user.locate(path).await,
+            Root::Link(view) => view.locate(path),
+        }
+    }
+}
+
+/// The session: server, logged-in user or opened link, working directory.
 pub(crate) struct Session {
     pub(crate) net: Arc<dyn NetworkAccess>,
     pub(crate) user: Option<Arc<UserContext>>,
+    pub(crate) link: Option<Arc<SharedView>>,
     pub(crate) cwd: String,
     pub(crate) json: bool,
     pub(crate) interactive: bool,
@@ -54,6 +78,17 @@ impl Session {
         self.user
             .as_ref()
             .context("not logged in (use `login USERNAME` or `signup USERNAME`)")
+    }
+
+    /// What paths resolve against: the open link, else the user.
+    pub(crate) fn root(&self) -> Result<Root> {
+        match (&self.link, &self.user) {
+            (Some(link), _) => Ok(Root::Link(Arc::clone(link))),
+            (None, Some(user)) => Ok(Root::User(Arc::clone(user))),
+            (None, None) => {
+                bail!("not logged in (use `login USERNAME`, `signup USERNAME` or `open-link URL`)")
+            }
+        }
     }
 
     /// An absolute, normalised path for `path` (relative to the working
@@ -77,15 +112,54 @@ impl Session {
         format!("/{}", parts.join("/"))
     }
 
-    /// The path inside the user's filesystem for a shell path.
-    pub(crate) fn fs_path(&self, path: &str) -> Result<String> {
-        Ok(self.user()?.path(&self.absolute(path))?)
+    /// Where a shell path is: own home, a friend's share, a link, or a
+    /// listing of names.
+    pub(crate) async fn place(&self, path: &str) -> Result<Place> {
+        Ok(self.root()?.locate(&self.absolute(path)).await?)
+    }
+
+    /// The filesystem and the path in it for a shell path that names a
+    /// real file or folder.
+    pub(crate) async fn fs_path(&self, path: &str) -> Result<(Arc<RemoteFs>, String)> {
+        match self.place(path).await? {
+            Place::Fs { fs, path } => Ok((fs, path)),
+            Place::Virtual { .. } => bail!(
+                "{}: a listing of users and shares, not a folder you can change",
+                self.absolute(path)
+            ),
+        }
     }
 
     pub(crate) fn set_user(&mut self, user: UserContext) {
         self.cwd = format!("/{}", user.username());
+        self.link = None;
         self.user = Some(Arc::new(user));
     }
+
+    pub(crate) fn set_link(&mut self, view: SharedView) {
+        self.cwd = format!("/{}", view.entry().name);
+        if view.entry().kind != peergos_core::Kind::Dir {
+            self.cwd = "/".to_string();
+        }
+        self.link = Some(Arc::new(view));
+    }
+}
+
+/// Opens a secret link on the server the link names, asking for its
+/// password (`PEERGOS_LINK_PASSWORD` or a prompt) when it has one.
+pub(crate) async fn open_link(url: &str) -> Result<SharedView> {
+    let link = SecretLink::parse(url)?;
+    let net: Arc<dyn NetworkAccess> = Arc::new(HttpNetwork::new(&link.server)?);
+    let password = if link.password {
+        Some(match std::env::var("PEERGOS_LINK_PASSWORD") {
+            Ok(pw) => pw,
+            Err(_) => rpassword::prompt_password("link password: ")
+                .context("reading the link password")?,
+        })
+    } else {
+        None
+    };
+    Ok(peergos_core::open_link(net, &link, password.as_deref()).await?)
 }
 
 /// The password from `PEERGOS_PASSWORD` or a no-echo prompt.
@@ -139,8 +213,9 @@ fn split_words(line: &str) -> Result<Vec<String>> {
     Ok(words)
 }
 
-/// The logged-in user and working directory, as the completer sees them.
-type LoggedIn = (Arc<UserContext>, String);
+/// What paths resolve against and the working directory, as the
+/// completer sees them.
+type LoggedIn = (Root, String);
 
 /// Completes remote paths by listing the directory being typed.
 #[derive(Helper, Highlighter, Hinter, Validator)]
@@ -158,7 +233,7 @@ impl Completer for RemoteCompleter {
         pos: usize,
         _ctx: &rustyline::Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let Some((user, cwd)) = self.session.lock().ok().and_then(|s| s.clone()) else {
+        let Some((root, cwd)) = self.session.lock().ok().and_then(|s| s.clone()) else {
             return Ok((pos, Vec::new()));
         };
         let start = line[..pos].rfind(' ').map_or(0, |i| i + 1);
@@ -172,13 +247,15 @@ impl Completer for RemoteCompleter {
         } else {
             format!("{cwd}/{dir}")
         };
-        let Ok(fs_path) = user.path(&absolute) else {
-            return Ok((pos, Vec::new()));
-        };
         let entries = self
             .runtime
-            .block_on(user.fs().ls(&fs_path))
-            .unwrap_or_default();
+            .block_on(async {
+                match root.locate(&absolute).await? {
+                    Place::Fs { fs, path } => fs.ls(&path).await.map_err(Into::into),
+                    Place::Virtual { entries } => Ok(entries),
+                }
+            })
+            .unwrap_or_else(|_: peergos_core::Error| Vec::new());
         let candidates = entries
             .into_iter()
             .filter(|e| e.name.starts_with(prefix))
@@ -216,14 +293,12 @@ fn interactive(runtime: &tokio::runtime::Runtime, mut session: Session) -> Resul
     println!("peergos shell: type `help` for commands, `exit` to leave");
     loop {
         if let Ok(mut s) = shared.lock() {
-            *s = session
-                .user
-                .as_ref()
-                .map(|u| (Arc::clone(u), session.cwd.clone()));
+            *s = session.root().ok().map(|root| (root, session.cwd.clone()));
         }
-        let prompt = match &session.user {
-            Some(user) => format!("{}:{}> ", user.username(), session.cwd),
-            None => "peergos> ".to_string(),
+        let prompt = match (&session.link, &session.user) {
+            (Some(_), _) => format!("link:{}> ", session.cwd),
+            (None, Some(user)) => format!("{}:{}> ", user.username(), session.cwd),
+            (None, None) => "peergos> ".to_string(),
         };
         let line = match editor.readline(&prompt) {
             Ok(line) => line,
@@ -303,14 +378,22 @@ fn start(cli: Cli) -> Result<()> {
     let mut session = Session {
         net,
         user: None,
+        link: None,
         cwd: "/".to_string(),
         json: cli.json,
         interactive: cli.command.is_none(),
     };
-    let needs_login = !matches!(
-        cli.command,
-        Some(Command::Signup { .. }) | Some(Command::Login { .. })
-    );
+    if let Some(url) = &cli.link {
+        let view = runtime.block_on(open_link(url))?;
+        session.set_link(view);
+    }
+    let needs_login = cli.link.is_none()
+        && !matches!(
+            cli.command,
+            Some(Command::Signup { .. })
+                | Some(Command::Login { .. })
+                | Some(Command::OpenLink { .. })
+        );
     if let (Some(username), true) = (&cli.username, needs_login) {
         let pw = password(&format!("password for {username}: "))?;
         let user = runtime.block_on(UserContext::login(Arc::clone(&session.net), username, &pw))?;

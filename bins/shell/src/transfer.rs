@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
-use peergos_core::{Kind, UploadOptions, UserContext};
+use peergos_core::{Kind, RemoteFs, UploadOptions};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWriteExt, ReadBuf};
 
@@ -119,14 +119,14 @@ impl<R: AsyncSeek + Unpin> AsyncSeek for Counting<R> {
 }
 
 /// Creates a directory and any missing parents.
-pub(crate) async fn mkdirs(user: &UserContext, path: &str) -> Result<()> {
+pub(crate) async fn mkdirs(fs: &RemoteFs, path: &str) -> Result<()> {
     let mut current = String::new();
     for name in path.split('/').filter(|n| !n.is_empty()) {
         current = format!("{current}/{name}");
-        match user.fs().stat(&current).await {
+        match fs.stat(&current).await {
             Ok(entry) if entry.kind == Kind::Dir => {}
             Ok(_) => bail!("{current}: not a directory"),
-            Err(_) => match user.fs().mkdir(&current).await {
+            Err(_) => match fs.mkdir(&current).await {
                 Ok(_) | Err(peergos_cryptree::Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),
             },
@@ -141,12 +141,7 @@ fn modified_ms(meta: &std::fs::Metadata) -> Option<i64> {
     Some(since.as_millis() as i64)
 }
 
-async fn put_file(
-    user: &UserContext,
-    local: &Path,
-    remote: &str,
-    bar: &ProgressBar,
-) -> Result<u64> {
+async fn put_file(fs: &RemoteFs, local: &Path, remote: &str, bar: &ProgressBar) -> Result<u64> {
     let file = tokio::fs::File::open(local)
         .await
         .with_context(|| format!("opening {}", local.display()))?;
@@ -159,8 +154,7 @@ async fn put_file(
         inner: file,
         bar: bar.clone(),
     };
-    user.fs()
-        .upload_resumable(remote, reader, options)
+    fs.upload_resumable(remote, reader, options)
         .await
         .with_context(|| format!("uploading {}", local.display()))?;
     Ok(meta.len())
@@ -210,7 +204,7 @@ fn remote_join(base: &str, relative: &Path) -> Result<String> {
 /// Uploads a file or folder to `remote` (an existing directory receives
 /// it under its own name).
 pub(crate) async fn put(
-    user: &Arc<UserContext>,
+    fs: &Arc<RemoteFs>,
     local: &Path,
     remote: &str,
     show: bool,
@@ -221,13 +215,13 @@ pub(crate) async fn put(
         .file_name()
         .and_then(|n| n.to_str())
         .with_context(|| format!("{} has no usable name", local.display()))?;
-    let target = match user.fs().stat(remote).await {
+    let target = match fs.stat(remote).await {
         Ok(entry) if entry.kind == Kind::Dir => remote_join(remote, Path::new(name))?,
         _ => remote.to_string(),
     };
     if meta.is_file() {
         let bar = progress(meta.len(), show);
-        let bytes = put_file(user, local, &target, &bar).await?;
+        let bytes = put_file(fs, local, &target, &bar).await?;
         bar.finish_and_clear();
         return Ok(Report::since(1, bytes, started));
     }
@@ -235,30 +229,25 @@ pub(crate) async fn put(
         bail!("{} is neither a file nor a folder", local.display());
     }
     let (dirs, files) = walk(local)?;
-    mkdirs(user, &target).await?;
+    mkdirs(fs, &target).await?;
     for dir in &dirs {
         let path = remote_join(&target, dir)?;
-        match user.fs().mkdir(&path).await {
+        match fs.mkdir(&path).await {
             Ok(_) | Err(peergos_cryptree::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
     in_parallel(files, show, started, |relative, bar| {
-        let user = Arc::clone(user);
+        let fs = Arc::clone(fs);
         let (local, remote) = (local.join(&relative), remote_join(&target, &relative));
-        async move { put_file(&user, &local, &remote?, &bar).await }
+        async move { put_file(&fs, &local, &remote?, &bar).await }
     })
     .await
 }
 
 /// Downloads one file, resuming from a partial `.peergos-part` file.
-async fn get_file(
-    user: &UserContext,
-    remote: &str,
-    local: &Path,
-    bar: &ProgressBar,
-) -> Result<u64> {
-    let size = user.fs().stat(remote).await?.size;
+async fn get_file(fs: &RemoteFs, remote: &str, local: &Path, bar: &ProgressBar) -> Result<u64> {
+    let size = fs.stat(remote).await?.size;
     let mut part = local.as_os_str().to_owned();
     part.push(".peergos-part");
     let part = PathBuf::from(part);
@@ -277,7 +266,7 @@ async fn get_file(
     bar.inc(offset);
     while offset < size {
         let len = READ_SIZE.min((size - offset) as usize);
-        let data = user.fs().read(remote, offset, len).await?;
+        let data = fs.read(remote, offset, len).await?;
         if data.is_empty() {
             bail!("{remote} ended early at byte {offset} of {size}");
         }
@@ -294,11 +283,11 @@ async fn get_file(
 }
 
 /// Every file under a remote folder, as paths relative to it.
-async fn remote_files(user: &UserContext, root: &str) -> Result<(Vec<String>, Vec<(String, u64)>)> {
+async fn remote_files(fs: &RemoteFs, root: &str) -> Result<(Vec<String>, Vec<(String, u64)>)> {
     let (mut dirs, mut files) = (Vec::new(), Vec::new());
     let mut stack = vec![String::new()];
     while let Some(relative) = stack.pop() {
-        for entry in user.fs().ls(&format!("{root}{relative}")).await? {
+        for entry in fs.ls(&format!("{root}{relative}")).await? {
             let path = format!("{relative}/{}", entry.name);
             match entry.kind {
                 Kind::Dir => {
@@ -314,14 +303,14 @@ async fn remote_files(user: &UserContext, root: &str) -> Result<(Vec<String>, Ve
 
 /// Downloads a file, or with `recursive` a folder, to `local`.
 pub(crate) async fn get(
-    user: &Arc<UserContext>,
+    fs: &Arc<RemoteFs>,
     remote: &str,
     local: &Path,
     recursive: bool,
     show: bool,
 ) -> Result<Report> {
     let started = Instant::now();
-    let entry = user.fs().stat(remote).await?;
+    let entry = fs.stat(remote).await?;
     if entry.kind == Kind::File {
         let local = if local.is_dir() {
             local.join(&entry.name)
@@ -329,7 +318,7 @@ pub(crate) async fn get(
             local.to_path_buf()
         };
         let bar = progress(entry.size, show);
-        let bytes = get_file(user, remote, &local, &bar).await?;
+        let bytes = get_file(fs, remote, &local, &bar).await?;
         bar.finish_and_clear();
         return Ok(Report::since(1, bytes, started));
     }
@@ -337,17 +326,17 @@ pub(crate) async fn get(
         bail!("{remote}: is a directory (use get -r)");
     }
     let root = remote.trim_end_matches('/').to_string();
-    let (dirs, files) = remote_files(user, &root).await?;
+    let (dirs, files) = remote_files(fs, &root).await?;
     std::fs::create_dir_all(local).with_context(|| format!("creating {}", local.display()))?;
     for dir in &dirs {
         let path = local.join(dir.trim_start_matches('/'));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
     }
     in_parallel(files, show, started, |relative, bar| {
-        let user = Arc::clone(user);
+        let fs = Arc::clone(fs);
         let remote = format!("{root}{relative}");
         let local = local.join(relative.trim_start_matches('/'));
-        async move { get_file(&user, &remote, &local, &bar).await }
+        async move { get_file(&fs, &remote, &local, &bar).await }
     })
     .await
 }
@@ -377,14 +366,14 @@ where
 }
 
 /// Removes a folder and everything under it, deepest first.
-pub(crate) async fn remove_tree(user: &UserContext, path: &str) -> Result<()> {
-    let (dirs, files) = remote_files(user, path).await?;
+pub(crate) async fn remove_tree(fs: &RemoteFs, path: &str) -> Result<()> {
+    let (dirs, files) = remote_files(fs, path).await?;
     for (file, _) in files {
-        user.fs().rm(&format!("{path}{file}")).await?;
+        fs.rm(&format!("{path}{file}")).await?;
     }
     for dir in dirs.iter().rev() {
-        user.fs().rmdir(&format!("{path}{dir}")).await?;
+        fs.rmdir(&format!("{path}{dir}")).await?;
     }
-    user.fs().rmdir(path).await?;
+    fs.rmdir(path).await?;
     Ok(())
 }
