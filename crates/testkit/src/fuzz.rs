@@ -26,6 +26,8 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("cryptree_node", cryptree_node),
     ("pki_chain", pki_chain),
     ("api_request", api_request),
+    ("follow_request", follow_request),
+    ("secret_link", secret_link),
 ];
 
 /// The strict DAG-CBOR decoder: whatever it accepts re-encodes exactly.
@@ -162,4 +164,20 @@ pub fn valid_seeds(target: &str) -> Vec<Vec<u8>> {
         }
     }
     seeds
+}
+
+/// Follow requests: a sealed box as a server holds it (opened with a fixed
+/// key), a padded plaintext, bare CBOR, the social state and share lists;
+/// whatever decodes re-encodes identically and never verifies wrongly.
+pub fn follow_request(data: &[u8]) {
+    static KEY: OnceLock<BoxingKeyPair> = OnceLock::new();
+    let key = KEY.get_or_init(BoxingKeyPair::random);
+    let _ = peergos_social::FollowRequest::open(data, key);
+    peergos_social::fuzzing::follow_request(data);
+}
+
+/// Secret links: records an owner sends a server, and link text;
+/// whatever decodes re-encodes identically, and deriving never panics.
+pub fn secret_link(data: &[u8]) {
+    peergos_social::fuzzing::secret_link(data);
 }
