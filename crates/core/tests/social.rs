@@ -6,6 +6,7 @@ use std::sync::Arc;
 use peergos_core::{
     open_link, Error, InProcess, LinkOptions, NetworkAccess, Place, SecretLink, UserContext,
 };
+use peergos_server::api::{auth_message, OwnerRequest, Stamp, OWNER_AUTH};
 use peergos_server::{Config, Server};
 
 async fn server(dir: &std::path::Path) -> Arc<dyn NetworkAccess> {
@@ -227,6 +228,49 @@ async fn denied_and_forged_requests() {
     assert_eq!(e.code(), Some("unknown_user"), "{e}");
     let e = alice.follow("nobody").await.unwrap_err();
     assert!(matches!(e, Error::UnknownUser(_)), "{e}");
+
+    // Reading someone's requests needs a signature by their identity key;
+    // another key's is refused (freshness: crates/server/tests/social.rs).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 60_000;
+    let stamp = |key: &peergos_keys::SigningKeyPair, time_ms: u64| Stamp {
+        time_ms,
+        signature: key.sign(OWNER_AUTH, &auth_message("requests", "alice", time_ms, &[])),
+    };
+    let mallory = peergos_keys::SigningKeyPair::random();
+    let e = net
+        .follow_requests(
+            "alice",
+            &OwnerRequest {
+                stamp: stamp(&mallory, now),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("identity key"), "{e}");
+    let e = net
+        .follow_requests(
+            "alice",
+            &OwnerRequest {
+                stamp: stamp(&mallory, 1),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("bad_request"), "{e}");
+    let e = net
+        .list_links(
+            "nobody",
+            &OwnerRequest {
+                stamp: stamp(&mallory, now),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("unknown_user"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

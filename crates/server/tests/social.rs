@@ -1,0 +1,270 @@
+//! The server's social rules, called directly: owner stamps must be
+//! signed by the identity key, fresh and never replayed; follow requests
+//! are bounded; link records are checked, counted and revoked exactly.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use peergos_keys::{LoginParams, PublicKeyHash, SigningKeyPair};
+use peergos_pki::{Claim, KeyChain};
+use peergos_server::api::*;
+use peergos_server::{Config, Error, Server};
+use peergos_social::{LinkRecord, SecretLink};
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A server with user `alice` whose identity key the test holds.
+async fn server_with_alice(dir: &std::path::Path) -> (Arc<Server>, SigningKeyPair) {
+    let server = Server::open(Config::new(dir)).await.unwrap();
+    let identity = SigningKeyPair::random();
+    let login = SigningKeyPair::random();
+    let chain = KeyChain::new(
+        Claim {
+            username: "alice".into(),
+            identity: PublicKeyHash::of(&identity.public()),
+            expiry: now_ms() / 1000 + 3600,
+            servers: vec![server.id().to_string()],
+        },
+        &identity,
+    )
+    .unwrap();
+    server
+        .signup(SignupRequest {
+            username: "alice".into(),
+            chain,
+            login: LoginParams::new_random(),
+            login_key: login.public(),
+            data: Bytes::from_static(b"sealed static data"),
+            token: None,
+        })
+        .await
+        .unwrap();
+    (server, identity)
+}
+
+fn stamp(key: &SigningKeyPair, action: &str, time_ms: u64, payload: &[u8]) -> Stamp {
+    Stamp {
+        time_ms,
+        signature: key.sign(OWNER_AUTH, &auth_message(action, "alice", time_ms, payload)),
+    }
+}
+
+#[tokio::test]
+async fn owner_stamps_are_fresh_signed_and_used_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, identity) = server_with_alice(dir.path()).await;
+    server.post_follow("alice", &[1u8; 3000]).unwrap();
+    // The same request twice is stored once.
+    server.post_follow("alice", &[1u8; 3000]).unwrap();
+    server.post_follow("alice", &[2u8; 3000]).unwrap();
+
+    let t = now_ms();
+    let good = OwnerRequest {
+        stamp: stamp(&identity, "requests", t, &[]),
+    };
+    let waiting = server.follow_requests("alice", &good).unwrap();
+    assert_eq!(waiting.len(), 2);
+    assert_eq!(waiting[0].id, peergos_keys::sha256(&[1u8; 3000]));
+    // Replayed, older, too far from the clock, another action, another key.
+    for (request, what) in [
+        (good.clone(), "replay"),
+        (
+            OwnerRequest {
+                stamp: stamp(&identity, "requests", t - 1, &[]),
+            },
+            "older",
+        ),
+        (
+            OwnerRequest {
+                stamp: stamp(&identity, "requests", t + 3_600_000, &[]),
+            },
+            "future",
+        ),
+        (
+            OwnerRequest {
+                stamp: stamp(&identity, "links", t + 10, &[]),
+            },
+            "action",
+        ),
+        (
+            OwnerRequest {
+                stamp: stamp(&SigningKeyPair::random(), "requests", t + 20, &[]),
+            },
+            "key",
+        ),
+    ] {
+        let e = server.follow_requests("alice", &request).unwrap_err();
+        assert!(
+            matches!(e, Error::Stale(_) | Error::BadRequest(_)),
+            "{what}: {e}"
+        );
+        assert!(e.status() == 403 || e.status() == 400, "{what}: {e}");
+    }
+
+    // Deleting needs the ids signed too.
+    let ids = vec![serde_bytes::ByteBuf::from(waiting[0].id.to_vec())];
+    let other = vec![serde_bytes::ByteBuf::from(waiting[1].id.to_vec())];
+    let e = server
+        .delete_follow_requests(
+            "alice",
+            &DeleteRequests {
+                stamp: stamp(
+                    &identity,
+                    "delete-requests",
+                    t + 30,
+                    &DeleteRequests::payload(&other),
+                ),
+                ids: ids.clone(),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.status(), 400, "{e}");
+    server
+        .delete_follow_requests(
+            "alice",
+            &DeleteRequests {
+                stamp: stamp(
+                    &identity,
+                    "delete-requests",
+                    t + 40,
+                    &DeleteRequests::payload(&ids),
+                ),
+                ids,
+            },
+        )
+        .unwrap();
+    let left = server
+        .follow_requests(
+            "alice",
+            &OwnerRequest {
+                stamp: stamp(&identity, "requests", t + 50, &[]),
+            },
+        )
+        .unwrap();
+    assert_eq!(left.len(), 1);
+
+    // Bounds.
+    assert_eq!(
+        server
+            .post_follow("alice", &[0u8; 5000])
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert_eq!(
+        server.post_follow("bob", &[0u8; 10]).unwrap_err().status(),
+        404
+    );
+    assert_eq!(
+        server.post_follow("Bob!", &[0u8; 10]).unwrap_err().status(),
+        400
+    );
+}
+
+#[tokio::test]
+async fn link_records_are_checked_counted_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, identity) = server_with_alice(dir.path()).await;
+    let link = SecretLink::random("http://127.0.0.1:8000", false);
+    let keys = link.keys(None).unwrap();
+    let record = LinkRecord {
+        id: link.id.clone(),
+        blob: vec![9; 300],
+        token_hash: keys.token_hash(),
+        expiry: None,
+        max_uses: Some(1),
+    };
+    let mut t = now_ms();
+    let mut create = |record: &LinkRecord| {
+        t += 1;
+        let payload = peergos_ipld::cbor::to_vec(record).unwrap();
+        server.create_link(
+            "alice",
+            &CreateLink {
+                stamp: stamp(&identity, "link-create", t, &payload),
+                record: record.clone(),
+            },
+        )
+    };
+    create(&record).unwrap();
+    // The same id again, an expiry in the past, a zero use limit.
+    assert!(create(&record).is_err());
+    let past = LinkRecord {
+        id: SecretLink::random("http://h", false).id,
+        expiry: Some(1),
+        ..record.clone()
+    };
+    assert!(create(&past).unwrap_err().to_string().contains("past"));
+    let zero = LinkRecord {
+        id: SecretLink::random("http://h", false).id,
+        max_uses: Some(0),
+        ..record.clone()
+    };
+    assert_eq!(create(&zero).unwrap_err().status(), 400);
+
+    // A wrong token does not count; the right one does, once.
+    let wrong = OpenLink {
+        id: link.id.clone(),
+        token: [0; 32],
+    };
+    assert!(matches!(server.open_link(&wrong), Err(Error::LinkDenied)));
+    let right = OpenLink {
+        id: link.id.clone(),
+        token: keys.token(),
+    };
+    assert_eq!(server.open_link(&right).unwrap().as_ref(), &[9; 300][..]);
+    assert!(matches!(
+        server.open_link(&right),
+        Err(Error::LinkUsedUp { max: 1 })
+    ));
+    let unknown = OpenLink {
+        id: SecretLink::random("http://h", false).id,
+        token: [0; 32],
+    };
+    assert!(matches!(
+        server.open_link(&unknown),
+        Err(Error::LinkNotFound(_))
+    ));
+
+    let listed = server
+        .list_links(
+            "alice",
+            &OwnerRequest {
+                stamp: stamp(&identity, "links", now_ms() + 100, &[]),
+            },
+        )
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].uses, listed[0].max_uses), (1, Some(1)));
+
+    server
+        .revoke_link(
+            "alice",
+            &RevokeLink {
+                stamp: stamp(&identity, "link-revoke", now_ms() + 200, link.id.as_bytes()),
+                id: link.id.clone(),
+            },
+        )
+        .unwrap();
+    assert!(matches!(server.open_link(&right), Err(Error::LinkRevoked)));
+    let e = server
+        .revoke_link(
+            "alice",
+            &RevokeLink {
+                stamp: stamp(
+                    &identity,
+                    "link-revoke",
+                    now_ms() + 300,
+                    unknown.id.as_bytes(),
+                ),
+                id: unknown.id.clone(),
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::LinkNotFound(_)), "{e}");
+}
