@@ -242,11 +242,15 @@ fn entry_line(entry: &Entry) -> String {
     let kind = if entry.kind == Kind::Dir { "d" } else { "-" };
     let mode = if entry.writable { "rw" } else { "r-" };
     let suffix = if entry.kind == Kind::Dir { "/" } else { "" };
+    // Listings made of names only (users, folders above a share) have no time.
+    let time = if entry.modified == 0 {
+        " ".repeat(16)
+    } else {
+        format_time(entry.modified)
+    };
     format!(
-        "{kind}{mode} {:>12} {} {}{suffix}",
-        entry.size,
-        format_time(entry.modified),
-        entry.name
+        "{kind}{mode} {:>12} {time} {}{suffix}",
+        entry.size, entry.name
     )
 }
 

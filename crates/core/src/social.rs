@@ -602,7 +602,12 @@ impl UserContext {
 
     /// What `owner` shared with this user (this user must follow them).
     pub async fn shared_with_me(&self, owner: &str) -> Result<Vec<ShareItem>> {
-        let state = self.social().await?;
+        let mut state = self.social().await?;
+        if !state.following.contains_key(owner) && state.sent.contains_key(owner) {
+            // They may have accepted since: pick up the answer.
+            self.inbox().await?;
+            state = self.social().await?;
+        }
         let following = state
             .following
             .get(owner)

@@ -171,6 +171,33 @@ async fn follow_share_write_and_unshare() {
         b"hello alice"
     );
 
+    // A single file can be shared too; it shows up as a file.
+    alice.fs().mkdir("/docs").await.unwrap();
+    alice
+        .fs()
+        .write_file("/docs/note.txt", b"just this")
+        .await
+        .unwrap();
+    alice
+        .share("/alice/docs/note.txt", &["carol"], false)
+        .await
+        .unwrap();
+    assert_eq!(names(&carol, "/alice").await, vec!["docs", "ro"]);
+    match carol.locate("/alice/docs").await.unwrap() {
+        Place::Virtual { entries } => {
+            assert_eq!(entries.len(), 1);
+            assert_eq!(entries[0].name, "note.txt");
+            assert_eq!(entries[0].kind, peergos_core::Kind::File);
+            assert_eq!(entries[0].size, 9);
+        }
+        Place::Fs { .. } => panic!("carol sees only the file, not the folder"),
+    }
+    assert_eq!(
+        read(&carol, "/alice/docs/note.txt").await.unwrap(),
+        b"just this"
+    );
+    assert!(carol.locate("/alice/docs/other.txt").await.is_err());
+
     // Unsharing what was not shared is a clear error.
     let e = alice.unshare("/alice/ro", &["bob"]).await.unwrap_err();
     assert!(matches!(e, Error::NotShared(_)), "{e}");
