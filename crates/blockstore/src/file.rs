@@ -29,6 +29,9 @@ use peergos_keys::PublicKeyHash;
 use crate::transactions::Transactions;
 use crate::{access, BlockAuth, BlockStore, Error, PutBlocks, Result, TransactionId};
 
+/// Blocks of at least this size in one put are written concurrently.
+const PARALLEL_WRITE_BYTES: usize = 256 << 10;
+
 /// Blocks as files under a directory. Cheap to clone: clones share state.
 #[derive(Clone)]
 pub struct FileStore {
@@ -171,10 +174,30 @@ impl BlockStore for FileStore {
                 &request.transaction,
                 cids.iter().copied(),
             )?;
-            for block in &blocks {
-                inner.write(block)?;
+            // Large blocks are written on a thread each, so their fsyncs
+            // overlap instead of queueing one behind another.
+            let large = blocks
+                .iter()
+                .filter(|b| b.data().len() >= PARALLEL_WRITE_BYTES)
+                .count();
+            if large < 2 {
+                for block in &blocks {
+                    inner.write(block)?;
+                }
+                return Ok(cids);
             }
-            Ok(cids)
+            std::thread::scope(|scope| {
+                let writes: Vec<_> = blocks
+                    .iter()
+                    .map(|block| scope.spawn(move || inner.write(block)))
+                    .collect();
+                for write in writes {
+                    write
+                        .join()
+                        .map_err(|_| Error::Task("a block write panicked".into()))??;
+                }
+                Ok(cids)
+            })
         })
         .await
     }

@@ -58,34 +58,58 @@ pub struct PutBlocks {
 impl PutBlocks {
     /// Checks every block (size, canonical form, writer signature, access
     /// token list) and returns them as verified [`Block`]s. Nothing is
-    /// stored if any block fails.
+    /// stored if any block fails. Large batches are checked on several
+    /// threads (hashing dominates).
     pub(crate) fn check(&self) -> Result<Vec<Block>> {
         let writer = self.writer.key()?;
-        self.blocks
-            .iter()
-            .map(|signed| {
-                // Check the token list while the block is decoded anyway.
-                let block = match signed.codec {
-                    Codec::DagCbor => {
-                        let (block, value) = Block::new_cbor(signed.data.clone())?;
-                        bat::cbor_bats(&value)?;
-                        block
-                    }
-                    Codec::Raw => {
-                        let block = Block::new(Codec::Raw, signed.data.clone())?;
-                        bat::split_raw(block.data())?;
-                        block
-                    }
-                };
-                writer
-                    .verify(
-                        Domain::BLOCK_PUT,
-                        &block.cid().to_bytes(),
-                        &signed.signature,
-                    )
-                    .map_err(|_| Error::BadWriterSignature { cid: *block.cid() })?;
-                Ok(block)
-            })
-            .collect()
+        let check_one = |signed: &SignedBlock| -> Result<Block> {
+            // Check the token list while the block is decoded anyway.
+            let block = match signed.codec {
+                Codec::DagCbor => {
+                    let (block, value) = Block::new_cbor(signed.data.clone())?;
+                    bat::cbor_bats(&value)?;
+                    block
+                }
+                Codec::Raw => {
+                    let block = Block::new(Codec::Raw, signed.data.clone())?;
+                    bat::split_raw(block.data())?;
+                    block
+                }
+            };
+            writer
+                .verify(
+                    Domain::BLOCK_PUT,
+                    &block.cid().to_bytes(),
+                    &signed.signature,
+                )
+                .map_err(|_| Error::BadWriterSignature { cid: *block.cid() })?;
+            Ok(block)
+        };
+        let total: usize = self.blocks.iter().map(|b| b.data.len()).sum();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if total < PARALLEL_CHECK_BYTES || self.blocks.len() < 2 || threads < 2 {
+            return self.blocks.iter().map(check_one).collect();
+        }
+        let per_thread = self.blocks.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = self
+                .blocks
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || part.iter().map(check_one).collect::<Vec<_>>()))
+                .collect();
+            let mut out = Vec::with_capacity(self.blocks.len());
+            for part in parts {
+                let checked = part
+                    .join()
+                    .map_err(|_| Error::Task("a block check panicked".into()))?;
+                for block in checked {
+                    out.push(block?);
+                }
+            }
+            Ok(out)
+        })
     }
 }
+
+/// Batches at least this large are checked on several threads.
+const PARALLEL_CHECK_BYTES: usize = 2 << 20;

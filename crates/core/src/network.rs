@@ -18,7 +18,7 @@ use peergos_pointers::SignedPointer;
 use peergos_server::api::{
     ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody, FollowPost,
     GetRequest, Info, LinkStatus, LoginRequest, OpenLink, OwnerRequest, PendingFollow, PkiAnswer,
-    PutRequest, RevokeLink, SignupRequest, Space, TxRequest, CBOR,
+    RevokeLink, SignupRequest, Space, TxRequest, CBOR, PUT_CONTENT_TYPE,
 };
 use peergos_server::Server;
 use serde::de::DeserializeOwned;
@@ -264,15 +264,32 @@ impl HttpNetwork {
 
     /// Sends a request; `Ok(None)` for a 404 `not_found` answer.
     async fn send(&self, path: &str, body: Option<Vec<u8>>) -> Result<Option<Bytes>> {
+        match body {
+            Some(body) => self.send_typed(path, CBOR, body).await,
+            None => {
+                let url = format!("{}{path}", self.base);
+                self.answer(&url, self.client.get(&url)).await
+            }
+        }
+    }
+
+    /// POSTs a body of the given content type.
+    async fn send_typed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Option<Bytes>> {
         let url = format!("{}{path}", self.base);
-        let request = match body {
-            Some(body) => self
-                .client
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, CBOR)
-                .body(body),
-            None => self.client.get(&url),
-        };
+        let request = self
+            .client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.answer(&url, request).await
+    }
+
+    async fn answer(&self, url: &str, request: reqwest::RequestBuilder) -> Result<Option<Bytes>> {
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
@@ -338,8 +355,12 @@ impl NetworkAccess for HttpNetwork {
     }
 
     async fn put(&self, request: &PutBlocks) -> Result<Vec<Cid>> {
-        let body = encode(&PutRequest::from(request))?;
-        self.call("/v1/blocks/put", Some(body)).await
+        let body = peergos_server::api::encode_put(request);
+        let bytes = self
+            .send_typed("/v1/blocks/put", PUT_CONTENT_TYPE, body)
+            .await?
+            .ok_or_else(|| Error::Invalid("the server answered a put with 404".into()))?;
+        decode(&bytes)
     }
 
     async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {

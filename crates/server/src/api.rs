@@ -42,27 +42,36 @@ pub struct Info {
     pub signup: String,
 }
 
-/// One block of a put.
+/// The content type of a put body ([`encode_put`]).
+pub const PUT_CONTENT_TYPE: &str = "application/vnd.peergos.put";
+
+/// The largest CBOR header of a put body.
+pub const MAX_PUT_HEADER: usize = 256 << 10;
+
+/// The most blocks in one put.
+pub const MAX_PUT_BLOCKS: usize = 1024;
+
+/// What a put body says about one block.
 ///
-/// CBOR: `{"c": u64 codec, "d": bytes, "s": bytes(64)}`.
+/// CBOR: `{"c": u64 codec, "n": u64 length, "s": bytes(64)}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WireBlock {
+pub struct BlockHeader {
     /// Codec (0x71 dag-cbor, 0x55 raw).
     #[serde(rename = "c")]
     pub codec: u64,
-    /// The bytes.
-    #[serde(rename = "d")]
-    pub data: Bytes,
+    /// The block's length in bytes.
+    #[serde(rename = "n")]
+    pub len: u64,
     /// The writer's signature over the CID.
     #[serde(rename = "s")]
     pub signature: Signature,
 }
 
-/// `POST /v1/blocks/put`: answers the CIDs, in order.
+/// The header of a put body.
 ///
-/// CBOR: `{"o": link, "w": link, "t": bytes(16), "b": [WireBlock]}`.
+/// CBOR: `{"o": link, "w": link, "t": bytes(16), "b": [BlockHeader]}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PutRequest {
+pub struct PutHeader {
     /// Owner.
     #[serde(rename = "o")]
     pub owner: PublicKeyHash,
@@ -72,53 +81,99 @@ pub struct PutRequest {
     /// Transaction.
     #[serde(rename = "t", with = "serde_bytes")]
     pub transaction: [u8; 16],
-    /// Blocks.
+    /// The blocks, in the order their bytes follow.
     #[serde(rename = "b")]
-    pub blocks: Vec<WireBlock>,
+    pub blocks: Vec<BlockHeader>,
 }
 
-impl From<&PutBlocks> for PutRequest {
-    fn from(put: &PutBlocks) -> Self {
-        PutRequest {
-            owner: put.owner,
-            writer: put.writer,
-            transaction: put.transaction.to_bytes(),
-            blocks: put
-                .blocks
-                .iter()
-                .map(|b| WireBlock {
-                    codec: b.codec.code(),
-                    data: b.data.clone(),
-                    signature: b.signature,
-                })
-                .collect(),
-        }
-    }
-}
-
-impl TryFrom<PutRequest> for PutBlocks {
-    type Error = String;
-
-    fn try_from(put: PutRequest) -> Result<Self, String> {
-        let blocks = put
+/// The body of `POST /v1/blocks/put`: `u32 BE header length ‖ CBOR
+/// PutHeader ‖ every block's bytes, in order`. Block bytes are not CBOR,
+/// so megabytes of ciphertext are neither re-encoded nor copied on the
+/// way in; the server slices them out of the body.
+pub fn encode_put(put: &PutBlocks) -> Vec<u8> {
+    let header = PutHeader {
+        owner: put.owner,
+        writer: put.writer,
+        transaction: put.transaction.to_bytes(),
+        blocks: put
             .blocks
-            .into_iter()
-            .map(|b| {
-                Ok(SignedBlock {
-                    codec: Codec::from_code(b.codec)
-                        .ok_or_else(|| format!("unknown codec 0x{:x}", b.codec))?,
-                    data: b.data,
-                    signature: b.signature,
-                })
+            .iter()
+            .map(|b| BlockHeader {
+                codec: b.codec.code(),
+                len: b.data.len() as u64,
+                signature: b.signature,
             })
-            .collect::<Result<_, String>>()?;
-        Ok(PutBlocks {
-            owner: put.owner,
-            writer: put.writer,
-            transaction: TransactionId::from_bytes(put.transaction),
-            blocks,
-        })
+            .collect(),
+    };
+    // A header of plain fields always encodes.
+    let header = cbor::to_vec(&header).unwrap_or_default();
+    let total: usize = put.blocks.iter().map(|b| b.data.len()).sum();
+    let mut body = Vec::with_capacity(4 + header.len() + total);
+    body.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    body.extend_from_slice(&header);
+    for block in &put.blocks {
+        body.extend_from_slice(&block.data);
     }
+    body
+}
+
+/// Parses a put body ([`encode_put`]) without copying the block bytes:
+/// the header must be canonical CBOR, and the lengths it names must add
+/// up to exactly the rest of the body.
+pub fn decode_put(body: &Bytes) -> Result<PutBlocks, String> {
+    let prefix: [u8; 4] = body
+        .get(..4)
+        .and_then(|p| p.try_into().ok())
+        .ok_or("a put body starts with a 4-byte header length")?;
+    let header_len = u32::from_be_bytes(prefix) as usize;
+    if header_len > MAX_PUT_HEADER {
+        return Err(format!(
+            "a put header of {header_len} bytes (at most {MAX_PUT_HEADER})"
+        ));
+    }
+    let header_bytes = body
+        .get(4..4 + header_len)
+        .ok_or("the put body is shorter than its header length")?;
+    let header: PutHeader = cbor::from_slice_with(
+        header_bytes,
+        cbor::Limits {
+            max_size: MAX_PUT_HEADER,
+            max_depth: 8,
+        },
+    )
+    .map_err(|e| format!("put header: {e}"))?;
+    if header.blocks.len() > MAX_PUT_BLOCKS {
+        return Err(format!("at most {MAX_PUT_BLOCKS} blocks per put"));
+    }
+    let mut offset = 4 + header_len;
+    let mut blocks = Vec::with_capacity(header.blocks.len());
+    for b in &header.blocks {
+        let codec =
+            Codec::from_code(b.codec).ok_or_else(|| format!("unknown codec 0x{:x}", b.codec))?;
+        let end = usize::try_from(b.len)
+            .ok()
+            .and_then(|len| offset.checked_add(len))
+            .filter(|&end| end <= body.len())
+            .ok_or("the put body is shorter than its blocks' lengths")?;
+        blocks.push(SignedBlock {
+            codec,
+            data: body.slice(offset..end),
+            signature: b.signature,
+        });
+        offset = end;
+    }
+    if offset != body.len() {
+        return Err(format!(
+            "{} bytes after the last block of the put",
+            body.len() - offset
+        ));
+    }
+    Ok(PutBlocks {
+        owner: header.owner,
+        writer: header.writer,
+        transaction: TransactionId::from_bytes(header.transaction),
+        blocks,
+    })
 }
 
 /// `POST /v1/blocks/get`: answers the raw block bytes (404 if absent).

@@ -13,7 +13,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use peergos_blockstore::{BlockAuth, PutBlocks, TransactionId};
+use peergos_blockstore::{BlockAuth, TransactionId};
 use peergos_ipld::cbor::{self, Limits};
 use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
@@ -23,8 +23,8 @@ use serde::Serialize;
 
 use crate::api::{
     ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody, FollowPost,
-    GetManyRequest, GetRequest, LoginRequest, OpenLink, OwnerRequest, PutRequest, RevokeLink,
-    SignupRequest, TxRequest, CBOR, MAX_BODY,
+    GetManyRequest, GetRequest, LoginRequest, OpenLink, OwnerRequest, RevokeLink, SignupRequest,
+    TxRequest, CBOR, MAX_BODY,
 };
 use crate::{Error, Server};
 
@@ -139,8 +139,7 @@ async fn info(State(server): Shared) -> Response {
 }
 
 async fn put(State(server): Shared, body: Bytes) -> Result<Response, Error> {
-    let request: PutRequest = decode(&body)?;
-    let request = PutBlocks::try_from(request).map_err(Error::BadRequest)?;
+    let request = crate::api::decode_put(&body).map_err(Error::BadRequest)?;
     Ok(ok(&server.put(request).await?))
 }
 

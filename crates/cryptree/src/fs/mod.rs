@@ -47,6 +47,8 @@ const LISTING_CACHE: usize = 1 << 10;
 const FRAGMENT_CACHE: usize = 8;
 /// Children fetched at once when listing a directory.
 const LIST_CONCURRENCY: usize = 32;
+/// Fragments of one chunk fetched at once.
+const FRAGMENT_CONCURRENCY: usize = 3;
 
 /// A file or a directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,8 +386,18 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         }
         let count = block.fragments.len();
         let mut out = Vec::with_capacity(count * FRAGMENT_SIZE);
-        for (i, cid) in block.fragments.iter().enumerate() {
-            out.extend_from_slice(&self.fragment(key, label, bat, cid, i, count).await?);
+        // Fetch a few fragments at once: each is a round trip to the
+        // server, then hashing and decryption on a blocking thread.
+        let jobs: Vec<_> = block
+            .fragments
+            .iter()
+            .enumerate()
+            .map(|(i, cid)| self.fragment(key, label, bat, cid, i, count))
+            .collect();
+        let mut fragments =
+            std::pin::pin!(futures::stream::iter(jobs).buffered(FRAGMENT_CONCURRENCY));
+        while let Some(fragment) = fragments.next().await {
+            out.extend_from_slice(&fragment?);
         }
         Ok(out)
     }
@@ -411,10 +423,18 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         if let Some((_, plain)) = lock(&self.fragments).iter().find(|(k, _)| *k == cache_key) {
             return Ok(Arc::clone(plain));
         }
-        let framed = self.get_block(cid, bat).await?;
+        let auth = bat.map(|bat| BlockAuth::new(bat, cid, &self.requester));
+        let framed = self
+            .blocks()
+            .get(cid, auth.as_ref())
+            .await?
+            .ok_or(Error::MissingBlock { cid: *cid })?;
         let key = key.clone();
         let label = *label;
+        let cid = *cid;
         let plain = tokio::task::spawn_blocking(move || {
+            // The hash is checked here whatever the store did.
+            cid.verify(&framed)?;
             let (_, payload) = bat::split_raw(&framed)?;
             node::open_fragment(&key, &label, index, count, payload)
         })

@@ -405,14 +405,22 @@ impl FileSink {
         fs: &Filesystem<B, P>,
         sealed: SealedChunk,
     ) -> Result<()> {
-        fs.put_blocks(&self.signer, self.tx, sealed.blocks).await?;
+        let blocks = self.record(sealed);
+        fs.put_blocks(&self.signer, self.tx, blocks).await?;
+        Ok(())
+    }
+
+    /// Takes note of a sealed chunk (its size, and the change that links
+    /// it) and returns its blocks, for the caller to store before the
+    /// file is committed.
+    pub(super) fn record(&mut self, sealed: SealedChunk) -> Vec<SignedBlock> {
         self.size += sealed.len;
         match sealed.kind {
             // The first node carries the size: it is built in finish().
             SealedKind::First(content) => self.first = Some(content),
             SealedKind::Node(label, cid) => self.mutations.push(Mutation::create(label, cid)),
         }
-        Ok(())
+        sealed.blocks
     }
 
     /// Writes the first node with the properties; returns the file's link
@@ -923,44 +931,61 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let outcome = async {
             let fresh = Fresh::new(dir.cap.owner, dir.cap.writer);
             let mut sink = FileSink::new(fresh, signer.clone(), tx);
-            // A three-stage pipeline: store chunk k, seal chunk k + 1 and
-            // read chunk k + 2 at once, so both cores are busy and at most
-            // three chunks are in memory. Chunk 0 exists even when empty.
+            // A pipeline: up to two chunks being stored, chunk k + 1 being
+            // sealed and chunk k + 2 being read, so both cores stay busy
+            // and the server's write latency overlaps; at most five chunks
+            // are in memory. Chunk 0 exists even when empty.
+            use futures::StreamExt as _;
+            let mut puts = futures::stream::FuturesUnordered::new();
             let mut data = Some(read_chunk(&mut reader).await?);
             let mut sealed: Option<SealedChunk> = None;
             loop {
+                if let Some(chunk) = sealed.take() {
+                    let blocks = sink.record(chunk);
+                    puts.push(self.put_blocks(&signer, tx, blocks));
+                }
                 let more = data.as_ref().is_some_and(|d| d.len() as u64 == CHUNK_SIZE);
                 let sealing = data.take().map(|d| sink.seal(d));
-                let stored = sealed.take();
-                let sink = &mut sink;
                 let reader = &mut reader;
-                let (stored, next_sealed, next_data) = tokio::join!(
-                    async move {
-                        match stored {
-                            Some(chunk) => sink.store(self, chunk).await,
-                            None => Ok(()),
-                        }
-                    },
-                    async move {
-                        match sealing {
-                            Some(job) => job.await.map(Some),
-                            None => Ok(None),
-                        }
-                    },
-                    async move {
-                        if more {
-                            read_chunk(reader).await.map(Some)
-                        } else {
-                            Ok(None)
-                        }
-                    },
-                );
-                stored?;
+                let work = async move {
+                    tokio::join!(
+                        async move {
+                            match sealing {
+                                Some(job) => job.await.map(Some),
+                                None => Ok(None),
+                            }
+                        },
+                        async move {
+                            if more {
+                                read_chunk(reader).await.map(Some)
+                            } else {
+                                Ok(None)
+                            }
+                        },
+                    )
+                };
+                let mut work = std::pin::pin!(work);
+                // Seal and read while the puts in flight progress.
+                let (next_sealed, next_data) = loop {
+                    tokio::select! {
+                        done = &mut work => break done,
+                        Some(put) = puts.next(), if !puts.is_empty() => { put?; }
+                    }
+                };
+                // Keep at most one put in flight beside the next one.
+                while puts.len() > 1 {
+                    if let Some(put) = puts.next().await {
+                        put?;
+                    }
+                }
                 sealed = next_sealed?;
                 data = next_data?.filter(|d| !d.is_empty());
                 if sealed.is_none() {
                     break;
                 }
+            }
+            while let Some(put) = puts.next().await {
+                put?;
             }
             let size = sink.size;
             let (link, chunks) = sink.finish(self, &side, &name, &options).await?;
