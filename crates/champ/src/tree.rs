@@ -34,6 +34,48 @@ pub struct Change {
     pub new: Option<Value>,
 }
 
+/// Changes made with [`Champ::put_batched`] and
+/// [`Champ::remove_batched`]: their new nodes stay in memory until
+/// [`Champ::flush`] stores the ones the final root still reaches, in one
+/// put. A thousand changes to one tree then cost one round trip to the
+/// store, and the intermediate roots are never stored at all.
+#[derive(Default)]
+pub struct Batch {
+    nodes: HashMap<Cid, (Block, Arc<Node>)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// New nodes held, reachable or not.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True if no change was made.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// Where a change's new nodes go.
+enum Target<'a> {
+    Store(&'a Writer),
+    Batch(&'a mut Batch),
+}
+
+impl Target<'_> {
+    fn batch(&self) -> Option<&Batch> {
+        match self {
+            Target::Store(_) => None,
+            Target::Batch(batch) => Some(batch),
+        }
+    }
+}
+
 /// Default number of decoded nodes kept in the cache.
 const DEFAULT_CACHE_NODES: usize = 1 << 15;
 
@@ -118,7 +160,14 @@ impl<S: BlockStore + ?Sized> Champ<S> {
     }
 
     async fn load(&self, cid: &Cid, root: bool) -> Result<Arc<Node>> {
+        self.load_in(cid, root, None).await
+    }
+
+    async fn load_in(&self, cid: &Cid, root: bool, batch: Option<&Batch>) -> Result<Arc<Node>> {
         self.visits.fetch_add(1, Ordering::Relaxed);
+        if let Some((_, node)) = batch.and_then(|b| b.nodes.get(cid)) {
+            return Ok(Arc::clone(node));
+        }
         if let Some(node) = self.lock().get(cid) {
             return Ok(Arc::clone(node));
         }
@@ -153,8 +202,8 @@ impl<S: BlockStore + ?Sized> Champ<S> {
         cache.insert(cid, node);
     }
 
-    async fn load_root(&self, root: &Cid) -> Result<(Arc<Node>, Config)> {
-        let node = self.load(root, true).await?;
+    async fn load_root(&self, root: &Cid, batch: Option<&Batch>) -> Result<(Arc<Node>, Config)> {
+        let node = self.load_in(root, true, batch).await?;
         let config = node.config.ok_or(Error::MalformedNode {
             cid: *root,
             reason: "root node has no config".into(),
@@ -207,8 +256,13 @@ impl<S: BlockStore + ?Sized> Champ<S> {
     /// Walks from `root` towards `key`: the path of (node, slot) above the
     /// node where the key's slot holds a bucket or nothing, that node, and
     /// the slot.
-    async fn walk(&self, root: &Cid, key: &Key) -> Result<(Path, Arc<Node>, u8, Config)> {
-        let (mut node, config) = self.load_root(root).await?;
+    async fn walk(
+        &self,
+        root: &Cid,
+        key: &Key,
+        batch: Option<&Batch>,
+    ) -> Result<(Path, Arc<Node>, u8, Config)> {
+        let (mut node, config) = self.load_root(root, batch).await?;
         let hash = sha256(&key.0);
         let mut path = Vec::new();
         let mut cid = *root;
@@ -219,7 +273,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
             match node.slots.get(&pos) {
                 Some(Slot::Child(child)) => {
                     cid = *child;
-                    let next = self.load(child, false).await?;
+                    let next = self.load_in(child, false, batch).await?;
                     path.push((node, pos));
                     node = next;
                     depth += 1;
@@ -231,7 +285,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
 
     /// The value under `key`.
     pub async fn get(&self, root: &Cid, key: &Key) -> Result<Option<Value>> {
-        let (_, node, pos, _) = self.walk(root, key).await?;
+        let (_, node, pos, _) = self.walk(root, key, None).await?;
         Ok(match node.slots.get(&pos) {
             Some(Slot::Bucket(entries)) => entries
                 .iter()
@@ -252,10 +306,37 @@ impl<S: BlockStore + ?Sized> Champ<S> {
         expected: Option<&Value>,
         value: Value,
     ) -> Result<Cid> {
+        self.put_to(Target::Store(writer), root, key, expected, value)
+            .await
+    }
+
+    /// [`put`](Self::put), keeping the new nodes in `batch` until
+    /// [`flush`](Self::flush). `root` may be a root returned by an earlier
+    /// batched change.
+    pub async fn put_batched(
+        &self,
+        batch: &mut Batch,
+        root: &Cid,
+        key: &Key,
+        expected: Option<&Value>,
+        value: Value,
+    ) -> Result<Cid> {
+        self.put_to(Target::Batch(batch), root, key, expected, value)
+            .await
+    }
+
+    async fn put_to(
+        &self,
+        target: Target<'_>,
+        root: &Cid,
+        key: &Key,
+        expected: Option<&Value>,
+        value: Value,
+    ) -> Result<Cid> {
         if let Value::Inline(bytes) = &value {
             Value::inline(bytes.clone())?;
         }
-        let (path, leaf, pos, config) = self.walk(root, key).await?;
+        let (path, leaf, pos, config) = self.walk(root, key, target.batch()).await?;
         let depth = path.len();
         let mut leaf = (*leaf).clone();
         let mut written = Vec::new();
@@ -282,7 +363,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
             Some(Slot::Child(_)) => unreachable!("walk stops above buckets and empty slots"),
         };
         leaf.slots.insert(pos, slot);
-        self.commit(writer, path, leaf, &config, written, false)
+        self.commit(target, path, leaf, &config, written, false)
             .await
     }
 
@@ -295,7 +376,31 @@ impl<S: BlockStore + ?Sized> Champ<S> {
         key: &Key,
         expected: &Value,
     ) -> Result<Cid> {
-        let (path, leaf, pos, config) = self.walk(root, key).await?;
+        self.remove_to(Target::Store(writer), root, key, expected)
+            .await
+    }
+
+    /// [`remove`](Self::remove), keeping the new nodes in `batch` until
+    /// [`flush`](Self::flush).
+    pub async fn remove_batched(
+        &self,
+        batch: &mut Batch,
+        root: &Cid,
+        key: &Key,
+        expected: &Value,
+    ) -> Result<Cid> {
+        self.remove_to(Target::Batch(batch), root, key, expected)
+            .await
+    }
+
+    async fn remove_to(
+        &self,
+        target: Target<'_>,
+        root: &Cid,
+        key: &Key,
+        expected: &Value,
+    ) -> Result<Cid> {
+        let (path, leaf, pos, config) = self.walk(root, key, target.batch()).await?;
         let mut leaf = (*leaf).clone();
         let Some(Slot::Bucket(entries)) = leaf.slots.get_mut(&pos) else {
             return Err(mismatch(key, Some(expected.clone()), None));
@@ -314,7 +419,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
         if entries.is_empty() {
             leaf.slots.remove(&pos);
         }
-        self.commit(writer, path, leaf, &config, Vec::new(), true)
+        self.commit(target, path, leaf, &config, Vec::new(), true)
             .await
     }
 
@@ -324,7 +429,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
     /// keeps the tree canonical after removals.
     async fn commit(
         &self,
-        writer: &Writer,
+        target: Target<'_>,
         mut path: Path,
         mut node: Node,
         config: &Config,
@@ -350,8 +455,39 @@ impl<S: BlockStore + ?Sized> Champ<S> {
         let block = node.encode()?;
         let root = *block.cid();
         written.push((block, Arc::new(node)));
-        self.write(writer, written).await?;
+        match target {
+            Target::Store(writer) => self.write(writer, written).await?,
+            Target::Batch(batch) => {
+                for (block, node) in written {
+                    batch.nodes.insert(*block.cid(), (block, node));
+                }
+            }
+        }
         Ok(root)
+    }
+
+    /// Stores the nodes of `batch` that `root` reaches, in one put, and
+    /// empties the batch. Nodes of intermediate roots are dropped.
+    pub async fn flush(&self, writer: &Writer, batch: &mut Batch, root: &Cid) -> Result<()> {
+        let mut nodes = std::mem::take(&mut batch.nodes);
+        let mut reached = Vec::new();
+        let mut stack = vec![*root];
+        while let Some(cid) = stack.pop() {
+            let Some((block, node)) = nodes.remove(&cid) else {
+                // Already stored (or not new): nothing below it is new.
+                continue;
+            };
+            for slot in node.slots.values() {
+                if let Slot::Child(child) = slot {
+                    stack.push(*child);
+                }
+            }
+            reached.push((block, node));
+        }
+        if reached.is_empty() {
+            return Ok(());
+        }
+        self.write(writer, reached).await
     }
 
     async fn write(&self, writer: &Writer, blocks: Vec<(Block, Arc<Node>)>) -> Result<()> {
@@ -381,7 +517,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
 
     /// Every entry, in trie order (by slot, depth first; buckets by key).
     pub async fn entries(&self, root: &Cid) -> Result<Vec<(Key, Value)>> {
-        let (node, config) = self.load_root(root).await?;
+        let (node, config) = self.load_root(root, None).await?;
         let mut out = Vec::new();
         self.collect(root, node, &config, 0, &mut out).await?;
         Ok(out)
@@ -419,8 +555,8 @@ impl<S: BlockStore + ?Sized> Champ<S> {
     /// sorted by key. Subtrees with equal CIDs are skipped unvisited, so a
     /// small change costs a walk of the changed paths only.
     pub async fn diff(&self, old: &Cid, new: &Cid) -> Result<Vec<Change>> {
-        let (old_node, old_config) = self.load_root(old).await?;
-        let (new_node, new_config) = self.load_root(new).await?;
+        let (old_node, old_config) = self.load_root(old, None).await?;
+        let (new_node, new_config) = self.load_root(new, None).await?;
         if old_config != new_config {
             return Err(Error::BadConfig {
                 reason: "cannot diff trees of different shapes".into(),
@@ -477,7 +613,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
     /// enough for [`verify_proof`] to answer "what is under `key`" without
     /// trusting whoever supplied them.
     pub async fn proof(&self, root: &Cid, key: &Key) -> Result<Vec<Block>> {
-        let (node, config) = self.load_root(root).await?;
+        let (node, config) = self.load_root(root, None).await?;
         let hash = sha256(&key.0);
         let mut blocks = Vec::new();
         let mut node = node;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use peergos_blockstore::{BlockStore, PutBlocks, SignedBlock, TransactionId};
-use peergos_champ::{Config, Value, Writer};
+use peergos_champ::{Batch, Config, Value, Writer};
 use peergos_ipld::{Cid, Codec};
 use peergos_keys::{bat, Bat, PublicKeyHash, SigningKeyPair, SymmetricKey};
 use peergos_pointers::PointerStore;
@@ -748,23 +748,35 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                         Some(root) => root,
                         None => champ.empty(&writer, Config::default()).await?,
                     };
+                    // Every change in memory, then the nodes the new root
+                    // reaches stored in one put.
+                    let mut batch = Batch::new();
                     for m in &plan.mutations {
                         let key = m.label.key();
                         let expected = m.expected.map(Value::Link);
                         root = match m.new {
                             Some(new) => {
                                 champ
-                                    .put(&writer, &root, &key, expected.as_ref(), Value::Link(new))
+                                    .put_batched(
+                                        &mut batch,
+                                        &root,
+                                        &key,
+                                        expected.as_ref(),
+                                        Value::Link(new),
+                                    )
                                     .await?
                             }
                             None => match &expected {
                                 Some(expected) => {
-                                    champ.remove(&writer, &root, &key, expected).await?
+                                    champ
+                                        .remove_batched(&mut batch, &root, &key, expected)
+                                        .await?
                                 }
                                 None => root,
                             },
                         };
                     }
+                    champ.flush(&writer, &mut batch, &root).await?;
                     data.tree = Some(root);
                     for (key, add) in &plan.owned {
                         if *add {
