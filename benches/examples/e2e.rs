@@ -2,7 +2,7 @@
 //! over HTTP by `peergos-core`, with baselines measured in the same run.
 //!
 //! ```sh
-//! cargo build --release --bin peergos-daemon
+//! cargo build --release --bin peergos-daemon --bin peergos-shell
 //! cargo run --release -p peergos-benches --example e2e [SMALL_FILES]
 //! ```
 //!
@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
 use peergos_core::{HttpNetwork, NetworkAccess, UserContext};
 use peergos_ipld::{Cid, Codec};
 use peergos_keys::{LoginParams, SymmetricKey};
@@ -82,9 +81,11 @@ async fn main() {
         .unwrap_or(10_000);
     let binary =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/peergos-daemon");
+    let shell =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/peergos-shell");
     assert!(
-        binary.exists(),
-        "build it first: cargo build --release --bin peergos-daemon"
+        binary.exists() && shell.exists(),
+        "build them first: cargo build --release --bin peergos-daemon --bin peergos-shell"
     );
     let dir = tempfile::tempdir().unwrap();
     let mut rows: Vec<(String, String)> = Vec::new();
@@ -184,40 +185,62 @@ async fn main() {
     ));
     user.fs().rm("/big").await.unwrap();
 
-    // Small files, four in flight, as `peergos-shell put` does.
-    user.fs().mkdir("/many").await.unwrap();
-    let user = Arc::new(user);
+    // A folder of small files, uploaded with `peergos-shell put` as a
+    // user would (batches of small files, one commit each).
+    let local = dir.path().join("ingest");
+    std::fs::create_dir_all(&local).unwrap();
+    let mut ingest_bytes = 0u64;
+    for i in 0..small_files {
+        let size = 1024 + (i * 7919) % (63 * 1024);
+        ingest_bytes += size as u64;
+        std::fs::write(local.join(format!("f{i:05}")), data(i as u8, size)).unwrap();
+    }
     let started = Instant::now();
-    futures::stream::iter(0..small_files)
-        .map(|i| {
-            let user = Arc::clone(&user);
-            async move {
-                let size = 1024 + (i * 7919) % (63 * 1024);
-                user.fs()
-                    .write_file(&format!("/many/f{i:05}"), &data(i as u8, size))
-                    .await
-            }
-        })
-        .buffer_unordered(4)
-        .try_collect::<Vec<_>>()
-        .await
+    let output = std::process::Command::new(&shell)
+        .args(["--server", daemon.url(), "-u", "bench", "--json", "put"])
+        .arg(&local)
+        .arg("/bench")
+        .env("PEERGOS_PASSWORD", "password")
+        .output()
         .unwrap();
-    let rate = small_files as f64 / started.elapsed().as_secs_f64();
+    assert!(
+        output.status.success(),
+        "put failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = small_files as f64 / seconds;
     rows.push((
-        format!("ingest {small_files} files of 1–64 KiB"),
-        format!("{rate:.0} files/s"),
+        format!("ingest {small_files} files of 1–64 KiB with `peergos-shell put` (login included)"),
+        format!(
+            "{rate:.0} files/s, {:.1} MiB/s",
+            ingest_bytes as f64 / MIB as f64 / seconds
+        ),
+    ));
+    let started = Instant::now();
+    let again = std::process::Command::new(&shell)
+        .args(["--server", daemon.url(), "-u", "bench", "--json", "put"])
+        .arg(&local)
+        .arg("/bench")
+        .env("PEERGOS_PASSWORD", "password")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("\"files\":0"));
+    rows.push((
+        format!("`put` of the same {small_files} files again (all unchanged, login included)"),
+        format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),
     ));
     let fresh = UserContext::login(net(), "bench", "password")
         .await
         .unwrap();
     let started = Instant::now();
-    let n = fresh.fs().ls("/many").await.unwrap().len();
+    let n = fresh.fs().ls("/ingest").await.unwrap().len();
     rows.push((
         format!("ls of a {n}-entry directory, cold client"),
         format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),
     ));
     let started = Instant::now();
-    fresh.fs().ls("/many").await.unwrap();
+    fresh.fs().ls("/ingest").await.unwrap();
     rows.push((
         format!("ls of a {n}-entry directory, warm"),
         format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),

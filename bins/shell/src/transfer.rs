@@ -1,5 +1,6 @@
 //! Uploads and downloads of files and whole folders, with progress bars.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +24,8 @@ const READ_SIZE: usize = 5 << 20;
 pub(crate) struct Report {
     pub(crate) files: u64,
     pub(crate) bytes: u64,
+    /// Files left alone because the same file (size and time) was there.
+    pub(crate) skipped: u64,
     seconds: f64,
 }
 
@@ -31,17 +34,23 @@ impl Report {
         Report {
             files,
             bytes,
+            skipped: 0,
             seconds: started.elapsed().as_secs_f64(),
         }
     }
 
     pub(crate) fn json(&self) -> serde_json::Value {
-        json!({"files": self.files, "bytes": self.bytes, "seconds": self.seconds})
+        json!({"files": self.files, "bytes": self.bytes, "skipped": self.skipped, "seconds": self.seconds})
     }
 
     pub(crate) fn line(&self, verb: &str) -> String {
+        let skipped = if self.skipped > 0 {
+            format!(", {} unchanged", self.skipped)
+        } else {
+            String::new()
+        };
         format!(
-            "{verb} {} file{} ({}) in {:.1} s, {}/s",
+            "{verb} {} file{} ({}) in {:.1} s, {}/s{skipped}",
             self.files,
             if self.files == 1 { "" } else { "s" },
             human(self.bytes),
@@ -237,12 +246,144 @@ pub(crate) async fn put(
             Err(e) => return Err(e.into()),
         }
     }
-    in_parallel(files, show, started, |relative, bar| {
+    // What is there already, one listing per folder: a file of the same
+    // size and modification time is left alone, so running `put` again
+    // after an interruption sends only what is missing.
+    let mut present: HashMap<PathBuf, HashMap<String, (u64, i64)>> = HashMap::new();
+    for dir in std::iter::once(PathBuf::new()).chain(dirs.iter().cloned()) {
+        let listing = fs.ls(&remote_join(&target, &dir)?).await?;
+        let entries = listing
+            .into_iter()
+            .filter(|e| e.kind == Kind::File)
+            .map(|e| (e.name, (e.size, e.modified)))
+            .collect();
+        present.insert(dir, entries);
+    }
+    let mut skipped = 0;
+    let mut jobs: Vec<(Job, u64)> = Vec::new();
+    let mut batches: HashMap<PathBuf, Vec<(PathBuf, u64)>> = HashMap::new();
+    for (relative, size) in files {
+        let parent = relative.parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = relative
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} is not valid UTF-8", relative.display()))?
+            .to_string();
+        let modified = std::fs::metadata(local.join(&relative))
+            .ok()
+            .and_then(|m| modified_ms(&m));
+        let same = present
+            .get(&parent)
+            .and_then(|dir| dir.get(&name))
+            .is_some_and(|&(s, m)| s == size && Some(m) == modified);
+        if same {
+            skipped += 1;
+        } else if size <= SMALL_FILE {
+            batches.entry(parent).or_default().push((relative, size));
+        } else {
+            jobs.push((Job::Large(relative), size));
+        }
+    }
+    for (parent, mut files) in batches {
+        files.sort();
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for (relative, size) in files {
+            if !batch.is_empty() && (batch.len() >= BATCH_FILES || bytes + size > BATCH_BYTES) {
+                jobs.push((
+                    Job::Batch(parent.clone(), std::mem::take(&mut batch)),
+                    bytes,
+                ));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(relative);
+        }
+        if !batch.is_empty() {
+            jobs.push((Job::Batch(parent, batch), bytes));
+        }
+    }
+    let count = jobs
+        .iter()
+        .map(|(job, _)| match job {
+            Job::Large(_) => 1,
+            Job::Batch(_, files) => files.len() as u64,
+        })
+        .sum::<u64>();
+    let mut report = in_parallel(jobs, show, started, |job, bar| {
         let fs = Arc::clone(fs);
-        let (local, remote) = (local.join(&relative), remote_join(&target, &relative));
-        async move { put_file(&fs, &local, &remote?, &bar).await }
+        let target = target.clone();
+        async move {
+            match job {
+                Job::Large(relative) => {
+                    let remote = remote_join(&target, &relative)?;
+                    put_file(&fs, &local.join(&relative), &remote, &bar).await
+                }
+                Job::Batch(parent, files) => {
+                    put_batch(&fs, local, &target, &parent, files, &bar).await
+                }
+            }
+        }
     })
-    .await
+    .await?;
+    report.files = count;
+    report.skipped = skipped;
+    Ok(report)
+}
+
+/// Files at most this large are uploaded in batches, many per commit.
+const SMALL_FILE: u64 = 1 << 20;
+/// The most files in one batch.
+const BATCH_FILES: usize = 250;
+/// The most bytes in one batch.
+const BATCH_BYTES: u64 = 16 << 20;
+
+/// One unit of a folder upload.
+enum Job {
+    /// A large file on its own (resumable).
+    Large(PathBuf),
+    /// Small files of one folder, written in one commit.
+    Batch(PathBuf, Vec<PathBuf>),
+}
+
+/// Uploads small files of one folder with one commit.
+async fn put_batch(
+    fs: &RemoteFs,
+    local: &Path,
+    target: &str,
+    parent: &Path,
+    files: Vec<PathBuf>,
+    bar: &ProgressBar,
+) -> Result<u64> {
+    let mut batch = Vec::with_capacity(files.len());
+    let mut bytes = 0;
+    for relative in files {
+        let path = local.join(&relative);
+        let data = tokio::fs::read(&path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+        let meta = tokio::fs::metadata(&path).await?;
+        let name = relative
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} is not valid UTF-8", relative.display()))?
+            .to_string();
+        bytes += data.len() as u64;
+        batch.push((
+            name,
+            data,
+            UploadOptions {
+                modified: modified_ms(&meta),
+                ..UploadOptions::default()
+            },
+        ));
+    }
+    let dir = remote_join(target, parent)?;
+    fs.write_files(&dir, batch)
+        .await
+        .with_context(|| format!("uploading files into {dir}"))?;
+    bar.inc(bytes);
+    Ok(bytes)
 }
 
 /// Downloads one file, resuming from a partial `.peergos-part` file.

@@ -81,6 +81,50 @@ fn a_user_session_from_the_command_line() {
         ],
     ));
     assert!(put.contains("\"files\":31"), "{put}");
+    // Running it again sends nothing: every file is there, same size and time.
+    let again = ok(shell(
+        &url,
+        "pw",
+        &[
+            "-u",
+            "alice",
+            "--json",
+            "put",
+            local.to_str().unwrap(),
+            "/alice",
+        ],
+    ));
+    assert!(
+        again.contains("\"files\":0") && again.contains("\"skipped\":31"),
+        "{again}"
+    );
+    // A changed file is sent again, alone.
+    std::fs::write(local.join("note5.txt"), b"changed").unwrap();
+    let changed = ok(shell(
+        &url,
+        "pw",
+        &[
+            "-u",
+            "alice",
+            "--json",
+            "put",
+            local.to_str().unwrap(),
+            "/alice",
+        ],
+    ));
+    assert!(changed.contains("\"files\":1"), "{changed}");
+    let cat = shell(
+        &url,
+        "pw",
+        &["-u", "alice", "cat", "/alice/local/note5.txt"],
+    );
+    assert_eq!(ok_bytes(cat), b"changed");
+    std::fs::write(local.join("note5.txt"), data(5, 500)).unwrap();
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "put", local.to_str().unwrap(), "/alice"],
+    ));
     let listing = ok(shell(
         &url,
         "pw",

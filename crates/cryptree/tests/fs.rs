@@ -289,3 +289,75 @@ async fn reader_streams_as_async_read() {
     reader.read_to_end(&mut back).await.unwrap();
     assert_same(&back, &content);
 }
+
+#[tokio::test]
+async fn many_files_in_one_commit() {
+    let fs = memory_fs().await;
+    fs.mkdir("/bulk").await.unwrap();
+    fs.write_file("/bulk/f0007", b"old content").await.unwrap();
+    // More files than one directory chunk holds (500 links), sizes from
+    // empty through inline to several fragments and two chunks.
+    let mut files: Vec<(String, Vec<u8>, UploadOptions)> = (0..1200u32)
+        .map(|i| {
+            let len = match i % 5 {
+                0 => 0,
+                1 => 100,
+                2 => 5000,
+                3 => 70_000,
+                _ => 1 + (i as usize * 977) % 3000,
+            };
+            (
+                format!("f{i:04}"),
+                data(i as u8, len),
+                UploadOptions::default(),
+            )
+        })
+        .collect();
+    files.push((
+        "big".into(),
+        data(1, CHUNK_SIZE as usize + 1234),
+        UploadOptions {
+            mime: "application/x-test".into(),
+            ..UploadOptions::default()
+        },
+    ));
+    let before = fs.blocks_written();
+    let entries = fs.write_files("/bulk", files.clone()).await.unwrap();
+    assert_eq!(entries.len(), files.len());
+    let written = fs.blocks_written() - before;
+    let listing = fs.ls("/bulk").await.unwrap();
+    assert_eq!(listing.len(), 1201);
+    for (name, body, _) in files.iter().step_by(97).chain(files.last()) {
+        assert_same(&read_all(&fs, &format!("/bulk/{name}")).await, body);
+    }
+    // The file that was there is replaced.
+    assert_same(&read_all(&fs, "/bulk/f0007").await, &files[7].1);
+    assert_eq!(
+        fs.stat("/bulk/big").await.unwrap().mime,
+        "application/x-test"
+    );
+    // Far fewer blocks than one upload per file would write (each of those
+    // rewrites the directory chunk and the CHAMP path).
+    assert!(written < 3000, "{written} blocks for 1201 files");
+
+    // A batch naming a file twice, or a bad name, changes nothing.
+    let twice = vec![
+        ("a".to_string(), b"1".to_vec(), UploadOptions::default()),
+        ("a".to_string(), b"2".to_vec(), UploadOptions::default()),
+    ];
+    assert!(matches!(
+        fs.write_files("/bulk", twice).await,
+        Err(Error::BadPath { .. })
+    ));
+    let bad = vec![("x/y".to_string(), b"1".to_vec(), UploadOptions::default())];
+    assert!(fs.write_files("/bulk", bad).await.is_err());
+    assert!(matches!(
+        fs.write_files(
+            "/missing",
+            vec![("a".into(), vec![], UploadOptions::default())]
+        )
+        .await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(fs.ls("/bulk").await.unwrap().len(), 1201);
+}

@@ -24,6 +24,9 @@ use crate::{AbsoluteCapability, Error, Label, Result, Turn};
 /// node it touches.
 const MAX_PLAN_ATTEMPTS: usize = 16;
 
+/// Block bytes gathered before a put when writing many files at once.
+const BATCH_PUT_BYTES: usize = 8 << 20;
+
 /// Options for a new file or directory.
 #[derive(Clone, Debug, Default)]
 pub struct UploadOptions {
@@ -435,6 +438,20 @@ impl FileSink {
         if self.index == 0 {
             self.push(fs, Vec::new()).await?;
         }
+        let (spec, label) = self.first_node(dir, name, options)?;
+        let cid = fs.write_nodes(&self.signer, self.tx, vec![spec]).await?[0];
+        self.mutations.push(Mutation::create(label, cid));
+        Ok((self.fresh.link(dir, name), self.mutations))
+    }
+
+    /// The first node, carrying the properties (chunk 0 must have been
+    /// recorded), and its label.
+    fn first_node(
+        &mut self,
+        dir: &ParentSide,
+        name: &str,
+        options: &UploadOptions,
+    ) -> Result<(NodeSpec, Label)> {
         let (inline, fragments) = self.first.take().ok_or(Error::MalformedNode {
             reason: "a file without a first chunk",
         })?;
@@ -458,9 +475,7 @@ impl FileSink {
             .seal(self.fresh.parent_key(false), &label)?,
             content: Content::Stored { inline, fragments },
         };
-        let cid = fs.write_nodes(&self.signer, self.tx, vec![spec]).await?[0];
-        self.mutations.push(Mutation::create(label, cid));
-        Ok((self.fresh.link(dir, name), self.mutations))
+        Ok((spec, label))
     }
 }
 
@@ -1048,6 +1063,28 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         link: &ChildLink,
         chunks: &[Mutation],
     ) -> Result<()> {
+        self.link_files(
+            tx,
+            dir_path,
+            side,
+            signer,
+            &[(name.to_string(), link.clone())],
+            chunks,
+        )
+        .await
+    }
+
+    /// [`link_file`](Self::link_file) for many files in one directory, in
+    /// one commit.
+    pub(super) async fn link_files(
+        &self,
+        tx: TransactionId,
+        dir_path: &str,
+        side: &ParentSide,
+        signer: &SigningKeyPair,
+        links: &[(String, ChildLink)],
+        chunks: &[Mutation],
+    ) -> Result<()> {
         self.transact_in(tx, |tx| async move {
             let view = View::default();
             let (dir, dir_chunks) = self.writable_dir(&view, dir_path).await?;
@@ -1056,23 +1093,120 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     path: dir_path.to_string(),
                 });
             }
-            let existing = self.find_child(&view, &dir, &dir_chunks, name).await?;
             let mut mutations = chunks.to_vec();
+            let mut existing = Vec::with_capacity(links.len());
+            for (name, _) in links {
+                existing.push(self.find_child(&view, &dir, &dir_chunks, name).await?);
+            }
             let mut edit = DirEdit::new(dir, dir_chunks);
-            match existing {
-                Some((_, _, old)) if old.base.dir => {
-                    return Err(Error::IsADirectory { path: old.path })
+            for ((_, link), existing) in links.iter().zip(existing) {
+                match existing {
+                    Some((_, _, old)) if old.base.dir => {
+                        return Err(Error::IsADirectory { path: old.path })
+                    }
+                    Some((c, i, old)) => {
+                        mutations.extend(self.removals(&view, &old).await?);
+                        edit.replace(c, i, link.clone());
+                    }
+                    None => edit.add(link.clone()),
                 }
-                Some((c, i, old)) => {
-                    mutations.extend(self.removals(&view, &old).await?);
-                    edit.replace(c, i, link.clone());
-                }
-                None => edit.add(link.clone()),
             }
             mutations.extend(edit.finish(self, signer, tx).await?);
             Ok((Plan::new(signer.clone(), mutations), ()))
         })
         .await
+    }
+
+    /// Writes many files into the directory at `dir_path` in one commit:
+    /// each is sealed as [`upload`](Self::upload) would, their blocks are
+    /// stored in a few large puts, and one pointer update links them all
+    /// (files of the same name are replaced). The way to add thousands of
+    /// small files quickly; nothing is visible until the commit.
+    pub async fn write_files(
+        &self,
+        dir_path: &str,
+        files: Vec<(String, Vec<u8>, UploadOptions)>,
+    ) -> Result<Vec<Entry>> {
+        let mut names = std::collections::HashSet::new();
+        for (name, _, _) in &files {
+            node::check_name(name)?;
+            if !names.insert(name.as_str()) {
+                return Err(Error::BadPath {
+                    path: name.clone(),
+                    reason: "the same name twice in one batch",
+                });
+            }
+        }
+        let (dir, signer, side) = self.new_file_target(&View::default(), dir_path).await?;
+        let tx = self.blocks().start_transaction(&self.root.owner).await?;
+        let outcome = async {
+            let mut pending: Vec<SignedBlock> = Vec::new();
+            let mut pending_bytes = 0usize;
+            let mut specs = Vec::with_capacity(files.len());
+            let mut firsts = Vec::with_capacity(files.len());
+            let mut links = Vec::with_capacity(files.len());
+            let mut mutations = Vec::new();
+            let mut entries = Vec::with_capacity(files.len());
+            for (name, data, options) in files {
+                let mut sink = FileSink::new(
+                    Fresh::new(dir.cap.owner, dir.cap.writer),
+                    signer.clone(),
+                    tx,
+                );
+                let size = data.len() as u64;
+                let mut rest = &data[..];
+                loop {
+                    let n = rest.len().min(CHUNK_SIZE as usize);
+                    let sealed = sink.seal(rest[..n].to_vec()).await?;
+                    for block in sink.record(sealed) {
+                        pending_bytes += block.data.len();
+                        pending.push(block);
+                    }
+                    rest = &rest[n..];
+                    if rest.is_empty() {
+                        break;
+                    }
+                    if pending_bytes >= BATCH_PUT_BYTES {
+                        self.put_blocks(&signer, tx, std::mem::take(&mut pending))
+                            .await?;
+                        pending_bytes = 0;
+                    }
+                }
+                if pending_bytes >= BATCH_PUT_BYTES {
+                    self.put_blocks(&signer, tx, std::mem::take(&mut pending))
+                        .await?;
+                    pending_bytes = 0;
+                }
+                let (spec, label) = sink.first_node(&side, &name, &options)?;
+                specs.push(spec);
+                firsts.push(label);
+                links.push((name.clone(), sink.fresh.link(&side, &name)));
+                mutations.append(&mut sink.mutations);
+                entries.push(Entry {
+                    name,
+                    kind: super::Kind::File,
+                    size,
+                    modified: options.modified.unwrap_or_else(now_ms),
+                    mime: options.mime.clone(),
+                    hidden: options.hidden,
+                    writable: true,
+                });
+            }
+            self.put_blocks(&signer, tx, pending).await?;
+            let cids = self.write_nodes(&signer, tx, specs).await?;
+            mutations.extend(
+                firsts
+                    .into_iter()
+                    .zip(cids)
+                    .map(|(label, cid)| Mutation::create(label, cid)),
+            );
+            self.link_files(tx, dir_path, &side, &signer, &links, &mutations)
+                .await?;
+            Ok(entries)
+        }
+        .await;
+        let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
+        outcome
     }
 
     /// Uploads `data` as a file (see [`upload`](Self::upload)).
