@@ -18,7 +18,7 @@ use peergos_pointers::SignedPointer;
 use peergos_server::api::{
     ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody, FollowPost,
     GetRequest, Info, LinkStatus, LoginRequest, OpenLink, OwnerRequest, PendingFollow, PkiAnswer,
-    RevokeLink, SignupRequest, Space, TxRequest, CBOR, PUT_CONTENT_TYPE,
+    RevokeLink, SignupRequest, Space, TxRequest, UpdateLink, CBOR, PUT_CONTENT_TYPE,
 };
 use peergos_server::Server;
 use serde::de::DeserializeOwned;
@@ -92,6 +92,8 @@ pub trait NetworkAccess: Send + Sync + 'static {
     async fn list_links(&self, username: &str, request: &OwnerRequest) -> Result<Vec<LinkStatus>>;
     /// Revokes a secret link.
     async fn revoke_link(&self, username: &str, request: &RevokeLink) -> Result<()>;
+    /// Points a secret link at a new encrypted capability.
+    async fn update_link(&self, username: &str, request: &UpdateLink) -> Result<()>;
     /// Opens a secret link (counts a use): the encrypted capability.
     async fn open_link(&self, request: &OpenLink) -> Result<Bytes>;
 }
@@ -217,6 +219,10 @@ impl NetworkAccess for InProcess {
 
     async fn revoke_link(&self, username: &str, request: &RevokeLink) -> Result<()> {
         Ok(self.server.revoke_link(username, request)?)
+    }
+
+    async fn update_link(&self, username: &str, request: &UpdateLink) -> Result<()> {
+        Ok(self.server.update_link(username, request)?)
     }
 
     async fn open_link(&self, request: &OpenLink) -> Result<Bytes> {
@@ -518,6 +524,15 @@ impl NetworkAccess for HttpNetwork {
         peergos_pki::check_username(username)?;
         self.call(
             &format!("/v1/links/{username}/revoke"),
+            Some(encode(request)?),
+        )
+        .await
+    }
+
+    async fn update_link(&self, username: &str, request: &UpdateLink) -> Result<()> {
+        peergos_pki::check_username(username)?;
+        self.call(
+            &format!("/v1/links/{username}/update"),
             Some(encode(request)?),
         )
         .await

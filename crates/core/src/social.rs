@@ -14,7 +14,7 @@ use peergos_cryptree::{AbsoluteCapability, Committer, Entry, Filesystem, Kind, U
 use peergos_keys::{PublicBoxingKey, PublicKeyHash};
 use peergos_server::api::{
     auth_message, CreateLink, DeleteRequests, LinkStatus, OpenLink, OwnerRequest, RevokeLink,
-    Stamp, OWNER_AUTH,
+    Stamp, UpdateLink, OWNER_AUTH,
 };
 use peergos_social::{
     is_within, FollowBody, FollowRequest, Follower, Following, LinkInfo, LinkRecord, SecretLink,
@@ -484,7 +484,7 @@ impl UserContext {
             return Err(Error::NotFollower(name.to_string()));
         }
         for (path, _) in state.shared_with(name) {
-            self.unshare(&path, &[name]).await?;
+            Box::pin(self.unshare(&path, &[name])).await?;
         }
         match self.fs.rm(&format!("/{SHARED_DIR}/{name}")).await {
             Ok(()) | Err(peergos_cryptree::Error::NotFound { .. }) => {}
@@ -529,7 +529,11 @@ impl UserContext {
             }
         }
         let cap = if writable {
-            self.fs.grant_write(&relative).await?
+            let cap = Box::pin(self.fs.grant_write(&relative)).await?;
+            // The item moved to a writer of its own: what was shared of
+            // it before points at the old place.
+            Box::pin(self.refresh_within(&absolute)).await?;
+            cap
         } else {
             self.fs.capability(&relative).await?.read_only()
         };
@@ -573,21 +577,29 @@ impl UserContext {
             })
             .await?;
         }
-        self.fs.rotate(&relative).await?;
-        let remaining = self
-            .update_social(|state| {
-                if let Some(entry) = state.shares.get_mut(&absolute) {
-                    for friend in friends {
-                        entry.remove(*friend);
-                    }
-                    if entry.is_empty() {
-                        state.shares.remove(&absolute);
-                    }
+        Box::pin(self.fs.rotate(&relative)).await?;
+        self.update_social(|state| {
+            if let Some(entry) = state.shares.get_mut(&absolute) {
+                for friend in friends {
+                    entry.remove(*friend);
                 }
-                Ok(state.shares_within(&absolute))
-            })
-            .await?;
-        for (shared_path, friend, writable) in remaining {
+                if entry.is_empty() {
+                    state.shares.remove(&absolute);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Box::pin(self.refresh_within(&absolute)).await
+    }
+
+    /// After the keys or the writer of the subtree at `absolute` changed
+    /// (a rotation, or a move under a writer of its own): every share and
+    /// every live link of something in it gets the new capability, so
+    /// those who had access keep it without doing anything.
+    async fn refresh_within(&self, absolute: &str) -> Result<()> {
+        let state = self.social().await?;
+        for (shared_path, friend, writable) in state.shares_within(absolute) {
             let inner = self.path(&shared_path)?;
             let cap = self.fs.capability(&inner).await?;
             let cap = if writable { cap } else { cap.read_only() };
@@ -596,6 +608,27 @@ impl UserContext {
                 cap,
             };
             self.edit_share_list(&friend, |list| list.put(item)).await?;
+        }
+        for (id, info) in state
+            .links
+            .iter()
+            .filter(|(_, info)| is_within(&info.path, absolute))
+        {
+            let cap = self.fs.capability(&self.path(&info.path)?).await?;
+            let cap = if info.writable { cap } else { cap.read_only() };
+            let blob = peergos_social::seal_capability(&info.key, id, &cap)?;
+            let payload = UpdateLink::payload(id, &blob);
+            let stamp = self.owner_stamp("link-update", &payload);
+            let request = UpdateLink {
+                stamp,
+                id: id.clone(),
+                blob: Bytes::from(blob),
+            };
+            match self.net.update_link(&self.username, &request).await {
+                // A revoked link stays revoked.
+                Err(e) if e.code() == Some("link_not_found") => {}
+                outcome => outcome?,
+            }
         }
         Ok(())
     }
@@ -712,7 +745,9 @@ impl UserContext {
                     "a writable link must be to something inside your home".into(),
                 ));
             }
-            self.fs.grant_write(&relative).await?
+            let cap = Box::pin(self.fs.grant_write(&relative)).await?;
+            Box::pin(self.refresh_within(&absolute)).await?;
+            cap
         } else {
             self.fs.capability(&relative).await?.read_only()
         };
@@ -743,6 +778,7 @@ impl UserContext {
             max_uses: options.max_uses,
             password: options.password.is_some(),
             created: self.next_time(),
+            key: keys.key().clone(),
         };
         self.update_social(|state| {
             state.links.insert(link.id.clone(), info);

@@ -429,3 +429,88 @@ async fn secret_links() {
     assert!(SecretLink::parse("http://h/link/abc#s=xyz").is_err());
     assert!(SecretLink::parse(&url.replace('#', "?")).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_and_links_follow_rotations_and_new_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = server(dir.path()).await;
+    let alice = user(&net, "alice").await;
+    let bob = user(&net, "bob").await;
+    let carol = user(&net, "carol").await;
+    befriend(&bob, &alice, false).await;
+    befriend(&carol, &alice, false).await;
+    alice.fs().mkdir("/album").await.unwrap();
+    alice
+        .fs()
+        .write_file("/album/a.jpg", b"first")
+        .await
+        .unwrap();
+    alice
+        .share("/alice/album", &["carol"], false)
+        .await
+        .unwrap();
+    let plain = alice
+        .create_link("/alice/album", LinkOptions::default())
+        .await
+        .unwrap();
+    let protected = alice
+        .create_link(
+            "/alice/album/a.jpg",
+            LinkOptions {
+                password: Some("pw".into()),
+                ..LinkOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let check = |expected: &'static [u8]| {
+        let (net, carol) = (Arc::clone(&net), &carol);
+        let (plain, protected) = (plain.clone(), protected.clone());
+        async move {
+            assert_eq!(read(carol, "/alice/album/a.jpg").await.unwrap(), expected);
+            let view = open_link(Arc::clone(&net), &plain, None).await.unwrap();
+            let mut out = Vec::new();
+            view.fs().download("/a.jpg", &mut out).await.unwrap();
+            assert_eq!(out, expected);
+            let view = open_link(net, &protected, Some("pw")).await.unwrap();
+            let mut out = Vec::new();
+            view.fs().download("/", &mut out).await.unwrap();
+            assert_eq!(out, expected);
+        }
+    };
+    check(b"first").await;
+
+    // Sharing it writable moves it under a writer of its own; carol's
+    // read-only share and both links follow.
+    alice.share("/alice/album", &["bob"], true).await.unwrap();
+    write(&bob, "/alice/album/b.jpg", b"from bob")
+        .await
+        .unwrap();
+    check(b"first").await;
+
+    // Unsharing from bob rotates every key; the others still follow.
+    alice.unshare("/alice/album", &["bob"]).await.unwrap();
+    // (An edit in place: a new upload of the name would be a new file,
+    // which a link to the old one does not follow.)
+    alice
+        .fs()
+        .write_at("/album/a.jpg", 0, b"second")
+        .await
+        .unwrap();
+    check(b"second").await;
+    assert!(read(&bob, "/alice/album/a.jpg").await.is_err());
+    // A revoked link stays revoked through a later rotation.
+    alice.revoke_link(&plain.id).await.unwrap();
+    alice.unshare("/alice/album", &["carol"]).await.unwrap();
+    let e = open_link(Arc::clone(&net), &plain, None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), Some("link_revoked"), "{e}");
+    let view = open_link(Arc::clone(&net), &protected, Some("pw"))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    view.fs().download("/", &mut out).await.unwrap();
+    assert_eq!(out, b"second");
+}

@@ -457,6 +457,28 @@ pub struct RevokeLink {
     pub id: String,
 }
 
+/// `POST /v1/links/{name}/update`: points a link at a new encrypted
+/// capability (after the target's keys changed) keeping its id, token,
+/// limits and count (action `"link-update"`, payload [`UpdateLink::payload`]).
+///
+/// CBOR: `{"blob": bytes, "id": text, "stamp": Stamp}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpdateLink {
+    /// The identity key's signature.
+    pub stamp: Stamp,
+    /// The link.
+    pub id: String,
+    /// The new encrypted capability.
+    pub blob: Bytes,
+}
+
+impl UpdateLink {
+    /// The payload the stamp covers: CBOR `[id, blob]`.
+    pub fn payload(id: &str, blob: &[u8]) -> Vec<u8> {
+        cbor::to_vec(&(id, serde_bytes::Bytes::new(blob))).unwrap_or_default()
+    }
+}
+
 /// What the owner's link listing tells about one link.
 ///
 /// CBOR: `{"exp": u64 | null, "id": text, "max": u64 | null, "revoked": bool, "uses": u64}`.

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::api::{
     ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody, FollowPost,
     GetManyRequest, GetRequest, LoginRequest, OpenLink, OwnerRequest, RevokeLink, SignupRequest,
-    TxRequest, CBOR, MAX_BODY,
+    TxRequest, UpdateLink, CBOR, MAX_BODY,
 };
 use crate::{Error, Server};
 
@@ -106,6 +106,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/links/{name}/create", post(create_link))
         .route("/v1/links/{name}/list", post(list_links))
         .route("/v1/links/{name}/revoke", post(revoke_link))
+        .route("/v1/links/{name}/update", post(update_link))
         .route("/v1/links/open", post(open_link))
         .fallback(|| async {
             cbor_response(
@@ -363,4 +364,15 @@ async fn open_link(State(server): Shared, body: Bytes) -> Result<Response, Error
     let request: OpenLink = decode(&body)?;
     let blob = server.open_link(&request)?;
     Ok(ok(&serde_bytes::ByteBuf::from(blob.to_vec())))
+}
+
+async fn update_link(
+    State(server): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    check_name(&name)?;
+    let request: UpdateLink = decode(&body)?;
+    server.update_link(&name, &request)?;
+    Ok(ok(&()))
 }

@@ -739,6 +739,7 @@ pub mod fuzzing {
             let _ = create.record.validate();
         }
         round_trip::<RevokeLink>(data);
+        round_trip::<UpdateLink>(data);
         round_trip::<Vec<LinkStatus>>(data);
         round_trip::<OpenLink>(data);
     }

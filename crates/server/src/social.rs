@@ -10,6 +10,7 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::api::{
     CreateLink, DeleteRequests, LinkStatus, OpenLink, OwnerRequest, PendingFollow, RevokeLink,
+    UpdateLink,
 };
 use crate::{now_ms, Accounts, Error, Result, Server};
 
@@ -146,6 +147,15 @@ impl Accounts {
         })
     }
 
+    fn update_link(&self, owner: &str, id: &str, blob: &[u8]) -> Result<bool> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE links SET blob = ?3 WHERE owner = ?1 AND id = ?2 AND revoked = 0",
+                params![owner, id, blob],
+            )? == 1)
+        })
+    }
+
     fn revoke_link(&self, owner: &str, id: &str) -> Result<bool> {
         self.with(|conn| {
             Ok(conn.execute(
@@ -271,6 +281,26 @@ impl Server {
     pub fn list_links(&self, username: &str, request: &OwnerRequest) -> Result<Vec<LinkStatus>> {
         self.check_owner_stamp(username, "links", &[], &request.stamp)?;
         self.accounts.links(username)
+    }
+
+    /// Points a live link at a new encrypted capability.
+    pub fn update_link(&self, username: &str, request: &UpdateLink) -> Result<()> {
+        peergos_social::check_id(&request.id)?;
+        if request.blob.len() > peergos_social::MAX_BLOB_SIZE {
+            return Err(Error::BadRequest(format!(
+                "a secret link's capability is at most {} bytes",
+                peergos_social::MAX_BLOB_SIZE
+            )));
+        }
+        let payload = UpdateLink::payload(&request.id, &request.blob);
+        self.check_owner_stamp(username, "link-update", &payload, &request.stamp)?;
+        if !self
+            .accounts
+            .update_link(username, &request.id, &request.blob)?
+        {
+            return Err(Error::LinkNotFound(request.id.clone()));
+        }
+        Ok(())
     }
 
     /// Revokes a link: nobody can open it from now on.

@@ -26,7 +26,9 @@ pub use crate::error::Error;
 pub use crate::follow::{
     FollowBody, FollowRequest, FOLLOW_DOMAIN, MAX_SEALED_SIZE, PADDED_SIZE, SEALED_SIZE,
 };
-pub use crate::link::{check_id, LinkKeys, LinkRecord, SecretLink, ID_SIZE, MAX_BLOB_SIZE};
+pub use crate::link::{
+    check_id, seal_capability, LinkKeys, LinkRecord, SecretLink, ID_SIZE, MAX_BLOB_SIZE,
+};
 pub use crate::state::{
     is_within, Follower, Following, LinkInfo, ShareItem, ShareList, SocialState, SHARE_LIST_FILE,
     STATE_FILE,

@@ -215,7 +215,24 @@ pub struct LinkKeys {
     id: String,
 }
 
+/// Encrypts a capability into a link record's blob under the link's key
+/// (the owner keeps the key, so a link can be pointed at a capability
+/// that changed, after a rotation, without its secret or password).
+pub fn seal_capability(key: &SymmetricKey, id: &str, cap: &AbsoluteCapability) -> Result<Vec<u8>> {
+    let mut plain = Zeroizing::new(cbor::to_vec(&LinkPayload {
+        v: 1,
+        cap: cap.clone(),
+    })?);
+    pad(&mut plain, 256);
+    Ok(key.encrypt_with_aad(&plain, &[AAD_PREFIX, id.as_bytes()].concat()))
+}
+
 impl LinkKeys {
+    /// The key that encrypts the capability.
+    pub fn key(&self) -> &SymmetricKey {
+        &self.key
+    }
+
     /// The access token the opener sends.
     pub fn token(&self) -> [u8; 32] {
         *self.token
@@ -232,12 +249,7 @@ impl LinkKeys {
 
     /// Encrypts the capability into a record's blob.
     pub fn seal(&self, cap: &AbsoluteCapability) -> Result<Vec<u8>> {
-        let mut plain = Zeroizing::new(cbor::to_vec(&LinkPayload {
-            v: 1,
-            cap: cap.clone(),
-        })?);
-        pad(&mut plain, 256);
-        Ok(self.key.encrypt_with_aad(&plain, &self.aad()))
+        seal_capability(&self.key, &self.id, cap)
     }
 
     /// Decrypts a record's blob into the capability.

@@ -11,7 +11,7 @@
 //!  "followers": {name: {"id": link}},                             who receives mine
 //!  "sent":      {name: u64 ms},                                   my requests not yet answered
 //!  "shares":    {path: {name: bool writable}},                    what I shared, with whom
-//!  "links":     {id: LinkInfo}}                                   secret links I made
+//!  "links":     {id: LinkInfo}}                                   secret links I made (with the record's key)
 //! ```
 //!
 //! Share list (the hidden file `capabilities` in `/me/shared/friend`,
@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use peergos_cryptree::AbsoluteCapability;
 use peergos_ipld::cbor;
-use peergos_keys::PublicKeyHash;
+use peergos_keys::{PublicKeyHash, SymmetricKey};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -71,6 +71,9 @@ pub struct LinkInfo {
     pub password: bool,
     /// When it was made, in milliseconds since the Unix epoch.
     pub created: u64,
+    /// The key its record's capability is encrypted under, so the owner
+    /// can re-point the link after the target's keys change.
+    pub key: SymmetricKey,
 }
 
 /// A user's social graph, as only they see it.

@@ -141,6 +141,7 @@ fn state_and_share_lists_round_trip() {
             max_uses: None,
             password: true,
             created: 3,
+            key: SymmetricKey::random(),
         },
     );
     let bytes = state.to_bytes().unwrap();
