@@ -392,7 +392,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             .fragments
             .iter()
             .enumerate()
-            .map(|(i, cid)| self.fragment(key, label, bat, cid, i, count))
+            .map(|(i, cid)| self.fragment(key, label, bat, cid, i, count, false))
             .collect();
         let mut fragments =
             std::pin::pin!(futures::stream::iter(jobs).buffered(FRAGMENT_CONCURRENCY));
@@ -402,6 +402,10 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         Ok(out)
     }
 
+    /// One fragment, decrypted. With `keep`, it is kept for the next small
+    /// read (ranged reads walk a fragment in many steps); whole-chunk reads
+    /// use each fragment once and do not churn the cache.
+    #[allow(clippy::too_many_arguments)]
     async fn fragment(
         &self,
         key: &SymmetricKey,
@@ -410,6 +414,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         cid: &Cid,
         index: usize,
         count: usize,
+        keep: bool,
     ) -> Result<Arc<Vec<u8>>> {
         let mut context = Vec::with_capacity(32 + 32 + 16);
         context.extend_from_slice(key.as_bytes());
@@ -441,6 +446,9 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
         let plain = Arc::new(plain);
+        if !keep {
+            return Ok(plain);
+        }
         let mut cache = lock(&self.fragments);
         if cache.len() >= FRAGMENT_CACHE {
             cache.pop_front();
@@ -761,7 +769,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     reason: "a chunk has fewer fragments than the file size needs",
                 })?;
                 let data = self
-                    .fragment(&file.base.second, &label, Some(&bat), cid, f, count)
+                    .fragment(&file.base.second, &label, Some(&bat), cid, f, count, true)
                     .await?;
                 let base = f * FRAGMENT_SIZE;
                 let a = from.max(base) - base;
