@@ -28,6 +28,10 @@ pub enum Error {
     /// encoding, a forged PKI entry, static data that does not decrypt.
     #[error("the server's answer is invalid: {0}")]
     Invalid(String),
+    /// An operation that cannot be done as asked (following yourself,
+    /// sharing your whole home).
+    #[error("{0}")]
+    Usage(String),
     /// A path outside the user's home.
     #[error("'{path}' is not inside /{home}")]
     OutsideHome {

@@ -286,7 +286,7 @@ impl UserContext {
     /// the target's boxing key, to the target's server.
     pub async fn follow(&self, target: &str) -> Result<()> {
         if target == self.username {
-            return Err(Error::Invalid("you cannot follow yourself".into()));
+            return Err(Error::Usage("you cannot follow yourself".into()));
         }
         self.lookup(target).await?;
         let cap = self.friend_folder(target).await?;
@@ -517,7 +517,7 @@ impl UserContext {
     pub async fn share(&self, path: &str, friends: &[&str], writable: bool) -> Result<()> {
         let relative = self.path(path)?;
         if relative == "/" {
-            return Err(Error::Invalid(
+            return Err(Error::Usage(
                 "share a folder inside your home, not the home itself".into(),
             ));
         }
@@ -741,7 +741,7 @@ impl UserContext {
         let absolute = format!("/{}{}", self.username, relative);
         let cap = if options.writable {
             if relative == "/" {
-                return Err(Error::Invalid(
+                return Err(Error::Usage(
                     "a writable link must be to something inside your home".into(),
                 ));
             }
