@@ -5,27 +5,11 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use peergos_server::{Config, Server};
-
 const SHELL: &str = env!("CARGO_BIN_EXE_peergos-shell");
 
 /// A server on a free port, running on its own thread for the test.
 fn serve(dir: &Path) -> String {
-    let dir = dir.to_path_buf();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async move {
-            let server = Server::open(Config::new(dir)).await.unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(format!("http://{}", listener.local_addr().unwrap()))
-                .unwrap();
-            peergos_server::http::serve(server, listener, std::future::pending())
-                .await
-                .unwrap();
-        });
-    });
-    rx.recv().unwrap()
+    peergos_testkit::daemon::serve_in_thread(dir)
 }
 
 /// Runs the shell as `user` (password "NAME pw").

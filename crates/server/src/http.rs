@@ -292,8 +292,20 @@ async fn space(State(server): Shared, Path(owner): Path<String>) -> Result<Respo
     Ok(ok(&server.space(&owner)?))
 }
 
-fn check_name(name: &str) -> Result<(), Error> {
-    Ok(peergos_pki::check_username(name)?)
+/// Runs a route for the user named in the path: checks the name, decodes
+/// the body as `T`, calls `f`, and answers what it returns.
+fn for_user<T, R>(
+    name: &str,
+    body: &[u8],
+    f: impl FnOnce(&str, T) -> Result<R, Error>,
+) -> Result<Response, Error>
+where
+    T: DeserializeOwned + Serialize,
+    R: Serialize,
+{
+    peergos_pki::check_username(name)?;
+    let request: T = decode(body)?;
+    Ok(ok(&f(name, request)?))
 }
 
 async fn post_follow(
@@ -301,10 +313,9 @@ async fn post_follow(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    check_name(&name)?;
-    let request: FollowPost = decode(&body)?;
-    server.post_follow(&name, &request.sealed)?;
-    Ok(ok(&()))
+    for_user(&name, &body, |name, r: FollowPost| {
+        server.post_follow(name, &r.sealed)
+    })
 }
 
 async fn follow_requests(
@@ -312,9 +323,9 @@ async fn follow_requests(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    check_name(&name)?;
-    let request: OwnerRequest = decode(&body)?;
-    Ok(ok(&server.follow_requests(&name, &request)?))
+    for_user(&name, &body, |name, r: OwnerRequest| {
+        server.follow_requests(name, &r)
+    })
 }
 
 async fn delete_requests(
@@ -322,10 +333,9 @@ async fn delete_requests(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    check_name(&name)?;
-    let request: DeleteRequests = decode(&body)?;
-    server.delete_follow_requests(&name, &request)?;
-    Ok(ok(&()))
+    for_user(&name, &body, |name, r: DeleteRequests| {
+        server.delete_follow_requests(name, &r)
+    })
 }
 
 async fn create_link(
@@ -333,10 +343,9 @@ async fn create_link(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    check_name(&name)?;
-    let request: CreateLink = decode(&body)?;
-    server.create_link(&name, &request)?;
-    Ok(ok(&()))
+    for_user(&name, &body, |name, r: CreateLink| {
+        server.create_link(name, &r)
+    })
 }
 
 async fn list_links(
@@ -344,9 +353,9 @@ async fn list_links(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    check_name(&name)?;
-    let request: OwnerRequest = decode(&body)?;
-    Ok(ok(&server.list_links(&name, &request)?))
+    for_user(&name, &body, |name, r: OwnerRequest| {
+        server.list_links(name, &r)
+    })
 }
 
 async fn revoke_link(
@@ -354,16 +363,9 @@ async fn revoke_link(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    check_name(&name)?;
-    let request: RevokeLink = decode(&body)?;
-    server.revoke_link(&name, &request)?;
-    Ok(ok(&()))
-}
-
-async fn open_link(State(server): Shared, body: Bytes) -> Result<Response, Error> {
-    let request: OpenLink = decode(&body)?;
-    let blob = server.open_link(&request)?;
-    Ok(ok(&serde_bytes::ByteBuf::from(blob.to_vec())))
+    for_user(&name, &body, |name, r: RevokeLink| {
+        server.revoke_link(name, &r)
+    })
 }
 
 async fn update_link(
@@ -371,8 +373,13 @@ async fn update_link(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    check_name(&name)?;
-    let request: UpdateLink = decode(&body)?;
-    server.update_link(&name, &request)?;
-    Ok(ok(&()))
+    for_user(&name, &body, |name, r: UpdateLink| {
+        server.update_link(name, &r)
+    })
+}
+
+async fn open_link(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let request: OpenLink = decode(&body)?;
+    let blob = server.open_link(&request)?;
+    Ok(ok(&serde_bytes::ByteBuf::from(blob.to_vec())))
 }

@@ -2,9 +2,9 @@
 //! should; state and share lists round-trip canonically; links parse,
 //! derive and open exactly.
 
-use peergos_cryptree::{AbsoluteCapability, Label};
+use peergos_cryptree::AbsoluteCapability;
 use peergos_ipld::cbor;
-use peergos_keys::{Bat, BoxingKeyPair, PublicKeyHash, SigningKeyPair, SymmetricKey};
+use peergos_keys::{BoxingKeyPair, PublicKeyHash, SigningKeyPair, SymmetricKey};
 use peergos_social::{
     is_within, Error, FollowBody, FollowRequest, Follower, Following, LinkInfo, LinkRecord,
     SecretLink, ShareItem, ShareList, SocialState, PADDED_SIZE, SEALED_SIZE,
@@ -12,15 +12,7 @@ use peergos_social::{
 use proptest::prelude::*;
 
 fn cap(owner: &SigningKeyPair, writable: bool) -> AbsoluteCapability {
-    let owner = PublicKeyHash::of(&owner.public());
-    AbsoluteCapability {
-        owner,
-        writer: owner,
-        label: Label::random(),
-        bat: Some(Bat::random()),
-        read: SymmetricKey::random(),
-        write: writable.then(SymmetricKey::random),
-    }
+    peergos_testkit::cryptree::random_cap(owner, writable)
 }
 
 fn body(from: &str, to: &str, identity: &SigningKeyPair) -> FollowBody {

@@ -2,24 +2,16 @@
 //! they pass through the fuzz bodies, and the committed `valid-*` seeds
 //! keep decoding.
 
-use peergos_cryptree::{AbsoluteCapability, Label};
+use peergos_cryptree::AbsoluteCapability;
 use peergos_ipld::cbor;
-use peergos_keys::{pad, Bat, BoxingKeyPair, PublicKeyHash, SigningKeyPair, SymmetricKey};
+use peergos_keys::{pad, BoxingKeyPair, PublicKeyHash, SigningKeyPair};
 use peergos_social::{
     FollowBody, FollowRequest, LinkRecord, SecretLink, ShareItem, ShareList, SocialState,
     PADDED_SIZE,
 };
 
-fn cap(owner: &SigningKeyPair) -> AbsoluteCapability {
-    let owner = PublicKeyHash::of(&owner.public());
-    AbsoluteCapability {
-        owner,
-        writer: owner,
-        label: Label::random(),
-        bat: Some(Bat::random()),
-        read: SymmetricKey::random(),
-        write: None,
-    }
+fn cap(owner: &SigningKeyPair, writable: bool) -> AbsoluteCapability {
+    peergos_testkit::cryptree::random_cap(owner, writable)
 }
 
 fn follow_seeds() -> Vec<(&'static str, Vec<u8>)> {
@@ -30,7 +22,7 @@ fn follow_seeds() -> Vec<(&'static str, Vec<u8>)> {
             from: "bob".into(),
             id: PublicKeyHash::of(&bob.public()),
             to: "alice".into(),
-            cap: Some(cap(&bob)),
+            cap: Some(cap(&bob, false)),
             reply: true,
             back: true,
             t: 1_700_000_000_000,
@@ -52,7 +44,7 @@ fn follow_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut list = ShareList::new();
     list.put(ShareItem {
         path: "/alice/x".into(),
-        cap: cap(&bob),
+        cap: cap(&bob, false),
     });
     vec![
         ("request", bare),
@@ -68,7 +60,7 @@ fn link_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let keys = link.keys(None).unwrap();
     let record = LinkRecord {
         id: link.id.clone(),
-        blob: keys.seal(&cap(&SigningKeyPair::random())).unwrap(),
+        blob: keys.seal(&cap(&SigningKeyPair::random(), false)).unwrap(),
         token_hash: keys.token_hash(),
         expiry: Some(1_800_000_000_000),
         max_uses: Some(3),

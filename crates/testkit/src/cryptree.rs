@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use peergos_blockstore::{BlockStore, MemoryStore};
-use peergos_cryptree::Filesystem;
-use peergos_keys::{PublicKeyHash, SigningKeyPair};
+use peergos_cryptree::{AbsoluteCapability, Filesystem, Label};
+use peergos_keys::{Bat, PublicKeyHash, SigningKeyPair, SymmetricKey};
 use peergos_pointers::{MemoryPointerStore, PointerStore};
 
 /// A filesystem over in-memory stores.
@@ -61,4 +61,18 @@ pub fn data(seed: u8, len: usize) -> Vec<u8> {
             state as u8
         })
         .collect()
+}
+
+/// A capability with fresh random keys in `owner`'s space (pointing at
+/// nothing stored): for format tests.
+pub fn random_cap(owner: &SigningKeyPair, writable: bool) -> AbsoluteCapability {
+    let owner = PublicKeyHash::of(&owner.public());
+    AbsoluteCapability {
+        owner,
+        writer: owner,
+        label: Label::random(),
+        bat: Some(Bat::random()),
+        read: SymmetricKey::random(),
+        write: writable.then(SymmetricKey::random),
+    }
 }

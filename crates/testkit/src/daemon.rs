@@ -118,3 +118,28 @@ impl Drop for TempDaemon {
         self.kill();
     }
 }
+
+/// A server over `dir` on a free loopback port, served on a thread of its
+/// own for the rest of the test; returns its base URL. For tests of
+/// clients (the shell) that need real HTTP but not the daemon binary.
+pub fn serve_in_thread(dir: &Path) -> String {
+    let dir = dir.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async move {
+            let server = peergos_server::Server::open(peergos_server::Config::new(dir))
+                .await
+                .expect("opening the server");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback port");
+            let url = format!("http://{}", listener.local_addr().expect("an address"));
+            tx.send(url).expect("the test is waiting");
+            peergos_server::http::serve(server, listener, std::future::pending())
+                .await
+                .expect("serving");
+        });
+    });
+    rx.recv().expect("the server started")
+}

@@ -1163,19 +1163,14 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                         pending.push(block);
                     }
                     rest = &rest[n..];
-                    if rest.is_empty() {
-                        break;
-                    }
                     if pending_bytes >= BATCH_PUT_BYTES {
                         self.put_blocks(&signer, tx, std::mem::take(&mut pending))
                             .await?;
                         pending_bytes = 0;
                     }
-                }
-                if pending_bytes >= BATCH_PUT_BYTES {
-                    self.put_blocks(&signer, tx, std::mem::take(&mut pending))
-                        .await?;
-                    pending_bytes = 0;
+                    if rest.is_empty() {
+                        break;
+                    }
                 }
                 let (spec, label) = sink.first_node(&side, &name, &options)?;
                 specs.push(spec);
