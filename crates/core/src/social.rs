@@ -341,10 +341,23 @@ impl UserContext {
                     replies.push(request);
                 }
                 Ok(request) => new.push((pending.id, request, pending.received)),
-                Err(e) => {
+                // From a user on another server: it cannot be checked
+                // until servers reach each other; it stays where it is.
+                Err(Error::OtherServer { .. }) => {}
+                // A request that is itself bad is dropped.
+                Err(
+                    e @ (Error::Social(_)
+                    | Error::Key(_)
+                    | Error::Invalid(_)
+                    | Error::UnknownUser(_)
+                    | Error::Pki(_)),
+                ) => {
                     tracing::warn!(error = %e, "dropping a follow request that does not check out");
                     done.push(pending.id);
                 }
+                // Anything else (the server unreachable, say) says nothing
+                // about the request: stop, and delete nothing.
+                Err(e) => return Err(e),
             }
         }
         if !replies.is_empty() {
