@@ -195,20 +195,29 @@ async fn main() {
         ingest_bytes += size as u64;
         std::fs::write(local.join(format!("f{i:05}")), data(i as u8, size)).unwrap();
     }
+    // `peergos-shell put` of the folder, checked; its JSON report.
+    let put = || {
+        let output = std::process::Command::new(&shell)
+            .args(["--server", daemon.url(), "-u", "bench", "--json", "put"])
+            .arg(&local)
+            .arg("/bench")
+            .env("PEERGOS_PASSWORD", "password")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "put failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
     let started = Instant::now();
-    let output = std::process::Command::new(&shell)
-        .args(["--server", daemon.url(), "-u", "bench", "--json", "put"])
-        .arg(&local)
-        .arg("/bench")
-        .env("PEERGOS_PASSWORD", "password")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "put failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = put();
     let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        report.contains(&format!("\"files\":{small_files}")),
+        "{report}"
+    );
     let rate = small_files as f64 / seconds;
     rows.push((
         format!("ingest {small_files} files of 1–64 KiB with `peergos-shell put` (login included)"),
@@ -218,14 +227,8 @@ async fn main() {
         ),
     ));
     let started = Instant::now();
-    let again = std::process::Command::new(&shell)
-        .args(["--server", daemon.url(), "-u", "bench", "--json", "put"])
-        .arg(&local)
-        .arg("/bench")
-        .env("PEERGOS_PASSWORD", "password")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&again.stdout).contains("\"files\":0"));
+    let again = put();
+    assert!(again.contains("\"files\":0"), "{again}");
     rows.push((
         format!("`put` of the same {small_files} files again (all unchanged, login included)"),
         format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),

@@ -612,7 +612,7 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
                     .map(|name| {
                         json!({
                             "name": name,
-                            "mutual": state.following.contains_key(*name) && state.followers.contains_key(*name),
+                            "mutual": state.is_mutual(name),
                         })
                     })
                     .collect();
@@ -625,8 +625,7 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
                 println!("{out}");
             } else {
                 for name in &names {
-                    let mutual =
-                        state.following.contains_key(*name) && state.followers.contains_key(*name);
+                    let mutual = state.is_mutual(name);
                     println!("{name}{}", if mutual { "  (mutual)" } else { "" });
                 }
                 if following {

@@ -171,7 +171,24 @@ async fn put_file(fs: &RemoteFs, local: &Path, remote: &str, bar: &ProgressBar) 
 
 /// Every directory and file under `root`, directories parents first.
 /// Directories, and files with their sizes, under a local folder.
-type LocalTree = (Vec<PathBuf>, Vec<(PathBuf, u64)>);
+type LocalTree = (Vec<PathBuf>, Vec<LocalFile>);
+
+/// A local file found by [`walk`]: its path under the root, size and
+/// modification time (milliseconds).
+struct LocalFile {
+    path: PathBuf,
+    size: u64,
+    modified: Option<i64>,
+}
+
+/// The last component of a relative path, as UTF-8.
+fn name_of(relative: &Path) -> Result<String> {
+    Ok(relative
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} is not valid UTF-8", relative.display()))?
+        .to_string())
+}
 
 fn walk(root: &Path) -> Result<LocalTree> {
     let (mut dirs, mut files) = (Vec::new(), Vec::new());
@@ -189,7 +206,12 @@ fn walk(root: &Path) -> Result<LocalTree> {
                 dirs.push(path.clone());
                 stack.push(path);
             } else if kind.is_file() {
-                files.push((path, entry.metadata()?.len()));
+                let meta = entry.metadata()?;
+                files.push(LocalFile {
+                    path,
+                    size: meta.len(),
+                    modified: modified_ms(&meta),
+                });
             }
             // Symlinks and special files are skipped.
         }
@@ -261,17 +283,11 @@ pub(crate) async fn put(
     }
     let mut skipped = 0;
     let mut jobs: Vec<(Job, u64)> = Vec::new();
-    let mut batches: HashMap<PathBuf, Vec<(PathBuf, u64)>> = HashMap::new();
-    for (relative, size) in files {
+    let mut batches: HashMap<PathBuf, Vec<LocalFile>> = HashMap::new();
+    for file in files {
+        let (relative, size, modified) = (&file.path, file.size, file.modified);
         let parent = relative.parent().map(Path::to_path_buf).unwrap_or_default();
-        let name = relative
-            .file_name()
-            .and_then(|n| n.to_str())
-            .with_context(|| format!("{} is not valid UTF-8", relative.display()))?
-            .to_string();
-        let modified = std::fs::metadata(local.join(&relative))
-            .ok()
-            .and_then(|m| modified_ms(&m));
+        let name = name_of(relative)?;
         let same = present
             .get(&parent)
             .and_then(|dir| dir.get(&name))
@@ -279,16 +295,17 @@ pub(crate) async fn put(
         if same {
             skipped += 1;
         } else if size <= SMALL_FILE {
-            batches.entry(parent).or_default().push((relative, size));
+            batches.entry(parent).or_default().push(file);
         } else {
-            jobs.push((Job::Large(relative), size));
+            jobs.push((Job::Large(file.path), size));
         }
     }
     for (parent, mut files) in batches {
-        files.sort();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         let mut batch = Vec::new();
         let mut bytes = 0;
-        for (relative, size) in files {
+        for file in files {
+            let size = file.size;
             if !batch.is_empty() && (batch.len() >= BATCH_FILES || bytes + size > BATCH_BYTES) {
                 jobs.push((
                     Job::Batch(parent.clone(), std::mem::take(&mut batch)),
@@ -297,7 +314,7 @@ pub(crate) async fn put(
                 bytes = 0;
             }
             bytes += size;
-            batch.push(relative);
+            batch.push(file);
         }
         if !batch.is_empty() {
             jobs.push((Job::Batch(parent, batch), bytes));
@@ -343,7 +360,7 @@ enum Job {
     /// A large file on its own (resumable).
     Large(PathBuf),
     /// Small files of one folder, written in one commit.
-    Batch(PathBuf, Vec<PathBuf>),
+    Batch(PathBuf, Vec<LocalFile>),
 }
 
 /// Uploads small files of one folder with one commit.
@@ -352,28 +369,22 @@ async fn put_batch(
     local: &Path,
     target: &str,
     parent: &Path,
-    files: Vec<PathBuf>,
+    files: Vec<LocalFile>,
     bar: &ProgressBar,
 ) -> Result<u64> {
     let mut batch = Vec::with_capacity(files.len());
     let mut bytes = 0;
-    for relative in files {
-        let path = local.join(&relative);
+    for file in files {
+        let path = local.join(&file.path);
         let data = tokio::fs::read(&path)
             .await
             .with_context(|| format!("reading {}", path.display()))?;
-        let meta = tokio::fs::metadata(&path).await?;
-        let name = relative
-            .file_name()
-            .and_then(|n| n.to_str())
-            .with_context(|| format!("{} is not valid UTF-8", relative.display()))?
-            .to_string();
         bytes += data.len() as u64;
         batch.push((
-            name,
+            name_of(&file.path)?,
             data,
             UploadOptions {
-                modified: modified_ms(&meta),
+                modified: file.modified,
                 ..UploadOptions::default()
             },
         ));

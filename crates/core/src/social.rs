@@ -187,7 +187,7 @@ impl UserContext {
 
     /// The social state (empty if there is none yet).
     pub async fn social(&self) -> Result<SocialState> {
-        match self.fs.read_all_of(&format!("/{STATE_FILE}")).await {
+        match read_all(&self.fs, &format!("/{STATE_FILE}")).await {
             Ok(bytes) => Ok(SocialState::from_bytes(&bytes)?),
             Err(e) if not_found(&e) => Ok(SocialState::new()),
             Err(e) => Err(e),
@@ -255,9 +255,10 @@ impl UserContext {
         Ok(self.fs.capability(&path).await?.read_only())
     }
 
-    async fn send(&self, to: &str, body: FollowBody) -> Result<()> {
-        let identity = self.lookup(to).await?;
-        let boxing = self.boxing_key_of(&identity).await?;
+    /// Seals `body` to `to` (whose identity key is `identity`) and
+    /// delivers it.
+    async fn send(&self, to: &str, identity: &PublicKeyHash, body: FollowBody) -> Result<()> {
+        let boxing = self.boxing_key_of(identity).await?;
         let sealed = FollowRequest::sign(body, &self.identity)?.seal(&boxing)?;
         self.net.post_follow(to, &sealed).await
     }
@@ -288,10 +289,14 @@ impl UserContext {
         if target == self.username {
             return Err(Error::Usage("you cannot follow yourself".into()));
         }
-        self.lookup(target).await?;
+        let identity = self.lookup(target).await?;
         let cap = self.friend_folder(target).await?;
-        self.send(target, self.body(target, Some(cap), false, false))
-            .await?;
+        self.send(
+            target,
+            &identity,
+            self.body(target, Some(cap), false, false),
+        )
+        .await?;
         let now = self.next_time();
         self.update_social(|state| {
             state.sent.insert(target.to_string(), now);
@@ -432,8 +437,14 @@ impl UserContext {
             .last()
             .ok_or_else(|| Error::NoRequest(from.to_string()))?;
         let cap = self.friend_folder(from).await?;
-        self.send(from, self.body(from, Some(cap), true, reciprocate))
-            .await?;
+        // The inbox checked the sender's key against the PKI.
+        let identity = request.body.id;
+        self.send(
+            from,
+            &identity,
+            self.body(from, Some(cap), true, reciprocate),
+        )
+        .await?;
         self.update_social(|state| {
             state.followers.insert(
                 from.to_string(),
@@ -513,7 +524,7 @@ impl UserContext {
     /// Rewrites the list of what is shared with `friend`.
     async fn edit_share_list(&self, friend: &str, edit: impl FnOnce(&mut ShareList)) -> Result<()> {
         let path = format!("/{SHARED_DIR}/{friend}/{SHARE_LIST_FILE}");
-        let mut list = match self.fs.read_all_of(&path).await {
+        let mut list = match read_all(&self.fs, &path).await {
             Ok(bytes) => ShareList::from_bytes(&bytes, &self.username)?,
             Err(e) if not_found(&e) => ShareList::new(),
             Err(e) => return Err(e),
@@ -545,7 +556,7 @@ impl UserContext {
             let cap = Box::pin(self.fs.grant_write(&relative)).await?;
             // The item moved to a writer of its own: what was shared of
             // it before points at the old place.
-            Box::pin(self.refresh_within(&absolute)).await?;
+            Box::pin(self.refresh_within(&state, &absolute)).await?;
             cap
         } else {
             self.fs.capability(&relative).await?.read_only()
@@ -591,27 +602,27 @@ impl UserContext {
             .await?;
         }
         Box::pin(self.fs.rotate(&relative)).await?;
-        self.update_social(|state| {
-            if let Some(entry) = state.shares.get_mut(&absolute) {
-                for friend in friends {
-                    entry.remove(*friend);
+        let state = self
+            .update_social(|state| {
+                if let Some(entry) = state.shares.get_mut(&absolute) {
+                    for friend in friends {
+                        entry.remove(*friend);
+                    }
+                    if entry.is_empty() {
+                        state.shares.remove(&absolute);
+                    }
                 }
-                if entry.is_empty() {
-                    state.shares.remove(&absolute);
-                }
-            }
-            Ok(())
-        })
-        .await?;
-        Box::pin(self.refresh_within(&absolute)).await
+                Ok(state.clone())
+            })
+            .await?;
+        Box::pin(self.refresh_within(&state, &absolute)).await
     }
 
     /// After the keys or the writer of the subtree at `absolute` changed
     /// (a rotation, or a move under a writer of its own): every share and
     /// every live link of something in it gets the new capability, so
     /// those who had access keep it without doing anything.
-    async fn refresh_within(&self, absolute: &str) -> Result<()> {
-        let state = self.social().await?;
+    async fn refresh_within(&self, state: &SocialState, absolute: &str) -> Result<()> {
         for (shared_path, friend, writable) in state.shares_within(absolute) {
             let inner = self.path(&shared_path)?;
             let cap = self.fs.capability(&inner).await?;
@@ -659,7 +670,7 @@ impl UserContext {
             .get(owner)
             .ok_or_else(|| Error::NotFollowing(owner.to_string()))?;
         let folder = self.open_shared(&following.cap);
-        match folder.read_all_of(&format!("/{SHARE_LIST_FILE}")).await {
+        match read_all(&folder, &format!("/{SHARE_LIST_FILE}")).await {
             Ok(bytes) => Ok(ShareList::from_bytes(&bytes, owner)?.items),
             Err(e) if not_found(&e) => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -759,7 +770,8 @@ impl UserContext {
                 ));
             }
             let cap = Box::pin(self.fs.grant_write(&relative)).await?;
-            Box::pin(self.refresh_within(&absolute)).await?;
+            let state = self.social().await?;
+            Box::pin(self.refresh_within(&state, &absolute)).await?;
             cap
         } else {
             self.fs.capability(&relative).await?.read_only()
@@ -842,15 +854,9 @@ impl UserContext {
     }
 }
 
-/// Reading a whole small file into memory.
-trait ReadAll {
-    async fn read_all_of(&self, path: &str) -> Result<Bytes>;
-}
-
-impl ReadAll for RemoteFs {
-    async fn read_all_of(&self, path: &str) -> Result<Bytes> {
-        let mut out = Vec::new();
-        self.download(path, &mut out).await?;
-        Ok(Bytes::from(out))
-    }
+/// A whole (small) file read into memory.
+async fn read_all(fs: &RemoteFs, path: &str) -> Result<Bytes> {
+    let mut out = Vec::new();
+    fs.download(path, &mut out).await?;
+    Ok(Bytes::from(out))
 }

@@ -122,11 +122,16 @@ impl SocialState {
         Ok(state)
     }
 
+    /// Whether `name` follows this user and this user follows them.
+    pub fn is_mutual(&self, name: &str) -> bool {
+        self.following.contains_key(name) && self.followers.contains_key(name)
+    }
+
     /// Users who follow this user and whom this user follows.
     pub fn friends(&self) -> Vec<String> {
         self.following
             .keys()
-            .filter(|name| self.followers.contains_key(*name))
+            .filter(|name| self.is_mutual(name))
             .cloned()
             .collect()
     }

@@ -10,8 +10,8 @@ use peergos_pointers::PointerStore;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncSeekExt};
 
-use super::write::{now_ms, read_chunk, split_parent, FileSink, Fresh, Plan, UploadOptions};
-use super::{child_path, Entry, Filesystem, Kind, View};
+use super::write::{read_chunk, split_parent, FileSink, Fresh, Plan, UploadOptions};
+use super::{child_path, Entry, Filesystem, View};
 use crate::node::{self, chunk_count, CHUNK_SIZE};
 use crate::{AbsoluteCapability, Error, Label, Result};
 
@@ -171,15 +171,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             Ok(()) | Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        Ok(Entry {
-            name,
-            kind: Kind::File,
-            size,
-            modified: options.modified.unwrap_or_else(now_ms),
-            mime: options.mime,
-            hidden: options.hidden,
-            writable: true,
-        })
+        Ok(options.entry(name, size))
     }
 
     /// The upload record at `path`, if there is a readable one. A record

@@ -38,6 +38,21 @@ pub struct UploadOptions {
     pub hidden: bool,
 }
 
+impl UploadOptions {
+    /// What `stat` will say of a file just written with these options.
+    pub(super) fn entry(&self, name: String, size: u64) -> Entry {
+        Entry {
+            name,
+            kind: super::Kind::File,
+            size,
+            modified: self.modified.unwrap_or_else(now_ms),
+            mime: self.mime.clone(),
+            hidden: self.hidden,
+            writable: true,
+        }
+    }
+}
+
 /// One change to a writer's CHAMP: `label` goes from `expected` to `new`
 /// (None: absent).
 #[derive(Clone, Debug)]
@@ -1018,15 +1033,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             let (link, chunks) = sink.finish(self, &side, &name, &options).await?;
             self.link_file(tx, &dir_path, &name, &side, &signer, &link, &chunks)
                 .await?;
-            Ok(Entry {
-                name: name.clone(),
-                kind: super::Kind::File,
-                size,
-                modified: options.modified.unwrap_or_else(now_ms),
-                mime: options.mime.clone(),
-                hidden: options.hidden,
-                writable: true,
-            })
+            Ok(options.entry(name.clone(), size))
         }
         .await;
         let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
@@ -1177,15 +1184,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 firsts.push(label);
                 links.push((name.clone(), sink.fresh.link(&side, &name)));
                 mutations.append(&mut sink.mutations);
-                entries.push(Entry {
-                    name,
-                    kind: super::Kind::File,
-                    size,
-                    modified: options.modified.unwrap_or_else(now_ms),
-                    mime: options.mime.clone(),
-                    hidden: options.hidden,
-                    writable: true,
-                });
+                entries.push(options.entry(name, size));
             }
             self.put_blocks(&signer, tx, pending).await?;
             let cids = self.write_nodes(&signer, tx, specs).await?;
