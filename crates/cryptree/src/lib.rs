@@ -24,7 +24,7 @@ mod writer_data;
 
 pub use crate::capability::{AbsoluteCapability, Label, TEXT_PREFIX};
 pub use crate::error::Error;
-pub use crate::fs::{Entry, Filesystem, Kind, UploadOptions, UPLOADS_DIR};
+pub use crate::fs::{Entry, Filesystem, Kind, OpenFile, Patch, UploadOptions, UPLOADS_DIR};
 pub use crate::ownership::WriterOwnership;
 pub use crate::writer_data::{Committed, Committer, Turn, WriterData, MAX_COMMIT_ATTEMPTS};
 

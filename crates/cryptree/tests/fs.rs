@@ -146,6 +146,65 @@ async fn overwrite_append_and_truncate() {
 }
 
 #[tokio::test]
+async fn one_patch_cuts_then_writes_across_chunks_in_one_commit() {
+    let fs = memory_fs().await;
+    let chunk = CHUNK_SIZE as usize;
+    let mut model = data(4, 2 * chunk + 700);
+    fs.write_file("/f", &model).await.unwrap();
+    let before = fs.versions().await.unwrap();
+
+    // A cut into the second chunk, then three writes: one covering the
+    // first chunk whole, one across the second boundary, one at the end.
+    let whole = data(5, chunk);
+    let across = data(6, 900);
+    let tail = data(7, 40);
+    let cut = chunk as u64 + 100;
+    let at = 2 * chunk - 300;
+    let patch = peergos_cryptree::Patch {
+        size: Some(cut),
+        writes: vec![(Some(0), &whole), (Some(at as u64), &across), (None, &tail)],
+        modified: Some(1_234_000),
+    };
+    let entry = fs.patch("/f", &patch).await.unwrap();
+    model.truncate(cut as usize);
+    model.resize(at, 0);
+    model.extend_from_slice(&across);
+    model.extend_from_slice(&tail);
+    model[..chunk].copy_from_slice(&whole);
+    assert_eq!(entry.size, model.len() as u64);
+    assert_eq!(entry.modified, 1_234_000);
+    assert_same(&read_all(&fs, "/f").await, &model);
+    let stat = fs.stat("/f").await.unwrap();
+    assert_eq!((stat.size, stat.modified), (model.len() as u64, 1_234_000));
+
+    // One commit: the writer's pointer moved once.
+    let after = fs.versions().await.unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(after[0].1, before[0].1 + 1);
+
+    // An opened file reads chunk by chunk and keeps what it saw.
+    let open = fs.open_file("/f").await.unwrap();
+    assert_eq!(open.chunk_count(), 3);
+    let mut read = Vec::new();
+    for index in 0..open.chunk_count() {
+        read.extend_from_slice(&fs.read_open_chunk(&open, index).await.unwrap());
+    }
+    assert_same(&read, &model);
+    fs.truncate("/f", 1).await.unwrap();
+    fs.set_modified("/f", 99).await.unwrap();
+    assert_eq!(open.size(), model.len() as u64);
+    assert_eq!(fs.stat("/f").await.unwrap().modified, 99);
+    assert!(matches!(
+        fs.read_open_chunk(&open, 3).await,
+        Err(Error::MissingChunk { index: 3, .. })
+    ));
+    assert!(matches!(
+        fs.open_file("/").await,
+        Err(Error::IsADirectory { .. })
+    ));
+}
+
+#[tokio::test]
 async fn uploads_replace_files_but_not_directories() {
     let fs = memory_fs().await;
     fs.write_file("/f", b"first").await.unwrap();

@@ -19,6 +19,8 @@ enum Op {
     WriteAt(usize, u16, Vec<u8>),
     Truncate(usize, u16),
     Append(usize, Vec<u8>),
+    /// A cut, then writes (None: at the end), in one commit.
+    Patch(usize, Option<u16>, Vec<(Option<u16>, Vec<u8>)>),
     Rename(usize, usize, u8),
     Copy(usize, usize, u8),
     Rm(usize),
@@ -31,7 +33,13 @@ fn op() -> impl Strategy<Value = Op> {
         (any::<usize>(), 0..6u8, bytes.clone()).prop_map(|(d, n, b)| Op::Write(d, n, b)),
         (any::<usize>(), any::<u16>(), bytes.clone()).prop_map(|(f, o, b)| Op::WriteAt(f, o, b)),
         (any::<usize>(), any::<u16>()).prop_map(|(f, s)| Op::Truncate(f, s)),
-        (any::<usize>(), bytes).prop_map(|(f, b)| Op::Append(f, b)),
+        (any::<usize>(), bytes.clone()).prop_map(|(f, b)| Op::Append(f, b)),
+        (
+            any::<usize>(),
+            proptest::option::of(any::<u16>()),
+            proptest::collection::vec((proptest::option::of(any::<u16>()), bytes), 0..4)
+        )
+            .prop_map(|(f, s, w)| Op::Patch(f, s, w)),
         (any::<usize>(), any::<usize>(), 0..6u8).prop_map(|(a, d, n)| Op::Rename(a, d, n)),
         (any::<usize>(), any::<usize>(), 0..6u8).prop_map(|(a, d, n)| Op::Copy(a, d, n)),
         any::<usize>().prop_map(Op::Rm),
@@ -122,6 +130,32 @@ async fn apply(fs: &MemoryFs, model: &mut Model, op: &Op) {
                 .unwrap();
             let data = model.get_mut(&path).unwrap().as_mut().unwrap();
             data.resize(usize::from(*size), 0);
+        }
+        Op::Patch(f, size, writes) => {
+            let Some(path) = pick(&files(model), *f) else {
+                return;
+            };
+            let patch = peergos_cryptree::Patch {
+                size: size.map(u64::from),
+                writes: writes
+                    .iter()
+                    .map(|(at, b)| (at.map(u64::from), b.as_slice()))
+                    .collect(),
+                modified: None,
+            };
+            fs.patch(&format!("/{path}"), &patch).await.unwrap();
+            let data = model.get_mut(&path).unwrap().as_mut().unwrap();
+            if let Some(size) = size {
+                data.resize(usize::from(*size), 0);
+            }
+            for (at, bytes) in writes {
+                let at = at.map_or(data.len(), usize::from);
+                let end = at + bytes.len();
+                if data.len() < end {
+                    data.resize(end, 0);
+                }
+                data[at..end].copy_from_slice(bytes);
+            }
         }
         Op::Append(f, bytes) => {
             let Some(path) = pick(&files(model), *f) else {

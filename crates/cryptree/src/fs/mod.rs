@@ -35,6 +35,7 @@ use crate::node::{
 use crate::{AbsoluteCapability, Committer, Error, Label, Result};
 
 pub use resume::UPLOADS_DIR;
+pub use rewrite::Patch;
 pub use write::UploadOptions;
 
 /// Decoded node blocks, and their decrypted parts, kept in memory (they
@@ -92,6 +93,33 @@ pub struct Filesystem<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
     fragments: Mutex<std::collections::VecDeque<(FragmentKey, Arc<Vec<u8>>)>>,
     parts: Mutex<HashMap<PartsKey, Arc<(BasePart, ParentPart)>>>,
     blocks_written: AtomicU64,
+    /// Every writer whose tree this filesystem has read.
+    writers: Mutex<std::collections::BTreeSet<PublicKeyHash>>,
+}
+
+/// A file as it was when it was opened: reading it needs no path lookup
+/// and no pointer read, and later changes to the file are not seen.
+pub struct OpenFile {
+    found: Found,
+    view: View,
+    chain: Vec<(u64, Label, Bat)>,
+}
+
+impl OpenFile {
+    /// What the file was when opened.
+    pub fn entry(&self) -> Entry {
+        self.found.entry()
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.found.props.size
+    }
+
+    /// How many chunks it has (each [`node::CHUNK_SIZE`] bytes but the last).
+    pub fn chunk_count(&self) -> u64 {
+        self.chain.len() as u64
+    }
 }
 
 /// A node's CID and a digest of the key that opened its parts.
@@ -245,6 +273,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             fragments: Mutex::new(std::collections::VecDeque::new()),
             parts: Mutex::new(HashMap::new()),
             blocks_written: AtomicU64::new(0),
+            writers: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -284,7 +313,23 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let (current, _) = self.committer.current(&self.root.owner, writer).await?;
         let root = current.and_then(|(data, _)| data.tree);
         lock(&view.roots).insert(*writer, root);
+        lock(&self.writers).insert(*writer);
         Ok(root)
+    }
+
+    /// The current pointer sequence of every writer whose tree this
+    /// filesystem has read so far (one pointer read each). When any of
+    /// them differs from an earlier answer, something this filesystem has
+    /// looked at may have changed: a cache above it can use this to know
+    /// when to forget what it saw.
+    pub async fn versions(&self) -> Result<Vec<(PublicKeyHash, u64)>> {
+        let writers: Vec<PublicKeyHash> = lock(&self.writers).iter().copied().collect();
+        let mut out = Vec::with_capacity(writers.len());
+        for writer in writers {
+            let (_, sequence) = self.committer.current(&self.root.owner, &writer).await?;
+            out.push((writer, sequence));
+        }
+        Ok(out)
     }
 
     /// The node block stored at (`writer`, `label`), if any.
@@ -728,6 +773,31 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             .await?
             .map(|chunk| chunk.map_err(std::io::Error::other));
         Ok(tokio_util::io::StreamReader::new(chunks))
+    }
+
+    /// Opens the file at `path` for reading chunk by chunk with
+    /// [`read_open_chunk`](Self::read_open_chunk).
+    pub async fn open_file(&self, path: &str) -> Result<OpenFile> {
+        let view = View::default();
+        let found = self.resolve(&view, path).await?;
+        found.require_file()?;
+        let chain = Self::file_chunks(&found).collect();
+        Ok(OpenFile { found, view, chain })
+    }
+
+    /// Chunk `index` of an opened file: its whole data (without padding),
+    /// fetched and decrypted.
+    pub async fn read_open_chunk(&self, file: &OpenFile, index: u64) -> Result<Bytes> {
+        let (_, label, bat) =
+            file.chain
+                .get(index as usize)
+                .cloned()
+                .ok_or_else(|| Error::MissingChunk {
+                    path: file.found.path.clone(),
+                    index,
+                })?;
+        self.read_chunk(&file.view, &file.found, index, label, bat)
+            .await
     }
 
     /// Reads `len` bytes at `offset` (fewer at the end of the file),

@@ -10,12 +10,19 @@ use super::{Entry, Filesystem, View};
 use crate::node::{self, chunk_count, chunk_len, BasePart, ParentPart, CHUNK_SIZE};
 use crate::{Error, Result};
 
-/// What rewriting a file does.
-enum Rewrite<'a> {
-    /// Write bytes at an offset (None: at the end), growing the file.
-    Write(Option<u64>, &'a [u8]),
-    /// Cut or zero-extend to a size.
-    Truncate(u64),
+/// A change to a file's bytes, applied in one commit: first a cut or
+/// zero-extension to `size` (if set), then each write at its offset (None:
+/// at the end), in order, growing the file with zeros where a write starts
+/// past the end.
+#[derive(Clone, Debug, Default)]
+pub struct Patch<'a> {
+    /// The size to cut or extend to before the writes.
+    pub size: Option<u64>,
+    /// Bytes to write, each at an offset (None: at the current end).
+    pub writes: Vec<(Option<u64>, &'a [u8])>,
+    /// The modification time to record, milliseconds since the Unix epoch
+    /// (default: now).
+    pub modified: Option<i64>,
 }
 
 impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
@@ -23,46 +30,83 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// offset is past its end. Only the chunks the write overlaps (and the
     /// first chunk, for the size) are rewritten.
     pub async fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> Result<Entry> {
-        self.rewrite(path, Rewrite::Write(Some(offset), data)).await
+        self.patch(
+            path,
+            &Patch {
+                writes: vec![(Some(offset), data)],
+                ..Patch::default()
+            },
+        )
+        .await
     }
 
     /// Appends `data` to the end of the file.
     pub async fn append(&self, path: &str, data: &[u8]) -> Result<Entry> {
-        self.rewrite(path, Rewrite::Write(None, data)).await
+        self.patch(
+            path,
+            &Patch {
+                writes: vec![(None, data)],
+                ..Patch::default()
+            },
+        )
+        .await
     }
 
     /// Cuts the file to `size` bytes, or extends it with zeros.
     pub async fn truncate(&self, path: &str, size: u64) -> Result<Entry> {
-        self.rewrite(path, Rewrite::Truncate(size)).await
+        self.patch(
+            path,
+            &Patch {
+                size: Some(size),
+                ..Patch::default()
+            },
+        )
+        .await
     }
 
-    async fn rewrite(&self, path: &str, change: Rewrite<'_>) -> Result<Entry> {
+    /// Sets the file's modification time without changing its bytes.
+    pub async fn set_modified(&self, path: &str, modified: i64) -> Result<Entry> {
+        self.patch(
+            path,
+            &Patch {
+                modified: Some(modified),
+                ..Patch::default()
+            },
+        )
+        .await
+    }
+
+    /// Applies a [`Patch`] in one commit. Only the chunks whose bytes or
+    /// length change (and the first chunk, for the size and time) are
+    /// rewritten; a chunk the writes cover whole is not read first.
+    pub async fn patch(&self, path: &str, change: &Patch<'_>) -> Result<Entry> {
         self.transact(|tx| {
-            let change = &change;
             async move {
                 let view = View::default();
                 let file = self.resolve(&view, path).await?;
                 file.require_file()?;
                 let signer = file.signer()?;
                 let old_size = file.props.size;
-                let (write, new_size) = match *change {
-                    Rewrite::Write(offset, data) => {
-                        let offset = offset.unwrap_or(old_size);
-                        let end = offset
-                            .checked_add(data.len() as u64)
-                            .ok_or(Error::BadPath {
-                                path: path.to_string(),
-                                reason: "write past the largest file size",
-                            })?;
-                        (Some((offset, data)), old_size.max(end))
-                    }
-                    Rewrite::Truncate(size) => (None, size),
-                };
+                // Where each write lands, and the sizes before and after.
+                let base_size = change.size.unwrap_or(old_size);
+                let mut new_size = base_size;
+                let mut writes: Vec<(u64, &[u8])> = Vec::with_capacity(change.writes.len());
+                for &(offset, data) in &change.writes {
+                    let offset = offset.unwrap_or(new_size);
+                    let end = offset
+                        .checked_add(data.len() as u64)
+                        .ok_or(Error::BadPath {
+                            path: path.to_string(),
+                            reason: "write past the largest file size",
+                        })?;
+                    new_size = new_size.max(end);
+                    writes.push((offset, data));
+                }
                 let old_n = chunk_count(old_size);
                 let new_n = chunk_count(new_size);
                 let mut props = file.props.clone();
                 props.size = new_size;
-                props.modified = now_ms();
+                props.modified = change.modified.unwrap_or_else(now_ms);
                 let mut mutations = Vec::new();
                 let data_key = file.base.second.clone();
                 // The chunk chain, long enough for the old and the new size.
@@ -90,19 +134,23 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     let start = k * CHUNK_SIZE;
                     let old_len = if k < old_n { chunk_len(old_size, k) } else { 0 };
                     let new_len = chunk_len(new_size, k);
-                    // The part of the write inside this chunk: (offset in
-                    // chunk, bytes).
-                    let piece = write.and_then(|(offset, data)| {
-                        let end = offset + data.len() as u64;
-                        let a = offset.max(start);
-                        let b = end.min(start + new_len as u64);
-                        (a < b).then(|| {
-                            let from = (a - offset) as usize;
-                            let to = (b - offset) as usize;
-                            ((a - start) as usize, &data[from..to])
+                    // Old bytes that survive the cut, and the parts of the
+                    // writes inside this chunk: (offset in chunk, bytes).
+                    let kept = (old_len as u64).min(base_size.saturating_sub(start)) as usize;
+                    let pieces: Vec<(usize, &[u8])> = writes
+                        .iter()
+                        .filter_map(|&(offset, data)| {
+                            let end = offset + data.len() as u64;
+                            let a = offset.max(start);
+                            let b = end.min(start + new_len as u64);
+                            (a < b).then(|| {
+                                let from = (a - offset) as usize;
+                                let to = (b - offset) as usize;
+                                ((a - start) as usize, &data[from..to])
+                            })
                         })
-                    });
-                    let content_same = old_len == new_len && piece.is_none();
+                        .collect();
+                    let content_same = old_len == new_len && kept == old_len && pieces.is_empty();
                     if content_same && k != 0 {
                         continue;
                     }
@@ -117,20 +165,19 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                             fragments: block.fragments.clone(),
                         },
                         _ => {
-                            let covers =
-                                piece.is_some_and(|(at, bytes)| at == 0 && bytes.len() == new_len);
-                            let mut data = match (&old, covers) {
-                                (Some((_, block)), false) if old_len > 0 => {
+                            let mut data = match &old {
+                                Some((_, block)) if kept > 0 && !covers(&pieces, new_len) => {
                                     let mut d =
                                         self.content(&data_key, &label, Some(&bat), block).await?;
-                                    d.truncate(old_len);
+                                    d.truncate(kept);
                                     d
                                 }
                                 _ => Vec::new(),
                             };
+                            data.truncate(kept);
                             data.resize(new_len, 0);
-                            if let Some((at, bytes)) = piece {
-                                data[at..at + bytes.len()].copy_from_slice(bytes);
+                            for (at, bytes) in &pieces {
+                                data[*at..*at + bytes.len()].copy_from_slice(bytes);
                             }
                             Content::Plain {
                                 key: data_key.clone(),
@@ -186,4 +233,19 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         })
         .await
     }
+}
+
+/// Whether the pieces together cover `0..len`.
+fn covers(pieces: &[(usize, &[u8])], len: usize) -> bool {
+    let mut ranges: Vec<(usize, usize)> =
+        pieces.iter().map(|(at, b)| (*at, at + b.len())).collect();
+    ranges.sort_unstable();
+    let mut reached = 0;
+    for (a, b) in ranges {
+        if a > reached {
+            return false;
+        }
+        reached = reached.max(b);
+    }
+    reached >= len
 }
