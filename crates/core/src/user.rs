@@ -270,6 +270,12 @@ impl UserContext {
         &self.fs
     }
 
+    /// The user's filesystem, shared (for layers that keep it, like a
+    /// mount).
+    pub fn fs_arc(&self) -> Arc<RemoteFs> {
+        Arc::clone(&self.fs)
+    }
+
     /// Converts an absolute path (`/alice/docs/a.txt`) into a path in
     /// [`fs`](Self::fs) (`/docs/a.txt`).
     pub fn path(&self, absolute: &str) -> Result<String> {

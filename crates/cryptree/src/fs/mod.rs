@@ -806,6 +806,22 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let view = View::default();
         let file = self.resolve(&view, path).await?;
         file.require_file()?;
+        self.read_found(&view, &file, offset, len).await
+    }
+
+    /// Reads `len` bytes at `offset` of an opened file, like
+    /// [`read`](Self::read) but without a path lookup or pointer read.
+    pub async fn read_open(&self, file: &OpenFile, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.read_found(&file.view, &file.found, offset, len).await
+    }
+
+    async fn read_found(
+        &self,
+        view: &View,
+        file: &Found,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         let size = file.props.size;
         let end = offset.saturating_add(len as u64).min(size);
         if offset >= end {
@@ -814,14 +830,14 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let mut out = Vec::with_capacity((end - offset) as usize);
         let first = offset / node::CHUNK_SIZE;
         let last = (end - 1) / node::CHUNK_SIZE;
-        for (index, label, bat) in Self::file_chunks(&file) {
+        for (index, label, bat) in Self::file_chunks(file) {
             if index < first {
                 continue;
             }
             if index > last {
                 break;
             }
-            let (_, block) = self.file_chunk(&view, &file, index, &label, &bat).await?;
+            let (_, block) = self.file_chunk(view, file, index, &label, &bat).await?;
             let chunk_start = index * node::CHUNK_SIZE;
             // The range within this chunk.
             let from = (offset.max(chunk_start) - chunk_start) as usize;

@@ -1,0 +1,261 @@
+//! Bytes written through an open file and not yet committed.
+
+use std::collections::BTreeMap;
+
+use peergos_cryptree::Patch;
+
+/// A file change waiting to be committed: first a cut or zero-extension of
+/// the stored file to `size` (if set), then extents of new bytes over it,
+/// zero-filling any gap. Extents never overlap or touch: a write next to or
+/// over an extent merges into it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dirty {
+    size: Option<u64>,
+    extents: BTreeMap<u64, Vec<u8>>,
+    bytes: usize,
+    modified: Option<i64>,
+}
+
+/// A truncation that cannot be folded into the waiting change: commit the
+/// change first, then truncate.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CommitFirst;
+
+impl Dirty {
+    /// Nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.size.is_none() && self.extents.is_empty() && self.modified.is_none()
+    }
+
+    /// Bytes of data waiting.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The file's length once applied to a stored file of `stored` bytes.
+    pub fn len(&self, stored: u64) -> u64 {
+        let base = self.size.unwrap_or(stored);
+        let end = self
+            .extents
+            .iter()
+            .next_back()
+            .map_or(0, |(at, data)| at + data.len() as u64);
+        base.max(end)
+    }
+
+    /// Records bytes written at `offset`.
+    pub fn write(&mut self, offset: u64, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let end = offset + data.len() as u64;
+        // The extent that starts at or before `offset` and reaches it
+        // absorbs the write; so do all later extents it reaches.
+        let mut start = offset;
+        let mut merged = Vec::new();
+        if let Some((&at, existing)) = self.extents.range(..=offset).next_back() {
+            if at + existing.len() as u64 >= offset {
+                start = at;
+                let existing = self.extents.remove(&at).unwrap_or_default();
+                self.bytes -= existing.len();
+                merged = existing;
+            }
+        }
+        let from = (offset - start) as usize;
+        if merged.len() < from + data.len() {
+            merged.resize(from + data.len(), 0);
+        }
+        merged[from..from + data.len()].copy_from_slice(data);
+        let later: Vec<u64> = self
+            .extents
+            .range(offset..=end)
+            .map(|(&at, _)| at)
+            .collect();
+        for at in later {
+            let Some(next) = self.extents.remove(&at) else {
+                continue;
+            };
+            self.bytes -= next.len();
+            let next_end = at + next.len() as u64;
+            if next_end > end {
+                // Keep the part of the later extent past the write.
+                let keep = (end - at) as usize;
+                merged.extend_from_slice(&next[keep..]);
+            }
+        }
+        self.bytes += merged.len();
+        self.extents.insert(start, merged);
+    }
+
+    /// Records a cut or zero-extension to `size`. It folds in only when no
+    /// bytes wait and it does not extend past an earlier cut (which would
+    /// need the bytes between to read as zeros).
+    pub fn truncate(&mut self, size: u64) -> Result<(), CommitFirst> {
+        if !self.extents.is_empty() || self.size.is_some_and(|earlier| size > earlier) {
+            return Err(CommitFirst);
+        }
+        self.size = Some(size);
+        Ok(())
+    }
+
+    /// Records the modification time to commit (milliseconds).
+    pub fn set_modified(&mut self, modified: i64) {
+        self.modified = Some(modified);
+    }
+
+    /// The change as one [`Patch`].
+    pub fn patch(&self) -> Patch<'_> {
+        Patch {
+            size: self.size,
+            writes: self
+                .extents
+                .iter()
+                .map(|(&at, data)| (Some(at), data.as_slice()))
+                .collect(),
+            modified: self.modified,
+        }
+    }
+
+    /// Turns `buf`, the file's bytes at `offset` before this change (a
+    /// file of `stored` bytes; `buf` holds what of `offset..offset + want`
+    /// exists), into the bytes after it: at most `want`, fewer at the new
+    /// end.
+    pub fn overlay(&self, stored: u64, offset: u64, want: usize, buf: &mut Vec<u8>) {
+        let kept = self.size.map_or(stored, |s| s.min(stored));
+        let new_len = self.len(stored);
+        if kept < offset + buf.len() as u64 {
+            buf.truncate(kept.saturating_sub(offset) as usize);
+        }
+        let visible = new_len.saturating_sub(offset).min(want as u64) as usize;
+        buf.resize(visible, 0);
+        let end = offset + visible as u64;
+        // The extent that starts before `offset` may reach into the range.
+        let first = self
+            .extents
+            .range(..=offset)
+            .next_back()
+            .map_or(offset, |(&at, _)| at);
+        for (&at, data) in self.extents.range(first..end) {
+            let a = at.max(offset);
+            let b = (at + data.len() as u64).min(end);
+            if a < b {
+                buf[(a - offset) as usize..(b - offset) as usize]
+                    .copy_from_slice(&data[(a - at) as usize..(b - at) as usize]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What committing a patch does to a file (the cryptree's meaning).
+    fn apply(base: &[u8], patch: &Patch<'_>) -> Vec<u8> {
+        let mut out = base.to_vec();
+        if let Some(size) = patch.size {
+            out.resize(size as usize, 0);
+        }
+        for (at, data) in &patch.writes {
+            let at = at.map_or(out.len(), |a| a as usize);
+            if out.len() < at + data.len() {
+                out.resize(at + data.len(), 0);
+            }
+            out[at..at + data.len()].copy_from_slice(data);
+        }
+        out
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(u16, Vec<u8>),
+        Truncate(u16),
+        Commit,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3000u16, proptest::collection::vec(any::<u8>(), 0..700))
+                .prop_map(|(at, data)| Op::Write(at, data)),
+            1 => (0..3000u16).prop_map(Op::Truncate),
+            1 => Just(Op::Commit),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the writes and cuts, the waiting change reads like the
+        /// model file, and committing it gives the model file.
+        #[test]
+        fn dirty_reads_and_commits_like_the_file(
+            base in proptest::collection::vec(any::<u8>(), 0..3000),
+            ops in proptest::collection::vec(op(), 0..40),
+            reads in proptest::collection::vec((0..4000u64, 0..1500usize), 1..8),
+        ) {
+            let mut stored = base.clone();
+            let mut model = base;
+            let mut dirty = Dirty::default();
+            for op in ops {
+                match op {
+                    Op::Write(at, data) => {
+                        let at = usize::from(at);
+                        // A write of nothing changes nothing, not even the size.
+                        if !data.is_empty() {
+                            if model.len() < at + data.len() {
+                                model.resize(at + data.len(), 0);
+                            }
+                            model[at..at + data.len()].copy_from_slice(&data);
+                        }
+                        dirty.write(at as u64, &data);
+                    }
+                    Op::Truncate(size) => {
+                        model.resize(usize::from(size), 0);
+                        if dirty.truncate(u64::from(size)).is_err() {
+                            stored = apply(&stored, &dirty.patch());
+                            dirty = Dirty::default();
+                            prop_assert!(dirty.truncate(u64::from(size)).is_ok());
+                        }
+                    }
+                    Op::Commit => {
+                        stored = apply(&stored, &dirty.patch());
+                        dirty = Dirty::default();
+                    }
+                }
+                let total: usize = dirty.extents.values().map(Vec::len).sum();
+                prop_assert_eq!(dirty.bytes(), total);
+                // Extents never overlap or touch.
+                let mut last_end = None;
+                for (&at, data) in &dirty.extents {
+                    prop_assert!(!data.is_empty());
+                    if let Some(end) = last_end {
+                        prop_assert!(at > end);
+                    }
+                    last_end = Some(at + data.len() as u64);
+                }
+            }
+            prop_assert_eq!(dirty.len(stored.len() as u64), model.len() as u64);
+            for (offset, want) in reads {
+                let from = (offset as usize).min(stored.len());
+                let to = (offset as usize + want).min(stored.len());
+                let mut buf = stored[from..to].to_vec();
+                dirty.overlay(stored.len() as u64, offset, want, &mut buf);
+                let a = (offset as usize).min(model.len());
+                let b = (offset as usize + want).min(model.len());
+                prop_assert_eq!(&buf[..], &model[a..b]);
+            }
+            prop_assert_eq!(apply(&stored, &dirty.patch()), model);
+        }
+    }
+
+    #[test]
+    fn a_cut_past_an_earlier_cut_needs_a_commit() {
+        let mut dirty = Dirty::default();
+        assert_eq!(dirty.truncate(10), Ok(()));
+        assert_eq!(dirty.truncate(5), Ok(()));
+        assert_eq!(dirty.truncate(7), Err(CommitFirst));
+        dirty.write(0, b"x");
+        assert_eq!(dirty.truncate(1), Err(CommitFirst));
+        assert!(!dirty.is_empty());
+        assert!(Dirty::default().is_empty());
+    }
+}
