@@ -80,7 +80,18 @@ fn ci() -> Result {
         ],
         &[],
     )?;
-    run(&root, "cargo", &["test", "--workspace", "--locked"], &[])?;
+    let fuse = test_programs();
+    let require: &[(&str, &str)] = if fuse {
+        &[("PEERGOS_REQUIRE_FUSE", "1")]
+    } else {
+        &[]
+    };
+    run(
+        &root,
+        "cargo",
+        &["test", "--workspace", "--locked"],
+        require,
+    )?;
     run(
         &root,
         "cargo",
@@ -95,6 +106,77 @@ fn ci() -> Result {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Debian packages the tests drive: FUSE (mounting), and the programs the
+/// mount tests run on a mount.
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("fusermount3", "fuse3"),
+    ("rsync", "rsync"),
+    ("sqlite3", "sqlite3"),
+    ("git", "git"),
+    ("python3", "python3"),
+];
+
+fn has_program(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs what the mount tests need if it is missing (as root, with
+/// apt-get), and says whether they can run here. When they can, the tests
+/// are told to fail rather than skip if FUSE is unusable.
+fn test_programs() -> bool {
+    eprintln!("\n==> programs the tests need");
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(program, _)| !has_program(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        if root && has_program("apt-get") {
+            eprintln!("installing {}", missing.join(" "));
+            let updated = Command::new("apt-get").args(["update", "-qq"]).status();
+            let installed = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+            if !updated.is_ok_and(|s| s.success()) || !installed.is_ok_and(|s| s.success()) {
+                eprintln!("installing {} failed", missing.join(" "));
+            }
+        } else {
+            eprintln!(
+                "missing {} and cannot install them (not root, or no apt-get)",
+                missing.join(" ")
+            );
+        }
+    }
+    let still: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(program, _)| !has_program(program))
+        .map(|(program, _)| *program)
+        .collect();
+    let device = Path::new("/dev/fuse").exists();
+    if device && still.is_empty() {
+        eprintln!("FUSE mount tests: will run (and must pass)");
+        true
+    } else {
+        let why = if device {
+            format!("missing {}", still.join(", "))
+        } else {
+            "/dev/fuse does not exist".to_string()
+        };
+        eprintln!("FUSE mount tests: SKIPPED ({why}); every other test runs");
+        false
+    }
 }
 
 /// The fuzz targets, read from `fuzz/fuzz_targets/`.

@@ -297,7 +297,9 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
                 if path.strip_prefix('/') == Some(name.as_str()) {
                     return Ok(Some("/".into()));
                 }
-                Err(peergos_cryptree::Error::NotFound { path: path.into() }.into())
+                // The root only shows the linked file; nothing can be
+                // added beside it.
+                Err(peergos_cryptree::Error::ReadOnly { path: path.into() }.into())
             }
         }
     }
@@ -519,16 +521,12 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             }
             return Ok(self.attr_of(ino, &entry));
         }
-        let handle = fh
+        // Through a handle (ftruncate, futimens), the change waits with
+        // the handle's bytes, in order.
+        if let Some(handle) = fh
             .and_then(|fh| self.handle(fh).ok())
             .filter(|h| h.writable)
-            .or_else(|| {
-                lock(&self.inner.handles)
-                    .values()
-                    .find(|h| h.ino == ino && h.writable)
-                    .cloned()
-            });
-        if let Some(handle) = handle {
+        {
             let mut state = handle.state.lock().await;
             if let Some(size) = size {
                 if state.dirty.truncate(size).is_err() {
@@ -541,8 +539,15 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             }
             self.note_pending(&handle, &state).await;
             drop(state);
-            return self.getattr(ino).await;
+            let mut attr = self.getattr(ino).await?;
+            if let Some(modified) = modified {
+                attr.modified = modified;
+            }
+            return Ok(attr);
         }
+        // By path (truncate, utimensat): whatever open handles hold is
+        // committed first, so a later commit of theirs cannot undo this.
+        self.commit_inode_handles(&path).await?;
         let fs_path = self.fs_path(&path)?.ok_or(Error::ReadOnlyMount)?;
         let patch = peergos_cryptree::Patch {
             size,
@@ -877,6 +882,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     async fn commit_change(&self, ino: u64, change: &Dirty) -> Result<Entry> {
         let path = &self.path_of(ino)?;
         let fs_path = self.fs_path(path)?.ok_or(Error::ReadOnlyMount)?;
+        tracing::debug!("committing {} bytes to {path}", change.bytes());
         let mut entry = self.inner.fs.patch(&fs_path, &change.patch()).await?;
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
         let (dir, name) = parent_and_name(path);
