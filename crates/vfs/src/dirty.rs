@@ -103,6 +103,25 @@ impl Dirty {
         self.modified = Some(modified);
     }
 
+    /// The modification time to commit, if one was set.
+    pub fn modified(&self) -> Option<i64> {
+        self.modified
+    }
+
+    /// The whole content, when the change describes a file from nothing:
+    /// no bytes kept from before and one run of bytes from offset 0 (or
+    /// none). A new file can then be stored in one upload.
+    pub fn from_empty(&self) -> Option<&[u8]> {
+        if self.size.is_some_and(|s| s > 0) {
+            return None;
+        }
+        match self.extents.len() {
+            0 => Some(&[]),
+            1 => self.extents.get(&0).map(Vec::as_slice),
+            _ => None,
+        }
+    }
+
     /// The change as one [`Patch`].
     pub fn patch(&self) -> Patch<'_> {
         Patch {
@@ -245,6 +264,23 @@ mod tests {
             }
             prop_assert_eq!(apply(&stored, &dirty.patch()), model);
         }
+    }
+
+    #[test]
+    fn a_new_file_is_one_run_from_zero() {
+        let mut dirty = Dirty::default();
+        assert_eq!(dirty.from_empty(), Some(&[][..]));
+        dirty.write(0, b"abc");
+        dirty.write(3, b"def");
+        assert_eq!(dirty.from_empty(), Some(&b"abcdef"[..]));
+        dirty.write(10, b"x");
+        assert_eq!(dirty.from_empty(), None, "a gap");
+        let mut late = Dirty::default();
+        late.write(5, b"x");
+        assert_eq!(late.from_empty(), None, "not from zero");
+        let mut sized = Dirty::default();
+        assert_eq!(sized.truncate(9), Ok(()));
+        assert_eq!(sized.from_empty(), None, "zeros to keep");
     }
 
     #[test]

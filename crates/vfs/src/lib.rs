@@ -52,6 +52,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 const SEQUENTIAL_AFTER: u64 = 1 << 20;
 /// Decrypted chunks a handle keeps for reading.
 const HANDLE_CHUNKS: usize = 2;
+/// Chunks fetched ahead of a sequential reader.
+const READ_AHEAD: u64 = 2;
+/// How far from the end of the last read a read may start and still count
+/// as sequential.
+const SEQUENTIAL_SLACK: u64 = 4 << 20;
 /// `rename` flag: fail if the target exists.
 pub const RENAME_NOREPLACE: u32 = 1;
 
@@ -145,13 +150,17 @@ struct Reader {
     generation: u64,
     file: Arc<OpenFile>,
     chunks: Vec<(u64, Bytes)>,
-    prefetch: Option<(u64, JoinHandle<Result<Bytes>>)>,
+    /// Chunks being fetched ahead, in order.
+    prefetch: std::collections::VecDeque<(u64, JoinHandle<Result<Bytes>>)>,
     next_offset: u64,
     sequential: u64,
 }
 
 #[derive(Default)]
 struct HandleState {
+    /// The file was made by this handle and is not stored yet: its first
+    /// commit creates it (with its bytes, in one upload when it can).
+    creating: bool,
     dirty: Dirty,
     inflight: Option<Inflight>,
     /// A background commit's failure, reported by the next call.
@@ -174,6 +183,8 @@ struct Inner<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
     inodes: Mutex<Inodes>,
     cache: Mutex<Cache>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Files made by `create` and not stored yet, by path.
+    creating: Mutex<HashMap<String, Entry>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_fh: AtomicU64,
     versions: tokio::sync::Mutex<Option<Vec<(PublicKeyHash, u64)>>>,
@@ -235,6 +246,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
                     root: None,
                 }),
                 handles: Mutex::new(HashMap::new()),
+                creating: Mutex::new(HashMap::new()),
                 dirs: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 versions: tokio::sync::Mutex::new(None),
@@ -374,7 +386,34 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     async fn find(&self, path: &str) -> Result<Option<Entry>> {
         let (dir, name) = parent_and_name(path);
         let listing = self.listing(&dir).await?;
-        Ok(listing.iter().find(|e| e.name == name).cloned())
+        if let Some(entry) = listing.iter().find(|e| e.name == name) {
+            return Ok(Some(entry.clone()));
+        }
+        Ok(lock(&self.inner.creating).get(path).cloned())
+    }
+
+    /// Files being created in `dir` (not stored yet), by name.
+    fn creating_in(&self, dir: &str) -> Vec<Entry> {
+        lock(&self.inner.creating)
+            .iter()
+            .filter(|(path, _)| parent_and_name(path).0 == dir)
+            .map(|(_, entry)| entry.clone())
+            .collect()
+    }
+
+    /// Stores the files being created at `path` or under it, so that an
+    /// operation on the stored tree finds them.
+    async fn store_created(&self, path: &str) -> Result<()> {
+        let prefix = format!("{path}/");
+        let paths: Vec<String> = lock(&self.inner.creating)
+            .keys()
+            .filter(|p| *p == path || p.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for p in paths {
+            self.commit_inode_handles(&p).await?;
+        }
+        Ok(())
     }
 
     /// Refuses a new entry at `path` if anything, even hidden, is there.
@@ -586,6 +625,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         let dir = self.path_of(parent)?;
         let path = child(&dir, name);
         let fs_path = self.fs_path(&path)?.ok_or(Error::ReadOnlyMount)?;
+        self.store_created(&path).await?;
         self.inner.fs.rmdir(&fs_path).await?;
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
         self.cache_edit(&dir, name, None);
@@ -622,7 +662,8 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
                 name: "..".into(),
                 kind: Kind::Dir,
             });
-            for e in listing.iter().filter(|e| !e.hidden) {
+            let creating = self.creating_in(&path);
+            for e in listing.iter().filter(|e| !e.hidden).chain(&creating) {
                 entries.push(DirEntry {
                     ino: inodes.get_or_insert(&child(&path, &e.name), false),
                     name: e.name.clone(),
@@ -664,6 +705,12 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         if self.entry(&path).await?.kind == Kind::Dir {
             return Err(peergos_cryptree::Error::IsADirectory { path }.into());
         }
+        if lock(&self.inner.creating).remove(&path).is_some() {
+            // Never stored: forgetting the path is the whole removal (the
+            // handle finds no path to commit to).
+            lock(&self.inner.inodes).remove(&path);
+            return Ok(());
+        }
         self.inner.fs.rm(&fs_path).await?;
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
         self.cache_edit(&dir, name, None);
@@ -701,7 +748,9 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             _ => {}
         }
         // Commit what open handles of the moving file hold, under its old
-        // name, so nothing is committed to a path that is gone.
+        // name, so nothing is committed to a path that is gone; files being
+        // created inside a moving folder are stored first.
+        self.store_created(&from).await?;
         self.commit_inode_handles(&from).await?;
         self.inner.fs.rename(&fs_from, &fs_to).await?;
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
@@ -750,19 +799,38 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         fh
     }
 
-    /// Creates an empty file and opens it for writing.
+    /// Creates an empty file and opens it for writing. It is stored by the
+    /// handle's first commit (with its first bytes, in one upload); until
+    /// then only this mount sees it.
     pub async fn create(&self, parent: u64, name: &std::ffi::OsStr) -> Result<(Attr, u64)> {
         self.writable_mount()?;
         let name = name_str(name)?;
         let dir = self.path_of(parent)?;
         let path = child(&dir, name);
         let fs_path = self.fs_path(&path)?.ok_or(Error::ReadOnlyMount)?;
+        if !self.entry(&dir).await?.writable {
+            return Err(peergos_cryptree::Error::ReadOnly { path: dir }.into());
+        }
         self.require_free(&path).await?;
-        let entry = self.inner.fs.write_file(&fs_path, &[]).await?;
-        self.inner.commits.fetch_add(1, Ordering::Relaxed);
-        self.cache_edit(&dir, name, Some(entry.clone()));
+        // Nothing is stored yet: the handle's first commit (a full chunk,
+        // fsync or close) makes the file with its bytes in one upload.
+        let _ = fs_path;
+        let entry = Entry {
+            name: name.to_string(),
+            kind: Kind::File,
+            size: 0,
+            modified: now_ms(),
+            mime: String::new(),
+            hidden: false,
+            writable: true,
+        };
+        lock(&self.inner.creating).insert(path.clone(), entry.clone());
         let ino = lock(&self.inner.inodes).get_or_insert(&path, true);
-        let fh = self.new_handle(ino, true, HandleState::default());
+        let state = HandleState {
+            creating: true,
+            ..HandleState::default()
+        };
+        let fh = self.new_handle(ino, true, state);
         Ok((self.attr_of(ino, &entry), fh))
     }
 
@@ -770,6 +838,8 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     /// commit.
     pub async fn open(&self, ino: u64, write: bool, truncate: bool) -> Result<u64> {
         let path = self.path_of(ino)?;
+        // A second handle works on the stored file.
+        self.store_created(&path).await?;
         let entry = self.entry(&path).await?;
         if entry.kind == Kind::Dir {
             return Err(peergos_cryptree::Error::IsADirectory { path }.into());
@@ -813,6 +883,9 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
 
     /// The committed length the handle's snapshot (or the cache) knows.
     async fn stored_len(&self, handle: &Handle, state: &HandleState) -> Result<u64> {
+        if state.creating {
+            return Ok(0);
+        }
         let generation = lock(&self.inner.cache).generation;
         if let Some(reader) = &state.reader {
             if reader.generation == generation {
@@ -842,7 +915,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     /// previous commit.
     async fn commit_background(&self, handle: &Handle, state: &mut HandleState) -> Result<()> {
         self.settle(state).await;
-        if state.dirty.is_empty() {
+        if state.dirty.is_empty() && !state.creating {
             return Ok(());
         }
         let change = Arc::new(std::mem::take(&mut state.dirty));
@@ -850,10 +923,17 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             // Removed while open: the bytes have nowhere to go.
             return Ok(());
         }
+        if std::mem::take(&mut state.creating) {
+            // The first commit of a new file makes it, here and now.
+            if let Err(e) = self.commit_change(handle.ino, &change, true).await {
+                state.error.get_or_insert(e);
+            }
+            return Ok(());
+        }
         let vfs = self.clone();
         let job = Arc::clone(&change);
         let ino = handle.ino;
-        let task = tokio::spawn(async move { vfs.commit_change(ino, &job).await });
+        let task = tokio::spawn(async move { vfs.commit_patch(ino, &job).await });
         state.inflight = Some(Inflight { change, task });
         Ok(())
     }
@@ -861,11 +941,12 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     /// Commits what waits and reports any failure since the last report.
     async fn commit_now(&self, handle: &Handle, state: &mut HandleState) -> Result<()> {
         self.settle(state).await;
-        if !state.dirty.is_empty() {
+        if !state.dirty.is_empty() || state.creating {
             let change = std::mem::take(&mut state.dirty);
+            let create = std::mem::take(&mut state.creating);
             state.reader = None;
             if self.path_of(handle.ino).is_ok() {
-                if let Err(e) = self.commit_change(handle.ino, &change).await {
+                if let Err(e) = self.commit_change(handle.ino, &change, create).await {
                     state.error.get_or_insert(e);
                 }
             }
@@ -879,11 +960,59 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
 
     /// Commits `change` to the file's path at the time of the commit (it
     /// may have been renamed since the bytes were written).
-    async fn commit_change(&self, ino: u64, change: &Dirty) -> Result<Entry> {
+    /// A file made by `create` is stored by its first commit (`create`).
+    async fn commit_change(&self, ino: u64, change: &Dirty, create: bool) -> Result<Entry> {
+        if !create {
+            return self.commit_patch(ino, change).await;
+        }
+        let path = &self.path_of(ino)?;
+        let fs_path = self.fs_path(path)?.ok_or(Error::ReadOnlyMount)?;
+        tracing::debug!("creating {path} with {} bytes", change.bytes());
+        let stored = {
+            match change.from_empty() {
+                // The common case: one upload makes the file with its bytes.
+                Some(bytes) => {
+                    let options = peergos_cryptree::UploadOptions {
+                        modified: change.modified(),
+                        ..Default::default()
+                    };
+                    let (fs_dir, name) = parent_and_name(&fs_path);
+                    self.inner
+                        .fs
+                        .write_files(&fs_dir, vec![(name, bytes.to_vec(), options)])
+                        .await
+                        .and_then(|mut made| {
+                            made.pop().ok_or(peergos_cryptree::Error::Task(
+                                "a one-file write returned no entry".into(),
+                            ))
+                        })
+                }
+                None => {
+                    let made = self.inner.fs.write_file(&fs_path, &[]).await;
+                    self.inner.commits.fetch_add(1, Ordering::Relaxed);
+                    match made {
+                        Ok(_) => self.inner.fs.patch(&fs_path, &change.patch()).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        };
+        lock(&self.inner.creating).remove(path);
+        self.stored(path, stored?)
+    }
+
+    /// Commits a change to a stored file (a `Send` future, for background
+    /// commits).
+    async fn commit_patch(&self, ino: u64, change: &Dirty) -> Result<Entry> {
         let path = &self.path_of(ino)?;
         let fs_path = self.fs_path(path)?.ok_or(Error::ReadOnlyMount)?;
         tracing::debug!("committing {} bytes to {path}", change.bytes());
-        let mut entry = self.inner.fs.patch(&fs_path, &change.patch()).await?;
+        let entry = self.inner.fs.patch(&fs_path, &change.patch()).await?;
+        self.stored(path, entry)
+    }
+
+    /// Records a commit's outcome in the cache.
+    fn stored(&self, path: &str, mut entry: Entry) -> Result<Entry> {
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
         let (dir, name) = parent_and_name(path);
         entry.name = name.clone();
@@ -923,7 +1052,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         let outcome = {
             let mut state = handle.state.lock().await;
             if let Some(reader) = &mut state.reader {
-                if let Some((_, task)) = reader.prefetch.take() {
+                for (_, task) in reader.prefetch.drain(..) {
                     task.abort();
                 }
             }
@@ -963,6 +1092,12 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             self.settle(&mut state).await;
         }
         let generation = lock(&self.inner.cache).generation;
+        if state.creating {
+            // Not stored yet: every byte is in the handle.
+            let mut buf = Vec::new();
+            state.dirty.overlay(0, offset, size as usize, &mut buf);
+            return Ok(buf);
+        }
         if state
             .reader
             .as_ref()
@@ -975,7 +1110,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
                 generation,
                 file,
                 chunks: Vec::new(),
-                prefetch: None,
+                prefetch: std::collections::VecDeque::new(),
                 next_offset: 0,
                 sequential: 0,
             });
@@ -1006,12 +1141,15 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
 
     /// Committed bytes `offset..offset + len` of the handle's snapshot.
     async fn read_stored(&self, reader: &mut Reader, offset: u64, len: usize) -> Result<Vec<u8>> {
-        if offset == reader.next_offset {
+        // The kernel reads ahead with several requests at once, so they
+        // may arrive a little out of order: near the last one still counts
+        // as sequential.
+        if offset.abs_diff(reader.next_offset) <= SEQUENTIAL_SLACK {
             reader.sequential += len as u64;
         } else {
             reader.sequential = 0;
         }
-        reader.next_offset = offset + len as u64;
+        reader.next_offset = reader.next_offset.max(offset + len as u64);
         if reader.sequential < SEQUENTIAL_AFTER {
             // Small or scattered reads: only the fragments they touch.
             return Ok(self.inner.fs.read_open(&reader.file, offset, len).await?);
@@ -1031,21 +1169,21 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             out.extend_from_slice(&chunk[from..to]);
             at = start + to as u64;
         }
-        // Fetch the next chunk while this one is read.
-        let next = end / CHUNK_SIZE + 1;
-        if next < reader.file.chunk_count()
-            && reader.prefetch.as_ref().is_none_or(|(i, _)| *i != next)
-            && !reader.chunks.iter().any(|(i, _)| *i == next)
-        {
-            if let Some((_, old)) = reader.prefetch.take() {
-                old.abort();
+        // Fetch the next chunks while this one is read.
+        let mut next = end / CHUNK_SIZE + 1;
+        while next < reader.file.chunk_count() && next <= end / CHUNK_SIZE + READ_AHEAD {
+            let known = reader.prefetch.iter().any(|(i, _)| *i == next)
+                || reader.chunks.iter().any(|(i, _)| *i == next);
+            if !known {
+                let fs = Arc::clone(&self.inner.fs);
+                let file = Arc::clone(&reader.file);
+                let index = next;
+                reader.prefetch.push_back((
+                    index,
+                    tokio::spawn(async move { Ok(fs.read_open_chunk(&file, index).await?) }),
+                ));
             }
-            let fs = Arc::clone(&self.inner.fs);
-            let file = Arc::clone(&reader.file);
-            reader.prefetch = Some((
-                next,
-                tokio::spawn(async move { Ok(fs.read_open_chunk(&file, next).await?) }),
-            ));
+            next += 1;
         }
         Ok(out)
     }
@@ -1054,17 +1192,23 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         if let Some((_, data)) = reader.chunks.iter().find(|(i, _)| *i == index) {
             return Ok(data.clone());
         }
-        let data = match reader.prefetch.take() {
-            Some((i, task)) if i == index => match task.await {
+        // Fetches ahead of a position the reader left are dropped.
+        while reader.prefetch.front().is_some_and(|(i, _)| *i < index) {
+            if let Some((_, task)) = reader.prefetch.pop_front() {
+                task.abort();
+            }
+        }
+        let ahead = if reader.prefetch.front().is_some_and(|(i, _)| *i == index) {
+            reader.prefetch.pop_front()
+        } else {
+            None
+        };
+        let data = match ahead {
+            Some((_, task)) => match task.await {
                 Ok(outcome) => outcome?,
                 Err(e) => return Err(peergos_cryptree::Error::Task(e.to_string()).into()),
             },
-            other => {
-                if let Some((_, task)) = other {
-                    task.abort();
-                }
-                self.inner.fs.read_open_chunk(&reader.file, index).await?
-            }
+            None => self.inner.fs.read_open_chunk(&reader.file, index).await?,
         };
         if reader.chunks.len() >= HANDLE_CHUNKS {
             reader.chunks.remove(0);

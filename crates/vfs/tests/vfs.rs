@@ -365,3 +365,74 @@ async fn statfs_without_a_space_source_reports_nothing() {
     let st = s.vfs.statfs().await.unwrap();
     assert_eq!((st.blocks, st.free, st.name_max), (0, 0, 255));
 }
+
+#[tokio::test]
+async fn a_new_file_is_stored_whole_by_its_first_commit() {
+    let s = setup(Options::default()).await;
+    let commits = s.vfs.counters().commits;
+    let (attr, fh) = s.vfs.create(ROOT, os("new.txt")).await.unwrap();
+    s.vfs.write(fh, 0, b"hello").await.unwrap();
+    // This mount sees it at once; the stored tree does not have it yet.
+    assert_eq!(s.vfs.lookup(ROOT, os("new.txt")).await.unwrap().size, 5);
+    let dh = s.vfs.opendir(ROOT).await.unwrap();
+    assert!(s
+        .vfs
+        .readdir(dh, 0)
+        .unwrap()
+        .iter()
+        .any(|e| e.name == "new.txt"));
+    assert_eq!(s.vfs.read(fh, 1, 10).await.unwrap(), b"ello");
+    assert!(s.other.stat("/new.txt").await.is_err());
+    assert_eq!(
+        s.vfs.create(ROOT, os("new.txt")).await.unwrap_err().errno(),
+        libc::EEXIST
+    );
+    s.vfs.release(fh).await.unwrap();
+    assert_eq!(
+        s.vfs.counters().commits - commits,
+        1,
+        "one commit makes the file"
+    );
+    assert_eq!(read_all(&s.other, "/new.txt").await, b"hello");
+    assert_eq!(s.vfs.getattr(attr.ino).await.unwrap().size, 5);
+
+    // An empty file (touch) is stored on close too.
+    let (_, fh) = s.vfs.create(ROOT, os("empty")).await.unwrap();
+    s.vfs.release(fh).await.unwrap();
+    assert_eq!(s.other.stat("/empty").await.unwrap().size, 0);
+
+    // Removed before it was ever stored: nothing reaches the tree.
+    let (_, fh) = s.vfs.create(ROOT, os("scratch")).await.unwrap();
+    s.vfs.write(fh, 0, b"temporary").await.unwrap();
+    s.vfs.unlink(ROOT, os("scratch")).await.unwrap();
+    s.vfs.release(fh).await.unwrap();
+    assert!(s.other.stat("/scratch").await.is_err());
+    assert_eq!(
+        s.vfs.lookup(ROOT, os("scratch")).await.unwrap_err().errno(),
+        libc::ENOENT
+    );
+
+    // A folder moved while a file inside it is being made takes it along.
+    let dir = s.vfs.mkdir(ROOT, os("d")).await.unwrap();
+    let (_, fh) = s.vfs.create(dir.ino, os("inside")).await.unwrap();
+    s.vfs.write(fh, 0, b"in").await.unwrap();
+    s.vfs
+        .rename(ROOT, os("d"), ROOT, os("moved"), 0)
+        .await
+        .unwrap();
+    s.vfs.write(fh, 2, b"side").await.unwrap();
+    s.vfs.release(fh).await.unwrap();
+    assert_eq!(read_all(&s.other, "/moved/inside").await, b"inside");
+    assert_eq!(
+        s.vfs.rmdir(ROOT, os("moved")).await.unwrap_err().errno(),
+        libc::ENOTEMPTY
+    );
+
+    // A second open of a file being made sees the stored file.
+    let (made, fh) = s.vfs.create(ROOT, os("twice")).await.unwrap();
+    s.vfs.write(fh, 0, b"first").await.unwrap();
+    let second = s.vfs.open(made.ino, false, false).await.unwrap();
+    assert_eq!(s.vfs.read(second, 0, 100).await.unwrap(), b"first");
+    s.vfs.release(second).await.unwrap();
+    s.vfs.release(fh).await.unwrap();
+}

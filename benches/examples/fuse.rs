@@ -1,0 +1,231 @@
+//! The FUSE mount against gocryptfs, measured in the same run on the same
+//! disk: sequential write and read of one large file, and creating many
+//! small files. Both are encrypted filesystems in userspace; gocryptfs
+//! keeps its ciphertext in a local folder, peergos-fuse sends it to a
+//! release `peergos-daemon` on loopback.
+//!
+//! ```sh
+//! cargo build --release --bin peergos-daemon --bin peergos-fuse
+//! cargo run --release -p peergos-benches --example fuse [MIB] [SMALL_FILES]
+//! ```
+//!
+//! Needs `fuse3` and `gocryptfs` (Debian packages). Prints a markdown
+//! table for `docs/BENCHMARKS.md`.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peergos_core::{HttpNetwork, NetworkAccess, UserContext};
+use peergos_testkit::cryptree::data;
+use peergos_testkit::daemon::TempDaemon;
+
+const MIB: usize = 1 << 20;
+
+fn wait_mounted(dir: &Path, before: u64, child: Option<&mut Child>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut child = child;
+    while std::fs::metadata(dir).unwrap().dev() == before {
+        if let Some(c) = child.as_deref_mut() {
+            assert!(c.try_wait().unwrap().is_none(), "the mount process exited");
+        }
+        assert!(Instant::now() < deadline, "{} did not mount", dir.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Peergos {
+    binary: PathBuf,
+    url: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Peergos {
+    fn mount(&mut self) {
+        let before = std::fs::metadata(&self.dir).unwrap().dev();
+        let mut child = Command::new(&self.binary)
+            .args(["--server", &self.url, "--username", "bench"])
+            .arg(&self.dir)
+            .env("PEERGOS_PASSWORD", "password")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        wait_mounted(&self.dir, before, Some(&mut child));
+        self.child = Some(child);
+    }
+
+    fn unmount(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Gocryptfs {
+    cipher: PathBuf,
+    dir: PathBuf,
+}
+
+impl Gocryptfs {
+    fn mount(&self) {
+        let status = Command::new("gocryptfs")
+            .args(["-q", "-extpass", "echo bench-password"])
+            .arg(&self.cipher)
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "gocryptfs mount failed");
+    }
+
+    fn unmount(&self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Writes `mib` MiB to `path` in 1 MiB writes and fsyncs; MiB/s.
+fn write_big(path: &Path, source: &[u8], mib: usize) -> f64 {
+    let started = Instant::now();
+    let mut f = std::fs::File::create(path).unwrap();
+    for i in 0..mib {
+        let at = (i * 4099) % (source.len() - MIB);
+        f.write_all(&source[at..at + MIB]).unwrap();
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    mib as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Reads the file in 1 MiB reads; MiB/s.
+fn read_big(path: &Path) -> f64 {
+    let started = Instant::now();
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; MIB];
+    let mut total = 0usize;
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    (total / MIB) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Creates `count` 4 KiB files in 20 folders; files/s.
+fn small_files(root: &Path, count: usize) -> f64 {
+    let piece = data(7, 4096);
+    let started = Instant::now();
+    for d in 0..20 {
+        std::fs::create_dir(root.join(format!("d{d}"))).unwrap();
+    }
+    for i in 0..count {
+        std::fs::write(root.join(format!("d{}/f{i}", i % 20)), &piece).unwrap();
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+fn drop_caches() -> bool {
+    std::fs::write("/proc/sys/vm/drop_caches", b"3").is_ok()
+}
+
+fn main() {
+    let mib: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1024);
+    let count: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2000);
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    let (daemon_bin, fuse_bin) = (target.join("peergos-daemon"), target.join("peergos-fuse"));
+    assert!(
+        daemon_bin.exists() && fuse_bin.exists(),
+        "build them first: cargo build --release --bin peergos-daemon --bin peergos-fuse"
+    );
+    let tmp =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
+    let daemon = TempDaemon::start(
+        &daemon_bin,
+        &tmp.path().join("daemon"),
+        &["--default-quota", "1000000000000"],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let net: Arc<dyn NetworkAccess> = Arc::new(HttpNetwork::new(daemon.url()).unwrap());
+    runtime
+        .block_on(UserContext::signup(net, "bench", "password", None))
+        .unwrap();
+
+    let mut ours = Peergos {
+        binary: fuse_bin,
+        url: daemon.url().to_string(),
+        dir: tmp.path().join("peergos"),
+        child: None,
+    };
+    std::fs::create_dir_all(&ours.dir).unwrap();
+    let theirs = Gocryptfs {
+        cipher: tmp.path().join("gocryptfs-cipher"),
+        dir: tmp.path().join("gocryptfs"),
+    };
+    std::fs::create_dir_all(&theirs.cipher).unwrap();
+    std::fs::create_dir_all(&theirs.dir).unwrap();
+    let init = Command::new("gocryptfs")
+        .args(["-init", "-q", "-extpass", "echo bench-password"])
+        .arg(&theirs.cipher)
+        .status()
+        .expect("gocryptfs (apt-get install gocryptfs)");
+    assert!(init.success());
+
+    let source = data(3, 64 * MIB);
+    ours.mount();
+    theirs.mount();
+    let ours_write = write_big(&ours.dir.join("big"), &source, mib);
+    let theirs_write = write_big(&theirs.dir.join("big"), &source, mib);
+    // Fresh mounts (and, if allowed, an empty page cache) before reading.
+    ours.unmount();
+    theirs.unmount();
+    let dropped = drop_caches();
+    ours.mount();
+    theirs.mount();
+    let theirs_read = read_big(&theirs.dir.join("big"));
+    let ours_read = read_big(&ours.dir.join("big"));
+    let theirs_small = small_files(&theirs.dir, count);
+    let ours_small = small_files(&ours.dir, count);
+    ours.unmount();
+    theirs.unmount();
+
+    println!(
+        "| {mib} MiB file, {count} small files; page cache {} before reads |||",
+        if dropped {
+            "dropped"
+        } else {
+            "not dropped (no permission)"
+        }
+    );
+    println!("| measure | peergos-fuse | gocryptfs | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| sequential write, 1 MiB writes + fsync | {ours_write:.0} MiB/s | {theirs_write:.0} MiB/s | {:.2} |",
+        ours_write / theirs_write
+    );
+    println!(
+        "| sequential read, fresh mount | {ours_read:.0} MiB/s | {theirs_read:.0} MiB/s | {:.2} |",
+        ours_read / theirs_read
+    );
+    println!(
+        "| create {count} files of 4 KiB | {ours_small:.0} files/s | {theirs_small:.0} files/s | {:.2} |",
+        ours_small / theirs_small
+    );
+}
