@@ -154,6 +154,88 @@ impl Inodes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Lookup(u8),
+        Rename(u8, u8),
+        Remove(u8),
+    }
+
+    /// Paths over a small alphabet, nested up to three deep.
+    fn path(i: u8) -> String {
+        let names = ["a", "b", "c"];
+        let mut out = String::new();
+        let mut n = usize::from(i) % 39 + 1;
+        while n > 0 {
+            out.push('/');
+            out.push_str(names[(n - 1) % 3]);
+            n = (n - 1) / 3;
+        }
+        out
+    }
+
+    proptest! {
+        /// Against a model (path -> number), every known number has the
+        /// path the model says and numbers are never shared.
+        #[test]
+        fn the_table_matches_a_model(ops in proptest::collection::vec(
+            prop_oneof![
+                any::<u8>().prop_map(Op::Lookup),
+                (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Rename(a, b)),
+                any::<u8>().prop_map(Op::Remove),
+            ],
+            0..60,
+        )) {
+            let mut table = Inodes::default();
+            let mut model: HashMap<String, u64> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Lookup(i) => {
+                        let p = path(i);
+                        let ino = table.get_or_insert(&p, true);
+                        if let Some(&known) = model.get(&p) {
+                            prop_assert_eq!(ino, known);
+                        }
+                        model.insert(p, ino);
+                    }
+                    Op::Rename(a, b) => {
+                        let (from, to) = (path(a), path(b));
+                        if to.starts_with(&format!("{from}/")) || from == to {
+                            continue;
+                        }
+                        table.rename(&from, &to);
+                        let prefix = format!("{from}/");
+                        let to_prefix = format!("{to}/");
+                        model.retain(|p, _| *p != to && !p.starts_with(&to_prefix));
+                        let moved: Vec<(String, u64)> = model
+                            .iter()
+                            .filter(|(p, _)| **p == from || p.starts_with(&prefix))
+                            .map(|(p, i)| (p.clone(), *i))
+                            .collect();
+                        for (p, i) in moved {
+                            model.remove(&p);
+                            model.insert(format!("{to}{}", &p[from.len()..]), i);
+                        }
+                    }
+                    Op::Remove(i) => {
+                        let p = path(i);
+                        table.remove(&p);
+                        let prefix = format!("{p}/");
+                        model.retain(|q, _| *q != p && !q.starts_with(&prefix));
+                    }
+                }
+                for (p, ino) in &model {
+                    prop_assert_eq!(table.path(*ino), Some(p.clone()));
+                }
+                let mut numbers: Vec<u64> = model.values().copied().collect();
+                numbers.sort_unstable();
+                numbers.dedup();
+                prop_assert_eq!(numbers.len(), model.len());
+            }
+        }
+    }
 
     #[test]
     fn renames_move_subtrees_and_keep_numbers() {

@@ -53,7 +53,7 @@ const SEQUENTIAL_AFTER: u64 = 1 << 20;
 /// Decrypted chunks a handle keeps for reading.
 const HANDLE_CHUNKS: usize = 2;
 /// Chunks fetched ahead of a sequential reader.
-const READ_AHEAD: u64 = 2;
+const READ_AHEAD: u64 = 3;
 /// How far from the end of the last read a read may start and still count
 /// as sequential.
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
