@@ -822,3 +822,95 @@ fn links_and_read_only_shares_refuse_writes() {
         b"edited through the link"
     );
 }
+
+#[test]
+fn background_mode_detaches_and_unmounts_from_outside() {
+    if !fuse_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let url = server_with(tmp.path(), &["alice"]);
+    let dir = tmp.path().join("mnt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = tmp.path().join("fuse.log");
+    // The starting process returns once the mount is up.
+    let out = Command::new(FUSE)
+        .args([
+            "--server",
+            &url,
+            "--username",
+            "alice",
+            "--background",
+            "--log-file",
+        ])
+        .arg(&log)
+        .arg(&dir)
+        .env("PEERGOS_PASSWORD", password("alice"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("mounted"), "{said}");
+    assert!(is_mounted(&dir));
+    std::fs::write(dir.join("bg.txt"), b"from the background").unwrap();
+
+    // Unmounting from outside ends the detached process, which commits
+    // and exits.
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("unmounted")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the background process did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rt = runtime();
+    let alice = rt
+        .block_on(UserContext::login(net(&url), "alice", &password("alice")))
+        .unwrap();
+    assert_eq!(
+        rt.block_on(alice.fs().read("/bg.txt", 0, 100)).unwrap(),
+        b"from the background"
+    );
+
+    // A wrong password fails in the starting process, with the reason.
+    let out = Command::new(FUSE)
+        .args([
+            "--server",
+            &url,
+            "--username",
+            "alice",
+            "--background",
+            "--log-file",
+        ])
+        .arg(&log)
+        .arg(&dir)
+        .env("PEERGOS_PASSWORD", "wrong")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(said.contains("before mounting"), "{said}");
+    assert!(!is_mounted(&dir));
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("wrong username or password"),
+        "the log says why"
+    );
+}
