@@ -89,6 +89,35 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
     })
 }
 
+/// Appends every link (tag 42) inside `value` to `out`, in document order:
+/// the edges of the block graph, for walks such as garbage collection.
+pub fn links(value: &Value, out: &mut Vec<crate::Cid>) -> Result<()> {
+    match value {
+        Value::Tag(LINK_TAG, inner) => match inner.as_ref() {
+            Value::Bytes(bytes) => out.push(link_from_tagged_bytes(bytes)?),
+            _ => {
+                return Err(Error::MalformedCbor {
+                    reason: "tag 42 must wrap a byte string".into(),
+                })
+            }
+        },
+        Value::Tag(_, inner) => links(inner, out)?,
+        Value::Array(items) => {
+            for item in items {
+                links(item, out)?;
+            }
+        }
+        Value::Map(entries) => {
+            for (key, item) in entries {
+                links(key, out)?;
+                links(item, out)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Encodes a [`Value`] canonically, sorting its maps first.
 ///
 /// Fails if the value is outside the DAG-CBOR data model (floats, non-text
@@ -288,6 +317,35 @@ mod tests {
             "a46161f56464617461420102646c696e6bf6657a6562726101"
         );
         assert_eq!(from_slice::<Node>(&bytes).unwrap(), node);
+    }
+
+    #[test]
+    fn links_are_found_wherever_they_nest() {
+        #[derive(serde::Serialize)]
+        struct Doc {
+            first: crate::Cid,
+            list: Vec<Option<crate::Cid>>,
+            plain: u64,
+        }
+        let (a, b) = (
+            crate::Cid::hash(crate::Codec::Raw, b"a"),
+            crate::Cid::hash(crate::Codec::DagCbor, b"b"),
+        );
+        let value = to_value(&Doc {
+            first: a,
+            list: vec![None, Some(b), Some(a)],
+            plain: 7,
+        })
+        .unwrap();
+        let mut found = Vec::new();
+        links(&value, &mut found).unwrap();
+        found.sort();
+        let mut want = vec![a, b, a];
+        want.sort();
+        assert_eq!(found, want);
+        let mut none = Vec::new();
+        links(&Value::Integer(3.into()), &mut none).unwrap();
+        assert!(none.is_empty());
     }
 
     #[test]

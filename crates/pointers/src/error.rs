@@ -85,6 +85,13 @@ pub enum Error {
     /// A background task stopped without an answer.
     #[error("pointer store task failed: {0}")]
     Task(String),
+    /// The operation is not offered by this store (listing the pointers
+    /// of a remote server, say).
+    #[error("{operation} is not available on this store")]
+    Unsupported {
+        /// The operation.
+        operation: &'static str,
+    },
 }
 
 /// The two values of a [`Error::CasConflict`].

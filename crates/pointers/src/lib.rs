@@ -81,6 +81,15 @@ pub trait PointerStore: Send + Sync + 'static {
         writer: &PublicKeyHash,
         update: SignedPointer,
     ) -> Result<()>;
+
+    /// The current target of every pointer that has one, in no order: the
+    /// roots garbage collection marks from. Stores that cannot list (a
+    /// remote server) say [`Error::Unsupported`].
+    async fn targets(&self) -> Result<Vec<peergos_ipld::Cid>> {
+        Err(Error::Unsupported {
+            operation: "listing pointers",
+        })
+    }
 }
 
 /// What is stored for a pointer: its sequence, its current target and the

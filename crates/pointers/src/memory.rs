@@ -57,4 +57,9 @@ impl PointerStore for MemoryPointerStore {
         pointers.insert((*owner, *writer), update);
         Ok(())
     }
+
+    async fn targets(&self) -> Result<Vec<peergos_ipld::Cid>> {
+        let pointers = self.pointers.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(pointers.values().filter_map(|p| p.update.current).collect())
+    }
 }

@@ -196,6 +196,24 @@ impl PointerStore for SqlitePointerStore {
             .await
             .map_err(|_| Error::Task("the pointer writer thread dropped an update".into()))?
     }
+
+    async fn targets(&self) -> Result<Vec<Cid>> {
+        self.with_conn(move |conn, path| {
+            let mut statement = conn
+                .prepare("SELECT current FROM pointers WHERE current IS NOT NULL")
+                .map_err(sqlite_err(path))?;
+            let rows = statement
+                .query_map([], |row| row.get::<_, Vec<u8>>(0))
+                .map_err(sqlite_err(path))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let bytes = row.map_err(sqlite_err(path))?;
+                out.push(Cid::from_bytes(&bytes).map_err(|e| corrupt(path, e))?);
+            }
+            Ok(out)
+        })
+        .await
+    }
 }
 
 /// The writer thread: takes every queued update, applies them in one

@@ -96,6 +96,9 @@ pub enum Error {
     /// A background task failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The operation is already running (one garbage collection at a time).
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl Error {
@@ -109,7 +112,7 @@ impl Error {
             | Error::Key(_)
             | Error::Cryptree(_)
             | Error::Social(_) => 400,
-            Error::UsernameTaken(_) => 409,
+            Error::UsernameTaken(_) | Error::Busy(_) => 409,
             Error::UnknownUser(_) | Error::LinkNotFound(_) => 404,
             Error::TooMany(_) => 429,
             Error::LinkRevoked | Error::LinkExpired | Error::LinkUsedUp { .. } => 410,
@@ -148,6 +151,7 @@ impl Error {
             | Error::Cryptree(_)
             | Error::Social(_) => "bad_request",
             Error::UsernameTaken(_) => "username_taken",
+            Error::Busy(_) => "busy",
             Error::UnknownUser(_) => "unknown_user",
             Error::TooMany(_) => "too_many",
             Error::LinkNotFound(_) => "link_not_found",

@@ -17,6 +17,7 @@
 mod accounts;
 pub mod api;
 mod error;
+mod gc;
 pub mod http;
 mod social;
 mod space;
@@ -42,6 +43,7 @@ use zeroize::Zeroizing;
 
 pub use crate::accounts::{Accounts, User};
 pub use crate::error::Error;
+pub use crate::gc::GcReport;
 pub use crate::social::{MAX_LINKS, MAX_PENDING_FOLLOWS};
 
 use crate::api::{
@@ -141,6 +143,9 @@ pub struct Server {
     pki_lock: tokio::sync::Mutex<()>,
     pending: Mutex<HashMap<TransactionId, Pending>>,
     salt_secret: [u8; 32],
+    guard: Arc<gc::Guarded>,
+    gc_lock: tokio::sync::Mutex<()>,
+    gc_last: Mutex<Option<GcReport>>,
 }
 
 fn now_ms() -> u64 {
@@ -199,7 +204,11 @@ impl Server {
     pub async fn open(config: Config) -> Result<Arc<Self>> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        let blocks: Arc<dyn BlockStore> = Arc::new(FileStore::open(dir.join("blocks"))?);
+        let files: Arc<dyn BlockStore> = Arc::new(FileStore::open(dir.join("blocks"))?);
+        // Every write of the server (users' puts, the PKI, ownership) goes
+        // through the guard, which garbage collection relies on.
+        let guard = Arc::new(gc::Guarded::new(files));
+        let blocks: Arc<dyn BlockStore> = guard.clone();
         let ownership = Arc::new(WriterOwnership::new(Arc::clone(&blocks)));
         let rule: Arc<dyn Ownership> = ownership.clone();
         let pointers: Arc<dyn PointerStore> = Arc::new(SqlitePointerStore::open(
@@ -227,6 +236,9 @@ impl Server {
             pki_lock: tokio::sync::Mutex::new(()),
             pending: Mutex::new(HashMap::new()),
             salt_secret,
+            guard,
+            gc_lock: tokio::sync::Mutex::new(()),
+            gc_last: Mutex::new(None),
         });
         server.pki_root().await?;
         Ok(server)

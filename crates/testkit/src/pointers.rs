@@ -100,6 +100,41 @@ pub async fn updates_chain(store: Arc<dyn PointerStore>, _owned: &OwnedKeys, ali
         .unwrap();
 }
 
+/// `targets` lists the current value of every pointer, and nothing for a
+/// pointer that was cleared.
+pub async fn targets_list_every_current_value(
+    store: Arc<dyn PointerStore>,
+    _owned: &OwnedKeys,
+    alice: &Key,
+) {
+    assert!(store.targets().await.unwrap().is_empty());
+    let a = &alice.hash;
+    let bob = Key::random();
+    let b = &bob.hash;
+    store
+        .set(a, a, alice.update(a, None, Some(target(1)), 1))
+        .await
+        .unwrap();
+    store
+        .set(a, a, alice.update(a, Some(target(1)), Some(target(2)), 2))
+        .await
+        .unwrap();
+    store
+        .set(b, b, bob.update(b, None, Some(target(3)), 1))
+        .await
+        .unwrap();
+    let mut got = store.targets().await.unwrap();
+    got.sort();
+    let mut want = vec![target(2), target(3)];
+    want.sort();
+    assert_eq!(got, want);
+    store
+        .set(b, b, bob.update(b, Some(target(3)), None, 2))
+        .await
+        .unwrap();
+    assert_eq!(store.targets().await.unwrap(), vec![target(2)]);
+}
+
 /// Wrong previous values, stale sequences, bad signatures and foreign
 /// writers are refused with their own errors and change nothing.
 pub async fn bad_updates_are_refused(store: Arc<dyn PointerStore>, owned: &OwnedKeys, alice: &Key) {
@@ -261,6 +296,7 @@ macro_rules! pointer_conformance {
             updates_chain,
             bad_updates_are_refused,
             owned_writers_are_accepted,
+            targets_list_every_current_value,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
