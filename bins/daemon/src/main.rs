@@ -42,6 +42,10 @@ struct ServeArgs {
     /// Print a single-use signup link on startup.
     #[arg(long)]
     generate_token: bool,
+    /// Hours between garbage collections; 0 turns the schedule off
+    /// (`peergos-daemon gc` still runs one) [default: 24].
+    #[arg(long, env = "PEERGOS_GC_INTERVAL_HOURS")]
+    gc_interval_hours: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -59,6 +63,9 @@ enum Command {
     },
     /// List users with their usage and quota.
     Usage,
+    /// Ask the running daemon to collect garbage now, and print what it
+    /// freed.
+    Gc,
 }
 
 /// `config.toml` in the data directory: written on first run with the
@@ -71,7 +78,11 @@ struct FileConfig {
     signup: Option<String>,
     default_quota: Option<u64>,
     public_url: Option<String>,
+    gc_interval_hours: Option<f64>,
 }
+
+/// Hours between scheduled garbage collections unless configured.
+const DEFAULT_GC_HOURS: f64 = 24.0;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 
@@ -95,6 +106,7 @@ struct Settings {
     config: Config,
     listen: SocketAddr,
     public_url: Option<String>,
+    gc_hours: f64,
 }
 
 /// Flags and environment over the config file over the defaults; saves
@@ -122,12 +134,20 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
         .or(file.default_quota)
         .unwrap_or(DEFAULT_QUOTA);
     let public_url = args.public_url.clone().or(file.public_url);
+    let gc_hours = args
+        .gc_interval_hours
+        .or(file.gc_interval_hours)
+        .unwrap_or(DEFAULT_GC_HOURS);
+    if !gc_hours.is_finite() || gc_hours < 0.0 {
+        bail!("the garbage collection interval must be 0 (off) or a positive number of hours, not {gc_hours}");
+    }
     if first_run {
         let saved = FileConfig {
             listen: Some(listen),
             signup: Some(signup.as_str().to_string()),
             default_quota: Some(default_quota),
             public_url: public_url.clone(),
+            gc_interval_hours: Some(gc_hours),
         };
         let text = format!(
             "# peergos-daemon settings, written on first run. Flags and\n\
@@ -143,6 +163,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
         config,
         listen,
         public_url,
+        gc_hours,
     })
 }
 
@@ -195,7 +216,66 @@ async fn serve(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
         println!("signup link (single use):");
         println!("{}", signup_link(&base, &token));
     }
+    // Where `peergos-daemon gc` finds this run.
+    let addr_file = data_dir.join("daemon.addr");
+    std::fs::write(&addr_file, address.to_string())
+        .with_context(|| format!("writing {}", addr_file.display()))?;
+    let schedule = (settings.gc_hours > 0.0).then(|| {
+        let server = std::sync::Arc::clone(&server);
+        let every = std::time::Duration::from_secs_f64(settings.gc_hours * 3600.0);
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                timer.tick().await;
+                if let Err(e) = server.collect_garbage().await {
+                    tracing::warn!("scheduled garbage collection failed: {e}");
+                }
+            }
+        })
+    });
     peergos_server::http::serve(server, listener, shutdown_signal()).await?;
+    if let Some(task) = schedule {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(&addr_file);
+    Ok(())
+}
+
+/// `peergos-daemon gc`: asks the daemon running on `data_dir` to collect
+/// garbage, with the admin token it wrote there.
+async fn run_gc(data_dir: &Path) -> Result<()> {
+    let read = |name: &str| {
+        let path = data_dir.join(name);
+        std::fs::read_to_string(&path)
+            .with_context(|| {
+                format!(
+                    "reading {} (is the daemon running on {}?)",
+                    path.display(),
+                    data_dir.display()
+                )
+            })
+            .map(|s| s.trim().to_string())
+    };
+    let (addr, token) = (read("daemon.addr")?, read("admin.token")?);
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/admin/gc"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .with_context(|| format!("reaching the daemon at {addr}"))?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        let message = peergos_ipld::cbor::from_slice::<peergos_server::api::ErrorBody>(&body)
+            .map(|b| b.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).to_string());
+        bail!("the daemon refused ({status}): {message}");
+    }
+    let report: peergos_server::GcReport = peergos_ipld::cbor::from_slice(&body)?;
+    println!(
+        "deleted {} blocks ({} bytes) of {} stored; {} reachable from {} pointers; {} kept for uploads in progress; {} ms",
+        report.deleted, report.freed_bytes, report.stored, report.reachable, report.roots, report.protected, report.elapsed_ms
+    );
     Ok(())
 }
 
@@ -240,6 +320,10 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Gc => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(run_gc(&data_dir)),
     }
 }
 

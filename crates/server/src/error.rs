@@ -96,6 +96,9 @@ pub enum Error {
     /// A background task failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An admin route without the admin token.
+    #[error("this needs the admin token from the data directory (admin.token)")]
+    AdminOnly,
     /// The operation is already running (one garbage collection at a time).
     #[error("{0}")]
     Busy(String),
@@ -116,7 +119,7 @@ impl Error {
             Error::UnknownUser(_) | Error::LinkNotFound(_) => 404,
             Error::TooMany(_) => 429,
             Error::LinkRevoked | Error::LinkExpired | Error::LinkUsedUp { .. } => 410,
-            Error::LinkDenied => 403,
+            Error::LinkDenied | Error::AdminOnly => 403,
             Error::TokenRequired | Error::BadLogin | Error::Stale(_) => 403,
             Error::UnknownOwner(_) => 404,
             Error::Pki(
@@ -152,6 +155,7 @@ impl Error {
             | Error::Social(_) => "bad_request",
             Error::UsernameTaken(_) => "username_taken",
             Error::Busy(_) => "busy",
+            Error::AdminOnly => "admin_only",
             Error::UnknownUser(_) => "unknown_user",
             Error::TooMany(_) => "too_many",
             Error::LinkNotFound(_) => "link_not_found",

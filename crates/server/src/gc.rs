@@ -206,6 +206,8 @@ impl Server {
             "garbage collection finished"
         );
         *self.gc_last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+        self.gc_runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(report)
     }
 

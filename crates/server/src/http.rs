@@ -108,6 +108,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/links/{name}/revoke", post(revoke_link))
         .route("/v1/links/{name}/update", post(update_link))
         .route("/v1/links/open", post(open_link))
+        .route("/metrics", get(metrics))
+        .route("/v1/admin/gc", post(admin_gc))
         .fallback(|| async {
             cbor_response(
                 StatusCode::NOT_FOUND,
@@ -120,7 +122,111 @@ pub fn router(server: Arc<Server>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&server),
+            track,
+        ))
         .with_state(server)
+}
+
+/// Routes that cost the server real work for anyone who asks (a signup
+/// claims a name; login answers cost a database read and a signature
+/// check each): limited per client.
+const LIMITED: [&str; 3] = ["/v1/signup", "/v1/login/{name}/params", "/v1/login/{name}"];
+
+/// The client a rate limit counts: the `X-Real-IP` a reverse proxy on
+/// this machine sets, else the connection's address. Clients on this
+/// machine without a proxy header are not limited.
+fn client_of(request: &axum::extract::Request) -> Option<std::net::IpAddr> {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())?;
+    if peer.is_loopback() {
+        return request
+            .headers()
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+    }
+    Some(peer)
+}
+
+/// Counts every request for `/metrics` and applies the rate limits.
+async fn track(
+    State(server): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let length = |headers: &axum::http::HeaderMap| {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let bytes_in = length(request.headers());
+    if LIMITED.contains(&route.as_str()) {
+        if let Some(client) = client_of(&request) {
+            if let Err(wait) = server.rate_limit(&route, client) {
+                server.metrics().record_limited(&route);
+                let mut answer = Error::TooMany(format!(
+                    "too many requests from {client}; try again in {} s",
+                    wait.as_secs() + 1
+                ))
+                .into_response();
+                if let Ok(value) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
+                    answer.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                return answer;
+            }
+        }
+    }
+    let response = next.run(request).await;
+    let bytes_out = length(response.headers());
+    server.metrics().record(
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+        bytes_in,
+        bytes_out,
+    );
+    response
+}
+
+async fn metrics(State(server): Shared) -> Result<Response, Error> {
+    let text = server.render_metrics()?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// Runs a garbage collection now, for `peergos-daemon gc`; needs the
+/// admin token from the data directory as `Authorization: Bearer TOKEN`.
+async fn admin_gc(
+    State(server): Shared,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Error> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !server.is_admin(token) {
+        return Err(Error::AdminOnly);
+    }
+    Ok(ok(&server.collect_garbage().await?))
 }
 
 /// Serves `server` on `listener` until `shutdown` completes, then lets
@@ -130,9 +236,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(server))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(server).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn info(State(server): Shared) -> Response {

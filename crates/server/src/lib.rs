@@ -19,6 +19,7 @@ pub mod api;
 mod error;
 mod gc;
 pub mod http;
+pub mod metrics;
 mod social;
 mod space;
 
@@ -146,6 +147,11 @@ pub struct Server {
     guard: Arc<gc::Guarded>,
     gc_lock: tokio::sync::Mutex<()>,
     gc_last: Mutex<Option<GcReport>>,
+    gc_runs: std::sync::atomic::AtomicU64,
+    metrics: metrics::Metrics,
+    signup_limit: metrics::RateLimit,
+    login_limit: metrics::RateLimit,
+    admin_token: String,
 }
 
 fn now_ms() -> u64 {
@@ -160,6 +166,42 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Erro
         path: path.display().to_string(),
         source,
     }
+}
+
+/// Requests one client may make to `/v1/signup` at once, then one every
+/// [`SIGNUP_EVERY_SECS`].
+pub const SIGNUP_BURST: u32 = 5;
+/// Seconds per signup once the burst is used.
+pub const SIGNUP_EVERY_SECS: u64 = 60;
+/// Requests one client may make to the login routes at once, then one
+/// every [`LOGIN_EVERY_SECS`].
+pub const LOGIN_BURST: u32 = 20;
+/// Seconds per login request once the burst is used.
+pub const LOGIN_EVERY_SECS: u64 = 3;
+
+/// Writes a fresh random admin token to `path` (mode 0600): whoever can
+/// read the data directory may ask the running daemon for admin work.
+fn write_admin_token(path: &Path) -> Result<String> {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    let token = data_encoding::HEXLOWER.encode(&bytes);
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp).map_err(io_err("create", &tmp))?;
+        file.write_all(token.as_bytes())
+            .map_err(io_err("write", &tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io_err("rename", path))?;
+    Ok(token)
 }
 
 /// Reads the server's key from `path`, creating it (mode 0600) on first run.
@@ -219,6 +261,7 @@ impl Server {
         ownership.attach(&pointers);
         let accounts = Accounts::open(&dir.join("accounts.sqlite"))?;
         let key = load_key(&dir.join("server.key"))?;
+        let admin_token = write_admin_token(&dir.join("admin.token"))?;
         let id = PublicKeyHash::of(&key.public());
         let salt_secret = peergos_keys::sha256(
             &[b"peergos/fake-salt/v1".as_slice(), key.seed().as_ref()].concat(),
@@ -239,6 +282,17 @@ impl Server {
             guard,
             gc_lock: tokio::sync::Mutex::new(()),
             gc_last: Mutex::new(None),
+            gc_runs: std::sync::atomic::AtomicU64::new(0),
+            metrics: metrics::Metrics::default(),
+            signup_limit: metrics::RateLimit::new(
+                SIGNUP_BURST,
+                std::time::Duration::from_secs(SIGNUP_EVERY_SECS),
+            ),
+            login_limit: metrics::RateLimit::new(
+                LOGIN_BURST,
+                std::time::Duration::from_secs(LOGIN_EVERY_SECS),
+            ),
+            admin_token,
         });
         server.pki_root().await?;
         Ok(server)
@@ -247,6 +301,117 @@ impl Server {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The request counters behind `/metrics`.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Whether `token` is this run's admin token (compared in constant
+    /// time).
+    pub fn is_admin(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        token.len() == self.admin_token.len()
+            && bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes()))
+    }
+
+    /// Takes one request of `client` on a rate-limited route (`signup` or
+    /// `login`); Err says how long to wait.
+    pub fn rate_limit(
+        &self,
+        route: &str,
+        client: std::net::IpAddr,
+    ) -> std::result::Result<(), std::time::Duration> {
+        let limit = if route == "/v1/signup" {
+            &self.signup_limit
+        } else {
+            &self.login_limit
+        };
+        limit.check(client, Instant::now())
+    }
+
+    /// Everything `/metrics` reports, as Prometheus text.
+    pub fn render_metrics(&self) -> Result<String> {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        self.metrics.render(&mut out);
+        let usage = self.accounts.usage()?;
+        let used: u64 = usage.iter().map(|(_, used, _)| used).sum();
+        let quota: u64 = usage.iter().map(|(_, _, quota)| quota).sum();
+        let open = match self.pending.lock() {
+            Ok(p) => p.len(),
+            Err(p) => p.into_inner().len(),
+        };
+        let gauges = [
+            (
+                "peergos_users",
+                "Accounts on this server.",
+                usage.len() as u64,
+            ),
+            (
+                "peergos_used_bytes",
+                "Bytes the accounts use, from their trees.",
+                used,
+            ),
+            (
+                "peergos_quota_bytes",
+                "The accounts' quotas, summed.",
+                quota,
+            ),
+            (
+                "peergos_open_transactions",
+                "Upload transactions with blocks, not yet closed.",
+                open as u64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        let runs = self.gc_runs.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP peergos_gc_runs_total Garbage collections finished.\n# TYPE peergos_gc_runs_total counter\npeergos_gc_runs_total {runs}"
+        );
+        if let Some(last) = self.last_gc() {
+            let gauges = [
+                (
+                    "peergos_gc_last_deleted_blocks",
+                    "Blocks the last collection deleted.",
+                    last.deleted as f64,
+                ),
+                (
+                    "peergos_gc_last_freed_bytes",
+                    "Bytes the last collection freed.",
+                    last.freed_bytes as f64,
+                ),
+                (
+                    "peergos_gc_last_reachable_blocks",
+                    "Blocks reachable at the last collection.",
+                    last.reachable as f64,
+                ),
+                (
+                    "peergos_gc_last_stored_blocks",
+                    "Blocks stored after the last collection.",
+                    (last.stored - last.deleted) as f64,
+                ),
+                (
+                    "peergos_gc_last_duration_seconds",
+                    "How long the last collection took.",
+                    last.elapsed_ms as f64 / 1000.0,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// The account database (for admin commands).

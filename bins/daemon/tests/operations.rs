@@ -1,0 +1,169 @@
+//! Running a server: garbage collection on demand (`peergos-daemon gc`),
+//! `/metrics`, the admin token, and the rate limits on signup and login.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use peergos_core::{HttpNetwork, NetworkAccess, UserContext};
+use peergos_testkit::cryptree::data;
+use peergos_testkit::daemon::TempDaemon;
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_peergos-daemon");
+
+fn http(url: &str) -> Arc<dyn NetworkAccess> {
+    Arc::new(HttpNetwork::new(url).unwrap())
+}
+
+fn gc(dir: &std::path::Path) -> std::process::Output {
+    Command::new(DAEMON)
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("gc")
+        .output()
+        .unwrap()
+}
+
+/// The first number after `word ` in `text`.
+fn number_after(text: &str, word: &str) -> u64 {
+    text.split(&format!("{word} "))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after '{word}' in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_on_demand_frees_deleted_files_and_metrics_show_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TempDaemon::start(DAEMON, dir.path(), &["--gc-interval-hours", "0"]);
+    let alice = UserContext::signup(http(daemon.url()), "alice", "pw", None)
+        .await
+        .unwrap();
+    alice
+        .fs()
+        .write_file("/kept.bin", &data(1, 1 << 20))
+        .await
+        .unwrap();
+    alice
+        .fs()
+        .write_file("/gone.bin", &data(2, 4 << 20))
+        .await
+        .unwrap();
+    alice.fs().rm("/gone.bin").await.unwrap();
+
+    let out = gc(dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(number_after(&said, "deleted") > 0, "{said}");
+    let freed: u64 = said
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(freed >= 4 << 20, "the deleted 4 MiB were freed: {said}");
+    // A second run finds nothing; the kept file reads back.
+    let again = String::from_utf8_lossy(&gc(dir.path()).stdout).to_string();
+    assert_eq!(number_after(&again, "deleted"), 0, "{again}");
+    assert_eq!(
+        alice.fs().read("/kept.bin", 0, 2 << 20).await.unwrap(),
+        data(1, 1 << 20)
+    );
+
+    // /metrics: requests by route, users, usage, the last collection.
+    let client = reqwest::Client::new();
+    let metrics = client
+        .get(format!("{}/metrics", daemon.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "peergos_http_requests_total{route=\"/v1/blocks/put\",status=\"200\"}",
+        "peergos_http_request_duration_seconds_count{route=\"/v1/pointers/{owner}/{writer}\"}",
+        "peergos_http_received_bytes_total{route=\"/v1/blocks/put\"}",
+        "peergos_users 1",
+        "peergos_gc_runs_total 2",
+        "peergos_gc_last_deleted_blocks 0",
+    ] {
+        assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
+    }
+    let received: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("peergos_http_received_bytes_total{route=\"/v1/blocks/put\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        received >= f64::from(5 << 20),
+        "the uploads' bytes: {received}"
+    );
+
+    // The admin route needs the token.
+    let refused = client
+        .post(format!("{}/v1/admin/gc", daemon.url()))
+        .header("authorization", "Bearer not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signup_and_login_are_rate_limited_per_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+    let client = reqwest::Client::new();
+    // Behind a reverse proxy on this machine, clients are told apart by
+    // X-Real-IP. A burst of signups (malformed bodies still count) from
+    // one client runs out; another client is not affected.
+    let post = |ip: &'static str| {
+        client
+            .post(format!("{}/v1/signup", daemon.url()))
+            .header("x-real-ip", ip)
+            .body(vec![0u8])
+            .send()
+    };
+    for _ in 0..peergos_server::SIGNUP_BURST {
+        assert_eq!(post("203.0.113.7").await.unwrap().status().as_u16(), 400);
+    }
+    let limited = post("203.0.113.7").await.unwrap();
+    assert_eq!(limited.status().as_u16(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_eq!(post("203.0.113.8").await.unwrap().status().as_u16(), 400);
+    // The login routes have their own, larger burst.
+    let params = |ip: &'static str| {
+        client
+            .get(format!("{}/v1/login/nobody/params", daemon.url()))
+            .header("x-real-ip", ip)
+            .send()
+    };
+    for _ in 0..peergos_server::LOGIN_BURST {
+        assert_ne!(params("203.0.113.7").await.unwrap().status().as_u16(), 429);
+    }
+    assert_eq!(params("203.0.113.7").await.unwrap().status().as_u16(), 429);
+    // Clients on this machine without a proxy header are not limited.
+    for _ in 0..10 {
+        UserContext::login(http(daemon.url()), "nobody", "pw")
+            .await
+            .unwrap_err();
+    }
+    let metrics = client
+        .get(format!("{}/metrics", daemon.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("peergos_rate_limited_total{route=\"/v1/signup\"} 1"),
+        "{metrics}"
+    );
+}
