@@ -80,17 +80,18 @@ fn ci() -> Result {
         ],
         &[],
     )?;
-    let fuse = test_programs();
-    let require: &[(&str, &str)] = if fuse {
-        &[("PEERGOS_REQUIRE_FUSE", "1")]
-    } else {
-        &[]
-    };
+    let mut require: Vec<(&str, &str)> = Vec::new();
+    if test_programs() {
+        require.push(("PEERGOS_REQUIRE_FUSE", "1"));
+    }
+    if s3_server() {
+        require.push(("PEERGOS_REQUIRE_S3", "1"));
+    }
     run(
         &root,
         "cargo",
         &["test", "--workspace", "--locked"],
-        require,
+        &require,
     )?;
     run(
         &root,
@@ -175,6 +176,37 @@ fn test_programs() -> bool {
             "/dev/fuse does not exist".to_string()
         };
         eprintln!("FUSE mount tests: SKIPPED ({why}); every other test runs");
+        false
+    }
+}
+
+/// Makes sure `moto_server` (an S3-compatible server, from PyPI) is there
+/// for the S3 tests, installing it with pip if needed; says whether those
+/// tests can run (and so must pass).
+fn s3_server() -> bool {
+    eprintln!("\n==> an S3 server for the S3 tests");
+    let moto = || {
+        has_program("moto_server")
+            || Command::new("python3")
+                .args(["-c", "import moto.server"])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    };
+    if !moto() && has_program("python3") {
+        eprintln!("installing moto[server] with pip");
+        let installed = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "moto[server]"])
+            .status();
+        if !installed.is_ok_and(|s| s.success()) {
+            eprintln!("pip install moto[server] failed");
+        }
+    }
+    if moto() {
+        eprintln!("S3 tests: will run against moto_server (and must pass)");
+        true
+    } else {
+        eprintln!("S3 tests: SKIPPED (moto_server missing and could not be installed)");
         false
     }
 }

@@ -46,6 +46,21 @@ struct ServeArgs {
     /// (`peergos-daemon gc` still runs one) [default: 24].
     #[arg(long, env = "PEERGOS_GC_INTERVAL_HOURS")]
     gc_interval_hours: Option<f64>,
+    /// Keep blocks in this S3-compatible service instead of files under
+    /// the data directory (`http://127.0.0.1:9000`, or an https URL).
+    /// Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "PEERGOS_S3_ENDPOINT", requires = "s3_bucket")]
+    s3_endpoint: Option<String>,
+    /// The bucket (it must exist).
+    #[arg(long, env = "PEERGOS_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// The region [default: us-east-1].
+    #[arg(long, env = "PEERGOS_S3_REGION")]
+    s3_region: Option<String>,
+    /// A prefix for the object names, so the bucket can be shared
+    /// [default: none].
+    #[arg(long, env = "PEERGOS_S3_PREFIX")]
+    s3_prefix: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -79,6 +94,10 @@ struct FileConfig {
     default_quota: Option<u64>,
     public_url: Option<String>,
     gc_interval_hours: Option<f64>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    s3_prefix: Option<String>,
 }
 
 /// Hours between scheduled garbage collections unless configured.
@@ -141,6 +160,36 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
     if !gc_hours.is_finite() || gc_hours < 0.0 {
         bail!("the garbage collection interval must be 0 (off) or a positive number of hours, not {gc_hours}");
     }
+    if !first_run && file.s3_endpoint.is_none() && args.s3_endpoint.is_some() {
+        bail!(
+            "{} keeps its blocks in files (chosen on its first run); moving them to S3 is not \
+             supported in place: start a new data directory with the S3 flags",
+            data_dir.display()
+        );
+    }
+    let s3_endpoint = args.s3_endpoint.clone().or(file.s3_endpoint);
+    let s3_bucket = args.s3_bucket.clone().or(file.s3_bucket);
+    let s3_region = args.s3_region.clone().or(file.s3_region);
+    let s3_prefix = args.s3_prefix.clone().or(file.s3_prefix);
+    let s3 = match (&s3_endpoint, &s3_bucket) {
+        (None, None) => None,
+        (Some(endpoint), Some(bucket)) => {
+            let key = |name: &str| {
+                std::env::var(name).with_context(|| {
+                    format!("S3 blocks need credentials: set {name} (and its pair)")
+                })
+            };
+            Some(peergos_blockstore::S3Config {
+                endpoint: endpoint.clone(),
+                bucket: bucket.clone(),
+                region: s3_region.clone().unwrap_or_else(|| "us-east-1".into()),
+                access_key: key("AWS_ACCESS_KEY_ID")?,
+                secret_key: key("AWS_SECRET_ACCESS_KEY")?,
+                prefix: s3_prefix.clone().unwrap_or_default(),
+            })
+        }
+        _ => bail!("S3 blocks need both an endpoint (--s3-endpoint) and a bucket (--s3-bucket)"),
+    };
     if first_run {
         let saved = FileConfig {
             listen: Some(listen),
@@ -148,6 +197,10 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             default_quota: Some(default_quota),
             public_url: public_url.clone(),
             gc_interval_hours: Some(gc_hours),
+            s3_endpoint,
+            s3_bucket,
+            s3_region,
+            s3_prefix,
         };
         let text = format!(
             "# peergos-daemon settings, written on first run. Flags and\n\
@@ -159,6 +212,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
     let mut config = Config::new(data_dir);
     config.signup = signup;
     config.default_quota = default_quota;
+    config.s3 = s3;
     Ok(Settings {
         config,
         listen,
@@ -257,6 +311,7 @@ async fn run_gc(data_dir: &Path) -> Result<()> {
             .map(|s| s.trim().to_string())
     };
     let (addr, token) = (read("daemon.addr")?, read("admin.token")?);
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::Client::new()
         .post(format!("http://{addr}/v1/admin/gc"))
         .header("authorization", format!("Bearer {token}"))

@@ -146,7 +146,10 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
 async fn start_proxy(upstream: &str) -> (String, Arc<Proxy>) {
     let proxy = Arc::new(Proxy {
         upstream: upstream.to_string(),
-        client: reqwest::Client::new(),
+        client: {
+            peergos_core::init_tls();
+            reqwest::Client::new()
+        },
         attack: Mutex::new(Attack::Honest),
         first_pointer: Mutex::new(Default::default()),
     });
@@ -201,6 +204,7 @@ async fn malformed_requests_get_4xx_with_a_message_and_the_daemon_keeps_serving(
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
     let url = daemon.url().to_string();
+    peergos_core::init_tls();
     let client = reqwest::Client::new();
     let user = UserContext::signup(http(&url), "alice", "pw", None)
         .await

@@ -75,6 +75,7 @@ async fn gc_on_demand_frees_deleted_files_and_metrics_show_it() {
     );
 
     // /metrics: requests by route, users, usage, the last collection.
+    peergos_core::init_tls();
     let client = reqwest::Client::new();
     let metrics = client
         .get(format!("{}/metrics", daemon.url()))
@@ -119,6 +120,7 @@ async fn gc_on_demand_frees_deleted_files_and_metrics_show_it() {
 async fn signup_and_login_are_rate_limited_per_client() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+    peergos_core::init_tls();
     let client = reqwest::Client::new();
     // Behind a reverse proxy on this machine, clients are told apart by
     // X-Real-IP. A burst of signups (malformed bodies still count) from
@@ -165,5 +167,105 @@ async fn signup_and_login_are_rate_limited_per_client() {
     assert!(
         metrics.contains("peergos_rate_limited_total{route=\"/v1/signup\"} 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_in_s3_survive_a_restart_and_never_touch_the_disk() {
+    let Some(endpoint) = peergos_testkit::s3::endpoint() else {
+        return;
+    };
+    let bucket = peergos_testkit::s3::bucket(&endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("AWS_ACCESS_KEY_ID", peergos_testkit::s3::ACCESS_KEY);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", peergos_testkit::s3::SECRET_KEY);
+    let args = [
+        "--s3-endpoint",
+        endpoint.as_str(),
+        "--s3-bucket",
+        bucket.as_str(),
+        "--s3-prefix",
+        "pg/",
+        "--gc-interval-hours",
+        "0",
+    ];
+    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &args);
+    let alice = UserContext::signup(http(daemon.url()), "alice", "pw", None)
+        .await
+        .unwrap();
+    alice
+        .fs()
+        .write_file("/big.bin", &data(5, 7 << 20))
+        .await
+        .unwrap();
+    alice
+        .fs()
+        .write_file("/gone.bin", &data(6, 2 << 20))
+        .await
+        .unwrap();
+    alice.fs().rm("/gone.bin").await.unwrap();
+    // No block file under the data directory.
+    let blocks_dir = dir.path().join("blocks");
+    let on_disk = std::fs::read_dir(&blocks_dir)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        on_disk,
+        0,
+        "blocks were written to {}",
+        blocks_dir.display()
+    );
+
+    // The bucket holds them, under the prefix: 7 MiB and more.
+    peergos_core::init_tls();
+    let listing = reqwest::get(format!("{endpoint}/{bucket}?list-type=2&prefix=pg/blocks/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(listing.matches("<Key>pg/blocks/").count() > 7, "{listing}");
+
+    // A restart without the flags: config.toml remembers the bucket.
+    daemon.stop();
+    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+    let again = UserContext::login(http(daemon.url()), "alice", "pw")
+        .await
+        .unwrap();
+    assert_eq!(
+        again.fs().read("/big.bin", 0, 8 << 20).await.unwrap(),
+        data(5, 7 << 20)
+    );
+    // Garbage collection lists and deletes objects in the bucket.
+    let out = gc(dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(number_after(&said, "deleted") >= 2, "{said}");
+    assert_eq!(
+        again.fs().read("/big.bin", 0, 8 << 20).await.unwrap(),
+        data(5, 7 << 20)
+    );
+    daemon.stop();
+
+    // A files data directory refuses to switch to S3 in place.
+    let files = tempfile::tempdir().unwrap();
+    let mut plain = TempDaemon::start(DAEMON, files.path(), &[]);
+    plain.stop();
+    let refused = Command::new(DAEMON)
+        .arg("--data-dir")
+        .arg(files.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("keeps its blocks in files"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }

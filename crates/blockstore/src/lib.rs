@@ -22,6 +22,8 @@ mod error;
 pub mod file;
 pub mod memory;
 mod put;
+#[cfg(feature = "s3")]
+pub mod s3;
 mod transactions;
 
 use std::collections::BTreeSet;
@@ -37,6 +39,8 @@ pub use crate::error::Error;
 pub use crate::file::FileStore;
 pub use crate::memory::MemoryStore;
 pub use crate::put::{PutBlocks, SignedBlock};
+#[cfg(feature = "s3")]
+pub use crate::s3::{S3Config, S3Store};
 pub use crate::transactions::{TransactionId, TRANSACTION_TIMEOUT};
 
 /// A `Result` whose error is this crate's [`Error`].

@@ -38,7 +38,7 @@ mod social;
 mod user;
 
 pub use crate::error::Error;
-pub use crate::network::{HttpNetwork, InProcess, NetworkAccess, CONNECT_TIMEOUT};
+pub use crate::network::{init_tls, HttpNetwork, InProcess, NetworkAccess, CONNECT_TIMEOUT};
 pub use crate::remote::Remote;
 pub use crate::social::{open_link, LinkListing, LinkOptions, PendingRequest, Place, SharedView};
 pub use crate::user::{RemoteFs, UserContext, CLAIM_LIFETIME_SECS, SHARED_DIR};

@@ -230,7 +230,16 @@ impl NetworkAccess for InProcess {
     }
 }
 
-/// A server over HTTP.
+/// Installs the TLS crypto provider (rustls on ring) for this process,
+/// once; later calls do nothing. [`HttpNetwork::new`] calls it, so
+/// `https://` servers work; call it yourself before building any other
+/// `reqwest` client in a program that links this crate.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A server over HTTP or HTTPS (certificates checked against the
+/// system's roots).
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
@@ -247,6 +256,7 @@ impl HttpNetwork {
                 reason: "the server address must start with http:// or https://".into(),
             });
         }
+        init_tls();
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))

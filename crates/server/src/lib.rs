@@ -109,6 +109,9 @@ pub struct Config {
     /// Whether pointer commits wait for the disk (`Full`) or only for the
     /// log (`Normal`, survives a process crash but not a power cut).
     pub durability: Durability,
+    /// Where blocks are kept: files under `data_dir/blocks` (None), or an
+    /// S3-compatible bucket.
+    pub s3: Option<peergos_blockstore::S3Config>,
 }
 
 impl Config {
@@ -119,6 +122,7 @@ impl Config {
             signup: SignupPolicy::Open,
             default_quota: DEFAULT_QUOTA,
             durability: Durability::Full,
+            s3: None,
         }
     }
 }
@@ -246,7 +250,16 @@ impl Server {
     pub async fn open(config: Config) -> Result<Arc<Self>> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        let files: Arc<dyn BlockStore> = Arc::new(FileStore::open(dir.join("blocks"))?);
+        let files: Arc<dyn BlockStore> = match &config.s3 {
+            None => Arc::new(FileStore::open(dir.join("blocks"))?),
+            Some(s3) => {
+                // Checked now, so a wrong endpoint, bucket or key stops
+                // the start with the reason.
+                let store = peergos_blockstore::S3Store::open(s3)?;
+                store.check().await?;
+                Arc::new(store)
+            }
+        };
         // Every write of the server (users' puts, the PKI, ownership) goes
         // through the guard, which garbage collection relies on.
         let guard = Arc::new(gc::Guarded::new(files));

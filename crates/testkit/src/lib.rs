@@ -13,3 +13,4 @@ pub mod cryptree;
 pub mod daemon;
 pub mod fuzz;
 pub mod pointers;
+pub mod s3;
