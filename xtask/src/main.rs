@@ -87,6 +87,9 @@ fn ci() -> Result {
     if s3_server() {
         require.push(("PEERGOS_REQUIRE_S3", "1"));
     }
+    if postgres_server() {
+        require.push(("PEERGOS_REQUIRE_POSTGRES", "1"));
+    }
     run(
         &root,
         "cargo",
@@ -207,6 +210,45 @@ fn s3_server() -> bool {
         true
     } else {
         eprintln!("S3 tests: SKIPPED (moto_server missing and could not be installed)");
+        false
+    }
+}
+
+/// Makes sure a PostgreSQL server is installed for the Postgres tests (as
+/// root, with apt-get); the tests start its cluster themselves. Says
+/// whether they can run (and so must pass). `PEERGOS_TEST_POSTGRES` (a
+/// connection string) names a server to use instead.
+fn postgres_server() -> bool {
+    eprintln!("\n==> a Postgres server for the Postgres tests");
+    if std::env::var_os("PEERGOS_TEST_POSTGRES").is_some() {
+        eprintln!("Postgres tests: will run against PEERGOS_TEST_POSTGRES");
+        return true;
+    }
+    let installed = || {
+        Command::new("sh")
+            .args(["-c", "ls /usr/lib/postgresql/*/bin/postgres"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !installed() && root && has_program("apt-get") {
+        eprintln!("installing postgresql");
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "postgresql"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+    }
+    if installed() && root && has_program("pg_ctlcluster") && has_program("runuser") {
+        eprintln!("Postgres tests: will run on the local cluster (and must pass)");
+        true
+    } else {
+        eprintln!("Postgres tests: SKIPPED (no postgresql server, or not root; set PEERGOS_TEST_POSTGRES)");
         false
     }
 }

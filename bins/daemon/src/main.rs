@@ -61,6 +61,11 @@ struct ServeArgs {
     /// [default: none].
     #[arg(long, env = "PEERGOS_S3_PREFIX")]
     s3_prefix: Option<String>,
+    /// Keep pointers in this Postgres database instead of pointers.sqlite
+    /// (`host=... user=... password=... dbname=...` or a postgresql://
+    /// URL). Accounts stay in sqlite for now.
+    #[arg(long, env = "PEERGOS_POSTGRES")]
+    postgres: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +103,8 @@ struct FileConfig {
     s3_bucket: Option<String>,
     s3_region: Option<String>,
     s3_prefix: Option<String>,
+    /// "sqlite" or "postgres": where this data directory's pointers are.
+    pointers: Option<String>,
 }
 
 /// Hours between scheduled garbage collections unless configured.
@@ -167,6 +174,27 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             data_dir.display()
         );
     }
+    let pointers = if args.postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    match (
+        first_run,
+        file.pointers.as_deref().unwrap_or("sqlite"),
+        pointers,
+    ) {
+        (false, "postgres", "sqlite") => bail!(
+            "{} keeps its pointers in Postgres: pass --postgres (or set PEERGOS_POSTGRES)",
+            data_dir.display()
+        ),
+        (false, "sqlite", "postgres") => bail!(
+            "{} keeps its pointers in pointers.sqlite (chosen on its first run); moving them \
+             to Postgres is not supported in place: start a new data directory with --postgres",
+            data_dir.display()
+        ),
+        _ => {}
+    }
     let s3_endpoint = args.s3_endpoint.clone().or(file.s3_endpoint);
     let s3_bucket = args.s3_bucket.clone().or(file.s3_bucket);
     let s3_region = args.s3_region.clone().or(file.s3_region);
@@ -201,6 +229,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             s3_bucket,
             s3_region,
             s3_prefix,
+            pointers: Some(pointers.to_string()),
         };
         let text = format!(
             "# peergos-daemon settings, written on first run. Flags and\n\
@@ -213,6 +242,9 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
     config.signup = signup;
     config.default_quota = default_quota;
     config.s3 = s3;
+    // Only the choice is saved to config.toml: the connection string may
+    // hold a password.
+    config.postgres = args.postgres.clone();
     Ok(Settings {
         config,
         listen,

@@ -269,3 +269,76 @@ async fn blocks_in_s3_survive_a_restart_and_never_touch_the_disk() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointers_in_postgres_and_blocks_in_s3() {
+    let Some(database) = peergos_testkit::postgres::database().await else {
+        return;
+    };
+    let Some(endpoint) = peergos_testkit::s3::endpoint() else {
+        return;
+    };
+    let bucket = peergos_testkit::s3::bucket(&endpoint);
+    std::env::set_var("AWS_ACCESS_KEY_ID", peergos_testkit::s3::ACCESS_KEY);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", peergos_testkit::s3::SECRET_KEY);
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--postgres",
+        database.as_str(),
+        "--s3-endpoint",
+        endpoint.as_str(),
+        "--s3-bucket",
+        bucket.as_str(),
+        "--gc-interval-hours",
+        "0",
+    ];
+    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &args);
+    let alice = UserContext::signup(http(daemon.url()), "alice", "pw", None)
+        .await
+        .unwrap();
+    alice
+        .fs()
+        .write_file("/notes.txt", b"kept in S3, found through Postgres")
+        .await
+        .unwrap();
+    assert!(!dir.path().join("pointers.sqlite").exists());
+    let (client, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM pointers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(count >= 2, "the PKI's and alice's pointers: {count}");
+
+    // The password is not written down; the choice is.
+    daemon.stop();
+    let config = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    assert!(
+        config.contains("pointers = \"postgres\"") && !config.contains(&database),
+        "{config}"
+    );
+    let refused = Command::new(DAEMON)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("PEERGOS_POSTGRES")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("keeps its pointers in Postgres"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let daemon = TempDaemon::start(DAEMON, dir.path(), &["--postgres", database.as_str()]);
+    let again = UserContext::login(http(daemon.url()), "alice", "pw")
+        .await
+        .unwrap();
+    assert_eq!(
+        again.fs().read("/notes.txt", 0, 100).await.unwrap(),
+        b"kept in S3, found through Postgres"
+    );
+}

@@ -85,6 +85,9 @@ pub enum Error {
     /// A background task stopped without an answer.
     #[error("pointer store task failed: {0}")]
     Task(String),
+    /// The database refused or failed a query.
+    #[error("pointer database: {0}")]
+    Database(String),
     /// The operation is not offered by this store (listing the pointers
     /// of a remote server, say).
     #[error("{operation} is not available on this store")]

@@ -24,6 +24,8 @@
 mod cache;
 mod error;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 mod update;
 
@@ -33,6 +35,8 @@ use peergos_keys::PublicKeyHash;
 pub use crate::cache::PointerCache;
 pub use crate::error::{CasConflict, Error};
 pub use crate::memory::MemoryPointerStore;
+#[cfg(feature = "postgres")]
+pub use crate::postgres::PostgresPointerStore;
 pub use crate::sqlite::{Durability, SqlitePointerStore};
 pub use crate::update::{PointerUpdate, SignedPointer};
 

@@ -112,6 +112,9 @@ pub struct Config {
     /// Where blocks are kept: files under `data_dir/blocks` (None), or an
     /// S3-compatible bucket.
     pub s3: Option<peergos_blockstore::S3Config>,
+    /// Where pointers are kept: `pointers.sqlite` in the data directory
+    /// (None), or this Postgres database (a connection string).
+    pub postgres: Option<String>,
 }
 
 impl Config {
@@ -123,6 +126,7 @@ impl Config {
             default_quota: DEFAULT_QUOTA,
             durability: Durability::Full,
             s3: None,
+            postgres: None,
         }
     }
 }
@@ -266,11 +270,16 @@ impl Server {
         let blocks: Arc<dyn BlockStore> = guard.clone();
         let ownership = Arc::new(WriterOwnership::new(Arc::clone(&blocks)));
         let rule: Arc<dyn Ownership> = ownership.clone();
-        let pointers: Arc<dyn PointerStore> = Arc::new(SqlitePointerStore::open(
-            dir.join("pointers.sqlite"),
-            rule,
-            config.durability,
-        )?);
+        let pointers: Arc<dyn PointerStore> = match &config.postgres {
+            None => Arc::new(SqlitePointerStore::open(
+                dir.join("pointers.sqlite"),
+                rule,
+                config.durability,
+            )?),
+            Some(url) => {
+                Arc::new(peergos_pointers::PostgresPointerStore::connect(url, rule).await?)
+            }
+        };
         ownership.attach(&pointers);
         let accounts = Accounts::open(&dir.join("accounts.sqlite"))?;
         let key = load_key(&dir.join("server.key"))?;

@@ -13,4 +13,5 @@ pub mod cryptree;
 pub mod daemon;
 pub mod fuzz;
 pub mod pointers;
+pub mod postgres;
 pub mod s3;
