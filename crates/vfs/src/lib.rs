@@ -19,7 +19,7 @@
 //! - **Reads** go through a snapshot of the file taken at the first read
 //!   (renewed after this handle commits or the cache is dropped): small
 //!   reads fetch only the 1 MiB fragments they touch, sequential reads
-//!   switch to whole chunks with the next one fetched ahead. Bytes still
+//!   switch to whole chunks with the next three fetched ahead. Bytes still
 //!   waiting to be committed are laid over what the server holds.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -48,7 +48,7 @@ pub use crate::inode::{child, Inodes, ROOT};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Bytes of sequential reading after which a handle reads whole chunks
-/// and fetches the next one ahead.
+/// and fetches the next chunks ahead.
 const SEQUENTIAL_AFTER: u64 = 1 << 20;
 /// Decrypted chunks a handle keeps for reading.
 const HANDLE_CHUNKS: usize = 2;
