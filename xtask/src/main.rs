@@ -122,6 +122,13 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("python3", "python3"),
 ];
 
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
 fn has_program(name: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
@@ -141,10 +148,7 @@ fn test_programs() -> bool {
         .map(|(_, package)| *package)
         .collect();
     if !missing.is_empty() {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let root = is_root();
         if root && has_program("apt-get") {
             eprintln!("installing {}", missing.join(" "));
             let updated = Command::new("apt-get").args(["update", "-qq"]).status();
@@ -232,10 +236,7 @@ fn postgres_server() -> bool {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let root = is_root();
     if !installed() && root && has_program("apt-get") {
         eprintln!("installing postgresql");
         let _ = Command::new("apt-get").args(["update", "-qq"]).status();

@@ -23,6 +23,32 @@ fn gc(dir: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// The S3 credentials of the test server, for the daemon's environment.
+const S3_ENV: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", peergos_testkit::s3::ACCESS_KEY),
+    ("AWS_SECRET_ACCESS_KEY", peergos_testkit::s3::SECRET_KEY),
+];
+
+/// Signs up alice and leaves a kept file of `kept` bytes (seed 1) and the
+/// garbage of a deleted one of `gone` bytes.
+async fn kept_and_deleted(url: &str, kept: usize, gone: usize) -> UserContext {
+    let alice = UserContext::signup(http(url), "alice", "pw", None)
+        .await
+        .unwrap();
+    alice
+        .fs()
+        .write_file("/kept.bin", &data(1, kept))
+        .await
+        .unwrap();
+    alice
+        .fs()
+        .write_file("/gone.bin", &data(2, gone))
+        .await
+        .unwrap();
+    alice.fs().rm("/gone.bin").await.unwrap();
+    alice
+}
+
 /// The first number after `word ` in `text`.
 fn number_after(text: &str, word: &str) -> u64 {
     text.split(&format!("{word} "))
@@ -36,20 +62,7 @@ fn number_after(text: &str, word: &str) -> u64 {
 async fn gc_on_demand_frees_deleted_files_and_metrics_show_it() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = TempDaemon::start(DAEMON, dir.path(), &["--gc-interval-hours", "0"]);
-    let alice = UserContext::signup(http(daemon.url()), "alice", "pw", None)
-        .await
-        .unwrap();
-    alice
-        .fs()
-        .write_file("/kept.bin", &data(1, 1 << 20))
-        .await
-        .unwrap();
-    alice
-        .fs()
-        .write_file("/gone.bin", &data(2, 4 << 20))
-        .await
-        .unwrap();
-    alice.fs().rm("/gone.bin").await.unwrap();
+    let alice = kept_and_deleted(daemon.url(), 1 << 20, 4 << 20).await;
 
     let out = gc(dir.path());
     let said = String::from_utf8_lossy(&out.stdout).to_string();
@@ -177,8 +190,6 @@ async fn blocks_in_s3_survive_a_restart_and_never_touch_the_disk() {
     };
     let bucket = peergos_testkit::s3::bucket(&endpoint);
     let dir = tempfile::tempdir().unwrap();
-    std::env::set_var("AWS_ACCESS_KEY_ID", peergos_testkit::s3::ACCESS_KEY);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", peergos_testkit::s3::SECRET_KEY);
     let args = [
         "--s3-endpoint",
         endpoint.as_str(),
@@ -189,21 +200,8 @@ async fn blocks_in_s3_survive_a_restart_and_never_touch_the_disk() {
         "--gc-interval-hours",
         "0",
     ];
-    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &args);
-    let alice = UserContext::signup(http(daemon.url()), "alice", "pw", None)
-        .await
-        .unwrap();
-    alice
-        .fs()
-        .write_file("/big.bin", &data(5, 7 << 20))
-        .await
-        .unwrap();
-    alice
-        .fs()
-        .write_file("/gone.bin", &data(6, 2 << 20))
-        .await
-        .unwrap();
-    alice.fs().rm("/gone.bin").await.unwrap();
+    let mut daemon = TempDaemon::start_with_env(DAEMON, dir.path(), &args, &S3_ENV);
+    kept_and_deleted(daemon.url(), 7 << 20, 2 << 20).await;
     // No block file under the data directory.
     let blocks_dir = dir.path().join("blocks");
     let on_disk = std::fs::read_dir(&blocks_dir)
@@ -228,13 +226,13 @@ async fn blocks_in_s3_survive_a_restart_and_never_touch_the_disk() {
 
     // A restart without the flags: config.toml remembers the bucket.
     daemon.stop();
-    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+    let mut daemon = TempDaemon::start_with_env(DAEMON, dir.path(), &[], &S3_ENV);
     let again = UserContext::login(http(daemon.url()), "alice", "pw")
         .await
         .unwrap();
     assert_eq!(
-        again.fs().read("/big.bin", 0, 8 << 20).await.unwrap(),
-        data(5, 7 << 20)
+        again.fs().read("/kept.bin", 0, 8 << 20).await.unwrap(),
+        data(1, 7 << 20)
     );
     // Garbage collection lists and deletes objects in the bucket.
     let out = gc(dir.path());
@@ -246,8 +244,8 @@ async fn blocks_in_s3_survive_a_restart_and_never_touch_the_disk() {
     );
     assert!(number_after(&said, "deleted") >= 2, "{said}");
     assert_eq!(
-        again.fs().read("/big.bin", 0, 8 << 20).await.unwrap(),
-        data(5, 7 << 20)
+        again.fs().read("/kept.bin", 0, 8 << 20).await.unwrap(),
+        data(1, 7 << 20)
     );
     daemon.stop();
 
@@ -279,8 +277,6 @@ async fn pointers_in_postgres_and_blocks_in_s3() {
         return;
     };
     let bucket = peergos_testkit::s3::bucket(&endpoint);
-    std::env::set_var("AWS_ACCESS_KEY_ID", peergos_testkit::s3::ACCESS_KEY);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", peergos_testkit::s3::SECRET_KEY);
     let dir = tempfile::tempdir().unwrap();
     let args = [
         "--postgres",
@@ -292,7 +288,7 @@ async fn pointers_in_postgres_and_blocks_in_s3() {
         "--gc-interval-hours",
         "0",
     ];
-    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &args);
+    let mut daemon = TempDaemon::start_with_env(DAEMON, dir.path(), &args, &S3_ENV);
     let alice = UserContext::signup(http(daemon.url()), "alice", "pw", None)
         .await
         .unwrap();
@@ -333,7 +329,12 @@ async fn pointers_in_postgres_and_blocks_in_s3() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    let daemon = TempDaemon::start(DAEMON, dir.path(), &["--postgres", database.as_str()]);
+    let daemon = TempDaemon::start_with_env(
+        DAEMON,
+        dir.path(),
+        &["--postgres", database.as_str()],
+        &S3_ENV,
+    );
     let again = UserContext::login(http(daemon.url()), "alice", "pw")
         .await
         .unwrap();

@@ -52,6 +52,127 @@ impl FuseFs {
         let runtime = self.runtime.clone();
         self.runtime.spawn_blocking(move || runtime.block_on(job()));
     }
+
+    /// Runs `job` on the vfs (see [`spawn`](Self::spawn)) and answers the
+    /// kernel with its value, or with the errno of its error.
+    fn run<R, F, Fut>(&self, op: &'static str, reply: R, job: F)
+    where
+        R: Answer,
+        F: FnOnce(RemoteVfs) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = peergos_vfs::Result<R::Value>>,
+    {
+        let (vfs, owner) = (self.vfs.clone(), (self.uid, self.gid));
+        self.spawn(move || async move {
+            match job(vfs).await {
+                Ok(value) => reply.answer(value, owner),
+                Err(e) => reply.fail(errno(op, &e)),
+            }
+        });
+    }
+}
+
+/// A kind of FUSE reply, and the vfs value it carries.
+trait Answer: Send + 'static {
+    type Value;
+    /// Replies with `value`; `owner` is the (uid, gid) files show.
+    fn answer(self, value: Self::Value, owner: (u32, u32));
+    /// Replies with an error.
+    fn fail(self, errno: Errno);
+}
+
+impl Answer for ReplyEntry {
+    type Value = Attr;
+    fn answer(self, attr: Attr, (uid, gid): (u32, u32)) {
+        self.entry(&TTL, &file_attr(&attr, uid, gid), Generation(0));
+    }
+    fn fail(self, errno: Errno) {
+        self.error(errno);
+    }
+}
+
+impl Answer for ReplyAttr {
+    type Value = Attr;
+    fn answer(self, attr: Attr, (uid, gid): (u32, u32)) {
+        self.attr(&TTL, &file_attr(&attr, uid, gid));
+    }
+    fn fail(self, errno: Errno) {
+        self.error(errno);
+    }
+}
+
+impl Answer for ReplyEmpty {
+    type Value = ();
+    fn answer(self, (): (), _: (u32, u32)) {
+        self.ok();
+    }
+    fn fail(self, errno: Errno) {
+        self.error(errno);
+    }
+}
+
+impl Answer for ReplyOpen {
+    type Value = u64;
+    fn answer(self, fh: u64, _: (u32, u32)) {
+        self.opened(FileHandle(fh), FopenFlags::empty());
+    }
+    fn fail(self, errno: Errno) {
+        self.error(errno);
+    }
+}
+
+impl Answer for ReplyData {
+    type Value = Vec<u8>;
+    fn answer(self, data: Vec<u8>, _: (u32, u32)) {
+        self.data(&data);
+    }
+    fn fail(self, errno: Errno) {
+        self.error(errno);
+    }
+}
+
+impl Answer for ReplyWrite {
+    type Value = u32;
+    fn answer(self, written: u32, _: (u32, u32)) {
+        self.written(written);
+    }
+    fn fail(self, errno: Errno) {
+        self.error(errno);
+    }
+}
+
+impl Answer for ReplyCreate {
+    type Value = (Attr, u64);
+    fn answer(self, (attr, fh): (Attr, u64), (uid, gid): (u32, u32)) {
+        self.created(
+            &TTL,
+            &file_attr(&attr, uid, gid),
+            Generation(0),
+            FileHandle(fh),
+            FopenFlags::empty(),
+        );
+    }
+    fn fail(self, errno: Errno) {
+        self.error(errno);
+    }
+}
+
+impl Answer for ReplyStatfs {
+    type Value = peergos_vfs::StatFs;
+    fn answer(self, s: peergos_vfs::StatFs, _: (u32, u32)) {
+        self.statfs(
+            s.blocks,
+            s.free,
+            s.free,
+            0,
+            0,
+            s.block_size,
+            s.name_max,
+            s.block_size,
+        );
+    }
+    fn fail(self, errno: Errno) {
+        self.error(errno);
+    }
 }
 
 fn file_attr(attr: &Attr, uid: u32, gid: u32) -> FileAttr {
@@ -116,12 +237,9 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let (vfs, name, uid, gid) = (self.vfs.clone(), name.to_owned(), self.uid, self.gid);
-        self.spawn(move || async move {
-            match vfs.lookup(parent.0, &name).await {
-                Ok(attr) => reply.entry(&TTL, &file_attr(&attr, uid, gid), Generation(0)),
-                Err(e) => reply.error(errno("lookup", &e)),
-            }
+        let name = name.to_owned();
+        self.run("lookup", reply, move |vfs| async move {
+            vfs.lookup(parent.0, &name).await
         });
     }
 
@@ -130,12 +248,8 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
-        self.spawn(move || async move {
-            match vfs.getattr(ino.0).await {
-                Ok(attr) => reply.attr(&TTL, &file_attr(&attr, uid, gid)),
-                Err(e) => reply.error(errno("getattr", &e)),
-            }
+        self.run("getattr", reply, move |vfs| async move {
+            vfs.getattr(ino.0).await
         });
     }
 
@@ -159,13 +273,9 @@ impl fuser::Filesystem for FuseFs {
     ) {
         // Permissions and owners are not stored (access is by capability),
         // so chmod and chown succeed without effect.
-        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
         let modified = mtime.map(millis);
-        self.spawn(move || async move {
-            match vfs.setattr(ino.0, fh.map(|f| f.0), size, modified).await {
-                Ok(attr) => reply.attr(&TTL, &file_attr(&attr, uid, gid)),
-                Err(e) => reply.error(errno("setattr", &e)),
-            }
+        self.run("setattr", reply, move |vfs| async move {
+            vfs.setattr(ino.0, fh.map(|f| f.0), size, modified).await
         });
     }
 
@@ -178,32 +288,23 @@ impl fuser::Filesystem for FuseFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let (vfs, name, uid, gid) = (self.vfs.clone(), name.to_owned(), self.uid, self.gid);
-        self.spawn(move || async move {
-            match vfs.mkdir(parent.0, &name).await {
-                Ok(attr) => reply.entry(&TTL, &file_attr(&attr, uid, gid), Generation(0)),
-                Err(e) => reply.error(errno("mkdir", &e)),
-            }
+        let name = name.to_owned();
+        self.run("mkdir", reply, move |vfs| async move {
+            vfs.mkdir(parent.0, &name).await
         });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let (vfs, name) = (self.vfs.clone(), name.to_owned());
-        self.spawn(move || async move {
-            match vfs.unlink(parent.0, &name).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("unlink", &e)),
-            }
+        let name = name.to_owned();
+        self.run("unlink", reply, move |vfs| async move {
+            vfs.unlink(parent.0, &name).await
         });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let (vfs, name) = (self.vfs.clone(), name.to_owned());
-        self.spawn(move || async move {
-            match vfs.rmdir(parent.0, &name).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("rmdir", &e)),
-            }
+        let name = name.to_owned();
+        self.run("rmdir", reply, move |vfs| async move {
+            vfs.rmdir(parent.0, &name).await
         });
     }
 
@@ -217,27 +318,18 @@ impl fuser::Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (vfs, name, newname) = (self.vfs.clone(), name.to_owned(), newname.to_owned());
-        self.spawn(move || async move {
-            match vfs
-                .rename(parent.0, &name, newparent.0, &newname, flags.bits())
+        let (name, newname) = (name.to_owned(), newname.to_owned());
+        self.run("rename", reply, move |vfs| async move {
+            vfs.rename(parent.0, &name, newparent.0, &newname, flags.bits())
                 .await
-            {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("rename", &e)),
-            }
         });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let vfs = self.vfs.clone();
         let write = flags.acc_mode() != fuser::OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        self.spawn(move || async move {
-            match vfs.open(ino.0, write, truncate).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(errno("open", &e)),
-            }
+        self.run("open", reply, move |vfs| async move {
+            vfs.open(ino.0, write, truncate).await
         });
     }
 
@@ -252,12 +344,8 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let vfs = self.vfs.clone();
-        self.spawn(move || async move {
-            match vfs.read(fh.0, offset, size).await {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno("read", &e)),
-            }
+        self.run("read", reply, move |vfs| async move {
+            vfs.read(fh.0, offset, size).await
         });
     }
 
@@ -273,12 +361,9 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let (vfs, data) = (self.vfs.clone(), data.to_vec());
-        self.spawn(move || async move {
-            match vfs.write(fh.0, offset, &data).await {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno("write", &e)),
-            }
+        let data = data.to_vec();
+        self.run("write", reply, move |vfs| async move {
+            vfs.write(fh.0, offset, &data).await
         });
     }
 
@@ -290,13 +375,11 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let vfs = self.vfs.clone();
-        self.spawn(move || async move {
-            match vfs.fsync(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("flush", &e)),
-            }
-        });
+        self.run(
+            "flush",
+            reply,
+            move |vfs| async move { vfs.fsync(fh.0).await },
+        );
     }
 
     fn release(
@@ -309,12 +392,8 @@ impl fuser::Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let vfs = self.vfs.clone();
-        self.spawn(move || async move {
-            match vfs.release(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("release", &e)),
-            }
+        self.run("release", reply, move |vfs| async move {
+            vfs.release(fh.0).await
         });
     }
 
@@ -326,22 +405,16 @@ impl fuser::Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let vfs = self.vfs.clone();
-        self.spawn(move || async move {
-            match vfs.fsync(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("fsync", &e)),
-            }
-        });
+        self.run(
+            "fsync",
+            reply,
+            move |vfs| async move { vfs.fsync(fh.0).await },
+        );
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let vfs = self.vfs.clone();
-        self.spawn(move || async move {
-            match vfs.opendir(ino.0).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(errno("opendir", &e)),
-            }
+        self.run("opendir", reply, move |vfs| async move {
+            vfs.opendir(ino.0).await
         });
     }
 
@@ -396,22 +469,11 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let vfs = self.vfs.clone();
-        self.spawn(move || async move {
-            match vfs.statfs().await {
-                Ok(s) => reply.statfs(
-                    s.blocks,
-                    s.free,
-                    s.free,
-                    0,
-                    0,
-                    s.block_size,
-                    s.name_max,
-                    s.block_size,
-                ),
-                Err(e) => reply.error(errno("statfs", &e)),
-            }
-        });
+        self.run(
+            "statfs",
+            reply,
+            move |vfs| async move { vfs.statfs().await },
+        );
     }
 
     fn create(
@@ -424,19 +486,9 @@ impl fuser::Filesystem for FuseFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let (vfs, name) = (self.vfs.clone(), name.to_owned());
-        let this = (self.uid, self.gid);
-        self.spawn(move || async move {
-            match vfs.create(parent.0, &name).await {
-                Ok((attr, fh)) => reply.created(
-                    &TTL,
-                    &file_attr(&attr, this.0, this.1),
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                ),
-                Err(e) => reply.error(errno("create", &e)),
-            }
+        let name = name.to_owned();
+        self.run("create", reply, move |vfs| async move {
+            vfs.create(parent.0, &name).await
         });
     }
 

@@ -193,7 +193,7 @@ fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (vfs, name, _user) = runtime.block_on(open(&cli))?;
+    let (vfs, name) = runtime.block_on(open(&cli))?;
     let refresher = {
         let _guard = runtime.enter();
         vfs.spawn_refresher(Duration::from_secs_f64(cli.refresh_secs.max(0.1)))
@@ -255,14 +255,8 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Logs in (or opens the link) and builds the view; returns it with the
-/// mount's name and the user (kept alive for `statfs`).
-async fn open(
-    cli: &Cli,
-) -> Result<(
-    Vfs<peergos_core::Remote, peergos_core::Remote>,
-    String,
-    Option<Arc<UserContext>>,
-)> {
+/// mount's name.
+async fn open(cli: &Cli) -> Result<(Vfs<peergos_core::Remote, peergos_core::Remote>, String)> {
     if let Some(url) = &cli.link {
         let link = SecretLink::parse(url)?;
         let net: Arc<dyn NetworkAccess> = Arc::new(HttpNetwork::new(&link.server)?);
@@ -279,11 +273,7 @@ async fn open(
             single_file: (entry.kind == peergos_core::Kind::File).then(|| entry.name.clone()),
             root: None,
         };
-        return Ok((
-            Vfs::new(fs, options),
-            format!("peergos-link:{}", link.id),
-            None,
-        ));
+        return Ok((Vfs::new(fs, options), format!("peergos-link:{}", link.id)));
     }
     let Some(username) = &cli.username else {
         bail!(
@@ -318,5 +308,5 @@ async fn open(
         root,
     };
     let vfs = Vfs::new(fs, options).with_space(Arc::new(UserSpace(Arc::clone(&user))));
-    Ok((vfs, format!("peergos:{username}"), Some(user)))
+    Ok((vfs, format!("peergos:{username}")))
 }

@@ -122,6 +122,11 @@ impl Mount {
         }
     }
 
+    /// `user`'s home from the server at `url`, mounted on `dir`.
+    fn home(dir: &Path, url: &str, user: &str) -> Mount {
+        Mount::start(dir, &password(user), &["--server", url, "--username", user])
+    }
+
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
     }
@@ -229,6 +234,12 @@ fn server_with(dir: &Path, users: &[&str]) -> String {
     url
 }
 
+/// A second client of `user`'s space, beside the mount.
+fn login(rt: &tokio::runtime::Runtime, url: &str, user: &str) -> UserContext {
+    rt.block_on(UserContext::login(net(url), user, &password(user)))
+        .unwrap()
+}
+
 fn password(user: &str) -> String {
     format!("{user}-password")
 }
@@ -255,11 +266,7 @@ fn cp_diff_rsync_and_tar_on_a_mount() {
     let url = server_with(tmp.path(), &["alice"]);
     let local = tmp.path().join("local");
     make_tree(&local);
-    let mount = Mount::start(
-        &tmp.path().join("mnt"),
-        &password("alice"),
-        &["--server", &url, "--username", "alice"],
-    );
+    let mount = Mount::home(&tmp.path().join("mnt"), &url, "alice");
     let work = tmp.path();
 
     // cp -r in, diff -r back.
@@ -299,11 +306,7 @@ fn cp_diff_rsync_and_tar_on_a_mount() {
 
     // Everything survives an unmount and a fresh mount.
     mount.stop();
-    let mount = Mount::start(
-        &tmp.path().join("mnt"),
-        &password("alice"),
-        &["--server", &url, "--username", "alice"],
-    );
+    let mount = Mount::home(&tmp.path().join("mnt"), &url, "alice");
     sh(work, "diff -r local mnt/copy && diff -r local mnt/synced");
     mount.stop();
 }
@@ -315,11 +318,7 @@ fn git_and_sqlite_work_on_a_mount() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let url = server_with(tmp.path(), &["alice"]);
-    let mount = Mount::start(
-        &tmp.path().join("mnt"),
-        &password("alice"),
-        &["--server", &url, "--username", "alice"],
-    );
+    let mount = Mount::home(&tmp.path().join("mnt"), &url, "alice");
     let work = tmp.path();
 
     // git: init, commit twice, clone from the mount, and check out.
@@ -362,11 +361,7 @@ fn git_and_sqlite_work_on_a_mount() {
     assert_eq!(counted, "10000|78894\n100\nok\n");
     mount.stop();
     // A fresh mount reads the same database.
-    let mount = Mount::start(
-        &tmp.path().join("mnt"),
-        &password("alice"),
-        &["--server", &url, "--username", "alice"],
-    );
+    let mount = Mount::home(&tmp.path().join("mnt"), &url, "alice");
     assert_eq!(
         sh(
             work,
@@ -384,11 +379,7 @@ fn a_gibibyte_written_with_dd_reads_back_the_same() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let url = server_with(tmp.path(), &["alice"]);
-    let mount = Mount::start(
-        &tmp.path().join("mnt"),
-        &password("alice"),
-        &["--server", &url, "--username", "alice"],
-    );
+    let mount = Mount::home(&tmp.path().join("mnt"), &url, "alice");
     let work = tmp.path();
     // A repeatable 1 GiB stream: 64 copies of a 16 MiB random file.
     sh(work, "head -c 16777216 /dev/urandom > piece");
@@ -414,9 +405,7 @@ fn posix_behaviour_and_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let url = server_with(tmp.path(), &["alice"]);
     let rt = runtime();
-    let alice = rt
-        .block_on(UserContext::login(net(&url), "alice", &password("alice")))
-        .unwrap();
+    let alice = login(&rt, &url, "alice");
     // A large directory, written in one commit from another client.
     let many: Vec<(String, Vec<u8>, UploadOptions)> = (0..700)
         .map(|i| {
@@ -437,11 +426,7 @@ fn posix_behaviour_and_errors() {
     rt.block_on(alice.fs().upload("/.private", &b"state"[..], hidden))
         .unwrap();
 
-    let mount = Mount::start(
-        &tmp.path().join("mnt"),
-        &password("alice"),
-        &["--server", &url, "--username", "alice"],
-    );
+    let mount = Mount::home(&tmp.path().join("mnt"), &url, "alice");
     let m = |p: &str| mount.path(p);
     let errno = |r: std::io::Result<()>| r.unwrap_err().raw_os_error().unwrap();
 
@@ -580,9 +565,7 @@ fn changes_from_another_client_show_up_within_seconds() {
     let tmp = tempfile::tempdir().unwrap();
     let url = server_with(tmp.path(), &["alice"]);
     let rt = runtime();
-    let alice = rt
-        .block_on(UserContext::login(net(&url), "alice", &password("alice")))
-        .unwrap();
+    let alice = login(&rt, &url, "alice");
     rt.block_on(alice.fs().write_file("/doc.txt", b"first"))
         .unwrap();
     let mount = Mount::start(
@@ -671,9 +654,7 @@ fn a_crash_never_corrupts_a_committed_file() {
     let _ = writer.wait();
 
     let rt = runtime();
-    let alice = rt
-        .block_on(UserContext::login(net(&url), "alice", &password("alice")))
-        .unwrap();
+    let alice = login(&rt, &url, "alice");
     let stored = rt
         .block_on(alice.fs().read("/kept.bin", 0, 16 << 20))
         .unwrap();
@@ -707,12 +688,8 @@ fn links_and_read_only_shares_refuse_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let url = server_with(tmp.path(), &["alice", "bob"]);
     let rt = runtime();
-    let alice = rt
-        .block_on(UserContext::login(net(&url), "alice", &password("alice")))
-        .unwrap();
-    let bob = rt
-        .block_on(UserContext::login(net(&url), "bob", &password("bob")))
-        .unwrap();
+    let alice = login(&rt, &url, "alice");
+    let bob = login(&rt, &url, "bob");
     rt.block_on(async {
         alice.fs().mkdir("/photos").await.unwrap();
         alice
@@ -879,9 +856,7 @@ fn background_mode_detaches_and_unmounts_from_outside() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let rt = runtime();
-    let alice = rt
-        .block_on(UserContext::login(net(&url), "alice", &password("alice")))
-        .unwrap();
+    let alice = login(&rt, &url, "alice");
     assert_eq!(
         rt.block_on(alice.fs().read("/bg.txt", 0, 100)).unwrap(),
         b"from the background"

@@ -66,7 +66,7 @@ impl PostgresPointerStore {
                 })?;
         let connection = tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing_free_log(&e);
+                report_lost_connection(&e);
             }
         });
         let store = PostgresPointerStore {
@@ -135,16 +135,21 @@ impl PostgresPointerStore {
                 current: current
                     .map(|bytes| Cid::from_bytes(&bytes))
                     .transpose()
-                    .map_err(|e| Error::Database(format!("a stored pointer is corrupt: {e}")))?,
+                    .map_err(corrupt)?,
             })
         })
         .transpose()
     }
 }
 
-/// The connection task has nowhere to report to but stderr; queries on a
-/// dead connection fail with their own error.
-fn tracing_free_log(e: &tokio_postgres::Error) {
+/// A stored value that does not decode.
+fn corrupt(e: impl std::fmt::Display) -> Error {
+    Error::Database(format!("a stored pointer is corrupt: {e}"))
+}
+
+/// The connection task has nowhere to report to but stderr (this crate
+/// logs nothing); queries on a dead connection fail with their own error.
+fn report_lost_connection(e: &tokio_postgres::Error) {
     eprintln!("peergos-pointers: the Postgres connection ended: {e}");
 }
 
@@ -166,8 +171,7 @@ impl PointerStore for PostgresPointerStore {
             .map_err(pg)?;
         row.map(|row| {
             let bytes: Vec<u8> = row.get(0);
-            SignedPointer::from_bytes(&bytes)
-                .map_err(|e| Error::Database(format!("a stored pointer is corrupt: {e}")))
+            SignedPointer::from_bytes(&bytes).map_err(corrupt)
         })
         .transpose()
     }
@@ -242,8 +246,7 @@ impl PointerStore for PostgresPointerStore {
         rows.into_iter()
             .map(|row| {
                 let bytes: Vec<u8> = row.get(0);
-                Cid::from_bytes(&bytes)
-                    .map_err(|e| Error::Database(format!("a stored pointer is corrupt: {e}")))
+                Cid::from_bytes(&bytes).map_err(corrupt)
             })
             .collect()
     }

@@ -187,6 +187,24 @@ pub const LOGIN_BURST: u32 = 20;
 /// Seconds per login request once the burst is used.
 pub const LOGIN_EVERY_SECS: u64 = 3;
 
+/// Writes `bytes` to `path` readable by this user only (mode 0600),
+/// through a temporary file and a rename, durably.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp).map_err(io_err("create", &tmp))?;
+    file.write_all(bytes).map_err(io_err("write", &tmp))?;
+    file.sync_all().map_err(io_err("sync", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err("rename", path))
+}
+
 /// Writes a fresh random admin token to `path` (mode 0600): whoever can
 /// read the data directory may ask the running daemon for admin work.
 fn write_admin_token(path: &Path) -> Result<String> {
@@ -194,21 +212,7 @@ fn write_admin_token(path: &Path) -> Result<String> {
     let mut bytes = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut bytes);
     let token = data_encoding::HEXLOWER.encode(&bytes);
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp).map_err(io_err("create", &tmp))?;
-        file.write_all(token.as_bytes())
-            .map_err(io_err("write", &tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io_err("rename", path))?;
+    write_private(path, token.as_bytes())?;
     Ok(token)
 }
 
@@ -226,22 +230,7 @@ fn load_key(path: &Path) -> Result<SigningKeyPair> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = SigningKeyPair::random();
-            let tmp = path.with_extension("tmp");
-            {
-                use std::io::Write;
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
-                }
-                let mut file = options.open(&tmp).map_err(io_err("create", &tmp))?;
-                file.write_all(key.seed().as_ref())
-                    .map_err(io_err("write", &tmp))?;
-                file.sync_all().map_err(io_err("sync", &tmp))?;
-            }
-            std::fs::rename(&tmp, path).map_err(io_err("rename", path))?;
+            write_private(path, key.seed().as_ref())?;
             Ok(key)
         }
         Err(e) => Err(io_err("read", path)(e)),

@@ -11,6 +11,7 @@ pub struct TempDaemon {
     binary: PathBuf,
     data_dir: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     url: String,
     /// How long the last start took until the daemon was listening.
@@ -21,10 +22,25 @@ impl TempDaemon {
     /// Starts `binary` on `data_dir` with `--listen 127.0.0.1:0` and the
     /// extra `args`, and waits for its "listening on" line.
     pub fn start(binary: impl Into<PathBuf>, data_dir: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(binary, data_dir, args, &[])
+    }
+
+    /// [`start`](Self::start), with variables set in the daemon's
+    /// environment (kept for restarts).
+    pub fn start_with_env(
+        binary: impl Into<PathBuf>,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut daemon = TempDaemon {
             binary: binary.into(),
             data_dir: data_dir.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             url: String::new(),
             startup: Duration::ZERO,
@@ -40,6 +56,7 @@ impl TempDaemon {
             .arg(&self.data_dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -179,7 +179,7 @@ struct Handle {
 struct Inner<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
     fs: Arc<Filesystem<B, P>>,
     options: Options,
-    space: Option<Arc<dyn SpaceSource>>,
+    space: std::sync::OnceLock<Arc<dyn SpaceSource>>,
     inodes: Mutex<Inodes>,
     cache: Mutex<Cache>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
@@ -205,6 +205,14 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Clone
             inner: Arc::clone(&self.inner),
         }
     }
+}
+
+/// A name in a directory that an operation changes.
+struct Target<'n> {
+    dir: String,
+    name: &'n str,
+    path: String,
+    fs_path: String,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -237,7 +245,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             inner: Arc::new(Inner {
                 fs,
                 options,
-                space: None,
+                space: std::sync::OnceLock::new(),
                 inodes: Mutex::new(Inodes::default()),
                 cache: Mutex::new(Cache {
                     epoch: 0,
@@ -257,12 +265,10 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         }
     }
 
-    /// Reports space usage from `source` in [`statfs`](Self::statfs).
-    /// Call before cloning.
-    pub fn with_space(mut self, source: Arc<dyn SpaceSource>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.space = Some(source);
-        }
+    /// Reports space usage from `source` in [`statfs`](Self::statfs) (the
+    /// first source given is kept).
+    pub fn with_space(self, source: Arc<dyn SpaceSource>) -> Self {
+        let _ = self.inner.space.set(source);
         self
     }
 
@@ -314,6 +320,23 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
                 Err(peergos_cryptree::Error::ReadOnly { path: path.into() }.into())
             }
         }
+    }
+
+    /// Where a change to `name` in the directory `parent` applies: refused
+    /// on a read-only mount and for names outside the filesystem (beside a
+    /// linked file).
+    fn target<'n>(&self, parent: u64, name: &'n std::ffi::OsStr) -> Result<Target<'n>> {
+        self.writable_mount()?;
+        let name = name_str(name)?;
+        let dir = self.path_of(parent)?;
+        let path = child(&dir, name);
+        let fs_path = self.fs_path(&path)?.ok_or(Error::ReadOnlyMount)?;
+        Ok(Target {
+            dir,
+            name,
+            path,
+            fs_path,
+        })
     }
 
     fn writable_mount(&self) -> Result<()> {
@@ -605,11 +628,12 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
 
     /// Makes a directory.
     pub async fn mkdir(&self, parent: u64, name: &std::ffi::OsStr) -> Result<Attr> {
-        self.writable_mount()?;
-        let name = name_str(name)?;
-        let dir = self.path_of(parent)?;
-        let path = child(&dir, name);
-        let fs_path = self.fs_path(&path)?.ok_or(Error::ReadOnlyMount)?;
+        let Target {
+            dir,
+            name,
+            path,
+            fs_path,
+        } = self.target(parent, name)?;
         self.require_free(&path).await?;
         let entry = self.inner.fs.mkdir(&fs_path).await?;
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
@@ -620,11 +644,12 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
 
     /// Removes an empty directory.
     pub async fn rmdir(&self, parent: u64, name: &std::ffi::OsStr) -> Result<()> {
-        self.writable_mount()?;
-        let name = name_str(name)?;
-        let dir = self.path_of(parent)?;
-        let path = child(&dir, name);
-        let fs_path = self.fs_path(&path)?.ok_or(Error::ReadOnlyMount)?;
+        let Target {
+            dir,
+            name,
+            path,
+            fs_path,
+        } = self.target(parent, name)?;
         self.store_created(&path).await?;
         self.inner.fs.rmdir(&fs_path).await?;
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
@@ -697,11 +722,12 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
 
     /// Removes a file.
     pub async fn unlink(&self, parent: u64, name: &std::ffi::OsStr) -> Result<()> {
-        self.writable_mount()?;
-        let name = name_str(name)?;
-        let dir = self.path_of(parent)?;
-        let path = child(&dir, name);
-        let fs_path = self.fs_path(&path)?.ok_or(Error::ReadOnlyMount)?;
+        let Target {
+            dir,
+            name,
+            path,
+            fs_path,
+        } = self.target(parent, name)?;
         if self.entry(&path).await?.kind == Kind::Dir {
             return Err(peergos_cryptree::Error::IsADirectory { path }.into());
         }
@@ -729,17 +755,13 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         new_name: &std::ffi::OsStr,
         flags: u32,
     ) -> Result<()> {
-        self.writable_mount()?;
         if flags & !RENAME_NOREPLACE != 0 {
             return Err(Error::RenameFlags(flags));
         }
-        let (name, new_name) = (name_str(name)?, name_str(new_name)?);
-        let (dir, new_dir) = (self.path_of(parent)?, self.path_of(new_parent)?);
-        let (from, to) = (child(&dir, name), child(&new_dir, new_name));
-        let (fs_from, fs_to) = (
-            self.fs_path(&from)?.ok_or(Error::ReadOnlyMount)?,
-            self.fs_path(&to)?.ok_or(Error::ReadOnlyMount)?,
-        );
+        let source = self.target(parent, name)?;
+        let dest = self.target(new_parent, new_name)?;
+        let (dir, name, from, fs_from) = (source.dir, source.name, source.path, source.fs_path);
+        let (new_dir, new_name, to, fs_to) = (dest.dir, dest.name, dest.path, dest.fs_path);
         let moving = self.entry(&from).await?;
         match self.find(&to).await? {
             Some(existing) if existing.hidden || flags & RENAME_NOREPLACE != 0 => {
@@ -803,18 +825,18 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     /// handle's first commit (with its first bytes, in one upload); until
     /// then only this mount sees it.
     pub async fn create(&self, parent: u64, name: &std::ffi::OsStr) -> Result<(Attr, u64)> {
-        self.writable_mount()?;
-        let name = name_str(name)?;
-        let dir = self.path_of(parent)?;
-        let path = child(&dir, name);
-        let fs_path = self.fs_path(&path)?.ok_or(Error::ReadOnlyMount)?;
+        let Target {
+            dir,
+            name,
+            path,
+            fs_path: _,
+        } = self.target(parent, name)?;
         if !self.entry(&dir).await?.writable {
             return Err(peergos_cryptree::Error::ReadOnly { path: dir }.into());
         }
         self.require_free(&path).await?;
         // Nothing is stored yet: the handle's first commit (a full chunk,
         // fsync or close) makes the file with its bytes in one upload.
-        let _ = fs_path;
         let entry = Entry {
             name: name.to_string(),
             kind: Kind::File,
@@ -1220,7 +1242,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     /// Space under the owner's quota.
     pub async fn statfs(&self) -> Result<StatFs> {
         const BLOCK: u64 = 4096;
-        let (used, quota) = match &self.inner.space {
+        let (used, quota) = match self.inner.space.get() {
             Some(source) => source.space().await.map_err(Error::Space)?,
             None => (0, 0),
         };
@@ -1231,9 +1253,4 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             name_max: 255,
         })
     }
-}
-
-/// The current time in milliseconds, for callers that set "now".
-pub fn now() -> i64 {
-    now_ms()
 }
