@@ -1,0 +1,67 @@
+//! One message at a time over a stream: a 4-byte big-endian length, then
+//! that many bytes. A reader names its limit, so a peer cannot make it
+//! allocate more than it is willing to receive.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::{Error, Result};
+
+/// Writes one message.
+pub async fn write<W: AsyncWrite + Unpin>(stream: &mut W, message: &[u8]) -> Result<()> {
+    let len = u32::try_from(message.len()).map_err(|_| Error::TooLarge {
+        size: message.len(),
+        limit: u32::MAX as usize,
+    })?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(message).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// Reads one message of at most `limit` bytes.
+pub async fn read<R: AsyncRead + Unpin>(stream: &mut R, limit: usize) -> Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let size = u32::from_be_bytes(len) as usize;
+    if size > limit {
+        return Err(Error::TooLarge { size, limit });
+    }
+    let mut message = vec![0u8; size];
+    stream.read_exact(&mut message).await?;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    #[tokio::test]
+    async fn messages_round_trip_and_limits_hold() {
+        let mut buffer = Cursor::new(Vec::new());
+        write(&mut buffer, b"hello").await.unwrap();
+        write(&mut buffer, &[9u8; 300]).await.unwrap();
+        write(&mut buffer, b"").await.unwrap();
+        let mut reader = Cursor::new(buffer.into_inner());
+        assert_eq!(read(&mut reader, 10).await.unwrap(), b"hello");
+        assert!(matches!(
+            read(&mut reader, 100).await,
+            Err(Error::TooLarge {
+                size: 300,
+                limit: 100
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_truncated_message_is_an_error() {
+        let mut buffer = Cursor::new(Vec::new());
+        write(&mut buffer, b"hello world").await.unwrap();
+        let mut bytes = buffer.into_inner();
+        bytes.truncate(8);
+        assert!(matches!(
+            read(&mut Cursor::new(bytes), 100).await,
+            Err(Error::Io(_))
+        ));
+    }
+}

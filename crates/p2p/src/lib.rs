@@ -1,0 +1,511 @@
+//! The libp2p node every Peergos server runs.
+//!
+//! A [`Node`] is a libp2p swarm over TCP and QUIC (Noise and Yamux on
+//! TCP), with identify, ping, Kademlia under Peergos' own protocol id
+//! ([`KAD_PROTOCOL`]) for finding servers by peer id, and a relay client,
+//! hole punching (DCUtR) and AutoNAT so a home server behind NAT stays
+//! reachable. Its peer id comes from the server's Ed25519 key, so the id a
+//! user's PKI claim names is the id the network authenticates.
+//!
+//! What servers say to each other runs over streams (`libp2p-stream`):
+//! [`Node::open`] opens a stream for a protocol to a peer (finding it
+//! through Kademlia when it is not connected), [`Node::accept`] serves
+//! one, and [`frame`] moves one length-prefixed message at a time. The
+//! protocols themselves (the HTTP tunnel, block exchange) are defined by
+//! the server; this crate knows nothing of blocks or users.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod frame;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{autonat, dcutr, identify, noise, ping, relay, tcp, yamux, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+pub use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+
+/// The Kademlia protocol id: Peergos servers form their own DHT rather
+/// than joining the public IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/peergos/kad/1.0.0");
+
+/// What identify announces as the agent's protocol.
+pub const IDENTIFY_PROTOCOL: &str = "/peergos/id/1.0.0";
+
+/// How long [`Node::open`] waits for a peer to be found and connected.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection with no open stream stays up.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What went wrong in the p2p layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key does not make a libp2p identity.
+    #[error("the server key is not a valid Ed25519 key: {0}")]
+    Key(String),
+    /// The transport could not be built.
+    #[error("could not build the libp2p transport: {0}")]
+    Transport(String),
+    /// A listen address was refused.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A bootstrap address has no `/p2p/<peer id>` at its end.
+    #[error("the bootstrap address {0} does not end in /p2p/<peer id>")]
+    BootstrapAddress(Multiaddr),
+    /// A protocol is already being served.
+    #[error("the protocol {0} is already served by this node")]
+    AlreadyServed(String),
+    /// The peer could not be reached.
+    #[error("cannot reach peer {peer}: {reason}")]
+    Unreachable {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// The peer does not speak the protocol.
+    #[error("peer {peer} does not speak {protocol}")]
+    Unsupported {
+        /// The peer.
+        peer: PeerId,
+        /// The protocol.
+        protocol: String,
+    },
+    /// Reading or writing a stream failed.
+    #[error("p2p stream: {0}")]
+    Io(#[from] std::io::Error),
+    /// A message was larger than allowed.
+    #[error("a p2p message of {size} bytes is larger than the limit of {limit}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The node has stopped.
+    #[error("the p2p node has stopped")]
+    Stopped,
+}
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a node is set up.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Addresses to listen on (`/ip4/0.0.0.0/tcp/4001`,
+    /// `/ip4/0.0.0.0/udp/4001/quic-v1`). Empty: listen nowhere (the node
+    /// can still dial out).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join the network through, each `.../p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Addresses to announce besides the ones the node observes (a public
+    /// address in front of a port forward).
+    pub external: Vec<Multiaddr>,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+    relay: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    autonat: autonat::Behaviour,
+    streams: libp2p_stream::Behaviour,
+}
+
+enum Command {
+    /// Find a peer's addresses through Kademlia and dial it.
+    Find(PeerId, oneshot::Sender<Result<(), String>>),
+    /// Remember an address for a peer.
+    AddAddress(PeerId, Multiaddr),
+    /// The node's listen addresses.
+    Listening(oneshot::Sender<Vec<Multiaddr>>),
+    /// The peers connected now.
+    Connected(oneshot::Sender<Vec<PeerId>>),
+}
+
+/// A running libp2p node. Cheap to clone; the swarm runs on its own task
+/// until every clone is dropped.
+#[derive(Clone)]
+pub struct Node {
+    peer_id: PeerId,
+    control: libp2p_stream::Control,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// The libp2p identity of an Ed25519 key seed.
+pub fn keypair(seed: &[u8; 32]) -> Result<Keypair> {
+    Keypair::ed25519_from_bytes(*seed).map_err(|e| Error::Key(e.to_string()))
+}
+
+/// The peer id an Ed25519 public key has.
+pub fn peer_id_of(public: &[u8; 32]) -> Result<PeerId> {
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(public)
+        .map_err(|e| Error::Key(e.to_string()))?;
+    Ok(libp2p::identity::PublicKey::from(key).to_peer_id())
+}
+
+/// The Ed25519 public key inside a peer id, if it carries one (every
+/// Peergos server's does: Ed25519 ids embed the key).
+pub fn ed25519_of(peer: &PeerId) -> Option<[u8; 32]> {
+    let multihash = peer.as_ref();
+    // Identity multihash (code 0): the digest is the protobuf public key.
+    if multihash.code() != 0 {
+        return None;
+    }
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
+    key.try_into_ed25519().ok().map(|k| k.to_bytes())
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+impl Node {
+    /// Starts a node with the identity of `seed` (the server's Ed25519
+    /// key). It listens where `config` says and dials the bootstrap peers.
+    pub async fn start(seed: &[u8; 32], config: &Config) -> Result<Node> {
+        let key = keypair(seed)?;
+        let peer_id = key.public().to_peer_id();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_quic()
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_behaviour(|key, relay| {
+                let id = key.public().to_peer_id();
+                let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+                kad_config.set_query_timeout(OPEN_TIMEOUT);
+                let mut kad = kad::Behaviour::with_config(id, MemoryStore::new(id), kad_config);
+                // Every Peergos server is reachable by definition (it is
+                // someone's home), so it serves the DHT from the start.
+                kad.set_mode(Some(kad::Mode::Server));
+                Behaviour {
+                    identify: identify::Behaviour::new(
+                        identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                            .with_agent_version(format!(
+                                "peergos-rs/{}",
+                                env!("CARGO_PKG_VERSION")
+                            )),
+                    ),
+                    ping: ping::Behaviour::default(),
+                    kad,
+                    relay,
+                    dcutr: dcutr::Behaviour::new(id),
+                    autonat: autonat::Behaviour::new(id, autonat::Config::default()),
+                    streams: libp2p_stream::Behaviour::new(),
+                }
+            })
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+            .build();
+        for addr in &config.listen {
+            swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        for addr in &config.external {
+            swarm.add_external_address(addr.clone());
+        }
+        for addr in &config.bootstrap {
+            let peer = peer_of(addr).ok_or_else(|| Error::BootstrapAddress(addr.clone()))?;
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            if let Err(e) = swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial a bootstrap peer");
+            }
+        }
+        let control = swarm.behaviour().streams.new_control();
+        let (commands, receiver) = mpsc::unbounded_channel();
+        // Wait until every listener is up, so the addresses are known.
+        let mut pending = config.listen.len();
+        while pending > 0 {
+            match swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    tracing::info!(%address, %peer_id, "p2p listening");
+                    pending -= 1;
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(Error::Transport(error.to_string()))
+                }
+                SwarmEvent::ListenerClosed { reason, .. } => {
+                    return Err(Error::Transport(format!("a listener closed: {reason:?}")))
+                }
+                _ => {}
+            }
+        }
+        tokio::spawn(run(swarm, receiver, config.bootstrap.is_empty()));
+        Ok(Node {
+            peer_id,
+            control,
+            commands,
+        })
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the node listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Listening(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// The peers connected now.
+    pub async fn connected(&self) -> Result<Vec<PeerId>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Connected(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Remembers an address of `peer` (for peers known out of band).
+    pub fn add_address(&self, peer: PeerId, addr: Multiaddr) -> Result<()> {
+        self.commands
+            .send(Command::AddAddress(peer, addr))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Serves `protocol`: every stream a peer opens for it arrives here.
+    pub fn accept(&self, protocol: StreamProtocol) -> Result<libp2p_stream::IncomingStreams> {
+        self.control
+            .clone()
+            .accept(protocol.clone())
+            .map_err(|_| Error::AlreadyServed(protocol.to_string()))
+    }
+
+    /// Opens a stream for `protocol` to `peer`, looking the peer up in the
+    /// DHT first when no address of it is known.
+    pub async fn open(&self, peer: PeerId, protocol: StreamProtocol) -> Result<Stream> {
+        let mut control = self.control.clone();
+        let first =
+            match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol.clone()))
+                .await
+            {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+                    return Err(Error::Unsupported {
+                        peer,
+                        protocol: protocol.to_string(),
+                    })
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_string(),
+            };
+        tracing::debug!(%peer, reason = %first, "no direct route; asking the DHT");
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Find(peer, tx))
+            .map_err(|_| Error::Stopped)?;
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                return Err(Error::Unreachable {
+                    peer,
+                    reason: format!("{first}; the DHT lookup: {reason}"),
+                })
+            }
+            Err(_) => return Err(Error::Stopped),
+        }
+        match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol.clone())).await
+        {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+                Err(Error::Unsupported {
+                    peer,
+                    protocol: protocol.to_string(),
+                })
+            }
+            Ok(Err(e)) => Err(Error::Unreachable {
+                peer,
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(Error::Unreachable {
+                peer,
+                reason: "timed out opening a stream".into(),
+            }),
+        }
+    }
+}
+
+type Finds = HashMap<kad::QueryId, (PeerId, Vec<oneshot::Sender<Result<(), String>>>)>;
+
+/// The swarm's event loop: answers commands, feeds identified listen
+/// addresses to Kademlia, and finishes DHT lookups.
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    alone: bool,
+) {
+    let finds: Arc<Mutex<Finds>> = Arc::default();
+    if !alone {
+        if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
+            tracing::debug!(error = %e, "no DHT bootstrap");
+        }
+    }
+    loop {
+        tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                handle_command(&mut swarm, command, &finds);
+            }
+            event = swarm.select_next_some() => handle_event(&mut swarm, event, &finds),
+        }
+    }
+}
+
+fn handle_command(swarm: &mut Swarm<Behaviour>, command: Command, finds: &Mutex<Finds>) {
+    match command {
+        Command::Find(peer, reply) => {
+            let id = swarm.behaviour_mut().kad.get_closest_peers(peer);
+            let mut finds = finds.lock().unwrap_or_else(|p| p.into_inner());
+            finds
+                .entry(id)
+                .or_insert_with(|| (peer, Vec::new()))
+                .1
+                .push(reply);
+        }
+        Command::AddAddress(peer, addr) => {
+            swarm.behaviour_mut().kad.add_address(&peer, addr);
+        }
+        Command::Listening(reply) => {
+            let _ = reply.send(swarm.listeners().cloned().collect());
+        }
+        Command::Connected(reply) => {
+            let _ = reply.send(swarm.connected_peers().copied().collect());
+        }
+    }
+}
+
+fn handle_event(
+    swarm: &mut Swarm<Behaviour>,
+    event: SwarmEvent<BehaviourEvent>,
+    finds: &Mutex<Finds>,
+) {
+    match event {
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+            peer_id,
+            info,
+            ..
+        })) => {
+            // Only peers that speak our DHT go into its routing table.
+            if info.protocols.contains(&KAD_PROTOCOL) {
+                for addr in info.listen_addrs {
+                    swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+            id,
+            result: kad::QueryResult::GetClosestPeers(result),
+            step,
+            ..
+        })) => {
+            let found = match &result {
+                Ok(ok) => ok.peers.iter().find_map(|p| {
+                    finds
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&id)
+                        .filter(|(wanted, _)| *wanted == p.peer_id)
+                        .map(|_| p.addrs.clone())
+                }),
+                Err(_) => None,
+            };
+            if let Some(addrs) = found {
+                let mut finds = finds.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((peer, replies)) = finds.remove(&id) {
+                    for addr in addrs {
+                        swarm.behaviour_mut().kad.add_address(&peer, addr);
+                    }
+                    if let Some(mut query) = swarm.behaviour_mut().kad.query_mut(&id) {
+                        query.finish();
+                    }
+                    for reply in replies {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            } else if step.last {
+                let mut finds = finds.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((peer, replies)) = finds.remove(&id) {
+                    let reason = match result {
+                        Err(e) => e.to_string(),
+                        Ok(_) => format!("no server in the network knows {peer}"),
+                    };
+                    for reply in replies {
+                        let _ = reply.send(Err(reason.clone()));
+                    }
+                }
+            }
+        }
+        SwarmEvent::ConnectionEstablished {
+            peer_id, endpoint, ..
+        } => {
+            tracing::debug!(%peer_id, address = %endpoint.get_remote_address(), "p2p connected");
+        }
+        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+            tracing::debug!(%peer_id, ?cause, "p2p disconnected");
+        }
+        SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            tracing::debug!(?peer_id, %error, "p2p dial failed");
+        }
+        SwarmEvent::ExternalAddrConfirmed { address } => {
+            tracing::info!(%address, "p2p address confirmed reachable");
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_ids_carry_their_ed25519_key() {
+        let seed = [7u8; 32];
+        let key = keypair(&seed).unwrap();
+        let peer = key.public().to_peer_id();
+        let public = ed25519_of(&peer).unwrap();
+        assert_eq!(peer_id_of(&public).unwrap(), peer);
+        // A different seed gives a different id.
+        assert_ne!(keypair(&[8u8; 32]).unwrap().public().to_peer_id(), peer);
+    }
+
+    #[test]
+    fn bootstrap_addresses_need_a_peer_id() {
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        assert_eq!(peer_of(&addr), None);
+        let peer = keypair(&[1u8; 32]).unwrap().public().to_peer_id();
+        let with = addr.with(Protocol::P2p(peer));
+        assert_eq!(peer_of(&with), Some(peer));
+    }
+}

@@ -1,0 +1,158 @@
+//! Real nodes on loopback: streams, both transports, and finding a peer
+//! through the DHT.
+
+use futures::StreamExt;
+use peergos_p2p::{frame, Config, Multiaddr, Node, StreamProtocol};
+
+const ECHO: StreamProtocol = StreamProtocol::new("/peergos/test-echo/1");
+
+fn tcp() -> Config {
+    Config {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        ..Config::default()
+    }
+}
+
+fn with_peer(node: &Node, addr: &Multiaddr) -> Multiaddr {
+    addr.clone().with(libp2p_p2p_protocol(node.peer_id()))
+}
+
+fn libp2p_p2p_protocol(peer: peergos_p2p::PeerId) -> libp2p::multiaddr::Protocol<'static> {
+    libp2p::multiaddr::Protocol::P2p(peer)
+}
+
+/// Echoes every message back, uppercased.
+fn serve_echo(node: &Node) {
+    let mut incoming = node.accept(ECHO).unwrap();
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            tokio::spawn(async move {
+                while let Ok(message) = frame::read(&mut stream, 1 << 20).await {
+                    if frame::write(&mut stream, &message.to_ascii_uppercase())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+async fn echo(node: &Node, peer: peergos_p2p::PeerId, text: &[u8]) -> Vec<u8> {
+    let mut stream = node.open(peer, ECHO).await.unwrap();
+    frame::write(&mut stream, text).await.unwrap();
+    frame::read(&mut stream, 1 << 20).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_over_tcp_and_quic() {
+    let a = Node::start(
+        &[1; 32],
+        &Config {
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+                "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
+            ],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    serve_echo(&a);
+    let addrs = a.listen_addrs().await.unwrap();
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
+    for addr in addrs {
+        // A fresh client per transport, bootstrapped on that address only.
+        let quic = addr.to_string().contains("quic");
+        let b = Node::start(
+            &[if quic { 3 } else { 2 }; 32],
+            &Config {
+                bootstrap: vec![with_peer(&a, &addr)],
+                ..Config::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(echo(&b, a.peer_id(), b"hello").await, b"HELLO", "{addr}");
+        // Many messages on one stream, and a large one.
+        let mut stream = b.open(a.peer_id(), ECHO).await.unwrap();
+        for i in 0..20u8 {
+            frame::write(&mut stream, &[b'a' + i; 1000]).await.unwrap();
+            assert_eq!(
+                frame::read(&mut stream, 1 << 20).await.unwrap(),
+                vec![b'A' + i; 1000]
+            );
+        }
+        let big = vec![b'x'; 600_000];
+        frame::write(&mut stream, &big).await.unwrap();
+        assert_eq!(
+            frame::read(&mut stream, 1 << 20).await.unwrap().len(),
+            600_000
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_is_found_through_the_dht() {
+    // a is the bootstrap node; b and c know only a's address.
+    let a = Node::start(&[10; 32], &tcp()).await.unwrap();
+    let a_addr = with_peer(&a, &a.listen_addrs().await.unwrap()[0]);
+    let joined = Config {
+        bootstrap: vec![a_addr],
+        ..tcp()
+    };
+    let b = Node::start(&[11; 32], &joined).await.unwrap();
+    serve_echo(&b);
+    let c = Node::start(&[12; 32], &joined).await.unwrap();
+    // Wait until a has heard b's listen address (identify).
+    let mut answer = None;
+    for _ in 0..50 {
+        if a.connected().await.unwrap().contains(&b.peer_id()) {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            answer = Some(echo(&c, b.peer_id(), b"found").await);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer.as_deref(), Some(&b"FOUND"[..]));
+    assert!(c.connected().await.unwrap().contains(&b.peer_id()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_peers_and_protocols_are_clear_errors() {
+    let a = Node::start(&[20; 32], &tcp()).await.unwrap();
+    let a_addr = with_peer(&a, &a.listen_addrs().await.unwrap()[0]);
+    let b = Node::start(
+        &[21; 32],
+        &Config {
+            bootstrap: vec![a_addr],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    // a serves no echo.
+    let err = b.open(a.peer_id(), ECHO).await.unwrap_err();
+    assert!(err.to_string().contains("does not speak"), "{err}");
+    // Nobody knows this peer.
+    let stranger = peergos_p2p::keypair(&[99; 32])
+        .unwrap()
+        .public()
+        .to_peer_id();
+    let err = b.open(stranger, ECHO).await.unwrap_err();
+    assert!(err.to_string().contains("cannot reach peer"), "{err}");
+    // A bootstrap address without a peer id.
+    let err = Node::start(
+        &[22; 32],
+        &Config {
+            bootstrap: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
+            ..Config::default()
+        },
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("/p2p/<peer id>"), "{err}");
+}
