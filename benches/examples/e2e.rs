@@ -66,7 +66,7 @@ impl tokio::io::AsyncRead for Generated {
         buf.put_slice(&this.block[start..start + n]);
         this.position += n;
         this.remaining -= n as u64;
-        if this.position % this.block.len() == 0 && n > 0 {
+        if this.position.is_multiple_of(this.block.len()) && n > 0 {
             this.block.rotate_left(1);
         }
         std::task::Poll::Ready(Ok(()))

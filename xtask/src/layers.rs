@@ -10,6 +10,7 @@ use crate::Result;
 const LAYERS: &[&str] = &[
     "peergos-ipld",
     "peergos-keys",
+    "peergos-p2p",
     "peergos-blockstore",
     "peergos-pointers",
     "peergos-champ",

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo xtask ci                      fmt check, layer check, clippy -D warnings, all tests, docs
+//! cargo xtask integration             multi-daemon scenarios (three daemons on 127.0.0.1)
 //! cargo xtask layers                  fail if a crate depends on a crate above it
 //! cargo xtask fuzz <target|all> [--secs N]   run fuzz targets (installs cargo-fuzz if missing)
 //! cargo xtask bench [bench]           run criterion benches, rewrite docs/BENCHMARKS.md
@@ -20,11 +21,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("integration") => integration(&root()),
         Some("layers") => layers::check(&root()),
         Some("fuzz") => fuzz(&args[1..]),
         Some("bench") => bench::run(&root(), args.get(1).map(String::as_str)),
         _ => Err(
-            "usage: cargo xtask <ci | layers | fuzz <target|all> [--secs N] | bench [name]>".into(),
+            "usage: cargo xtask <ci | integration | layers | fuzz <target|all> [--secs N] | bench [name]>".into(),
         ),
     };
     match result {
@@ -96,6 +98,7 @@ fn ci() -> Result {
         &["test", "--workspace", "--locked"],
         &require,
     )?;
+    integration(&root)?;
     run(
         &root,
         "cargo",
@@ -110,6 +113,28 @@ fn ci() -> Result {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The multi-daemon scenarios: three `peergos-daemon` processes on
+/// 127.0.0.1 (A the PKI node, B and C joined through it), driven by
+/// `bins/daemon/tests/network.rs`.
+fn integration(root: &Path) -> Result {
+    run(
+        root,
+        "cargo",
+        &[
+            "test",
+            "-p",
+            "peergos-daemon",
+            "--test",
+            "network",
+            "--locked",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ],
+        &[],
+    )
 }
 
 /// Debian packages the tests drive: FUSE (mounting), and the programs the

@@ -66,6 +66,26 @@ struct ServeArgs {
     /// URL). Accounts stay in sqlite for now.
     #[arg(long, env = "PEERGOS_POSTGRES")]
     postgres: Option<String>,
+    /// libp2p addresses to listen on, comma separated
+    /// [default: /ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1];
+    /// "none" runs no p2p node (the server then serves only its own
+    /// users).
+    #[arg(long, env = "PEERGOS_P2P_LISTEN", value_delimiter = ',')]
+    p2p_listen: Option<Vec<String>>,
+    /// Servers to join the network through, comma separated, each a
+    /// multiaddr ending in /p2p/PEER_ID (another server prints its own at
+    /// start) [default: none, a network of one].
+    #[arg(long, env = "PEERGOS_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Option<Vec<String>>,
+    /// Addresses other servers should dial this one at, besides the ones
+    /// it observes (a public address in front of a port forward), comma
+    /// separated.
+    #[arg(long, env = "PEERGOS_P2P_EXTERNAL", value_delimiter = ',')]
+    p2p_external: Option<Vec<String>>,
+    /// The peer id of the PKI node this server mirrors [default: this
+    /// server is its own PKI node]. Fixed on first run.
+    #[arg(long, env = "PEERGOS_PKI_NODE")]
+    pki_node: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -105,12 +125,33 @@ struct FileConfig {
     s3_prefix: Option<String>,
     /// "sqlite" or "postgres": where this data directory's pointers are.
     pointers: Option<String>,
+    p2p_listen: Option<Vec<String>>,
+    bootstrap: Option<Vec<String>>,
+    p2p_external: Option<Vec<String>>,
+    /// The PKI node's peer id (absent: this server is the PKI node).
+    pki_node: Option<String>,
 }
 
 /// Hours between scheduled garbage collections unless configured.
 const DEFAULT_GC_HOURS: f64 = 24.0;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+
+/// Where the p2p node listens unless configured: every interface, TCP and
+/// QUIC on port 4001 (the port to open in a firewall).
+const DEFAULT_P2P_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"];
+
+fn multiaddrs(what: &str, texts: &[String]) -> Result<Vec<peergos_server::Multiaddr>> {
+    texts
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            t.trim().parse().with_context(|| {
+                format!("{what} '{t}' is not a multiaddr (like /ip4/1.2.3.4/tcp/4001)")
+            })
+        })
+        .collect()
+}
 
 fn default_data_dir() -> Result<PathBuf> {
     let home =
@@ -218,6 +259,48 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
         }
         _ => bail!("S3 blocks need both an endpoint (--s3-endpoint) and a bucket (--s3-bucket)"),
     };
+    let p2p_listen = args
+        .p2p_listen
+        .clone()
+        .or(file.p2p_listen)
+        .unwrap_or_else(|| DEFAULT_P2P_LISTEN.map(String::from).to_vec());
+    let bootstrap = args
+        .bootstrap
+        .clone()
+        .or(file.bootstrap)
+        .unwrap_or_default();
+    let p2p_external = args
+        .p2p_external
+        .clone()
+        .or(file.p2p_external)
+        .unwrap_or_default();
+    if !first_run && args.pki_node.is_some() && args.pki_node != file.pki_node {
+        bail!(
+            "{} was set up with {} as its PKI node; the PKI node cannot be changed in place",
+            data_dir.display(),
+            file.pki_node.as_deref().unwrap_or("itself")
+        );
+    }
+    let pki_node = args.pki_node.clone().or(file.pki_node);
+    let p2p = if p2p_listen.iter().any(|a| a == "none") {
+        if pki_node.is_some() {
+            bail!("mirroring a PKI node (--pki-node) needs the p2p node; drop --p2p-listen none");
+        }
+        None
+    } else {
+        Some(peergos_server::P2pConfig {
+            listen: multiaddrs("the p2p listen address", &p2p_listen)?,
+            bootstrap: multiaddrs("the bootstrap address", &bootstrap)?,
+            external: multiaddrs("the external address", &p2p_external)?,
+        })
+    };
+    let pki_peer = match &pki_node {
+        Some(text) => Some(
+            text.parse::<peergos_server::PeerId>()
+                .with_context(|| format!("--pki-node '{text}' is not a peer id (12D3KooW...)"))?,
+        ),
+        None => None,
+    };
     if first_run {
         let saved = FileConfig {
             listen: Some(listen),
@@ -230,6 +313,10 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             s3_region,
             s3_prefix,
             pointers: Some(pointers.to_string()),
+            p2p_listen: Some(p2p_listen),
+            bootstrap: Some(bootstrap),
+            p2p_external: Some(p2p_external),
+            pki_node,
         };
         let text = format!(
             "# peergos-daemon settings, written on first run. Flags and\n\
@@ -245,6 +332,8 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
     // Only the choice is saved to config.toml: the connection string may
     // hold a password.
     config.postgres = args.postgres.clone();
+    config.p2p = p2p;
+    config.pki_node = pki_peer;
     Ok(Settings {
         config,
         listen,
@@ -293,6 +382,15 @@ async fn serve(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
         .public_url
         .unwrap_or_else(|| format!("http://{address}"));
     tracing::info!(%address, data = %data_dir.display(), signup = server.config().signup.as_str(), "serving");
+    if let Some(node) = server.node() {
+        println!("p2p peer id {}", server.peer_id());
+        for addr in node.listen_addrs().await? {
+            println!("p2p address: {addr}/p2p/{}", server.peer_id());
+        }
+        if server.pki_peer() != server.peer_id() {
+            println!("PKI mirrored from {}", server.pki_peer());
+        }
+    }
     println!(
         "peergos-daemon listening on http://{address} (data in {})",
         data_dir.display()

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! peergos-fuse --server http://127.0.0.1:8000 --username alice /mnt/peergos
-//! peergos-fuse --link 'http://127.0.0.1:8000/link/ID#s=SECRET' /mnt/shared
+//! peergos-fuse --link 'http://127.0.0.1:8000/link/alice/ID#s=SECRET' /mnt/shared
 //! ```
 
 mod adapter;

@@ -47,7 +47,7 @@ fn key(n: u32) -> Key {
 }
 
 fn value(n: u32) -> Value {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         Value::Link(Cid::hash(Codec::Raw, &n.to_be_bytes()))
     } else {
         Value::inline(n.to_be_bytes().to_vec()).unwrap()

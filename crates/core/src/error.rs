@@ -62,14 +62,6 @@ pub enum Error {
     /// No user of that name in the PKI.
     #[error("there is no user '{0}'")]
     UnknownUser(String),
-    /// The user lives on another server.
-    #[error("'{username}' lives on another server ({servers}); reaching users on other servers needs the peer-to-peer layer, which is not built yet")]
-    OtherServer {
-        /// The user.
-        username: String,
-        /// Their home servers.
-        servers: String,
-    },
     /// No follow request from that user is waiting.
     #[error("no follow request from '{0}' is waiting (see `requests`)")]
     NoRequest(String),

@@ -39,8 +39,15 @@ pub trait NetworkAccess: Send + Sync + 'static {
     async fn info(&self) -> Result<Info>;
     /// Stores blocks.
     async fn put(&self, request: &PutBlocks) -> Result<Vec<Cid>>;
-    /// A block (None if the server does not have it).
-    async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>>;
+    /// A block (None if the server does not have it). `owner`, whose
+    /// space the block is in, lets a server that does not hold the block
+    /// fetch it from the owner's home server.
+    async fn get(
+        &self,
+        cid: &Cid,
+        auth: Option<&BlockAuth>,
+        owner: Option<&PublicKeyHash>,
+    ) -> Result<Option<Bytes>>;
     /// Whether the server has a block.
     async fn has(&self, cid: &Cid) -> Result<bool>;
     /// The CHAMP blocks from `root` to `key`.
@@ -125,8 +132,13 @@ impl NetworkAccess for InProcess {
         Ok(self.server.put(request.clone()).await?)
     }
 
-    async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {
-        Ok(self.server.get(cid, auth).await?)
+    async fn get(
+        &self,
+        cid: &Cid,
+        auth: Option<&BlockAuth>,
+        owner: Option<&PublicKeyHash>,
+    ) -> Result<Option<Bytes>> {
+        Ok(self.server.get_routed(cid, auth, owner).await?)
     }
 
     async fn has(&self, cid: &Cid) -> Result<bool> {
@@ -379,10 +391,16 @@ impl NetworkAccess for HttpNetwork {
         decode(&bytes)
     }
 
-    async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {
+    async fn get(
+        &self,
+        cid: &Cid,
+        auth: Option<&BlockAuth>,
+        owner: Option<&PublicKeyHash>,
+    ) -> Result<Option<Bytes>> {
         let body = encode(&GetRequest {
             cid: *cid,
             auth: auth.cloned(),
+            owner: owner.copied(),
         })?;
         self.send("/v1/blocks/get", Some(body)).await
     }

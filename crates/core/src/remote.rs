@@ -26,12 +26,22 @@ const MAX_PUT_BYTES: usize = 16 << 20;
 #[derive(Clone)]
 pub struct Remote {
     net: Arc<dyn NetworkAccess>,
+    owner: Option<PublicKeyHash>,
 }
 
 impl Remote {
     /// The stores of the server behind `net`.
     pub fn new(net: Arc<dyn NetworkAccess>) -> Self {
-        Remote { net }
+        Remote { net, owner: None }
+    }
+
+    /// The stores of `owner`'s space: block reads name the owner, so a
+    /// server that does not hold a block fetches it from the owner's home.
+    pub fn for_owner(net: Arc<dyn NetworkAccess>, owner: PublicKeyHash) -> Self {
+        Remote {
+            net,
+            owner: Some(owner),
+        }
     }
 
     /// The network access underneath.
@@ -89,11 +99,11 @@ impl BlockStore for Remote {
         cid: &Cid,
         auth: Option<&BlockAuth>,
     ) -> peergos_blockstore::Result<Option<Bytes>> {
-        Ok(self.net.get(cid, auth).await?)
+        Ok(self.net.get(cid, auth, self.owner.as_ref()).await?)
     }
 
     async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
-        Ok(self.net.get(cid, None).await?)
+        Ok(self.net.get(cid, None, self.owner.as_ref()).await?)
     }
 
     async fn has(&self, cid: &Cid) -> peergos_blockstore::Result<bool> {

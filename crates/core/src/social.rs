@@ -86,7 +86,7 @@ pub struct SharedView {
 impl SharedView {
     /// A view of what `cap` points at.
     pub async fn open(net: Arc<dyn NetworkAccess>, cap: AbsoluteCapability) -> Result<Self> {
-        let remote = Arc::new(Remote::new(net));
+        let remote = Arc::new(Remote::for_owner(net, cap.owner));
         let fs = Arc::new(Filesystem::open(Arc::clone(&remote), remote, cap));
         let entry = fs.stat("/").await?;
         Ok(SharedView { fs, entry })
@@ -141,6 +141,7 @@ pub async fn open_link(
     let blob = net
         .open_link(&OpenLink {
             id: link.id.clone(),
+            owner: link.owner.clone(),
             token: keys.token(),
         })
         .await?;
@@ -215,28 +216,21 @@ impl UserContext {
         Ok(out)
     }
 
-    /// A user's identity key, from the PKI, refusing users homed on other
-    /// servers (reaching them needs the peer-to-peer layer).
+    /// A user's identity key, from the PKI (checked against the PKI
+    /// node's signature). Users on other servers are reached through this
+    /// user's server, which forwards to theirs.
     async fn lookup(&self, username: &str) -> Result<PublicKeyHash> {
         peergos_pki::check_username(username)?;
         let chain = pki_chain(self.net.as_ref(), &self.info.pki, username)
             .await?
             .ok_or_else(|| Error::UnknownUser(username.to_string()))?;
-        let claim = chain.current();
-        let here = self.info.server.to_string();
-        if !claim.servers.contains(&here) {
-            return Err(Error::OtherServer {
-                username: username.to_string(),
-                servers: claim.servers.join(", "),
-            });
-        }
-        Ok(claim.identity)
+        Ok(chain.current().identity)
     }
 
     /// A user's public boxing key, from their identity's signed
     /// `WriterData`.
     async fn boxing_key_of(&self, identity: &PublicKeyHash) -> Result<PublicBoxingKey> {
-        let remote = Arc::new(Remote::new(Arc::clone(&self.net)));
+        let remote = Arc::new(Remote::for_owner(Arc::clone(&self.net), *identity));
         let committer = Committer::new(Arc::clone(&remote), remote);
         let (current, _) = committer.current(identity, identity).await?;
         current
@@ -346,9 +340,6 @@ impl UserContext {
                     replies.push(request);
                 }
                 Ok(request) => new.push((pending.id, request, pending.received)),
-                // From a user on another server: it cannot be checked
-                // until servers reach each other; it stays where it is.
-                Err(Error::OtherServer { .. }) => {}
                 // A request that is itself bad is dropped.
                 Err(
                     e @ (Error::Social(_)
@@ -688,7 +679,7 @@ impl UserContext {
             shared.clear();
         }
         Arc::clone(shared.entry(key).or_insert_with(|| {
-            let remote = Arc::new(Remote::new(Arc::clone(&self.net)));
+            let remote = Arc::new(Remote::for_owner(Arc::clone(&self.net), cap.owner));
             Arc::new(Filesystem::open(Arc::clone(&remote), remote, cap.clone()))
         }))
     }
@@ -776,7 +767,11 @@ impl UserContext {
         } else {
             self.fs.capability(&relative).await?.read_only()
         };
-        let link = SecretLink::random(&self.net.address(), options.password.is_some());
+        let link = SecretLink::random(
+            &self.net.address(),
+            &self.username,
+            options.password.is_some(),
+        );
         let keys = {
             let (link, password) = (link.clone(), options.password.clone());
             tokio::task::spawn_blocking(move || link.keys(password.as_deref()))

@@ -128,7 +128,7 @@ impl UserContext {
                 username: username.to_string(),
                 identity: PublicKeyHash::of(&identity.public()),
                 expiry: now_ms() / 1000 + CLAIM_LIFETIME_SECS,
-                servers: vec![info.server.to_string()],
+                servers: vec![info.peer.clone()],
             },
             &identity,
         )?;
@@ -196,7 +196,7 @@ impl UserContext {
         let writer = SigningKeyPair::from_seed(Zeroizing::new(data.writer));
         let id_hash = PublicKeyHash::of(&identity.public());
         check_pki(net.as_ref(), info, &username, &id_hash).await?;
-        let remote = Arc::new(Remote::new(Arc::clone(&net)));
+        let remote = Arc::new(Remote::for_owner(Arc::clone(&net), id_hash));
         let root = match &data.root {
             Some(root) => root.clone(),
             None => {
@@ -341,7 +341,7 @@ impl UserContext {
         };
         self.net.change_password(&self.username, &request).await?;
         // The identity's WriterData records the current parameters.
-        let remote = Arc::new(Remote::new(Arc::clone(&self.net)));
+        let remote = Arc::new(Remote::for_owner(Arc::clone(&self.net), self.identity()));
         let committer = Committer::new(Arc::clone(&remote), remote);
         let recorded = request.login.clone();
         committer

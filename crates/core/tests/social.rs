@@ -423,10 +423,10 @@ async fn secret_links() {
 
     // Links that were never made, and malformed ones.
     let e = alice
-        .revoke_link(&SecretLink::random("http://x", false).id)
+        .revoke_link(&SecretLink::random("http://x", "alice", false).id)
         .await;
     assert!(matches!(e, Err(Error::UnknownLink(_))), "{e:?}");
-    assert!(SecretLink::parse("http://h/link/abc#s=xyz").is_err());
+    assert!(SecretLink::parse("http://h/link/alice/abc#s=xyz").is_err());
     assert!(SecretLink::parse(&url.replace('#', "?")).is_err());
 }
 

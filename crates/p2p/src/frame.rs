@@ -1,10 +1,28 @@
 //! One message at a time over a stream: a 4-byte big-endian length, then
 //! that many bytes. A reader names its limit, so a peer cannot make it
 //! allocate more than it is willing to receive.
+//!
+//! A request stream ([`crate::Node::request`]) starts with the serving
+//! side writing one byte, [`ACCEPTED`] ([`accept`]), before it reads the
+//! request: libp2p-stream drops an inbound stream it cannot hand over at
+//! once (a burst of streams), and a stream dropped that way never sees
+//! its request, so a requester that got no [`ACCEPTED`] may safely ask
+//! again.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{Error, Result};
+
+/// The byte a serving side writes when it takes a request stream.
+pub const ACCEPTED: u8 = 0x06;
+
+/// Tells the requester this stream was taken (see the module notes):
+/// the first thing a request server writes.
+pub async fn accept<W: AsyncWrite + Unpin>(stream: &mut W) -> Result<()> {
+    stream.write_all(&[ACCEPTED]).await?;
+    stream.flush().await?;
+    Ok(())
+}
 
 /// Writes one message.
 pub async fn write<W: AsyncWrite + Unpin>(stream: &mut W, message: &[u8]) -> Result<()> {
@@ -15,6 +33,15 @@ pub async fn write<W: AsyncWrite + Unpin>(stream: &mut W, message: &[u8]) -> Res
     stream.write_all(&len.to_be_bytes()).await?;
     stream.write_all(message).await?;
     stream.flush().await?;
+    Ok(())
+}
+
+/// Writes the last message of a stream and closes the writing half, so
+/// the message is delivered before the stream ends (dropping a stream
+/// without closing it may reset it and lose what was still queued).
+pub async fn write_last<W: AsyncWrite + Unpin>(stream: &mut W, message: &[u8]) -> Result<()> {
+    write(stream, message).await?;
+    stream.close().await?;
     Ok(())
 }
 

@@ -38,6 +38,10 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/peergos/kad/1.0.0
 /// What identify announces as the agent's protocol.
 pub const IDENTIFY_PROTOCOL: &str = "/peergos/id/1.0.0";
 
+/// How many times [`Node::request`] asks again when the peer dropped the
+/// stream before taking it.
+pub const REQUEST_ATTEMPTS: u32 = 10;
+
 /// How long [`Node::open`] waits for a peer to be found and connected.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -184,6 +188,7 @@ impl Node {
     pub async fn start(seed: &[u8; 32], config: &Config) -> Result<Node> {
         let key = keypair(seed)?;
         let peer_id = key.public().to_peer_id();
+        let alone = config.bootstrap.is_empty();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_tcp(
@@ -199,6 +204,11 @@ impl Node {
                 let id = key.public().to_peer_id();
                 let mut kad_config = kad::Config::new(KAD_PROTOCOL);
                 kad_config.set_query_timeout(OPEN_TIMEOUT);
+                if alone {
+                    // A network of one until someone joins: nothing to
+                    // bootstrap from (peers that join fill the table).
+                    kad_config.set_periodic_bootstrap_interval(None);
+                }
                 let mut kad = kad::Behaviour::with_config(id, MemoryStore::new(id), kad_config);
                 // Every Peergos server is reachable by definition (it is
                 // someone's home), so it serves the DHT from the start.
@@ -257,7 +267,7 @@ impl Node {
                 _ => {}
             }
         }
-        tokio::spawn(run(swarm, receiver, config.bootstrap.is_empty()));
+        tokio::spawn(run(swarm, receiver, alone));
         Ok(Node {
             peer_id,
             control,
@@ -357,6 +367,52 @@ impl Node {
     }
 }
 
+impl Node {
+    /// One request and its answer over a fresh stream for `protocol`:
+    /// writes `message`, waits for the peer's [`frame::ACCEPTED`], reads
+    /// the answer (at most `limit` bytes). A stream the peer dropped
+    /// before taking it (it never saw the request) is retried, with a
+    /// growing pause, up to [`REQUEST_ATTEMPTS`] times; any failure after
+    /// the peer took the request is returned as is.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+        message: &[u8],
+        limit: usize,
+    ) -> Result<Vec<u8>> {
+        use futures::AsyncReadExt;
+        let mut pause = Duration::from_millis(5);
+        let mut attempt = 1;
+        loop {
+            let mut stream = self.open(peer, protocol.clone()).await?;
+            let taken = async {
+                frame::write(&mut stream, message).await?;
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte).await?;
+                Ok::<bool, Error>(byte[0] == frame::ACCEPTED)
+            }
+            .await;
+            match taken {
+                Ok(true) => return frame::read(&mut stream, limit).await,
+                Ok(false) => {
+                    return Err(Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("peer {peer} answered {protocol} without accepting the stream"),
+                    )))
+                }
+                Err(e) if attempt < REQUEST_ATTEMPTS => {
+                    tracing::debug!(%peer, %protocol, attempt, error = %e, "stream not taken; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 type Finds = HashMap<kad::QueryId, (PeerId, Vec<oneshot::Sender<Result<(), String>>>)>;
 
 /// The swarm's event loop: answers commands, feeds identified listen
@@ -412,16 +468,14 @@ fn handle_event(
     finds: &Mutex<Finds>,
 ) {
     match event {
+        // Only peers that speak our DHT go into its routing table.
         SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
             peer_id,
             info,
             ..
-        })) => {
-            // Only peers that speak our DHT go into its routing table.
-            if info.protocols.contains(&KAD_PROTOCOL) {
-                for addr in info.listen_addrs {
-                    swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                }
+        })) if info.protocols.contains(&KAD_PROTOCOL) => {
+            for addr in info.listen_addrs {
+                swarm.behaviour_mut().kad.add_address(&peer_id, addr);
             }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {

@@ -156,3 +156,51 @@ async fn unknown_peers_and_protocols_are_clear_errors() {
     .unwrap();
     assert!(err.to_string().contains("/p2p/<peer id>"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_of_requests_are_all_answered_whole() {
+    const ASK: StreamProtocol = StreamProtocol::new("/peergos/test-ask/1");
+    let a = Node::start(&[30; 32], &tcp()).await.unwrap();
+    let a_addr = with_peer(&a, &a.listen_addrs().await.unwrap()[0]);
+    let mut incoming = a.accept(ASK).unwrap();
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            tokio::spawn(async move {
+                frame::accept(&mut stream).await.unwrap();
+                let size = frame::read(&mut stream, 64).await.unwrap();
+                let size = usize::from(size[0]) << 20;
+                // Written, closed and dropped at once, with far more than
+                // the stream's flow-control window still queued.
+                frame::write_last(&mut stream, &vec![7u8; size])
+                    .await
+                    .unwrap();
+            });
+        }
+    });
+    let b = Node::start(
+        &[31; 32],
+        &Config {
+            bootstrap: vec![a_addr],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Many at once on one connection, as a server's block exchange runs:
+    // more than libp2p-stream hands over at once, so some streams are
+    // dropped before they are taken, and asked again.
+    let asks: Vec<_> = (0..64u8)
+        .map(|round| {
+            let b = b.clone();
+            let peer = a.peer_id();
+            tokio::spawn(async move {
+                let answer = b.request(peer, ASK, &[2], 16 << 20).await.unwrap();
+                assert_eq!(answer.len(), 2 << 20, "request {round}");
+                assert!(answer.iter().all(|&b| b == 7));
+            })
+        })
+        .collect();
+    for ask in asks {
+        ask.await.unwrap();
+    }
+}

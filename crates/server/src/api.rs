@@ -28,16 +28,22 @@ pub const LOGIN_AUTH: Domain = Domain::new("peergos/login-auth/v1");
 
 /// What `GET /v1/info` answers.
 ///
-/// CBOR: `{"version": text, "server": link, "pki": link, "signup": text}`.
+/// CBOR: `{"version": text, "server": link, "peer": text, "pki": link,
+/// "pki_peer": text, "signup": text}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Info {
     /// The server software's version.
     pub version: String,
-    /// The server's id (the hash of its signing key); users homed here
-    /// name it in their PKI claim.
+    /// The server's id (the hash of its signing key).
     pub server: PublicKeyHash,
-    /// The key whose pointer is the PKI root this server serves.
+    /// The same key as a libp2p peer id (`12D3KooW...`): what users homed
+    /// here name in their PKI claim, and what other servers dial.
+    pub peer: String,
+    /// The key whose pointer is the PKI root this server serves (its own,
+    /// or the PKI node's that it mirrors).
     pub pki: PublicKeyHash,
+    /// The PKI node's peer id.
+    pub pki_peer: String,
     /// `"open"` or `"token"`.
     pub signup: String,
 }
@@ -117,10 +123,12 @@ pub fn encode_put(put: &PutBlocks) -> Vec<u8> {
     body
 }
 
-/// Parses a put body ([`encode_put`]) without copying the block bytes:
-/// the header must be canonical CBOR, and the lengths it names must add
-/// up to exactly the rest of the body.
-pub fn decode_put(body: &Bytes) -> Result<PutBlocks, String> {
+/// The owner a put body is for, read from its header alone.
+pub fn decode_put_owner(body: &Bytes) -> Result<PublicKeyHash, String> {
+    Ok(put_header(body)?.0.owner)
+}
+
+fn put_header(body: &Bytes) -> Result<(PutHeader, usize), String> {
     let prefix: [u8; 4] = body
         .get(..4)
         .and_then(|p| p.try_into().ok())
@@ -142,6 +150,14 @@ pub fn decode_put(body: &Bytes) -> Result<PutBlocks, String> {
         },
     )
     .map_err(|e| format!("put header: {e}"))?;
+    Ok((header, header_len))
+}
+
+/// Parses a put body ([`encode_put`]) without copying the block bytes:
+/// the header must be canonical CBOR, and the lengths it names must add
+/// up to exactly the rest of the body.
+pub fn decode_put(body: &Bytes) -> Result<PutBlocks, String> {
+    let (header, header_len) = put_header(body)?;
     if header.blocks.len() > MAX_PUT_BLOCKS {
         return Err(format!("at most {MAX_PUT_BLOCKS} blocks per put"));
     }
@@ -178,7 +194,7 @@ pub fn decode_put(body: &Bytes) -> Result<PutBlocks, String> {
 
 /// `POST /v1/blocks/get`: answers the raw block bytes (404 if absent).
 ///
-/// CBOR: `{"c": link, "a": BlockAuth | null}`.
+/// CBOR: `{"c": link, "a": BlockAuth | null, "o": link | null}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GetRequest {
     /// The block.
@@ -187,6 +203,10 @@ pub struct GetRequest {
     /// The access proof, for blocks that list tokens.
     #[serde(rename = "a")]
     pub auth: Option<BlockAuth>,
+    /// Whose space the block is in, if the client knows: a server that
+    /// does not hold the block fetches it from the owner's home server.
+    #[serde(rename = "o")]
+    pub owner: Option<PublicKeyHash>,
 }
 
 /// `POST /v1/blocks/get-many`: answers `[bytes | null]` in order.
@@ -501,11 +521,13 @@ pub struct LinkStatus {
 /// `POST /v1/links/open`: answers the encrypted capability as a CBOR byte
 /// string, counting one use. No account needed.
 ///
-/// CBOR: `{"id": text, "token": bytes(32)}`.
+/// CBOR: `{"id": text, "owner": text, "token": bytes(32)}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OpenLink {
     /// The link id.
     pub id: String,
+    /// The link owner's username (the request goes to their home server).
+    pub owner: String,
     /// The access token derived from the link's secret (and password).
     #[serde(with = "serde_bytes")]
     pub token: [u8; 32],

@@ -102,6 +102,23 @@ pub enum Error {
     /// The operation is already running (one garbage collection at a time).
     #[error("{0}")]
     Busy(String),
+    /// Another server (a user's home, the PKI node) could not be reached
+    /// over the peer-to-peer network, or answered nonsense.
+    #[error("{0}")]
+    Peer(String),
+    /// Another server refused a request made on a client's behalf; its
+    /// answer is passed on as it came.
+    #[error("{}", .body.message)]
+    Remote {
+        /// The other server's status.
+        status: u16,
+        /// Its answer.
+        body: crate::api::ErrorBody,
+    },
+    /// This server is not the PKI node, or the request did not come from
+    /// the server it claims a name for.
+    #[error("{0}")]
+    NotPki(String),
 }
 
 impl Error {
@@ -140,6 +157,9 @@ impl Error {
                 _ => 500,
             },
             Error::Champ(_) | Error::Sqlite { .. } | Error::Io { .. } | Error::Internal(_) => 500,
+            Error::Peer(_) => 502,
+            Error::Remote { status, .. } => *status,
+            Error::NotPki(_) => 403,
         }
     }
 
@@ -181,11 +201,17 @@ impl Error {
             Error::Champ(_) | Error::Sqlite { .. } | Error::Io { .. } | Error::Internal(_) => {
                 "internal"
             }
+            Error::Peer(_) => "peer_unreachable",
+            Error::Remote { .. } => "remote",
+            Error::NotPki(_) => "not_pki",
         }
     }
 
     /// The answer body.
     pub fn body(&self) -> ErrorBody {
+        if let Error::Remote { body, .. } = self {
+            return body.clone();
+        }
         let actual: Option<Cid> = match self {
             Error::Pointer(peergos_pointers::Error::CasConflict(c)) => c.actual,
             _ => None,

@@ -197,11 +197,13 @@ impl Server {
         let outcome = self.mark_and_sweep().await;
         self.guard.stop_recording().await;
         let mut report = outcome?;
+        let dropped = self.empty_cache().await?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             deleted = report.deleted,
             freed_bytes = report.freed_bytes,
             reachable = report.reachable,
+            cache_dropped = dropped,
             elapsed_ms = report.elapsed_ms,
             "garbage collection finished"
         );
@@ -209,6 +211,22 @@ impl Server {
         self.gc_runs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(report)
+    }
+
+    /// Empties the cache of other servers' blocks (it refills on demand):
+    /// each collection bounds it this way. Returns the blocks dropped.
+    async fn empty_cache(&self) -> Result<u64> {
+        let cids: Vec<Cid> = self
+            .cache
+            .list()
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()?;
+        for cid in &cids {
+            self.cache.delete(cid).await?;
+        }
+        Ok(cids.len() as u64)
     }
 
     /// The last collection's report, if one ran since the server started.

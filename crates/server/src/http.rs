@@ -94,6 +94,7 @@ pub fn router(server: Arc<Server>) -> Router {
             get(get_pointer).post(set_pointer),
         )
         .route("/v1/pki/{name}", get(pki))
+        .route("/v1/pki/claim", post(pki_claim))
         .route("/v1/signup", post(signup))
         .route("/v1/login/{name}/params", get(login_params))
         .route("/v1/login/{name}", post(login))
@@ -124,6 +125,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&server),
+            route_home,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&server),
             track,
         ))
         .with_state(server)
@@ -150,6 +155,146 @@ fn client_of(request: &axum::extract::Request) -> Option<std::net::IpAddr> {
             .and_then(|v| v.trim().parse().ok());
     }
     Some(peer)
+}
+
+/// Whose request this is: the owner or username a route acts for, read
+/// from the path or (for the routes that carry it in the body) the body.
+enum Subject {
+    Owner(PublicKeyHash),
+    Name(String),
+    Nobody,
+}
+
+fn subject_of(path: &str, body: Option<&Bytes>) -> Subject {
+    let segments: Vec<&str> = path.split('/').collect();
+    let owner = |text: &str| text.parse().map_or(Subject::Nobody, Subject::Owner);
+    match (segments.as_slice(), body) {
+        (["", "v1", "pointers", o, _] | ["", "v1", "space", o], _) => owner(o),
+        (["", "v1", "login" | "social", name, ..], _) => Subject::Name(name.to_string()),
+        (["", "v1", "links", name, _], _) => Subject::Name(name.to_string()),
+        (["", "v1", "blocks", "put"], Some(body)) => {
+            crate::api::decode_put_owner(body).map_or(Subject::Nobody, Subject::Owner)
+        }
+        (["", "v1", "tx", "start" | "close"], Some(body)) => {
+            decode::<TxRequest>(body).map_or(Subject::Nobody, |r| Subject::Owner(r.owner))
+        }
+        (["", "v1", "links", "open"], Some(body)) => {
+            decode::<OpenLink>(body).map_or(Subject::Nobody, |r| Subject::Name(r.owner))
+        }
+        _ => Subject::Nobody,
+    }
+}
+
+/// Routes whose subject is in the body.
+fn subject_in_body(path: &str) -> bool {
+    matches!(
+        path,
+        "/v1/blocks/put" | "/v1/tx/start" | "/v1/tx/close" | "/v1/links/open"
+    )
+}
+
+/// Forwards a request for a user homed on another server to that server
+/// over the p2p tunnel, and passes its answer back; everything else goes
+/// on to this server's handlers. Requests that came through the tunnel
+/// are always answered here, so a request is forwarded at most once.
+async fn route_home(
+    State(server): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if server.node().is_none()
+        || request
+            .extensions()
+            .get::<crate::peers::RemotePeer>()
+            .is_some()
+    {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_string();
+    let (request, body) = if subject_in_body(&path) {
+        let (parts, body) = request.into_parts();
+        match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(bytes) => (None, Some((parts, bytes))),
+            Err(_) => return too_large(),
+        }
+    } else {
+        (Some(request), None)
+    };
+    let home = match subject_of(&path, body.as_ref().map(|(_, b)| b)) {
+        Subject::Owner(owner) => server.home_of_owner(&owner).await,
+        Subject::Name(name) => server.home_of_name(&name).await,
+        Subject::Nobody => Ok(None),
+    };
+    let home = match home {
+        Ok(home) => home,
+        Err(e) => return e.into_response(),
+    };
+    let request = match (request, body) {
+        (Some(request), _) => request,
+        (None, Some((parts, bytes))) => {
+            if home.is_none() {
+                return next
+                    .run(axum::extract::Request::from_parts(
+                        parts,
+                        axum::body::Body::from(bytes),
+                    ))
+                    .await;
+            }
+            axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        (None, None) => return Error::Internal("lost the request".into()).into_response(),
+    };
+    let Some(home) = home else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => return too_large(),
+    };
+    let tunnelled = crate::peers::TunnelRequest {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| path.clone(), |p| p.to_string()),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: body.to_vec(),
+    };
+    match server.forward(home, &tunnelled).await {
+        Ok(answer) => {
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut response = (status, answer.body).into_response();
+            if let Some(kind) = answer
+                .content_type
+                .and_then(|t| HeaderValue::from_str(&t).ok())
+            {
+                response.headers_mut().insert(header::CONTENT_TYPE, kind);
+            }
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The answer to a body over [`MAX_BODY`] (or one that could not be read).
+fn too_large() -> Response {
+    cbor_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &ErrorBody {
+            code: "too_large".into(),
+            message: format!(
+                "the request body is larger than the {} MiB limit (or was cut off)",
+                MAX_BODY >> 20
+            ),
+            actual: None,
+            quota: None,
+        },
+    )
 }
 
 /// Counts every request for `/metrics` and applies the rate limits.
@@ -255,7 +400,10 @@ async fn put(State(server): Shared, body: Bytes) -> Result<Response, Error> {
 
 async fn get_block(State(server): Shared, body: Bytes) -> Result<Response, Error> {
     let request: GetRequest = decode(&body)?;
-    match server.get(&request.cid, request.auth.as_ref()).await? {
+    match server
+        .get_routed(&request.cid, request.auth.as_ref(), request.owner.as_ref())
+        .await?
+    {
         Some(bytes) => Ok((
             [(
                 header::CONTENT_TYPE,
@@ -288,9 +436,11 @@ async fn get_many(State(server): Shared, body: Bytes) -> Result<Response, Error>
     if request.len() > 1024 {
         return Err(Error::BadRequest("at most 1024 blocks per request".into()));
     }
-    let requests: Vec<(Cid, Option<BlockAuth>)> =
-        request.into_iter().map(|r| (r.cid, r.auth)).collect();
-    let blocks = server.blocks().get_many(&requests).await?;
+    let requests: Vec<(Cid, Option<BlockAuth>, Option<PublicKeyHash>)> = request
+        .into_iter()
+        .map(|r| (r.cid, r.auth, r.owner))
+        .collect();
+    let blocks = server.get_many_routed(&requests).await?;
     let blocks: Vec<Option<serde_bytes::ByteBuf>> = blocks
         .into_iter()
         .map(|b| b.map(|b| serde_bytes::ByteBuf::from(b.to_vec())))
@@ -353,6 +503,24 @@ async fn set_pointer(
 
 async fn pki(State(server): Shared, Path(name): Path<String>) -> Result<Response, Error> {
     Ok(ok(&server.pki_lookup(&name).await?))
+}
+
+/// A claim another server sends for a user signing up there (this server
+/// being the PKI node); only accepted through the p2p tunnel, from the
+/// server the claim names as the user's home.
+async fn pki_claim(
+    State(server): Shared,
+    peer: Option<axum::Extension<crate::peers::RemotePeer>>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let Some(axum::Extension(crate::peers::RemotePeer(peer))) = peer else {
+        return Err(Error::NotPki(
+            "claims are sent by servers over the p2p network, not by clients".into(),
+        ));
+    };
+    let chain = peergos_pki::KeyChain::from_bytes(&body)?;
+    server.pki_claim(&peer, &chain).await?;
+    Ok(ok(&()))
 }
 
 async fn signup(State(server): Shared, body: Bytes) -> Result<Response, Error> {

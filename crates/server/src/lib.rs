@@ -20,6 +20,7 @@ mod error;
 mod gc;
 pub mod http;
 pub mod metrics;
+pub mod peers;
 mod social;
 mod space;
 
@@ -45,7 +46,9 @@ use zeroize::Zeroizing;
 pub use crate::accounts::{Accounts, User};
 pub use crate::error::Error;
 pub use crate::gc::GcReport;
+pub use crate::peers::MirrorStatus;
 pub use crate::social::{MAX_LINKS, MAX_PENDING_FOLLOWS};
+pub use peergos_p2p::{Config as P2pConfig, Multiaddr, PeerId};
 
 use crate::api::{
     auth_message, ChangeRequest, DataRequest, Info, LoginRequest, PkiAnswer, SignupRequest, Space,
@@ -115,6 +118,12 @@ pub struct Config {
     /// Where pointers are kept: `pointers.sqlite` in the data directory
     /// (None), or this Postgres database (a connection string).
     pub postgres: Option<String>,
+    /// The libp2p node's listen and bootstrap addresses (None: no node;
+    /// the server then serves only its own users).
+    pub p2p: Option<peergos_p2p::Config>,
+    /// The PKI node to mirror (None, or this server's own peer id: this
+    /// server is the PKI node).
+    pub pki_node: Option<PeerId>,
 }
 
 impl Config {
@@ -127,6 +136,8 @@ impl Config {
             durability: Durability::Full,
             s3: None,
             postgres: None,
+            p2p: None,
+            pki_node: None,
         }
     }
 }
@@ -160,6 +171,13 @@ pub struct Server {
     signup_limit: metrics::RateLimit,
     login_limit: metrics::RateLimit,
     admin_token: String,
+    node: Option<peergos_p2p::Node>,
+    peer_id: PeerId,
+    pki_peer: PeerId,
+    pki_key: PublicKeyHash,
+    mirror: Option<peers::Mirror>,
+    owners: std::sync::RwLock<HashMap<PublicKeyHash, PeerId>>,
+    cache: FileStore,
 }
 
 fn now_ms() -> u64 {
@@ -277,6 +295,30 @@ impl Server {
         let salt_secret = peergos_keys::sha256(
             &[b"peergos/fake-salt/v1".as_slice(), key.seed().as_ref()].concat(),
         );
+        let peer_id = peers::peer_of_key(&id)?;
+        let node = match &config.p2p {
+            Some(p2p) => Some(
+                peergos_p2p::Node::start(&key.seed(), p2p)
+                    .await
+                    .map_err(|e| Error::Peer(format!("starting the p2p node: {e}")))?,
+            ),
+            None => None,
+        };
+        let pki_peer = config.pki_node.unwrap_or(peer_id);
+        let (pki_key, mirror) = if pki_peer == peer_id {
+            (id, None)
+        } else {
+            if node.is_none() {
+                return Err(Error::Peer(
+                    "mirroring a PKI node needs the p2p node (configure p2p listen or bootstrap addresses)".into(),
+                ));
+            }
+            (
+                peers::key_of_peer(&pki_peer)?,
+                Some(peers::Mirror::open(dir.join("pki-mirror"))?),
+            )
+        };
+        let cache = FileStore::open(dir.join("cache"))?;
         let server = Arc::new(Server {
             champ: Champ::new(Arc::clone(&blocks)),
             pki: Pki::new(Arc::clone(&blocks)),
@@ -304,8 +346,44 @@ impl Server {
                 std::time::Duration::from_secs(LOGIN_EVERY_SECS),
             ),
             admin_token,
+            node,
+            peer_id,
+            pki_peer,
+            pki_key,
+            mirror,
+            owners: std::sync::RwLock::new(HashMap::new()),
+            cache,
         });
-        server.pki_root().await?;
+        match &server.mirror {
+            None => {
+                let (root, _) = server.pki_root().await?;
+                // Which server each user lives on, for routing; built in
+                // the background so a large PKI does not delay the start.
+                let weak = Arc::downgrade(&server);
+                tokio::spawn(async move {
+                    if let Some(server) = weak.upgrade() {
+                        if let Err(e) = server.index_all(&server.pki, &root).await {
+                            tracing::warn!(error = %e, "indexing the PKI failed");
+                        }
+                    }
+                });
+            }
+            Some(mirror) => {
+                if let Some(root) = mirror.pointer().and_then(|p| p.update.current) {
+                    let weak = Arc::downgrade(&server);
+                    tokio::spawn(async move {
+                        if let Some(server) = weak.upgrade() {
+                            if let Some(mirror) = &server.mirror {
+                                if let Err(e) = server.index_all(&mirror.pki, &root).await {
+                                    tracing::warn!(error = %e, "indexing the PKI mirror failed");
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        peers::spawn(&server)?;
         Ok(server)
     }
 
@@ -450,7 +528,9 @@ impl Server {
         Info {
             version: env!("CARGO_PKG_VERSION").to_string(),
             server: self.id,
-            pki: self.id,
+            peer: self.peer_id.to_string(),
+            pki: self.pki_key,
+            pki_peer: self.pki_peer.to_string(),
             signup: self.config.signup.as_str().to_string(),
         }
     }
@@ -641,6 +721,9 @@ impl Server {
     /// Adds or extends a name's chain in the PKI (first come, first served,
     /// extensions only).
     async fn pki_apply(&self, chain: &KeyChain) -> Result<()> {
+        if self.mirror.is_some() {
+            return self.pki_claim_remote(chain).await;
+        }
         let _guard = self.pki_lock.lock().await;
         let (root, sequence) = self.pki_root().await?;
         let tx = self.blocks.start_transaction(&self.id).await?;
@@ -665,12 +748,103 @@ impl Server {
         }
         .await;
         self.blocks.close_transaction(&self.id, &tx).await?;
+        if outcome.is_ok() {
+            self.index_chain(chain);
+        }
         outcome
+    }
+
+    /// Claims a name (or extends its chain) at the PKI node, for a user
+    /// signing up on this mirror, then follows the new root.
+    async fn pki_claim_remote(&self, chain: &KeyChain) -> Result<()> {
+        let answer = self
+            .forward(
+                self.pki_peer,
+                &peers::TunnelRequest {
+                    method: "POST".into(),
+                    path: "/v1/pki/claim".into(),
+                    content_type: Some(api::CBOR.into()),
+                    body: chain.to_bytes()?,
+                },
+            )
+            .await?;
+        if answer.status != 200 {
+            let body: api::ErrorBody =
+                peergos_ipld::cbor::from_slice(&answer.body).map_err(|_| {
+                    Error::Peer(format!(
+                        "the PKI node refused the claim with status {} and no message",
+                        answer.status
+                    ))
+                })?;
+            if answer.status == 409 {
+                return Err(Error::UsernameTaken(chain.username().to_string()));
+            }
+            return Err(Error::Remote {
+                status: answer.status,
+                body,
+            });
+        }
+        self.sync_pki().await?;
+        Ok(())
+    }
+
+    /// Applies a claim that another server sends for a user signing up
+    /// there (this server being the PKI node). The chain must name the
+    /// sending server as the user's home.
+    pub async fn pki_claim(&self, from: &PeerId, chain: &KeyChain) -> Result<()> {
+        if self.mirror.is_some() {
+            return Err(Error::NotPki(format!(
+                "this server is not the PKI node (that is {})",
+                self.pki_peer
+            )));
+        }
+        chain.verify()?;
+        let named = chain
+            .current()
+            .servers
+            .first()
+            .and_then(|s| peers::parse_home(s));
+        if named != Some(*from) {
+            return Err(Error::NotPki(format!(
+                "the claim for '{}' does not name the sending server {from} as its home",
+                chain.username()
+            )));
+        }
+        self.pki_apply(chain).await?;
+        tracing::info!(username = chain.username(), home = %from, "claimed through another server");
+        Ok(())
     }
 
     /// A name's chain with everything a client needs to check it.
     pub async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer> {
         peergos_pki::check_username(username)?;
+        if let Some(mirror) = &self.mirror {
+            if self.pki_chain(username).await?.is_none() {
+                // Perhaps just claimed: ask the PKI node (at most once a
+                // second).
+                self.home_of_name(username).await?;
+            }
+            let pointer = mirror.pointer();
+            let Some(root) = pointer.as_ref().and_then(|p| p.update.current) else {
+                return Ok(PkiAnswer {
+                    pointer,
+                    proof: Vec::new(),
+                    chain: None,
+                });
+            };
+            let key = name_key(username);
+            let champ = mirror.pki.champ();
+            let proof = champ.proof(&root, &key).await?;
+            let chain = match champ.get(&root, &key).await? {
+                Some(peergos_champ::Value::Link(cid)) => mirror.store().get_trusted(&cid).await?,
+                _ => None,
+            };
+            return Ok(PkiAnswer {
+                pointer,
+                proof: proof.into_iter().map(|b| b.into_data()).collect(),
+                chain,
+            });
+        }
         let pointer = self.pointers.get(&self.id, &self.id).await?;
         let Some(root) = pointer.as_ref().and_then(|p| p.update.current) else {
             return Ok(PkiAnswer {
@@ -712,10 +886,10 @@ impl Server {
                 "a new account's chain has exactly one claim".into(),
             ));
         }
-        if !claim.servers.contains(&self.id.to_string()) {
+        if !claim.servers.first().is_some_and(|s| self.is_me(s)) {
             return Err(Error::BadRequest(format!(
                 "the PKI claim does not name this server ({}) as the user's home",
-                self.id
+                self.peer_id
             )));
         }
         request.login.validate()?;
@@ -930,5 +1104,14 @@ pub mod fuzzing {
         round_trip::<UpdateLink>(data);
         round_trip::<Vec<LinkStatus>>(data);
         round_trip::<OpenLink>(data);
+        // What servers send each other over p2p.
+        round_trip::<crate::peers::TunnelRequest>(data);
+        round_trip::<crate::peers::TunnelResponse>(data);
+        round_trip::<Vec<crate::peers::Want>>(data);
+        round_trip::<Vec<crate::peers::Have>>(data);
+        round_trip::<Option<peergos_pointers::SignedPointer>>(data);
+        if let Ok(text) = std::str::from_utf8(data) {
+            let _ = crate::peers::parse_home(text);
+        }
     }
 }

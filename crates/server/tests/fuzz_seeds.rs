@@ -7,6 +7,7 @@ use peergos_ipld::{cbor, Cid, Codec};
 use peergos_keys::{LoginParams, PublicKeyHash, SigningKeyPair};
 use peergos_pki::{Claim, KeyChain};
 use peergos_server::api::*;
+use peergos_server::peers::{Have, TunnelRequest, TunnelResponse, Want};
 
 fn bodies() -> Vec<(&'static str, Vec<u8>)> {
     let key = SigningKeyPair::random();
@@ -36,7 +37,12 @@ fn bodies() -> Vec<(&'static str, Vec<u8>)> {
         ("put", encode_put(&put)),
         (
             "get",
-            cbor::to_vec(&GetRequest { cid, auth: None }).unwrap(),
+            cbor::to_vec(&GetRequest {
+                cid,
+                auth: None,
+                owner: None,
+            })
+            .unwrap(),
         ),
         (
             "lookup",
@@ -84,12 +90,53 @@ fn bodies() -> Vec<(&'static str, Vec<u8>)> {
             .unwrap(),
         ),
         ("space", cbor::to_vec(&Space { used: 1, quota: 2 }).unwrap()),
+        (
+            "tunnel-request",
+            cbor::to_vec(&TunnelRequest {
+                method: "POST".into(),
+                path: "/v1/blocks/get".into(),
+                content_type: Some("application/cbor".into()),
+                body: vec![0xa0],
+            })
+            .unwrap(),
+        ),
+        (
+            "tunnel-response",
+            cbor::to_vec(&TunnelResponse {
+                status: 200,
+                content_type: None,
+                body: b"ok".to_vec(),
+            })
+            .unwrap(),
+        ),
+        (
+            "exchange-want",
+            cbor::to_vec(&vec![Want { cid, auth: None }]).unwrap(),
+        ),
+        (
+            "exchange-have",
+            cbor::to_vec(&vec![
+                Have {
+                    block: Some(serde_bytes::ByteBuf::from(b"x".to_vec())),
+                    refused: None,
+                },
+                Have {
+                    block: None,
+                    refused: None,
+                },
+            ])
+            .unwrap(),
+        ),
     ]
 }
 
 fn decodes_as_something(data: &[u8]) -> bool {
     decode_put(&Bytes::copy_from_slice(data)).is_ok()
         || cbor::from_slice::<GetRequest>(data).is_ok()
+        || cbor::from_slice::<TunnelRequest>(data).is_ok()
+        || cbor::from_slice::<TunnelResponse>(data).is_ok()
+        || cbor::from_slice::<Vec<Want>>(data).is_ok()
+        || cbor::from_slice::<Vec<Have>>(data).is_ok()
         || cbor::from_slice::<ChampLookup>(data).is_ok()
         || cbor::from_slice::<TxRequest>(data).is_ok()
         || cbor::from_slice::<SignupRequest>(data).is_ok()

@@ -170,7 +170,7 @@ async fn owner_stamps_are_fresh_signed_and_used_once() {
 async fn link_records_are_checked_counted_and_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let (server, identity) = server_with_alice(dir.path()).await;
-    let link = SecretLink::random("http://127.0.0.1:8000", false);
+    let link = SecretLink::random("http://127.0.0.1:8000", "alice", false);
     let keys = link.keys(None).unwrap();
     let record = LinkRecord {
         id: link.id.clone(),
@@ -195,13 +195,13 @@ async fn link_records_are_checked_counted_and_revoked() {
     // The same id again, an expiry in the past, a zero use limit.
     assert!(create(&record).is_err());
     let past = LinkRecord {
-        id: SecretLink::random("http://h", false).id,
+        id: SecretLink::random("http://h", "alice", false).id,
         expiry: Some(1),
         ..record.clone()
     };
     assert!(create(&past).unwrap_err().to_string().contains("past"));
     let zero = LinkRecord {
-        id: SecretLink::random("http://h", false).id,
+        id: SecretLink::random("http://h", "alice", false).id,
         max_uses: Some(0),
         ..record.clone()
     };
@@ -210,11 +210,13 @@ async fn link_records_are_checked_counted_and_revoked() {
     // A wrong token does not count; the right one does, once.
     let wrong = OpenLink {
         id: link.id.clone(),
+        owner: "alice".into(),
         token: [0; 32],
     };
     assert!(matches!(server.open_link(&wrong), Err(Error::LinkDenied)));
     let right = OpenLink {
         id: link.id.clone(),
+        owner: "alice".into(),
         token: keys.token(),
     };
     assert_eq!(server.open_link(&right).unwrap().as_ref(), &[9; 300][..]);
@@ -223,7 +225,8 @@ async fn link_records_are_checked_counted_and_revoked() {
         Err(Error::LinkUsedUp { max: 1 })
     ));
     let unknown = OpenLink {
-        id: SecretLink::random("http://h", false).id,
+        id: SecretLink::random("http://h", "alice", false).id,
+        owner: "alice".into(),
         token: [0; 32],
     };
     assert!(matches!(

@@ -1,9 +1,10 @@
 //! Secret links: a capability anyone holding the link can open, with no
 //! account.
 //!
-//! A link is `{server}/link/{id}#s={secret}` (with `&pw=1` when it also
-//! needs a password). The id (16 random bytes, base32) names a record on
-//! the owner's server; the secret (32 random bytes, base32) is in the URL
+//! A link is `{server}/link/{owner}/{id}#s={secret}` (with `&pw=1` when
+//! it also needs a password). The owner's username lets any server route
+//! the opening to the owner's home server (found through the PKI); the id
+//! (16 random bytes, base32) names a record there; the secret (32 random bytes, base32) is in the URL
 //! fragment, which browsers and this client never send to a server.
 //!
 //! From the secret, the optional password and the id come two values
@@ -78,9 +79,13 @@ pub fn check_id(id: &str) -> Result<()> {
 /// A parsed secret link.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretLink {
-    /// The owner's server (`http://host:port`).
+    /// The server the link was made through (`http://host:port`); any
+    /// server of the network can open it.
     pub server: String,
-    /// The record's id on that server.
+    /// The owner's username: any server finds the owner's home through
+    /// the PKI, so the link keeps working when the owner moves.
+    pub owner: String,
+    /// The record's id on the owner's home server.
     pub id: String,
     secret: Zeroizing<[u8; 32]>,
     /// Whether opening it needs a password too.
@@ -91,6 +96,7 @@ impl std::fmt::Debug for SecretLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretLink")
             .field("server", &self.server)
+            .field("owner", &self.owner)
             .field("id", &self.id)
             .field("password", &self.password)
             .finish_non_exhaustive()
@@ -98,23 +104,26 @@ impl std::fmt::Debug for SecretLink {
 }
 
 impl SecretLink {
-    /// A new link on `server` with a fresh id and secret.
-    pub fn random(server: &str, password: bool) -> Self {
+    /// A new link of `owner`'s, made through `server`, with a fresh id
+    /// and secret.
+    pub fn random(server: &str, owner: &str, password: bool) -> Self {
         let id = Bat::random();
         SecretLink {
             server: server.trim_end_matches('/').to_string(),
+            owner: owner.to_string(),
             id: b32(&id.as_bytes()[..ID_SIZE]),
             secret: Zeroizing::new(*Bat::random().as_bytes()),
             password,
         }
     }
 
-    /// The link's text: `{server}/link/{id}#s={secret}[&pw=1]`.
+    /// The link's text: `{server}/link/{owner}/{id}#s={secret}[&pw=1]`.
     pub fn to_url(&self) -> String {
         let pw = if self.password { "&pw=1" } else { "" };
         format!(
-            "{}/link/{}#s={}{pw}",
+            "{}/link/{}/{}#s={}{pw}",
             self.server,
+            self.owner,
             self.id,
             b32(self.secret.as_ref())
         )
@@ -128,9 +137,13 @@ impl SecretLink {
         let (location, fragment) = url
             .split_once('#')
             .ok_or_else(|| bad("it has no '#' part (the secret is after the '#')"))?;
-        let (server, id) = location
+        let (server, path) = location
             .rsplit_once("/link/")
             .ok_or_else(|| bad("it does not contain /link/"))?;
+        let (owner, id) = path
+            .split_once('/')
+            .ok_or_else(|| bad("it does not name the owner (/link/{owner}/{id})"))?;
+        peergos_pki::check_username(owner).map_err(|_| bad("the owner is not a valid username"))?;
         let scheme_ok = server.split_once("://").is_some_and(|(scheme, host)| {
             !scheme.is_empty()
                 && !host.is_empty()
@@ -160,6 +173,7 @@ impl SecretLink {
         }
         Ok(SecretLink {
             server: server.to_string(),
+            owner: owner.to_string(),
             id: id.to_string(),
             secret: secret.ok_or_else(|| bad("the secret (s=...) is missing"))?,
             password,

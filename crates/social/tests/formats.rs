@@ -188,13 +188,18 @@ fn within() {
 
 #[test]
 fn links_parse_exactly_and_open_with_the_right_keys() {
-    let link = SecretLink::random("http://127.0.0.1:8000/", false);
+    let link = SecretLink::random("http://127.0.0.1:8000/", "alice", false);
     let url = link.to_url();
-    assert!(url.starts_with("http://127.0.0.1:8000/link/"), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:8000/link/alice/"),
+        "{url}"
+    );
     assert_eq!(SecretLink::parse(&url).unwrap(), link);
     for bad in [
         url.replace('#', ""),
         url.replace("/link/", "/links/"),
+        url.replace("/link/alice/", "/link/"),
+        url.replace("/alice/", "/Alice!/"),
         url.replace("http://", "ftp//"),
         url.to_ascii_uppercase(),
         format!("{url}&x=1"),
@@ -211,7 +216,7 @@ fn links_parse_exactly_and_open_with_the_right_keys() {
     assert_eq!(blob.len() % 256, 40, "padded to 256 plus the AEAD overhead");
     assert_eq!(keys.open(&blob).unwrap(), capability);
     // Another link's keys do not open it.
-    let other = SecretLink::random("http://127.0.0.1:8000", false);
+    let other = SecretLink::random("http://127.0.0.1:8000", "alice", false);
     assert!(matches!(
         other.keys(None).unwrap().open(&blob),
         Err(Error::LinkDoesNotOpen)
@@ -221,7 +226,7 @@ fn links_parse_exactly_and_open_with_the_right_keys() {
     assert!(keys.open(&tampered).is_err());
 
     // With a password: the token depends on it, and it is required.
-    let protected = SecretLink::random("https://example.org", true);
+    let protected = SecretLink::random("https://example.org", "alice", true);
     assert!(protected.keys(None).is_err());
     let right = protected.keys(Some("pw")).unwrap();
     let wrong = protected.keys(Some("pW")).unwrap();
@@ -234,7 +239,7 @@ fn links_parse_exactly_and_open_with_the_right_keys() {
 
 #[test]
 fn link_records_validate() {
-    let link = SecretLink::random("http://h", false);
+    let link = SecretLink::random("http://h", "alice", false);
     let record = LinkRecord {
         id: link.id.clone(),
         blob: vec![1; 100],
@@ -306,7 +311,7 @@ proptest! {
     /// character changed in the secret.
     #[test]
     fn link_text_round_trips(port in 1u16.., password: bool, flip in 0usize..52) {
-        let link = SecretLink::random(&format!("http://127.0.0.1:{port}"), password);
+        let link = SecretLink::random(&format!("http://127.0.0.1:{port}"), "alice", password);
         let url = link.to_url();
         prop_assert_eq!(SecretLink::parse(&url).unwrap(), link.clone());
         let start = url.find("#s=").unwrap() + 3;

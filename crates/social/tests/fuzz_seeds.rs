@@ -56,7 +56,7 @@ fn follow_seeds() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn link_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    let link = SecretLink::random("http://127.0.0.1:8000", false);
+    let link = SecretLink::random("http://127.0.0.1:8000", "alice", false);
     let keys = link.keys(None).unwrap();
     let record = LinkRecord {
         id: link.id.clone(),
@@ -76,7 +76,7 @@ fn link_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("url", link.to_url().into_bytes()),
         (
             "url-password",
-            SecretLink::random("https://peergos.example", true)
+            SecretLink::random("https://peergos.example", "alice", true)
                 .to_url()
                 .into_bytes(),
         ),

@@ -14,6 +14,8 @@ pub struct TempDaemon {
     env: Vec<(String, String)>,
     child: Option<Child>,
     url: String,
+    p2p: Vec<String>,
+    peer_id: String,
     /// How long the last start took until the daemon was listening.
     pub startup: Duration,
 }
@@ -43,6 +45,8 @@ impl TempDaemon {
                 .collect(),
             child: None,
             url: String::new(),
+            p2p: Vec::new(),
+            peer_id: String::new(),
             startup: Duration::ZERO,
         };
         daemon.launch();
@@ -55,6 +59,13 @@ impl TempDaemon {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--listen", "127.0.0.1:0"])
+            .args(if self.args.iter().any(|a| a == "--p2p-listen") {
+                &[][..]
+            } else {
+                // A free loopback port, so daemons of parallel tests never
+                // share the default p2p port.
+                &["--p2p-listen", "/ip4/127.0.0.1/tcp/0"][..]
+            })
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
@@ -72,9 +83,20 @@ impl TempDaemon {
                 }
             }
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the daemon did not report its address within 30 s");
+        // The p2p lines come first, then the HTTP address.
+        self.p2p.clear();
+        let line = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the daemon did not report its address within 30 s");
+            if let Some(addr) = line.strip_prefix("p2p address: ") {
+                self.p2p.push(addr.to_string());
+            } else if let Some(id) = line.strip_prefix("p2p peer id ") {
+                self.peer_id = id.to_string();
+            } else if line.contains("listening on") {
+                break line;
+            }
+        };
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -89,6 +111,17 @@ impl TempDaemon {
     /// The daemon's base URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The daemon's p2p addresses, each ending in `/p2p/PEER_ID` (what
+    /// another daemon's `--bootstrap` takes).
+    pub fn p2p_addrs(&self) -> &[String] {
+        &self.p2p
+    }
+
+    /// The daemon's peer id (what another daemon's `--pki-node` takes).
+    pub fn peer_id(&self) -> &str {
+        &self.peer_id
     }
 
     /// Stops the daemon with SIGTERM (a graceful shutdown) and waits.
