@@ -82,6 +82,12 @@ struct ServeArgs {
     /// separated.
     #[arg(long, env = "PEERGOS_P2P_EXTERNAL", value_delimiter = ',')]
     p2p_external: Option<Vec<String>>,
+    /// Servers to be reachable through when other servers cannot dial
+    /// this one (behind NAT with no port forward), comma separated, each
+    /// ending in /p2p/PEER_ID [default: none; a server that finds itself
+    /// unreachable uses its bootstrap servers].
+    #[arg(long, env = "PEERGOS_RELAY", value_delimiter = ',')]
+    relay: Option<Vec<String>>,
     /// The peer id of the PKI node this server mirrors [default: this
     /// server is its own PKI node]. Fixed on first run.
     #[arg(long, env = "PEERGOS_PKI_NODE")]
@@ -128,6 +134,7 @@ struct FileConfig {
     p2p_listen: Option<Vec<String>>,
     bootstrap: Option<Vec<String>>,
     p2p_external: Option<Vec<String>>,
+    relay: Option<Vec<String>>,
     /// The PKI node's peer id (absent: this server is the PKI node).
     pki_node: Option<String>,
 }
@@ -274,6 +281,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
         .clone()
         .or(file.p2p_external)
         .unwrap_or_default();
+    let relays = args.relay.clone().or(file.relay).unwrap_or_default();
     if !first_run && args.pki_node.is_some() && args.pki_node != file.pki_node {
         bail!(
             "{} was set up with {} as its PKI node; the PKI node cannot be changed in place",
@@ -292,6 +300,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             listen: multiaddrs("the p2p listen address", &p2p_listen)?,
             bootstrap: multiaddrs("the bootstrap address", &bootstrap)?,
             external: multiaddrs("the external address", &p2p_external)?,
+            relays: multiaddrs("the relay address", &relays)?,
         })
     };
     let pki_peer = match &pki_node {
@@ -316,6 +325,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             p2p_listen: Some(p2p_listen),
             bootstrap: Some(bootstrap),
             p2p_external: Some(p2p_external),
+            relay: Some(relays),
             pki_node,
         };
         let text = format!(

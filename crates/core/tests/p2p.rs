@@ -29,6 +29,7 @@ impl Node {
                 None => Vec::new(),
             },
             external: Vec::new(),
+            relays: Vec::new(),
         });
         config.pki_node = pki.map(|p| p.server.peer_id());
         let server = Server::open(config).await.unwrap();
@@ -242,6 +243,11 @@ async fn a_mirror_refuses_a_pki_that_rewrites_history() {
     let status = b.server.mirror_status().unwrap();
     assert_eq!(status.root, Some(root));
     assert!(status.rejected.unwrap().contains("a name was removed"));
+    let metrics = b.server.render_metrics().unwrap();
+    assert!(
+        metrics.contains("peergos_pki_mirror_rejected 1"),
+        "{metrics}"
+    );
     assert!(b.server.pki_lookup("bob").await.unwrap().chain.is_some());
     // A client of B still logs in as bob, with the PKI checked.
     login(&b, "bob").await;

@@ -45,6 +45,11 @@ pub const REQUEST_ATTEMPTS: u32 = 10;
 /// How long [`Node::open`] waits for a peer to be found and connected.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long one relayed connection may last.
+const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
+/// How many bytes one relayed connection may carry.
+const RELAY_CIRCUIT_BYTES: u64 = 1 << 30;
+
 /// How long a connection with no open stream stays up.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -118,6 +123,10 @@ pub struct Config {
     /// Addresses to announce besides the ones the node observes (a public
     /// address in front of a port forward).
     pub external: Vec<Multiaddr>,
+    /// Relays to be reachable through (each `.../p2p/<relay peer id>`),
+    /// for a node that others cannot dial directly. A node that AutoNAT
+    /// finds private also listens through its bootstrap peers.
+    pub relays: Vec<Multiaddr>,
 }
 
 #[derive(NetworkBehaviour)]
@@ -126,6 +135,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<MemoryStore>,
     relay: relay::client::Behaviour,
+    relay_server: relay::Behaviour,
     dcutr: dcutr::Behaviour,
     autonat: autonat::Behaviour,
     streams: libp2p_stream::Behaviour,
@@ -224,6 +234,17 @@ impl Node {
                     ping: ping::Behaviour::default(),
                     kad,
                     relay,
+                    // Every server relays for the others, so a home behind
+                    // NAT is reachable through any of them until hole
+                    // punching (DCUtR) gives a direct connection.
+                    relay_server: relay::Behaviour::new(
+                        id,
+                        relay::Config {
+                            max_circuit_duration: RELAY_CIRCUIT_DURATION,
+                            max_circuit_bytes: RELAY_CIRCUIT_BYTES,
+                            ..relay::Config::default()
+                        },
+                    ),
                     dcutr: dcutr::Behaviour::new(id),
                     autonat: autonat::Behaviour::new(id, autonat::Config::default()),
                     streams: libp2p_stream::Behaviour::new(),
@@ -248,6 +269,20 @@ impl Node {
                 tracing::warn!(%addr, error = %e, "cannot dial a bootstrap peer");
             }
         }
+        // Listening through a relay starts once connected to it (the relay
+        // client refuses to dial a peer that a dial is already under way
+        // to, such as a bootstrap peer).
+        let mut relays = HashMap::new();
+        for relay in &config.relays {
+            let peer = peer_of(relay).ok_or_else(|| Error::BootstrapAddress(relay.clone()))?;
+            if !config.bootstrap.contains(relay) {
+                swarm.behaviour_mut().kad.add_address(&peer, relay.clone());
+                if let Err(e) = swarm.dial(relay.clone()) {
+                    tracing::warn!(%relay, error = %e, "cannot dial a relay");
+                }
+            }
+            relays.insert(peer, relay.clone().with(Protocol::P2pCircuit));
+        }
         let control = swarm.behaviour().streams.new_control();
         let (commands, receiver) = mpsc::unbounded_channel();
         // Wait until every listener is up, so the addresses are known.
@@ -256,7 +291,9 @@ impl Node {
             match swarm.select_next_some().await {
                 SwarmEvent::NewListenAddr { address, .. } => {
                     tracing::info!(%address, %peer_id, "p2p listening");
-                    pending -= 1;
+                    if !address.iter().any(|p| p == Protocol::P2pCircuit) {
+                        pending -= 1;
+                    }
                 }
                 SwarmEvent::ListenerError { error, .. } => {
                     return Err(Error::Transport(error.to_string()))
@@ -267,7 +304,13 @@ impl Node {
                 _ => {}
             }
         }
-        tokio::spawn(run(swarm, receiver, alone));
+        tokio::spawn(run(
+            swarm,
+            receiver,
+            alone,
+            config.bootstrap.clone(),
+            relays,
+        ));
         Ok(Node {
             peer_id,
             control,
@@ -421,7 +464,10 @@ async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     alone: bool,
+    bootstrap: Vec<Multiaddr>,
+    mut relays: HashMap<PeerId, Multiaddr>,
 ) {
+    let mut relayed = false;
     let finds: Arc<Mutex<Finds>> = Arc::default();
     if !alone {
         if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
@@ -434,8 +480,35 @@ async fn run(
                 let Some(command) = command else { return };
                 handle_command(&mut swarm, command, &finds);
             }
-            event = swarm.select_next_some() => handle_event(&mut swarm, event, &finds),
+            event = swarm.select_next_some() => {
+                if let SwarmEvent::Behaviour(BehaviourEvent::Autonat(
+                    autonat::Event::StatusChanged { new, .. },
+                )) = &event
+                {
+                    tracing::info!(status = ?new, "p2p reachability");
+                    if *new == autonat::NatStatus::Private && !relayed {
+                        // Others cannot dial us: be reachable through the
+                        // servers we joined by.
+                        relayed = true;
+                        for addr in &bootstrap {
+                            listen_through(&mut swarm, addr.clone().with(Protocol::P2pCircuit));
+                        }
+                    }
+                }
+                if let SwarmEvent::ConnectionEstablished { peer_id, .. } = &event {
+                    if let Some(circuit) = relays.remove(peer_id) {
+                        listen_through(&mut swarm, circuit);
+                    }
+                }
+                handle_event(&mut swarm, event, &finds)
+            }
         }
+    }
+}
+
+fn listen_through(swarm: &mut Swarm<Behaviour>, circuit: Multiaddr) {
+    if let Err(e) = swarm.listen_on(circuit.clone()) {
+        tracing::warn!(%circuit, error = %e, "cannot listen through a relay");
     }
 }
 
@@ -531,6 +604,17 @@ fn handle_event(
         }
         SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
             tracing::debug!(?peer_id, %error, "p2p dial failed");
+        }
+        SwarmEvent::NewListenAddr { address, .. } => {
+            tracing::info!(%address, "p2p listening");
+        }
+        SwarmEvent::ListenerClosed {
+            addresses, reason, ..
+        } => {
+            tracing::warn!(?addresses, ?reason, "a p2p listener closed");
+        }
+        SwarmEvent::ListenerError { error, .. } => {
+            tracing::warn!(%error, "a p2p listener failed");
         }
         SwarmEvent::ExternalAddrConfirmed { address } => {
             tracing::info!(%address, "p2p address confirmed reachable");

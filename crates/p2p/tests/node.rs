@@ -204,3 +204,73 @@ async fn bursts_of_requests_are_all_answered_whole() {
         ask.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_public_address_is_reached_through_a_relay() {
+    // a is public (it knows its address, as AutoNAT or --p2p-external
+    // would tell it); n listens nowhere directly, only through a; b knows
+    // a.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let a = Node::start(
+        &[40; 32],
+        &Config {
+            listen: vec![public.clone()],
+            external: vec![public],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    let a_addr = with_peer(&a, &a.listen_addrs().await.unwrap()[0]);
+    let n = Node::start(
+        &[41; 32],
+        &Config {
+            bootstrap: vec![a_addr.clone()],
+            relays: vec![a_addr.clone()],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    serve_echo(&n);
+    // Wait for the relay to grant n its reservation.
+    let mut circuit = None;
+    for _ in 0..100 {
+        let addrs = n.listen_addrs().await.unwrap();
+        if let Some(addr) = addrs.iter().find(|a| a.to_string().contains("p2p-circuit")) {
+            circuit = Some(addr.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let circuit = circuit.expect("the relay gave no reservation");
+    assert!(
+        circuit.to_string().starts_with(&a_addr.to_string()),
+        "{circuit}"
+    );
+    let b = Node::start(
+        &[42; 32],
+        &Config {
+            bootstrap: vec![a_addr],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    // b has no address of n's but a's circuit, found through the DHT.
+    let mut answer = None;
+    for _ in 0..40 {
+        if let Ok(mut stream) = b.open(n.peer_id(), ECHO).await {
+            frame::write(&mut stream, b"relayed").await.unwrap();
+            answer = Some(frame::read(&mut stream, 1 << 20).await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(answer.as_deref(), Some(&b"RELAYED"[..]));
+}

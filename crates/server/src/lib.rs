@@ -460,6 +460,31 @@ impl Server {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        if let Some(mirror) = self.mirror_status() {
+            let gauges = [
+                (
+                    "peergos_pki_mirror_sequence",
+                    "Sequence number of the PKI root this mirror accepted last.",
+                    mirror.sequence,
+                ),
+                (
+                    "peergos_pki_mirror_accepted_total",
+                    "New PKI roots accepted since start.",
+                    mirror.accepted,
+                ),
+                (
+                    "peergos_pki_mirror_rejected",
+                    "1 if the PKI node's latest root was refused as a rewrite of history.",
+                    u64::from(mirror.rejected.is_some()),
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                );
+            }
+        }
         let runs = self.gc_runs.load(std::sync::atomic::Ordering::Relaxed);
         let _ = writeln!(
             out,
