@@ -68,7 +68,13 @@ async fn main() {
         "build it first: cargo build --release --bin peergos-daemon"
     );
     let (a_dir, c_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let quota = ["--default-quota", "1000000000000"];
+    // The transport between the servers: BENCH_P2P=quic or tcp (default).
+    let transport = std::env::var("BENCH_P2P").unwrap_or_else(|_| "tcp".into());
+    let listen = match transport.as_str() {
+        "quic" => "/ip4/127.0.0.1/udp/0/quic-v1",
+        _ => "/ip4/127.0.0.1/tcp/0",
+    };
+    let quota = ["--default-quota", "1000000000000", "--p2p-listen", listen];
     let a = TempDaemon::start(&binary, a_dir.path(), &quota);
     let bootstrap = a.p2p_addrs()[0].clone();
     let c = TempDaemon::start(
@@ -77,12 +83,15 @@ async fn main() {
         &[
             quota[0],
             quota[1],
+            quota[2],
+            quota[3],
             "--bootstrap",
             &bootstrap,
             "--pki-node",
             a.peer_id(),
         ],
     );
+    println!("servers connected over {bootstrap}\n");
 
     let alice = UserContext::signup(http(a.url()), "alice", "alice pw", None)
         .await

@@ -28,7 +28,12 @@ impl BlockAuth {
 }
 
 /// Checks that `auth` may read the block `cid` with content `data`.
-pub(crate) fn check(cid: &Cid, data: &[u8], auth: Option<&BlockAuth>) -> Result<()> {
+/// Checks that `auth` opens the block `cid` with bytes `data`: a block
+/// that lists access tokens needs a valid proof for one of them, one that
+/// lists none is open to anyone. Every store read runs this; a server
+/// serving bytes it did not read from a store (fetched from another
+/// server) runs it itself.
+pub fn check(cid: &Cid, data: &[u8], auth: Option<&BlockAuth>) -> Result<()> {
     let ids = bat::block_bats(cid, data)?;
     if ids.is_empty() {
         return Ok(());

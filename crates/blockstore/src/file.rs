@@ -42,6 +42,7 @@ struct Inner {
     blocks: PathBuf,
     tmp: PathBuf,
     transactions: Transactions,
+    durable: bool,
 }
 
 impl FileStore {
@@ -62,8 +63,21 @@ impl FileStore {
                 blocks,
                 tmp,
                 transactions: Transactions::default(),
+                durable: true,
             }),
         })
+    }
+
+    /// A store of copies that can be fetched again (a cache): the same
+    /// layout and the same atomic rename, so a crash never leaves a half
+    /// block under a real name, but no fsync, so a crash may lose the
+    /// latest blocks.
+    pub fn open_cache(root: impl AsRef<Path>) -> Result<Self> {
+        let mut store = Self::open(root)?;
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.durable = false;
+        }
+        Ok(store)
     }
 
     /// Where the block `cid` lives (whether or not it is stored).
@@ -123,10 +137,15 @@ impl Inner {
         let mut file = fs::File::create_new(&tmp).map_err(Error::io("create", &tmp))?;
         file.write_all(block.data())
             .map_err(Error::io("write", &tmp))?;
-        file.sync_all().map_err(Error::io("fsync", &tmp))?;
+        if self.durable {
+            file.sync_all().map_err(Error::io("fsync", &tmp))?;
+        }
         drop(file);
         fs::rename(&tmp, &path).map_err(Error::io("rename into", &path))?;
-        sync_dir(&shard)
+        if self.durable {
+            sync_dir(&shard)?;
+        }
+        Ok(())
     }
 
     fn read(&self, cid: &Cid) -> Result<Option<Bytes>> {

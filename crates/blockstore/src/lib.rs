@@ -34,7 +34,7 @@ use futures::stream::BoxStream;
 use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
 
-pub use crate::access::BlockAuth;
+pub use crate::access::{check as check_access, BlockAuth};
 pub use crate::error::Error;
 pub use crate::file::FileStore;
 pub use crate::memory::MemoryStore;

@@ -160,3 +160,34 @@ async fn unwritable_directory_gives_a_clear_error() {
     assert!(matches!(err, Error::Io { .. }));
     assert!(err.to_string().contains("plain-file"), "{err}");
 }
+
+#[tokio::test]
+async fn a_cache_store_keeps_verified_copies_under_the_access_rules() {
+    use peergos_ipld::Block;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = FileStore::open_cache(dir.path()).unwrap();
+    let open = Block::new(Codec::Raw, b"a copy of someone's block".to_vec()).unwrap();
+    let cid = *open.cid();
+    cache.put_verified(vec![open]).await.unwrap();
+    assert_eq!(
+        cache.get(&cid, None).await.unwrap().unwrap().as_ref(),
+        b"a copy of someone's block"
+    );
+    // Listed and deletable like any block, and still there after reopening.
+    let listed: Vec<Cid> = cache.list().try_collect().await.unwrap();
+    assert_eq!(listed, vec![cid]);
+    drop(cache);
+    let again = FileStore::open_cache(dir.path()).unwrap();
+    assert!(again.has(&cid).await.unwrap());
+    again.delete(&cid).await.unwrap();
+    assert!(!again.has(&cid).await.unwrap());
+    // Reads check hashes in a cache too.
+    let other = Block::new(Codec::Raw, b"another".to_vec()).unwrap();
+    let other_cid = *other.cid();
+    again.put_verified(vec![other]).await.unwrap();
+    std::fs::write(again.path_of(&other_cid), b"tampered").unwrap();
+    assert!(matches!(
+        again.get(&other_cid, None).await,
+        Err(Error::Corrupt { .. })
+    ));
+}

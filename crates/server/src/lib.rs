@@ -318,7 +318,7 @@ impl Server {
                 Some(peers::Mirror::open(dir.join("pki-mirror"))?),
             )
         };
-        let cache = FileStore::open(dir.join("cache"))?;
+        let cache = FileStore::open_cache(dir.join("cache"))?;
         let server = Arc::new(Server {
             champ: Champ::new(Arc::clone(&blocks)),
             pki: Pki::new(Arc::clone(&blocks)),

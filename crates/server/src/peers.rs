@@ -296,13 +296,13 @@ impl Server {
     }
 
     /// Asks `peer` for blocks (in batches of at most [`MAX_EXCHANGE`]):
-    /// for each, the bytes (hash checked), None if `peer` does not have
-    /// it, or its refusal.
+    /// for each, the block (hash and form checked), None if `peer` does
+    /// not have it, or its refusal.
     pub async fn exchange(
         &self,
         peer: PeerId,
         wants: &[Want],
-    ) -> Result<Vec<std::result::Result<Option<Bytes>, ErrorBody>>> {
+    ) -> Result<Vec<std::result::Result<Option<Block>, ErrorBody>>> {
         let node = self.require_node()?;
         let unreachable = |e: peergos_p2p::Error| {
             Error::Peer(format!("cannot fetch blocks from {peer} over p2p: {e}"))
@@ -330,16 +330,16 @@ impl Server {
                     batch.len()
                 )));
             }
-            for (want, have) in batch.iter().zip(&haves) {
+            for (want, have) in batch.iter().zip(haves.iter()) {
                 out.push(match (&have.block, &have.refused) {
                     (Some(bytes), _) => {
-                        want.cid.verify(bytes).map_err(|_| {
+                        let block = Block::verified(want.cid, bytes.to_vec()).map_err(|_| {
                             Error::Peer(format!(
-                                "{peer} sent bytes that do not hash to block {}",
+                                "{peer} sent bytes that are not block {}",
                                 want.cid
                             ))
                         })?;
-                        Ok(Some(Bytes::copy_from_slice(bytes)))
+                        Ok(Some(block))
                     }
                     (None, Some(refusal)) => Err(refusal.clone()),
                     (None, None) => Ok(None),
@@ -425,12 +425,12 @@ impl Server {
         };
         let mut answers = self.exchange(home, std::slice::from_ref(&want)).await?;
         match answers.pop() {
-            Some(Ok(Some(bytes))) => {
-                let block = Block::verified(*cid, bytes)?;
-                self.cache.put_verified(vec![block]).await?;
-                // Served through the cache, so its access check runs here
-                // too.
-                Ok(self.cache.get(cid, auth).await?)
+            Some(Ok(Some(block))) => {
+                // The same access check a store read runs.
+                peergos_blockstore::check_access(cid, block.data(), auth)?;
+                let bytes = block.data().clone();
+                self.keep_in_cache(vec![block]);
+                Ok(Some(bytes))
             }
             Some(Ok(None)) | None => Ok(None),
             Some(Err(body)) => Err(Error::Remote { status: 403, body }),
@@ -474,20 +474,34 @@ impl Server {
             let mut fetched = Vec::new();
             for (&i, answer) in indices.iter().zip(answers) {
                 match answer {
-                    Ok(Some(bytes)) => fetched.push(Block::verified(requests[i].0, bytes)?),
+                    Ok(Some(block)) => {
+                        let (cid, auth, _) = &requests[i];
+                        peergos_blockstore::check_access(cid, block.data(), auth.as_ref())?;
+                        found[i] = Some(block.data().clone());
+                        fetched.push(block);
+                    }
                     Ok(None) => {}
                     Err(body) => return Err(Error::Remote { status: 403, body }),
                 }
             }
-            self.cache.put_verified(fetched).await?;
-            for &i in &indices {
-                found[i] = self
-                    .cache
-                    .get(&requests[i].0, requests[i].1.as_ref())
-                    .await?;
-            }
+            self.keep_in_cache(fetched);
         }
         Ok(found)
+    }
+
+    /// Writes fetched blocks to the cache in the background: the answer
+    /// does not wait for the disk, and a failed write only costs a later
+    /// fetch.
+    fn keep_in_cache(&self, blocks: Vec<Block>) {
+        if blocks.is_empty() {
+            return;
+        }
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cache.put_verified(blocks).await {
+                tracing::warn!(error = %e, "caching fetched blocks failed");
+            }
+        });
     }
 
     // ---- homes ----
@@ -745,8 +759,8 @@ impl Server {
             let answers = self.exchange(peer, &wants).await?;
             let mut blocks = Vec::with_capacity(wants.len());
             for (want, answer) in wants.iter().zip(answers) {
-                let bytes = match answer {
-                    Ok(Some(bytes)) => bytes,
+                let block = match answer {
+                    Ok(Some(block)) => block,
                     Ok(None) => {
                         return Err(Error::Peer(format!(
                             "{peer} does not have block {} of the tree it points to",
@@ -755,7 +769,6 @@ impl Server {
                     }
                     Err(body) => return Err(Error::Remote { status: 403, body }),
                 };
-                let block = Block::verified(want.cid, bytes)?;
                 if block.cid().codec() == Some(Codec::DagCbor) {
                     let value = cbor::decode_value(block.data())?;
                     let mut links = Vec::new();
