@@ -255,6 +255,34 @@ fn load_key(path: &Path) -> Result<SigningKeyPair> {
     }
 }
 
+/// The answer to a lookup of `username` in the PKI whose signed pointer is
+/// `pointer`, over the CHAMP `champ`: the pointer, the CHAMP path to the
+/// name, and the name's chain block.
+async fn pki_answer<S: BlockStore + ?Sized>(
+    pointer: Option<SignedPointer>,
+    champ: &Champ<S>,
+    username: &str,
+) -> Result<PkiAnswer> {
+    let Some(root) = pointer.as_ref().and_then(|p| p.update.current) else {
+        return Ok(PkiAnswer {
+            pointer,
+            proof: Vec::new(),
+            chain: None,
+        });
+    };
+    let key = name_key(username);
+    let proof = champ.proof(&root, &key).await?;
+    let chain = match champ.get(&root, &key).await? {
+        Some(peergos_champ::Value::Link(cid)) => champ.store().get_trusted(&cid).await?,
+        _ => None,
+    };
+    Ok(PkiAnswer {
+        pointer,
+        proof: proof.into_iter().map(|b| b.into_data()).collect(),
+        chain,
+    })
+}
+
 impl Server {
     /// Opens the server's stores under `config.data_dir`, creating them on
     /// first run, and makes sure the PKI root exists.
@@ -843,52 +871,20 @@ impl Server {
     /// A name's chain with everything a client needs to check it.
     pub async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer> {
         peergos_pki::check_username(username)?;
-        if let Some(mirror) = &self.mirror {
-            if self.pki_chain(username).await?.is_none() {
-                // Perhaps just claimed: ask the PKI node (at most once a
-                // second).
-                self.home_of_name(username).await?;
+        match &self.mirror {
+            Some(mirror) => {
+                if self.pki_chain(username).await?.is_none() {
+                    // Perhaps just claimed: ask the PKI node (at most once
+                    // a second).
+                    self.home_of_name(username).await?;
+                }
+                pki_answer(mirror.pointer(), mirror.pki.champ(), username).await
             }
-            let pointer = mirror.pointer();
-            let Some(root) = pointer.as_ref().and_then(|p| p.update.current) else {
-                return Ok(PkiAnswer {
-                    pointer,
-                    proof: Vec::new(),
-                    chain: None,
-                });
-            };
-            let key = name_key(username);
-            let champ = mirror.pki.champ();
-            let proof = champ.proof(&root, &key).await?;
-            let chain = match champ.get(&root, &key).await? {
-                Some(peergos_champ::Value::Link(cid)) => mirror.store().get_trusted(&cid).await?,
-                _ => None,
-            };
-            return Ok(PkiAnswer {
-                pointer,
-                proof: proof.into_iter().map(|b| b.into_data()).collect(),
-                chain,
-            });
+            None => {
+                let pointer = self.pointers.get(&self.id, &self.id).await?;
+                pki_answer(pointer, &self.champ, username).await
+            }
         }
-        let pointer = self.pointers.get(&self.id, &self.id).await?;
-        let Some(root) = pointer.as_ref().and_then(|p| p.update.current) else {
-            return Ok(PkiAnswer {
-                pointer,
-                proof: Vec::new(),
-                chain: None,
-            });
-        };
-        let key = name_key(username);
-        let proof = self.champ.proof(&root, &key).await?;
-        let chain = match self.champ.get(&root, &key).await? {
-            Some(peergos_champ::Value::Link(cid)) => self.blocks.get_trusted(&cid).await?,
-            _ => None,
-        };
-        Ok(PkiAnswer {
-            pointer,
-            proof: proof.into_iter().map(|b| b.into_data()).collect(),
-            chain,
-        })
     }
 
     // ---- accounts ----
