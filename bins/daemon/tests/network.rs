@@ -83,6 +83,14 @@ async fn read(user: &UserContext, path: &str) -> Vec<u8> {
     }
 }
 
+/// What a secret link opens, read through the server at `url`.
+async fn open(url: &str, link: &peergos_core::SecretLink) -> Vec<u8> {
+    let view = open_link(http(url), link, None).await.unwrap();
+    let mut out = Vec::new();
+    view.fs().download("/", &mut out).await.unwrap();
+    out
+}
+
 /// Files under a data directory's `blocks/` (what that server stores).
 fn stored_blocks(dir: &std::path::Path) -> usize {
     fn count(path: &std::path::Path) -> usize {
@@ -167,10 +175,7 @@ async fn three_daemons() {
         .await
         .unwrap();
     for url in [&b_url, &c_url] {
-        let view = open_link(http(url), &link, None).await.unwrap();
-        let mut out = Vec::new();
-        view.fs().download("/", &mut out).await.unwrap();
-        assert_eq!(out, report, "the link through {url}");
+        assert_eq!(open(url, &link).await, report, "the link through {url}");
     }
     eprintln!("the link opens through B and C");
 
@@ -185,10 +190,7 @@ async fn three_daemons() {
         .unwrap();
     let carol = login(&c_url, "carol").await;
     assert_eq!(read(&carol, "/alice/docs/more.bin").await, more);
-    let view = open_link(http(&c_url), &link, None).await.unwrap();
-    let mut out = Vec::new();
-    view.fs().download("/", &mut out).await.unwrap();
-    assert_eq!(out, report);
+    assert_eq!(open(&c_url, &link).await, report);
     eprintln!("with B stopped, A and C work");
 
     // Stopping and restarting A loses nothing: everyone's data and the

@@ -382,34 +382,24 @@ impl Server {
             owners: std::sync::RwLock::new(HashMap::new()),
             cache,
         });
-        match &server.mirror {
-            None => {
-                let (root, _) = server.pki_root().await?;
-                // Which server each user lives on, for routing; built in
-                // the background so a large PKI does not delay the start.
-                let weak = Arc::downgrade(&server);
-                tokio::spawn(async move {
-                    if let Some(server) = weak.upgrade() {
-                        if let Err(e) = server.index_all(&server.pki, &root).await {
-                            tracing::warn!(error = %e, "indexing the PKI failed");
-                        }
-                    }
-                });
-            }
-            Some(mirror) => {
-                if let Some(root) = mirror.pointer().and_then(|p| p.update.current) {
-                    let weak = Arc::downgrade(&server);
-                    tokio::spawn(async move {
-                        if let Some(server) = weak.upgrade() {
-                            if let Some(mirror) = &server.mirror {
-                                if let Err(e) = server.index_all(&mirror.pki, &root).await {
-                                    tracing::warn!(error = %e, "indexing the PKI mirror failed");
-                                }
-                            }
-                        }
-                    });
+        let root = match &server.mirror {
+            None => Some(server.pki_root().await?.0),
+            Some(mirror) => mirror.pointer().and_then(|p| p.update.current),
+        };
+        if let Some(root) = root {
+            // Which server each user lives on, for routing; built in the
+            // background so a large PKI does not delay the start.
+            let weak = Arc::downgrade(&server);
+            tokio::spawn(async move {
+                let Some(server) = weak.upgrade() else { return };
+                let indexed = match &server.mirror {
+                    None => server.index_all(&server.pki, &root).await,
+                    Some(mirror) => server.index_all(&mirror.pki, &root).await,
+                };
+                if let Err(e) = indexed {
+                    tracing::warn!(error = %e, "indexing the PKI failed");
                 }
-            }
+            });
         }
         peers::spawn(&server)?;
         Ok(server)
