@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use peergos_server::{Accounts, Config, Server, SignupPolicy, DEFAULT_QUOTA};
+use peergos_server::{
+    AccountStore, Config, PostgresAccounts, Server, SignupPolicy, SqliteAccounts, DEFAULT_QUOTA,
+};
 use serde::{Deserialize, Serialize};
 
 /// The Peergos home server: encrypted blocks, signed pointers, accounts
@@ -61,9 +63,9 @@ struct ServeArgs {
     /// [default: none].
     #[arg(long, env = "PEERGOS_S3_PREFIX")]
     s3_prefix: Option<String>,
-    /// Keep pointers in this Postgres database instead of pointers.sqlite
-    /// (`host=... user=... password=... dbname=...` or a postgresql://
-    /// URL). Accounts stay in sqlite for now.
+    /// Keep pointers and accounts in this Postgres database instead of
+    /// pointers.sqlite and accounts.sqlite (`host=... user=...
+    /// password=... dbname=...` or a postgresql:// URL).
     #[arg(long, env = "PEERGOS_POSTGRES")]
     postgres: Option<String>,
     /// libp2p addresses to listen on, comma separated
@@ -129,7 +131,8 @@ struct FileConfig {
     s3_bucket: Option<String>,
     s3_region: Option<String>,
     s3_prefix: Option<String>,
-    /// "sqlite" or "postgres": where this data directory's pointers are.
+    /// "sqlite" or "postgres": where this data directory's pointers and
+    /// accounts are.
     pointers: Option<String>,
     p2p_listen: Option<Vec<String>>,
     bootstrap: Option<Vec<String>>,
@@ -233,12 +236,12 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
         pointers,
     ) {
         (false, "postgres", "sqlite") => bail!(
-            "{} keeps its pointers in Postgres: pass --postgres (or set PEERGOS_POSTGRES)",
+            "{} keeps its pointers and accounts in Postgres: pass --postgres (or set PEERGOS_POSTGRES)",
             data_dir.display()
         ),
         (false, "sqlite", "postgres") => bail!(
-            "{} keeps its pointers in pointers.sqlite (chosen on its first run); moving them \
-             to Postgres is not supported in place: start a new data directory with --postgres",
+            "{} keeps its pointers and accounts in sqlite (chosen on its first run); moving \
+             them to Postgres is not supported in place: start a new data directory with --postgres",
             data_dir.display()
         ),
         _ => {}
@@ -406,7 +409,7 @@ async fn serve(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
         data_dir.display()
     );
     if args.generate_token {
-        let token = server.new_signup_token()?;
+        let token = server.new_signup_token().await?;
         println!("signup link (single use):");
         println!("{}", signup_link(&base, &token));
     }
@@ -492,29 +495,11 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?
             .block_on(serve(data_dir, &cli.serve)),
-        Command::Token => {
-            let accounts = open_accounts(&data_dir)?;
-            let token = accounts.new_signup_token()?;
-            let settings = settings(data_dir, &cli.serve)?;
-            let base = settings
-                .public_url
-                .unwrap_or_else(|| format!("http://{}", settings.listen));
-            println!("{}", signup_link(&base, &token));
-            Ok(())
-        }
+        Command::Token => block_on(token(data_dir, &cli.serve)),
         Command::Quota { username, bytes } => {
-            if !open_accounts(&data_dir)?.set_quota(&username, bytes)? {
-                bail!("no user '{username}' on this server");
-            }
-            println!("quota of {username} set to {bytes} bytes");
-            Ok(())
+            block_on(set_quota(&data_dir, &cli.serve, &username, bytes))
         }
-        Command::Usage => {
-            for (name, used, quota) in open_accounts(&data_dir)?.usage()? {
-                println!("{name}\t{used}\t{quota}");
-            }
-            Ok(())
-        }
+        Command::Usage => block_on(usage(&data_dir, &cli.serve)),
         Command::Gc => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -522,13 +507,68 @@ fn main() -> Result<()> {
     }
 }
 
-fn open_accounts(data_dir: &Path) -> Result<Accounts> {
+fn block_on(job: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(job)
+}
+
+/// Prints a new single-use signup link.
+async fn token(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
+    let token = open_accounts(&data_dir, args)
+        .await?
+        .new_signup_token()
+        .await?;
+    let settings = settings(data_dir, args)?;
+    let base = settings
+        .public_url
+        .unwrap_or_else(|| format!("http://{}", settings.listen));
+    println!("{}", signup_link(&base, &token));
+    Ok(())
+}
+
+async fn set_quota(data_dir: &Path, args: &ServeArgs, username: &str, bytes: u64) -> Result<()> {
+    if !open_accounts(data_dir, args)
+        .await?
+        .set_quota(username, bytes)
+        .await?
+    {
+        bail!("no user '{username}' on this server");
+    }
+    println!("quota of {username} set to {bytes} bytes");
+    Ok(())
+}
+
+async fn usage(data_dir: &Path, args: &ServeArgs) -> Result<()> {
+    for (name, used, quota) in open_accounts(data_dir, args).await?.usage().await? {
+        println!("{name}\t{used}\t{quota}");
+    }
+    Ok(())
+}
+
+/// The account store of a data directory that has been started before:
+/// accounts.sqlite, or the Postgres database its first run chose.
+async fn open_accounts(data_dir: &Path, args: &ServeArgs) -> Result<Box<dyn AccountStore>> {
+    let not_started = || {
+        anyhow::anyhow!(
+            "{} has no accounts yet; start the daemon there first",
+            data_dir.display()
+        )
+    };
+    let file = read_config(&data_dir.join("config.toml"))?.ok_or_else(not_started)?;
+    if file.pointers.as_deref() == Some("postgres") {
+        let url = args.postgres.as_deref().with_context(|| {
+            format!(
+                "{} keeps its accounts in Postgres: pass --postgres (or set PEERGOS_POSTGRES)",
+                data_dir.display()
+            )
+        })?;
+        return Ok(Box::new(PostgresAccounts::connect(url).await?));
+    }
     let path = data_dir.join("accounts.sqlite");
     if !path.exists() {
-        bail!(
-            "{} has no accounts database; start the daemon there first",
-            data_dir.display()
-        );
+        return Err(not_started());
     }
-    Ok(Accounts::open(&path)?)
+    Ok(Box::new(SqliteAccounts::open(&path)?))
 }

@@ -269,7 +269,7 @@ async fn blocks_in_s3_survive_a_restart_and_never_touch_the_disk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pointers_in_postgres_and_blocks_in_s3() {
+async fn metadata_in_postgres_and_blocks_in_s3() {
     let Some(database) = peergos_testkit::postgres::database().await else {
         return;
     };
@@ -298,6 +298,7 @@ async fn pointers_in_postgres_and_blocks_in_s3() {
         .await
         .unwrap();
     assert!(!dir.path().join("pointers.sqlite").exists());
+    assert!(!dir.path().join("accounts.sqlite").exists());
     let (client, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -308,6 +309,46 @@ async fn pointers_in_postgres_and_blocks_in_s3() {
         .unwrap()
         .get(0);
     assert!(count >= 2, "the PKI's and alice's pointers: {count}");
+    let users: Vec<String> = client
+        .query("SELECT username FROM users", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(users, vec!["alice".to_string()]);
+
+    // The admin commands reach the same database.
+    let admin = |args: &[&str]| {
+        let out = Command::new(DAEMON)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env("PEERGOS_POSTGRES", &database)
+            .envs(S3_ENV)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    admin(&["quota", "alice", "123456789"]);
+    let usage = admin(&["usage"]);
+    assert!(
+        usage.starts_with("alice\t") && usage.trim_end().ends_with("\t123456789"),
+        "{usage}"
+    );
+    let link = admin(&["token"]);
+    let token = link.trim().rsplit('=').next().unwrap();
+    let tokens: i64 = client
+        .query_one("SELECT count(*) FROM tokens WHERE token = $1", &[&token])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tokens, 1, "{link}");
 
     // The password is not written down; the choice is.
     daemon.stop();
@@ -325,7 +366,8 @@ async fn pointers_in_postgres_and_blocks_in_s3() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("keeps its pointers in Postgres"),
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("keeps its pointers and accounts in Postgres"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );

@@ -186,27 +186,27 @@ impl NetworkAccess for InProcess {
     }
 
     async fn login_params(&self, username: &str) -> Result<LoginParams> {
-        Ok(self.server.login_params(username)?)
+        Ok(self.server.login_params(username).await?)
     }
 
     async fn login(&self, username: &str, request: &LoginRequest) -> Result<Bytes> {
-        Ok(self.server.login(username, request)?)
+        Ok(self.server.login(username, request).await?)
     }
 
     async fn update_data(&self, username: &str, request: &DataRequest) -> Result<()> {
-        Ok(self.server.update_data(username, request)?)
+        Ok(self.server.update_data(username, request).await?)
     }
 
     async fn change_password(&self, username: &str, request: &ChangeRequest) -> Result<()> {
-        Ok(self.server.change_password(username, request)?)
+        Ok(self.server.change_password(username, request).await?)
     }
 
     async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
-        Ok(self.server.space(owner)?)
+        Ok(self.server.space(owner).await?)
     }
 
     async fn post_follow(&self, target: &str, sealed: &[u8]) -> Result<()> {
-        Ok(self.server.post_follow(target, sealed)?)
+        Ok(self.server.post_follow(target, sealed).await?)
     }
 
     async fn follow_requests(
@@ -214,31 +214,34 @@ impl NetworkAccess for InProcess {
         username: &str,
         request: &OwnerRequest,
     ) -> Result<Vec<PendingFollow>> {
-        Ok(self.server.follow_requests(username, request)?)
+        Ok(self.server.follow_requests(username, request).await?)
     }
 
     async fn delete_follow_requests(&self, username: &str, request: &DeleteRequests) -> Result<()> {
-        Ok(self.server.delete_follow_requests(username, request)?)
+        Ok(self
+            .server
+            .delete_follow_requests(username, request)
+            .await?)
     }
 
     async fn create_link(&self, username: &str, request: &CreateLink) -> Result<()> {
-        Ok(self.server.create_link(username, request)?)
+        Ok(self.server.create_link(username, request).await?)
     }
 
     async fn list_links(&self, username: &str, request: &OwnerRequest) -> Result<Vec<LinkStatus>> {
-        Ok(self.server.list_links(username, request)?)
+        Ok(self.server.list_links(username, request).await?)
     }
 
     async fn revoke_link(&self, username: &str, request: &RevokeLink) -> Result<()> {
-        Ok(self.server.revoke_link(username, request)?)
+        Ok(self.server.revoke_link(username, request).await?)
     }
 
     async fn update_link(&self, username: &str, request: &UpdateLink) -> Result<()> {
-        Ok(self.server.update_link(username, request)?)
+        Ok(self.server.update_link(username, request).await?)
     }
 
     async fn open_link(&self, request: &OpenLink) -> Result<Bytes> {
-        Ok(self.server.open_link(request)?)
+        Ok(self.server.open_link(request).await?)
     }
 }
 

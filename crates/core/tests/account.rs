@@ -86,7 +86,7 @@ async fn signup_tokens_are_single_use() {
     let mut config = Config::new(dir.path());
     config.signup = SignupPolicy::Token;
     let server = Server::open(config).await.unwrap();
-    let token = server.new_signup_token().unwrap();
+    let token = server.new_signup_token().await.unwrap();
     let net: Arc<dyn NetworkAccess> = Arc::new(InProcess::new(server));
 
     let none = UserContext::signup(Arc::clone(&net), "bob", "pw", None).await;
@@ -140,7 +140,7 @@ async fn quota_refuses_growth_and_allows_deletes() {
 
     // Fill up to the limit with a file the slack lets through, then check
     // that truncating and deleting still work over quota.
-    server.accounts().set_quota("alice", after_a).unwrap();
+    server.accounts().set_quota("alice", after_a).await.unwrap();
     let err = fs.write_file("/c", b"small").await.unwrap_err();
     assert!(err.to_string().contains("quota exceeded"), "{err}");
     fs.truncate("/a", 1 << 20).await.unwrap();

@@ -251,7 +251,7 @@ async fn a_mirror_refuses_a_pki_that_rewrites_history() {
     let status = b.server.mirror_status().unwrap();
     assert_eq!(status.root, Some(root));
     assert!(status.rejected.unwrap().contains("a name was removed"));
-    let metrics = b.server.render_metrics().unwrap();
+    let metrics = b.server.render_metrics().await.unwrap();
     assert!(
         metrics.contains("peergos_pki_mirror_rejected 1"),
         "{metrics}"

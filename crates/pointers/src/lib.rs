@@ -36,7 +36,7 @@ pub use crate::cache::PointerCache;
 pub use crate::error::{CasConflict, Error};
 pub use crate::memory::MemoryPointerStore;
 #[cfg(feature = "postgres")]
-pub use crate::postgres::PostgresPointerStore;
+pub use crate::postgres::{query_error, Database, DatabaseError, PostgresPointerStore};
 pub use crate::sqlite::{Durability, SqlitePointerStore};
 pub use crate::update::{PointerUpdate, SignedPointer};
 

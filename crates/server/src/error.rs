@@ -55,6 +55,10 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The Postgres database (accounts, or the pool shared with pointers)
+    /// failed.
+    #[error("metadata database: {0}")]
+    Database(#[from] peergos_pointers::DatabaseError),
     /// The data directory could not be used.
     #[error("{action} {path}: {source}")]
     Io {
@@ -156,7 +160,11 @@ impl Error {
                 P::Key(_) | P::Encoding(_) => 400,
                 _ => 500,
             },
-            Error::Champ(_) | Error::Sqlite { .. } | Error::Io { .. } | Error::Internal(_) => 500,
+            Error::Champ(_)
+            | Error::Sqlite { .. }
+            | Error::Database(_)
+            | Error::Io { .. }
+            | Error::Internal(_) => 500,
             Error::Peer(_) => 502,
             Error::Remote { status, .. } => *status,
             Error::NotPki(_) => 403,
@@ -198,9 +206,11 @@ impl Error {
             Error::Pointer(P::StaleSequence { .. }) => "stale_sequence",
             Error::Pointer(P::NotOwned { .. }) => "not_owned",
             Error::Pointer(_) => "pointer_refused",
-            Error::Champ(_) | Error::Sqlite { .. } | Error::Io { .. } | Error::Internal(_) => {
-                "internal"
-            }
+            Error::Champ(_)
+            | Error::Sqlite { .. }
+            | Error::Database(_)
+            | Error::Io { .. }
+            | Error::Internal(_) => "internal",
             Error::Peer(_) => "peer_unreachable",
             Error::Remote { .. } => "remote",
             Error::NotPki(_) => "not_pki",

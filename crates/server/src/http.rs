@@ -346,7 +346,7 @@ async fn track(
 }
 
 async fn metrics(State(server): Shared) -> Result<Response, Error> {
-    let text = server.render_metrics()?;
+    let text = server.render_metrics().await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -531,7 +531,7 @@ async fn signup(State(server): Shared, body: Bytes) -> Result<Response, Error> {
 
 async fn login_params(State(server): Shared, Path(name): Path<String>) -> Result<Response, Error> {
     peergos_pki::check_username(&name)?;
-    Ok(ok(&server.login_params(&name)?))
+    Ok(ok(&server.login_params(&name).await?))
 }
 
 async fn login(
@@ -540,7 +540,7 @@ async fn login(
     body: Bytes,
 ) -> Result<Response, Error> {
     let request: LoginRequest = decode(&body)?;
-    let data = server.login(&name, &request)?;
+    let data = server.login(&name, &request).await?;
     Ok(ok(&serde_bytes::ByteBuf::from(data.to_vec())))
 }
 
@@ -550,7 +550,7 @@ async fn update_data(
     body: Bytes,
 ) -> Result<Response, Error> {
     let request: DataRequest = decode(&body)?;
-    server.update_data(&name, &request)?;
+    server.update_data(&name, &request).await?;
     Ok(ok(&()))
 }
 
@@ -560,29 +560,23 @@ async fn change_password(
     body: Bytes,
 ) -> Result<Response, Error> {
     let request: ChangeRequest = decode(&body)?;
-    server.change_password(&name, &request)?;
+    server.change_password(&name, &request).await?;
     Ok(ok(&()))
 }
 
 async fn space(State(server): Shared, Path(owner): Path<String>) -> Result<Response, Error> {
     let owner = parse_key(&owner)?;
-    Ok(ok(&server.space(&owner)?))
+    Ok(ok(&server.space(&owner).await?))
 }
 
-/// Runs a route for the user named in the path: checks the name, decodes
-/// the body as `T`, calls `f`, and answers what it returns.
-fn for_user<T, R>(
-    name: &str,
-    body: &[u8],
-    f: impl FnOnce(&str, T) -> Result<R, Error>,
-) -> Result<Response, Error>
+/// The request of a route for the user named in the path: checks the
+/// name and decodes the body as `T`.
+fn user_request<T>(name: &str, body: &[u8]) -> Result<T, Error>
 where
     T: DeserializeOwned + Serialize,
-    R: Serialize,
 {
     peergos_pki::check_username(name)?;
-    let request: T = decode(body)?;
-    Ok(ok(&f(name, request)?))
+    decode(body)
 }
 
 async fn post_follow(
@@ -590,9 +584,8 @@ async fn post_follow(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    for_user(&name, &body, |name, r: FollowPost| {
-        server.post_follow(name, &r.sealed)
-    })
+    let r: FollowPost = user_request(&name, &body)?;
+    Ok(ok(&server.post_follow(&name, &r.sealed).await?))
 }
 
 async fn follow_requests(
@@ -600,9 +593,8 @@ async fn follow_requests(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    for_user(&name, &body, |name, r: OwnerRequest| {
-        server.follow_requests(name, &r)
-    })
+    let r: OwnerRequest = user_request(&name, &body)?;
+    Ok(ok(&server.follow_requests(&name, &r).await?))
 }
 
 async fn delete_requests(
@@ -610,9 +602,8 @@ async fn delete_requests(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    for_user(&name, &body, |name, r: DeleteRequests| {
-        server.delete_follow_requests(name, &r)
-    })
+    let r: DeleteRequests = user_request(&name, &body)?;
+    Ok(ok(&server.delete_follow_requests(&name, &r).await?))
 }
 
 async fn create_link(
@@ -620,9 +611,8 @@ async fn create_link(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    for_user(&name, &body, |name, r: CreateLink| {
-        server.create_link(name, &r)
-    })
+    let r: CreateLink = user_request(&name, &body)?;
+    Ok(ok(&server.create_link(&name, &r).await?))
 }
 
 async fn list_links(
@@ -630,9 +620,8 @@ async fn list_links(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    for_user(&name, &body, |name, r: OwnerRequest| {
-        server.list_links(name, &r)
-    })
+    let r: OwnerRequest = user_request(&name, &body)?;
+    Ok(ok(&server.list_links(&name, &r).await?))
 }
 
 async fn revoke_link(
@@ -640,9 +629,8 @@ async fn revoke_link(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    for_user(&name, &body, |name, r: RevokeLink| {
-        server.revoke_link(name, &r)
-    })
+    let r: RevokeLink = user_request(&name, &body)?;
+    Ok(ok(&server.revoke_link(&name, &r).await?))
 }
 
 async fn update_link(
@@ -650,13 +638,12 @@ async fn update_link(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Error> {
-    for_user(&name, &body, |name, r: UpdateLink| {
-        server.update_link(name, &r)
-    })
+    let r: UpdateLink = user_request(&name, &body)?;
+    Ok(ok(&server.update_link(&name, &r).await?))
 }
 
 async fn open_link(State(server): Shared, body: Bytes) -> Result<Response, Error> {
     let request: OpenLink = decode(&body)?;
-    let blob = server.open_link(&request)?;
+    let blob = server.open_link(&request).await?;
     Ok(ok(&serde_bytes::ByteBuf::from(blob.to_vec())))
 }

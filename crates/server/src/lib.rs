@@ -43,7 +43,9 @@ use peergos_pointers::{
 };
 use zeroize::Zeroizing;
 
-pub use crate::accounts::{Accounts, User};
+pub use crate::accounts::{
+    AccountStore, LinkRefusal, NewUser, PostgresAccounts, SqliteAccounts, User,
+};
 pub use crate::error::Error;
 pub use crate::gc::GcReport;
 pub use crate::peers::MirrorStatus;
@@ -155,7 +157,7 @@ pub struct Server {
     blocks: Arc<dyn BlockStore>,
     pointers: Arc<dyn PointerStore>,
     ownership: Arc<WriterOwnership<dyn BlockStore>>,
-    accounts: Accounts,
+    accounts: Arc<dyn AccountStore>,
     key: SigningKeyPair,
     id: PublicKeyHash,
     champ: Champ<dyn BlockStore>,
@@ -178,6 +180,30 @@ pub struct Server {
     mirror: Option<peers::Mirror>,
     owners: std::sync::RwLock<HashMap<PublicKeyHash, PeerId>>,
     cache: FileStore,
+}
+
+/// The Postgres account store. Accounts that earlier servers kept in
+/// `accounts.sqlite` beside Postgres pointers are moved in first (the
+/// file is renamed `accounts.sqlite.imported`).
+async fn open_postgres_accounts(
+    database: peergos_pointers::Database,
+    dir: &std::path::Path,
+) -> Result<PostgresAccounts> {
+    let accounts = PostgresAccounts::open(database).await?;
+    let legacy = dir.join("accounts.sqlite");
+    if legacy.exists() {
+        let users = accounts.import_sqlite(&legacy).await?;
+        let done = dir.join("accounts.sqlite.imported");
+        std::fs::rename(&legacy, &done).map_err(io_err("rename", &legacy))?;
+        for suffix in ["-wal", "-shm"] {
+            let side = dir.join(format!("accounts.sqlite{suffix}"));
+            if side.exists() {
+                std::fs::remove_file(&side).map_err(io_err("remove", &side))?;
+            }
+        }
+        tracing::info!(users, from = %done.display(), "accounts moved into Postgres");
+    }
+    Ok(accounts)
 }
 
 fn now_ms() -> u64 {
@@ -305,18 +331,29 @@ impl Server {
         let blocks: Arc<dyn BlockStore> = guard.clone();
         let ownership = Arc::new(WriterOwnership::new(Arc::clone(&blocks)));
         let rule: Arc<dyn Ownership> = ownership.clone();
-        let pointers: Arc<dyn PointerStore> = match &config.postgres {
-            None => Arc::new(SqlitePointerStore::open(
-                dir.join("pointers.sqlite"),
-                rule,
-                config.durability,
-            )?),
-            Some(url) => {
-                Arc::new(peergos_pointers::PostgresPointerStore::connect(url, rule).await?)
-            }
-        };
+        let (pointers, accounts): (Arc<dyn PointerStore>, Arc<dyn AccountStore>) =
+            match &config.postgres {
+                None => (
+                    Arc::new(SqlitePointerStore::open(
+                        dir.join("pointers.sqlite"),
+                        rule,
+                        config.durability,
+                    )?),
+                    Arc::new(SqliteAccounts::open(&dir.join("accounts.sqlite"))?),
+                ),
+                Some(url) => {
+                    // One pool for both stores.
+                    let database = peergos_pointers::Database::connect(url).await?;
+                    (
+                        Arc::new(
+                            peergos_pointers::PostgresPointerStore::open(database.clone(), rule)
+                                .await?,
+                        ),
+                        Arc::new(open_postgres_accounts(database, &dir).await?),
+                    )
+                }
+            };
         ownership.attach(&pointers);
-        let accounts = Accounts::open(&dir.join("accounts.sqlite"))?;
         let key = load_key(&dir.join("server.key"))?;
         let admin_token = write_admin_token(&dir.join("admin.token"))?;
         let id = PublicKeyHash::of(&key.public());
@@ -343,7 +380,7 @@ impl Server {
             }
             (
                 peers::key_of_peer(&pki_peer)?,
-                Some(peers::Mirror::open(dir.join("pki-mirror"))?),
+                Some(peers::Mirror::open(dir.join("pki-mirror"), &*accounts).await?),
             )
         };
         let cache = FileStore::open_cache(dir.join("cache"))?;
@@ -439,11 +476,11 @@ impl Server {
     }
 
     /// Everything `/metrics` reports, as Prometheus text.
-    pub fn render_metrics(&self) -> Result<String> {
+    pub async fn render_metrics(&self) -> Result<String> {
         use std::fmt::Write as _;
         let mut out = String::new();
         self.metrics.render(&mut out);
-        let usage = self.accounts.usage()?;
+        let usage = self.accounts.usage().await?;
         let used: u64 = usage.iter().map(|(_, used, _)| used).sum();
         let quota: u64 = usage.iter().map(|(_, _, quota)| quota).sum();
         let open = match self.pending.lock() {
@@ -546,9 +583,9 @@ impl Server {
         Ok(out)
     }
 
-    /// The account database (for admin commands).
-    pub fn accounts(&self) -> &Accounts {
-        &self.accounts
+    /// The account store (for admin commands).
+    pub fn accounts(&self) -> &dyn AccountStore {
+        &*self.accounts
     }
 
     /// The block store.
@@ -613,7 +650,8 @@ impl Server {
     pub async fn put(&self, request: PutBlocks) -> Result<Vec<Cid>> {
         let (used, quota) = self
             .accounts
-            .space(&request.owner)?
+            .space(&request.owner)
+            .await?
             .ok_or(Error::UnknownOwner(request.owner))?;
         if !self.ownership.owns(&request.owner, &request.writer).await? {
             return Err(peergos_pointers::Error::NotOwned {
@@ -658,7 +696,8 @@ impl Server {
     /// Opens a transaction for a user with an account.
     pub async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
         self.accounts
-            .space(owner)?
+            .space(owner)
+            .await?
             .ok_or(Error::UnknownOwner(*owner))?;
         Ok(self.blocks.start_transaction(owner).await?)
     }
@@ -694,7 +733,8 @@ impl Server {
     ) -> Result<()> {
         let (used, quota) = self
             .accounts
-            .space(owner)?
+            .space(owner)
+            .await?
             .ok_or(Error::UnknownOwner(*owner))?;
         // Check the signature before doing any work for the request.
         update.verify(owner, writer)?;
@@ -710,16 +750,17 @@ impl Server {
         }
         self.pointers.set(owner, writer, update).await?;
         if delta != 0 {
-            self.accounts.add_usage(owner, delta)?;
+            self.accounts.add_usage(owner, delta).await?;
         }
         Ok(())
     }
 
     /// Space used and allowed.
-    pub fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
+    pub async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
         let (used, quota) = self
             .accounts
-            .space(owner)?
+            .space(owner)
+            .await?
             .ok_or(Error::UnknownOwner(*owner))?;
         Ok(Space { used, quota })
     }
@@ -913,17 +954,19 @@ impl Server {
             SignupPolicy::Open => None,
             SignupPolicy::Token => Some(request.token.as_deref().ok_or(Error::TokenRequired)?),
         };
-        self.accounts.create(accounts::NewUser {
-            username,
-            identity: &claim.identity,
-            login_key: &request.login_key,
-            params: &request.login,
-            static_data: &request.data,
-            quota: self.config.default_quota,
-            token,
-        })?;
+        self.accounts
+            .create(accounts::NewUser {
+                username,
+                identity: &claim.identity,
+                login_key: &request.login_key,
+                params: &request.login,
+                static_data: &request.data,
+                quota: self.config.default_quota,
+                token,
+            })
+            .await?;
         if let Err(e) = self.pki_apply(&request.chain).await {
-            self.accounts.remove(username)?;
+            self.accounts.remove(username).await?;
             return Err(match e {
                 Error::Pki(peergos_pki::Error::NameTaken { .. }) => {
                     Error::UsernameTaken(username.to_string())
@@ -938,8 +981,8 @@ impl Server {
     /// Login parameters. An unknown name gets parameters with a salt
     /// derived from the name and a server secret, stable across calls, so
     /// the answer does not tell whether the name exists.
-    pub fn login_params(&self, username: &str) -> Result<LoginParams> {
-        if let Some(user) = self.accounts.user(username)? {
+    pub async fn login_params(&self, username: &str) -> Result<LoginParams> {
+        if let Some(user) = self.accounts.user(username).await? {
             return Ok(user.params);
         }
         let mut input = self.salt_secret.to_vec();
@@ -954,14 +997,14 @@ impl Server {
 
     /// Checks a stamp: signed by the user's login key over this action and
     /// payload, within the clock skew, newer than the last accepted one.
-    fn check_stamp(
+    async fn check_stamp(
         &self,
         username: &str,
         action: &str,
         payload: &[u8],
         stamp: &Stamp,
     ) -> Result<User> {
-        let user = self.accounts.user(username)?.ok_or(Error::BadLogin)?;
+        let user = self.accounts.user(username).await?.ok_or(Error::BadLogin)?;
         user.login_key
             .verify(
                 api::LOGIN_AUTH,
@@ -969,14 +1012,14 @@ impl Server {
                 &stamp.signature,
             )
             .map_err(|_| Error::BadLogin)?;
-        self.check_fresh(username, stamp)?;
+        self.check_fresh(username, stamp).await?;
         Ok(user)
     }
 
     /// Checks a stamp signed by the user's identity key (domain
     /// [`api::OWNER_AUTH`]), with the same freshness rules as
     /// [`check_stamp`](Self::check_stamp).
-    pub(crate) fn check_owner_stamp(
+    pub(crate) async fn check_owner_stamp(
         &self,
         username: &str,
         action: &str,
@@ -985,7 +1028,8 @@ impl Server {
     ) -> Result<User> {
         let user = self
             .accounts
-            .user(username)?
+            .user(username)
+            .await?
             .ok_or_else(|| Error::UnknownUser(username.to_string()))?;
         user.identity
             .key()?
@@ -999,11 +1043,11 @@ impl Server {
                     "the request is not signed by {username}'s identity key"
                 ))
             })?;
-        self.check_fresh(username, stamp)?;
+        self.check_fresh(username, stamp).await?;
         Ok(user)
     }
 
-    fn check_fresh(&self, username: &str, stamp: &Stamp) -> Result<()> {
+    async fn check_fresh(&self, username: &str, stamp: &Stamp) -> Result<()> {
         let now = now_ms();
         if stamp.time_ms.abs_diff(now) > MAX_CLOCK_SKEW_MS {
             return Err(Error::Stale(format!(
@@ -1011,7 +1055,7 @@ impl Server {
                 stamp.time_ms.abs_diff(now) / 1000
             )));
         }
-        if !self.accounts.advance_auth(username, stamp.time_ms)? {
+        if !self.accounts.advance_auth(username, stamp.time_ms).await? {
             return Err(Error::Stale(
                 "the signed time is not newer than the last request's (a replay?)".into(),
             ));
@@ -1020,25 +1064,29 @@ impl Server {
     }
 
     /// The encrypted static data, for a fresh signature by the login key.
-    pub fn login(&self, username: &str, request: &LoginRequest) -> Result<Bytes> {
+    pub async fn login(&self, username: &str, request: &LoginRequest) -> Result<Bytes> {
         Ok(self
-            .check_stamp(username, "login", &[], &request.stamp)?
+            .check_stamp(username, "login", &[], &request.stamp)
+            .await?
             .static_data)
     }
 
     /// Replaces the static data.
-    pub fn update_data(&self, username: &str, request: &DataRequest) -> Result<()> {
+    pub async fn update_data(&self, username: &str, request: &DataRequest) -> Result<()> {
         if request.data.len() > 64 << 10 {
             return Err(Error::BadRequest(
                 "static data is larger than 64 KiB".into(),
             ));
         }
-        self.check_stamp(username, "data", &request.data, &request.stamp)?;
-        self.accounts.update_login(username, None, &request.data)
+        self.check_stamp(username, "data", &request.data, &request.stamp)
+            .await?;
+        self.accounts
+            .update_login(username, None, &request.data)
+            .await
     }
 
     /// Changes the login key (a password change): signed by the old key.
-    pub fn change_password(&self, username: &str, request: &ChangeRequest) -> Result<()> {
+    pub async fn change_password(&self, username: &str, request: &ChangeRequest) -> Result<()> {
         request.login.validate()?;
         if request.data.len() > 64 << 10 {
             return Err(Error::BadRequest(
@@ -1046,19 +1094,22 @@ impl Server {
             ));
         }
         let payload = ChangeRequest::payload(&request.login, &request.login_key, &request.data);
-        self.check_stamp(username, "change", &payload, &request.stamp)?;
-        self.accounts.update_login(
-            username,
-            Some((&request.login_key, &request.login)),
-            &request.data,
-        )?;
+        self.check_stamp(username, "change", &payload, &request.stamp)
+            .await?;
+        self.accounts
+            .update_login(
+                username,
+                Some((&request.login_key, &request.login)),
+                &request.data,
+            )
+            .await?;
         tracing::info!(username, "password changed");
         Ok(())
     }
 
     /// A new single-use signup token.
-    pub fn new_signup_token(&self) -> Result<String> {
-        self.accounts.new_signup_token()
+    pub async fn new_signup_token(&self) -> Result<String> {
+        self.accounts.new_signup_token().await
     }
 }
 

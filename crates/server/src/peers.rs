@@ -35,7 +35,7 @@ use peergos_pointers::SignedPointer;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ErrorBody, MAX_BODY};
-use crate::{now_ms, Error, Result, Server};
+use crate::{now_ms, AccountStore, Error, Result, Server};
 
 /// API requests tunnelled to another server.
 pub const HTTP_PROTOCOL: StreamProtocol = StreamProtocol::new("/peergos/http/1");
@@ -164,7 +164,6 @@ pub struct MirrorStatus {
 pub(crate) struct Mirror {
     store: Arc<FileStore>,
     pub(crate) pki: Pki<FileStore>,
-    pointer_file: PathBuf,
     current: RwLock<Option<SignedPointer>>,
     status: Mutex<MirrorStatus>,
     sync_lock: tokio::sync::Mutex<()>,
@@ -172,14 +171,29 @@ pub(crate) struct Mirror {
 }
 
 impl Mirror {
-    pub(crate) fn open(dir: PathBuf) -> Result<Mirror> {
+    /// Opens the mirror's block store in `dir`, with the accepted pointer
+    /// from the account store. (Before accounts kept it, it was the file
+    /// `pointer.cbor` in `dir`: one found there is moved in.)
+    pub(crate) async fn open(dir: PathBuf, accounts: &dyn AccountStore) -> Result<Mirror> {
         let store = Arc::new(FileStore::open(&dir)?);
-        let pointer_file = dir.join("pointer.cbor");
-        let current = match std::fs::read(&pointer_file) {
-            Ok(bytes) => Some(cbor::from_slice::<SignedPointer>(&bytes)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(crate::io_err("read", &pointer_file)(e)),
-        };
+        let mut stored = accounts.mirror_pointer().await?;
+        let legacy = dir.join("pointer.cbor");
+        if stored.is_none() {
+            match std::fs::read(&legacy) {
+                Ok(bytes) => {
+                    accounts.set_mirror_pointer(&bytes).await?;
+                    stored = Some(bytes);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::io_err("read", &legacy)(e)),
+            }
+        }
+        if stored.is_some() && legacy.exists() {
+            std::fs::remove_file(&legacy).map_err(crate::io_err("remove", &legacy))?;
+        }
+        let current = stored
+            .map(|bytes| cbor::from_slice::<SignedPointer>(&bytes))
+            .transpose()?;
         let status = MirrorStatus {
             root: current.as_ref().and_then(|p| p.update.current),
             sequence: current.as_ref().map_or(0, |p| p.update.sequence),
@@ -188,7 +202,6 @@ impl Mirror {
         Ok(Mirror {
             pki: Pki::new(Arc::clone(&store)),
             store,
-            pointer_file,
             current: RwLock::new(current),
             status: Mutex::new(status),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -509,7 +522,7 @@ impl Server {
     /// The home server of the user whose identity is `owner`, if it is
     /// another server (None: here, or unknown).
     pub async fn home_of_owner(&self, owner: &PublicKeyHash) -> Result<Option<PeerId>> {
-        if owner == &self.id || self.accounts.space(owner)?.is_some() {
+        if owner == &self.id || self.accounts.space(owner).await?.is_some() {
             return Ok(None);
         }
         if owner == &self.pki_key {
@@ -539,7 +552,8 @@ impl Server {
     /// The home server of `username`, if it is another server (None: the
     /// user is here, or unknown).
     pub async fn home_of_name(&self, username: &str) -> Result<Option<PeerId>> {
-        if peergos_pki::check_username(username).is_err() || self.accounts.user(username)?.is_some()
+        if peergos_pki::check_username(username).is_err()
+            || self.accounts.user(username).await?.is_some()
         {
             return Ok(None);
         }
@@ -718,7 +732,9 @@ impl Server {
                 self.index_all(&mirror.pki, &root).await?;
             }
         }
-        crate::write_private(&mirror.pointer_file, &cbor::to_vec(&signed)?)?;
+        self.accounts
+            .set_mirror_pointer(&cbor::to_vec(&signed)?)
+            .await?;
         let sequence = signed.update.sequence;
         *mirror.current.write().unwrap_or_else(|p| p.into_inner()) = Some(signed);
         let mut status = lock(&mirror.status);

@@ -58,16 +58,16 @@ fn stamp(key: &SigningKeyPair, action: &str, time_ms: u64, payload: &[u8]) -> St
 async fn owner_stamps_are_fresh_signed_and_used_once() {
     let dir = tempfile::tempdir().unwrap();
     let (server, identity) = server_with_alice(dir.path()).await;
-    server.post_follow("alice", &[1u8; 3000]).unwrap();
+    server.post_follow("alice", &[1u8; 3000]).await.unwrap();
     // The same request twice is stored once.
-    server.post_follow("alice", &[1u8; 3000]).unwrap();
-    server.post_follow("alice", &[2u8; 3000]).unwrap();
+    server.post_follow("alice", &[1u8; 3000]).await.unwrap();
+    server.post_follow("alice", &[2u8; 3000]).await.unwrap();
 
     let t = now_ms();
     let good = OwnerRequest {
         stamp: stamp(&identity, "requests", t, &[]),
     };
-    let waiting = server.follow_requests("alice", &good).unwrap();
+    let waiting = server.follow_requests("alice", &good).await.unwrap();
     assert_eq!(waiting.len(), 2);
     assert_eq!(waiting[0].id, peergos_keys::sha256(&[1u8; 3000]));
     // Replayed, older, too far from the clock, another action, another key.
@@ -98,7 +98,7 @@ async fn owner_stamps_are_fresh_signed_and_used_once() {
             "key",
         ),
     ] {
-        let e = server.follow_requests("alice", &request).unwrap_err();
+        let e = server.follow_requests("alice", &request).await.unwrap_err();
         assert!(
             matches!(e, Error::Stale(_) | Error::BadRequest(_)),
             "{what}: {e}"
@@ -122,6 +122,7 @@ async fn owner_stamps_are_fresh_signed_and_used_once() {
                 ids: ids.clone(),
             },
         )
+        .await
         .unwrap_err();
     assert_eq!(e.status(), 400, "{e}");
     server
@@ -137,6 +138,7 @@ async fn owner_stamps_are_fresh_signed_and_used_once() {
                 ids,
             },
         )
+        .await
         .unwrap();
     let left = server
         .follow_requests(
@@ -145,6 +147,7 @@ async fn owner_stamps_are_fresh_signed_and_used_once() {
                 stamp: stamp(&identity, "requests", t + 50, &[]),
             },
         )
+        .await
         .unwrap();
     assert_eq!(left.len(), 1);
 
@@ -152,16 +155,25 @@ async fn owner_stamps_are_fresh_signed_and_used_once() {
     assert_eq!(
         server
             .post_follow("alice", &[0u8; 5000])
+            .await
             .unwrap_err()
             .status(),
         400
     );
     assert_eq!(
-        server.post_follow("bob", &[0u8; 10]).unwrap_err().status(),
+        server
+            .post_follow("bob", &[0u8; 10])
+            .await
+            .unwrap_err()
+            .status(),
         404
     );
     assert_eq!(
-        server.post_follow("Bob!", &[0u8; 10]).unwrap_err().status(),
+        server
+            .post_follow("Bob!", &[0u8; 10])
+            .await
+            .unwrap_err()
+            .status(),
         400
     );
 }
@@ -180,32 +192,35 @@ async fn link_records_are_checked_counted_and_revoked() {
         max_uses: Some(1),
     };
     let mut t = now_ms();
-    let mut create = |record: &LinkRecord| {
+    let mut signed = |record: &LinkRecord| {
         t += 1;
         let payload = peergos_ipld::cbor::to_vec(record).unwrap();
-        server.create_link(
-            "alice",
-            &CreateLink {
-                stamp: stamp(&identity, "link-create", t, &payload),
-                record: record.clone(),
-            },
-        )
+        CreateLink {
+            stamp: stamp(&identity, "link-create", t, &payload),
+            record: record.clone(),
+        }
     };
-    create(&record).unwrap();
+    let server = &server;
+    let mut create = async |record: &LinkRecord| server.create_link("alice", &signed(record)).await;
+    create(&record).await.unwrap();
     // The same id again, an expiry in the past, a zero use limit.
-    assert!(create(&record).is_err());
+    assert!(create(&record).await.is_err());
     let past = LinkRecord {
         id: SecretLink::random("http://h", "alice", false).id,
         expiry: Some(1),
         ..record.clone()
     };
-    assert!(create(&past).unwrap_err().to_string().contains("past"));
+    assert!(create(&past)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("past"));
     let zero = LinkRecord {
         id: SecretLink::random("http://h", "alice", false).id,
         max_uses: Some(0),
         ..record.clone()
     };
-    assert_eq!(create(&zero).unwrap_err().status(), 400);
+    assert_eq!(create(&zero).await.unwrap_err().status(), 400);
 
     // A wrong token does not count; the right one does, once.
     let wrong = OpenLink {
@@ -213,15 +228,21 @@ async fn link_records_are_checked_counted_and_revoked() {
         owner: "alice".into(),
         token: [0; 32],
     };
-    assert!(matches!(server.open_link(&wrong), Err(Error::LinkDenied)));
+    assert!(matches!(
+        server.open_link(&wrong).await,
+        Err(Error::LinkDenied)
+    ));
     let right = OpenLink {
         id: link.id.clone(),
         owner: "alice".into(),
         token: keys.token(),
     };
-    assert_eq!(server.open_link(&right).unwrap().as_ref(), &[9; 300][..]);
+    assert_eq!(
+        server.open_link(&right).await.unwrap().as_ref(),
+        &[9; 300][..]
+    );
     assert!(matches!(
-        server.open_link(&right),
+        server.open_link(&right).await,
         Err(Error::LinkUsedUp { max: 1 })
     ));
     let unknown = OpenLink {
@@ -230,7 +251,7 @@ async fn link_records_are_checked_counted_and_revoked() {
         token: [0; 32],
     };
     assert!(matches!(
-        server.open_link(&unknown),
+        server.open_link(&unknown).await,
         Err(Error::LinkNotFound(_))
     ));
 
@@ -241,6 +262,7 @@ async fn link_records_are_checked_counted_and_revoked() {
                 stamp: stamp(&identity, "links", now_ms() + 100, &[]),
             },
         )
+        .await
         .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].uses, listed[0].max_uses), (1, Some(1)));
@@ -253,8 +275,12 @@ async fn link_records_are_checked_counted_and_revoked() {
                 id: link.id.clone(),
             },
         )
+        .await
         .unwrap();
-    assert!(matches!(server.open_link(&right), Err(Error::LinkRevoked)));
+    assert!(matches!(
+        server.open_link(&right).await,
+        Err(Error::LinkRevoked)
+    ));
     let e = server
         .revoke_link(
             "alice",
@@ -268,6 +294,7 @@ async fn link_records_are_checked_counted_and_revoked() {
                 id: unknown.id.clone(),
             },
         )
+        .await
         .unwrap_err();
     assert!(matches!(e, Error::LinkNotFound(_)), "{e}");
 }

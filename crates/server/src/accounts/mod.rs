@@ -1,0 +1,247 @@
+//! The account store: users' login data, space usage and quotas, signup
+//! tokens, pending follow requests, secret-link records and the PKI
+//! mirror's accepted root. [`AccountStore`] is the interface; it is kept
+//! in sqlite ([`SqliteAccounts`], `accounts.sqlite`, the default) or in
+//! Postgres ([`PostgresAccounts`], beside the pointers).
+//!
+//! Everything the server checks atomically is one call here: spending a
+//! signup token with creating the user, counting a follow request
+//! against the limit with storing it, and checking a link's limits with
+//! counting a use. Both stores pass the same suite
+//! (`crates/server/tests/accounts.rs`).
+
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use peergos_keys::{LoginParams, PublicKeyHash, PublicSigningKey};
+use peergos_social::LinkRecord;
+
+use crate::api::{LinkStatus, PendingFollow};
+use crate::{Error, Result, MAX_LINKS};
+use peergos_ipld::cbor;
+
+pub use self::postgres::PostgresAccounts;
+pub use self::sqlite::SqliteAccounts;
+
+/// One user's login record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The identity key.
+    pub identity: PublicKeyHash,
+    /// The login key that signs login requests.
+    pub login_key: PublicSigningKey,
+    /// scrypt parameters.
+    pub params: LoginParams,
+    /// The encrypted static data.
+    pub static_data: Bytes,
+    /// The newest accepted signed timestamp.
+    pub last_auth: u64,
+}
+
+/// A new user's record.
+#[derive(Clone, Copy, Debug)]
+pub struct NewUser<'a> {
+    /// The name claimed.
+    pub username: &'a str,
+    /// The identity key.
+    pub identity: &'a PublicKeyHash,
+    /// The login key.
+    pub login_key: &'a PublicSigningKey,
+    /// scrypt parameters.
+    pub params: &'a LoginParams,
+    /// The encrypted static data.
+    pub static_data: &'a [u8],
+    /// The quota the user starts with, in bytes.
+    pub quota: u64,
+    /// The signup token to spend (None: signup is open).
+    pub token: Option<&'a str>,
+}
+
+/// Why a secret link cannot be opened, as the store saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// The owner revoked it.
+    Revoked,
+    /// Its expiry has passed.
+    Expired,
+    /// It has been opened as many times as allowed (the limit).
+    UsedUp(u64),
+    /// The access token is wrong.
+    Denied,
+}
+
+/// Where a server keeps its accounts.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates a user with zero usage, spending `user.token` if one is
+    /// given; both happen or neither does. Refused with
+    /// [`Error::TokenRequired`](crate::Error::TokenRequired) for an
+    /// unknown token and [`Error::UsernameTaken`](crate::Error::UsernameTaken)
+    /// when the name or the identity has an account.
+    async fn create(&self, user: NewUser<'_>) -> Result<()>;
+
+    /// Removes a user whose signup could not be completed.
+    async fn remove(&self, username: &str) -> Result<()>;
+
+    /// The user's record.
+    async fn user(&self, username: &str) -> Result<Option<User>>;
+
+    /// Accepts a signed timestamp if it is newer than the last one
+    /// (checked and stored atomically, so a replay loses); whether it was.
+    async fn advance_auth(&self, username: &str, time_ms: u64) -> Result<bool>;
+
+    /// Replaces the static data (and, on a password change, the login key
+    /// and parameters).
+    async fn update_login(
+        &self,
+        username: &str,
+        login: Option<(&PublicSigningKey, &LoginParams)>,
+        static_data: &[u8],
+    ) -> Result<()>;
+
+    /// Usage and quota of an owner with an account.
+    async fn space(&self, owner: &PublicKeyHash) -> Result<Option<(u64, u64)>>;
+
+    /// Adds `delta` (possibly negative) to an owner's usage, which never
+    /// goes below zero.
+    async fn add_usage(&self, owner: &PublicKeyHash, delta: i64) -> Result<()>;
+
+    /// Sets the quota of a user; false if there is no such user.
+    async fn set_quota(&self, username: &str, quota: u64) -> Result<bool>;
+
+    /// Every user with usage and quota, by name.
+    async fn usage(&self) -> Result<Vec<(String, u64, u64)>>;
+
+    /// Stores a single-use signup token.
+    async fn add_signup_token(&self, token: &str) -> Result<()>;
+
+    /// Creates and stores a new single-use signup token (128 random bits,
+    /// hex).
+    async fn new_signup_token(&self) -> Result<String> {
+        use rand_core::RngCore;
+        let mut bytes = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        let token = data_encoding::HEXLOWER.encode(&bytes);
+        self.add_signup_token(&token).await?;
+        Ok(token)
+    }
+
+    /// Stores a sealed follow request for `target` unless `target` has
+    /// [`MAX_PENDING_FOLLOWS`](crate::MAX_PENDING_FOLLOWS) waiting (false
+    /// then). The same request twice is stored once.
+    async fn add_follow_request(&self, target: &str, id: &[u8; 32], sealed: &[u8]) -> Result<bool>;
+
+    /// The follow requests waiting for `target`, oldest first.
+    async fn follow_requests(&self, target: &str) -> Result<Vec<PendingFollow>>;
+
+    /// Deletes answered follow requests (unknown ids are ignored).
+    async fn delete_follow_requests(
+        &self,
+        target: &str,
+        ids: &[serde_bytes::ByteBuf],
+    ) -> Result<()>;
+
+    /// Stores a new secret-link record. Refused with
+    /// [`Error::TooMany`](crate::Error::TooMany) past
+    /// [`MAX_LINKS`](crate::MAX_LINKS) live links and with
+    /// [`Error::BadRequest`](crate::Error::BadRequest) for an id in use.
+    async fn create_link(&self, owner: &str, record: &LinkRecord) -> Result<()>;
+
+    /// The owner's links with their use counts, oldest first.
+    async fn links(&self, owner: &str) -> Result<Vec<LinkStatus>>;
+
+    /// Points a live link at a new encrypted capability; false if the
+    /// owner has no such live link.
+    async fn update_link(&self, owner: &str, id: &str, blob: &[u8]) -> Result<bool>;
+
+    /// Revokes a link; false if the owner has no such link.
+    async fn revoke_link(&self, owner: &str, id: &str) -> Result<bool>;
+
+    /// Checks a link's token, revocation, expiry (against `now_ms`) and
+    /// use limit, and counts one use, atomically. None for an unknown id.
+    async fn use_link(
+        &self,
+        id: &str,
+        token_hash: &[u8; 32],
+        now_ms: u64,
+    ) -> Result<Option<std::result::Result<Bytes, LinkRefusal>>>;
+
+    /// The PKI node's signed pointer this server's mirror accepted last
+    /// (its encoding), if any.
+    async fn mirror_pointer(&self) -> Result<Option<Vec<u8>>>;
+
+    /// Records the PKI pointer the mirror accepted.
+    async fn set_mirror_pointer(&self, signed: &[u8]) -> Result<()>;
+}
+
+/// Whether a link with these limits refuses a use now; the refusal.
+pub(crate) fn link_refusal(
+    revoked: bool,
+    token_matches: bool,
+    expiry: Option<i64>,
+    max_uses: Option<i64>,
+    uses: i64,
+    now_ms: u64,
+) -> Option<LinkRefusal> {
+    if revoked {
+        Some(LinkRefusal::Revoked)
+    } else if !token_matches {
+        Some(LinkRefusal::Denied)
+    } else if expiry.is_some_and(|e| e <= now_ms as i64) {
+        Some(LinkRefusal::Expired)
+    } else {
+        max_uses
+            .filter(|&max| uses >= max)
+            .map(|max| LinkRefusal::UsedUp(max.max(0) as u64))
+    }
+}
+
+/// A stored count or size as the unsigned value it stands for.
+pub(crate) fn unsigned(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+/// The current time in milliseconds, as the stores record it.
+pub(crate) fn now_ms() -> i64 {
+    crate::now_ms() as i64
+}
+
+/// A user record from its stored columns.
+pub(crate) fn decode_user(
+    identity: &[u8],
+    login_key: &[u8],
+    params: &[u8],
+    static_data: Vec<u8>,
+    last_auth: i64,
+) -> Result<User> {
+    Ok(User {
+        identity: PublicKeyHash::from_cid(peergos_ipld::Cid::from_bytes(identity)?)?,
+        login_key: PublicSigningKey::from_bytes(login_key)?,
+        params: cbor::from_slice(params)?,
+        static_data: Bytes::from(static_data),
+        last_auth: unsigned(last_auth),
+    })
+}
+
+/// A follow request from its stored columns.
+pub(crate) fn pending_follow(id: &[u8], sealed: Vec<u8>, received: i64) -> Result<PendingFollow> {
+    Ok(PendingFollow {
+        id: id
+            .try_into()
+            .map_err(|_| Error::Internal("a stored follow request id is not 32 bytes".into()))?,
+        sealed: Bytes::from(sealed),
+        received: unsigned(received),
+    })
+}
+
+pub(crate) fn too_many_links(owner: &str) -> Error {
+    Error::TooMany(format!(
+        "{owner} already has {MAX_LINKS} secret links; revoke some first"
+    ))
+}
+
+pub(crate) fn link_exists(id: &str) -> Error {
+    Error::BadRequest(format!("a secret link with id {id} already exists"))
+}

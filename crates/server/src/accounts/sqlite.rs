@@ -1,0 +1,464 @@
+//! The account store in one sqlite file (`accounts.sqlite`), the
+//! embedded default. Calls hold one connection for their whole work, so
+//! each is atomic; sqlite's own transactions make the multi-statement
+//! ones all-or-nothing.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use peergos_ipld::cbor;
+use peergos_keys::{LoginParams, PublicKeyHash, PublicSigningKey};
+use peergos_social::LinkRecord;
+use rusqlite::{params, Connection, OptionalExtension};
+use subtle::ConstantTimeEq;
+
+use super::{
+    decode_user, link_exists, link_refusal, now_ms, pending_follow, too_many_links, unsigned,
+    AccountStore, LinkRefusal, NewUser, User,
+};
+use crate::api::{LinkStatus, PendingFollow};
+use crate::{Error, Result, MAX_LINKS, MAX_PENDING_FOLLOWS};
+
+/// The schema version this code writes (`PRAGMA user_version`).
+///
+/// Version 2 added `follow_requests` and `links`, version 3 `pki_mirror`;
+/// opening an older database creates them.
+const SCHEMA_VERSION: i64 = 3;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    username    TEXT PRIMARY KEY,
+    identity    BLOB NOT NULL UNIQUE,
+    login_key   BLOB NOT NULL,
+    params      BLOB NOT NULL,
+    static_data BLOB NOT NULL,
+    last_auth   INTEGER NOT NULL DEFAULT 0,
+    created     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS space (
+    owner BLOB PRIMARY KEY,
+    used  INTEGER NOT NULL,
+    quota INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token   TEXT PRIMARY KEY,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS follow_requests (
+    id       BLOB PRIMARY KEY,
+    target   TEXT NOT NULL,
+    sealed   BLOB NOT NULL,
+    received INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS follow_requests_by_target ON follow_requests (target);
+CREATE TABLE IF NOT EXISTS links (
+    id         TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    blob       BLOB NOT NULL,
+    token_hash BLOB NOT NULL,
+    expiry     INTEGER,
+    max_uses   INTEGER,
+    uses       INTEGER NOT NULL DEFAULT 0,
+    revoked    INTEGER NOT NULL DEFAULT 0,
+    created    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS links_by_owner ON links (owner);
+CREATE TABLE IF NOT EXISTS pki_mirror (
+    id     INTEGER PRIMARY KEY CHECK (id = 0),
+    signed BLOB NOT NULL
+);
+";
+
+/// The account store in sqlite.
+pub struct SqliteAccounts {
+    conn: Mutex<Connection>,
+    path: String,
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl SqliteAccounts {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let err = |source| Error::Sqlite {
+            path: shown.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Internal(format!(
+                "{shown} has schema version {version}, newer than this server's {SCHEMA_VERSION}; upgrade peergos"
+            )));
+        }
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(err)?;
+        Ok(SqliteAccounts {
+            conn: Mutex::new(conn),
+            path: shown,
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| Error::Internal("account database lock poisoned".into()))?;
+        f(&mut conn).map_err(|source| Error::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteAccounts {
+    async fn create(&self, user: NewUser<'_>) -> Result<()> {
+        let params_bytes = cbor::to_vec(user.params)?;
+        let identity = user.identity.cid().to_bytes();
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            if let Some(token) = user.token {
+                if tx.execute("DELETE FROM tokens WHERE token = ?1", [token])? == 0 {
+                    return Ok(Err(Error::TokenRequired));
+                }
+            }
+            let taken = tx
+                .query_row(
+                    "SELECT 1 FROM users WHERE username = ?1 OR identity = ?2",
+                    params![user.username, identity],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if taken {
+                return Ok(Err(Error::UsernameTaken(user.username.to_string())));
+            }
+            tx.execute(
+                "INSERT INTO users (username, identity, login_key, params, static_data, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    user.username,
+                    identity,
+                    user.login_key.to_bytes().to_vec(),
+                    params_bytes,
+                    user.static_data,
+                    now_secs()
+                ],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO space (owner, used, quota) VALUES (?1, 0, ?2)",
+                params![identity, user.quota as i64],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })?
+    }
+
+    async fn remove(&self, username: &str) -> Result<()> {
+        self.with(|conn| {
+            conn.execute("DELETE FROM users WHERE username = ?1", [username])?;
+            Ok(())
+        })
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<User>> {
+        let row = self.with(|conn| {
+            conn.query_row(
+                "SELECT identity, login_key, params, static_data, last_auth FROM users WHERE username = ?1",
+                [username],
+                |row| {
+                    Ok((
+                        row.get::<_, Vec<u8>>(0)?,
+                        row.get::<_, Vec<u8>>(1)?,
+                        row.get::<_, Vec<u8>>(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
+            )
+            .optional()
+        })?;
+        row.map(|(identity, login_key, params, static_data, last_auth)| {
+            decode_user(&identity, &login_key, &params, static_data, last_auth)
+        })
+        .transpose()
+    }
+
+    async fn advance_auth(&self, username: &str, time_ms: u64) -> Result<bool> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE users SET last_auth = ?2 WHERE username = ?1 AND last_auth < ?2",
+                params![username, time_ms as i64],
+            )? == 1)
+        })
+    }
+
+    async fn update_login(
+        &self,
+        username: &str,
+        login: Option<(&PublicSigningKey, &LoginParams)>,
+        static_data: &[u8],
+    ) -> Result<()> {
+        let login = match login {
+            Some((key, params)) => Some((key.to_bytes().to_vec(), cbor::to_vec(params)?)),
+            None => None,
+        };
+        self.with(|conn| {
+            match &login {
+                Some((key, params)) => conn.execute(
+                    "UPDATE users SET login_key = ?2, params = ?3, static_data = ?4 WHERE username = ?1",
+                    params![username, key, params, static_data],
+                )?,
+                None => conn.execute(
+                    "UPDATE users SET static_data = ?2 WHERE username = ?1",
+                    params![username, static_data],
+                )?,
+            };
+            Ok(())
+        })
+    }
+
+    async fn space(&self, owner: &PublicKeyHash) -> Result<Option<(u64, u64)>> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT used, quota FROM space WHERE owner = ?1",
+                [owner.cid().to_bytes()],
+                |row| Ok((unsigned(row.get(0)?), unsigned(row.get(1)?))),
+            )
+            .optional()
+        })
+    }
+
+    async fn add_usage(&self, owner: &PublicKeyHash, delta: i64) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE space SET used = MAX(0, used + ?2) WHERE owner = ?1",
+                params![owner.cid().to_bytes(), delta],
+            )?;
+            Ok(())
+        })
+    }
+
+    async fn set_quota(&self, username: &str, quota: u64) -> Result<bool> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE space SET quota = ?2 WHERE owner = (SELECT identity FROM users WHERE username = ?1)",
+                params![username, quota as i64],
+            )? == 1)
+        })
+    }
+
+    async fn usage(&self) -> Result<Vec<(String, u64, u64)>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT u.username, s.used, s.quota FROM users u JOIN space s ON s.owner = u.identity ORDER BY u.username",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get(0)?, unsigned(row.get(1)?), unsigned(row.get(2)?)))
+            })?;
+            rows.collect()
+        })
+    }
+
+    async fn add_signup_token(&self, token: &str) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO tokens (token, created) VALUES (?1, ?2)",
+                params![token, now_secs()],
+            )?;
+            Ok(())
+        })
+    }
+
+    async fn add_follow_request(&self, target: &str, id: &[u8; 32], sealed: &[u8]) -> Result<bool> {
+        self.with(|conn| {
+            let pending: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM follow_requests WHERE target = ?1",
+                [target],
+                |row| row.get(0),
+            )?;
+            if unsigned(pending) >= MAX_PENDING_FOLLOWS {
+                return Ok(false);
+            }
+            conn.execute(
+                "INSERT OR IGNORE INTO follow_requests (id, target, sealed, received)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id.as_slice(), target, sealed, now_ms()],
+            )?;
+            Ok(true)
+        })
+    }
+
+    async fn follow_requests(&self, target: &str) -> Result<Vec<PendingFollow>> {
+        let rows = self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, sealed, received FROM follow_requests WHERE target = ?1
+                 ORDER BY received, id",
+            )?;
+            let rows = stmt.query_map([target], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get(1)?, row.get(2)?))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(id, sealed, received)| pending_follow(&id, sealed, received))
+            .collect()
+    }
+
+    async fn delete_follow_requests(
+        &self,
+        target: &str,
+        ids: &[serde_bytes::ByteBuf],
+    ) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            for id in ids {
+                tx.execute(
+                    "DELETE FROM follow_requests WHERE target = ?1 AND id = ?2",
+                    params![target, id.as_slice()],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    async fn create_link(&self, owner: &str, record: &LinkRecord) -> Result<()> {
+        self.with(|conn| {
+            let live: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM links WHERE owner = ?1 AND revoked = 0",
+                [owner],
+                |row| row.get(0),
+            )?;
+            if unsigned(live) >= MAX_LINKS {
+                return Ok(Err(too_many_links(owner)));
+            }
+            let inserted = conn.execute(
+                "INSERT OR IGNORE INTO links (id, owner, blob, token_hash, expiry, max_uses, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    record.id,
+                    owner,
+                    record.blob,
+                    record.token_hash.as_slice(),
+                    record.expiry.map(|e| e as i64),
+                    record.max_uses.map(|m| m as i64),
+                    now_ms()
+                ],
+            )?;
+            if inserted == 0 {
+                return Ok(Err(link_exists(&record.id)));
+            }
+            Ok(Ok(()))
+        })?
+    }
+
+    async fn links(&self, owner: &str) -> Result<Vec<LinkStatus>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, uses, expiry, max_uses, revoked FROM links WHERE owner = ?1 ORDER BY created, id",
+            )?;
+            let rows = stmt.query_map([owner], |row| {
+                Ok(LinkStatus {
+                    id: row.get(0)?,
+                    uses: unsigned(row.get(1)?),
+                    expiry: row.get::<_, Option<i64>>(2)?.map(unsigned),
+                    max_uses: row.get::<_, Option<i64>>(3)?.map(unsigned),
+                    revoked: row.get::<_, i64>(4)? != 0,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    async fn update_link(&self, owner: &str, id: &str, blob: &[u8]) -> Result<bool> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE links SET blob = ?3 WHERE owner = ?1 AND id = ?2 AND revoked = 0",
+                params![owner, id, blob],
+            )? == 1)
+        })
+    }
+
+    async fn revoke_link(&self, owner: &str, id: &str) -> Result<bool> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE links SET revoked = 1 WHERE owner = ?1 AND id = ?2",
+                params![owner, id],
+            )? == 1)
+        })
+    }
+
+    async fn use_link(
+        &self,
+        id: &str,
+        token_hash: &[u8; 32],
+        now_ms: u64,
+    ) -> Result<Option<std::result::Result<Bytes, LinkRefusal>>> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let row = tx
+                .query_row(
+                    "SELECT blob, token_hash, expiry, max_uses, uses, revoked FROM links WHERE id = ?1",
+                    [id],
+                    |row| {
+                        Ok((
+                            row.get::<_, Vec<u8>>(0)?,
+                            row.get::<_, Vec<u8>>(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get::<_, i64>(5)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((blob, stored_hash, expiry, max_uses, uses, revoked)) = row else {
+                return Ok(None);
+            };
+            let matches = bool::from(stored_hash.as_slice().ct_eq(token_hash.as_slice()));
+            if let Some(refusal) = link_refusal(revoked != 0, matches, expiry, max_uses, uses, now_ms) {
+                return Ok(Some(Err(refusal)));
+            }
+            tx.execute("UPDATE links SET uses = uses + 1 WHERE id = ?1", [id])?;
+            tx.commit()?;
+            Ok(Some(Ok(Bytes::from(blob))))
+        })
+    }
+
+    async fn mirror_pointer(&self) -> Result<Option<Vec<u8>>> {
+        self.with(|conn| {
+            conn.query_row("SELECT signed FROM pki_mirror WHERE id = 0", [], |row| {
+                row.get(0)
+            })
+            .optional()
+        })
+    }
+
+    async fn set_mirror_pointer(&self, signed: &[u8]) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO pki_mirror (id, signed) VALUES (0, ?1)
+                 ON CONFLICT (id) DO UPDATE SET signed = excluded.signed",
+                [signed],
+            )?;
+            Ok(())
+        })
+    }
+}
