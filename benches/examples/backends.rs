@@ -116,7 +116,7 @@ async fn logins(store: Arc<dyn AccountStore>, clients: usize, window: Duration) 
         .map(|i| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                let name = format!("user{i}");
+                let name = format!("user{clients}-{i}");
                 let login = SigningKeyPair::random();
                 store
                     .create(NewUser {
