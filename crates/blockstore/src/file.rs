@@ -283,6 +283,17 @@ impl BlockStore for FileStore {
         self.inner.transactions.close(owner, id)
     }
 
+    async fn resume_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: TransactionId,
+        age: std::time::Duration,
+        blocks: Vec<Cid>,
+    ) -> Result<()> {
+        self.inner.transactions.resume(owner, id, age, blocks);
+        Ok(())
+    }
+
     async fn protected(&self) -> Result<BTreeSet<Cid>> {
         Ok(self.inner.transactions.protected())
     }

@@ -94,6 +94,19 @@ pub trait BlockStore: Send + Sync + 'static {
     /// Closes a transaction of `owner`.
     async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()>;
 
+    /// Opens again a transaction of `owner` that was open before a
+    /// restart, `age` after it was first opened, with the blocks it had
+    /// written (the server keeps transactions' records, since every store
+    /// keeps open transactions in memory). One older than
+    /// [`TRANSACTION_TIMEOUT`] stays closed.
+    async fn resume_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: TransactionId,
+        age: std::time::Duration,
+        blocks: Vec<Cid>,
+    ) -> Result<()>;
+
     /// The blocks written in transactions that are still open.
     async fn protected(&self) -> Result<BTreeSet<Cid>>;
 

@@ -199,6 +199,17 @@ impl BlockStore for S3Store {
         self.transactions.close(owner, id)
     }
 
+    async fn resume_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: TransactionId,
+        age: std::time::Duration,
+        blocks: Vec<Cid>,
+    ) -> Result<()> {
+        self.transactions.resume(owner, id, age, blocks);
+        Ok(())
+    }
+
     async fn protected(&self) -> Result<BTreeSet<Cid>> {
         Ok(self.transactions.protected())
     }

@@ -123,6 +123,31 @@ impl Transactions {
         Ok(())
     }
 
+    /// Opens `id` again, `age` after it was first opened, with the blocks
+    /// it had written (after a restart; its record was kept elsewhere).
+    /// One past [`TRANSACTION_TIMEOUT`] stays closed.
+    pub(crate) fn resume(
+        &self,
+        owner: &PublicKeyHash,
+        id: TransactionId,
+        age: Duration,
+        blocks: impl IntoIterator<Item = Cid>,
+    ) {
+        let Some(opened) = Instant::now().checked_sub(age) else {
+            return;
+        };
+        if age >= TRANSACTION_TIMEOUT {
+            return;
+        }
+        let mut open = self.lock();
+        let entry = open.entry(id).or_insert_with(|| Open {
+            owner: *owner,
+            opened,
+            blocks: BTreeSet::new(),
+        });
+        entry.blocks.extend(blocks);
+    }
+
     pub(crate) fn protected(&self) -> BTreeSet<Cid> {
         let mut open = self.lock();
         Self::expire(&mut open);

@@ -125,6 +125,18 @@ impl BlockStore for Remote {
         Ok(self.net.close_transaction(owner, id).await?)
     }
 
+    async fn resume_transaction(
+        &self,
+        _owner: &PublicKeyHash,
+        _id: peergos_blockstore::TransactionId,
+        _age: std::time::Duration,
+        _blocks: Vec<Cid>,
+    ) -> peergos_blockstore::Result<()> {
+        Err(peergos_blockstore::Error::Unsupported {
+            operation: "resuming transactions",
+        })
+    }
+
     async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
         Err(peergos_blockstore::Error::Unsupported {
             operation: "listing protected blocks",

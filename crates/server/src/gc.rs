@@ -155,6 +155,16 @@ impl BlockStore for Guarded {
         self.inner.close_transaction(owner, id).await
     }
 
+    async fn resume_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: peergos_blockstore::TransactionId,
+        age: std::time::Duration,
+        blocks: Vec<Cid>,
+    ) -> peergos_blockstore::Result<()> {
+        self.inner.resume_transaction(owner, id, age, blocks).await
+    }
+
     async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
         self.inner.protected().await
     }
@@ -198,6 +208,10 @@ impl Server {
         self.guard.stop_recording().await;
         let mut report = outcome?;
         let dropped = self.empty_cache().await?;
+        // Records of transactions that timed out without being closed.
+        let since = crate::now_ms()
+            .saturating_sub(peergos_blockstore::TRANSACTION_TIMEOUT.as_millis() as u64);
+        self.accounts.open_transactions(since).await?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             deleted = report.deleted,

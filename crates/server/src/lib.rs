@@ -44,7 +44,7 @@ use peergos_pointers::{
 use zeroize::Zeroizing;
 
 pub use crate::accounts::{
-    AccountStore, LinkRefusal, NewUser, PostgresAccounts, SqliteAccounts, User,
+    AccountStore, LinkRefusal, NewUser, OpenTransaction, PostgresAccounts, SqliteAccounts, User,
 };
 pub use crate::error::Error;
 pub use crate::gc::GcReport;
@@ -180,6 +180,28 @@ pub struct Server {
     mirror: Option<peers::Mirror>,
     owners: std::sync::RwLock<HashMap<PublicKeyHash, PeerId>>,
     cache: FileStore,
+}
+
+/// Opens again in the block store the upload transactions that were open
+/// when the server last stopped (their records are in the account store),
+/// so their blocks stay protected and their uploads can finish.
+async fn resume_transactions(accounts: &dyn AccountStore, blocks: &dyn BlockStore) -> Result<()> {
+    let now = now_ms();
+    let since = now.saturating_sub(TRANSACTION_TIMEOUT.as_millis() as u64);
+    let open = accounts.open_transactions(since).await?;
+    for t in &open {
+        let age = std::time::Duration::from_millis(now.saturating_sub(t.opened_ms));
+        blocks
+            .resume_transaction(&t.owner, t.id, age, t.blocks.clone())
+            .await?;
+    }
+    if !open.is_empty() {
+        tracing::info!(
+            transactions = open.len(),
+            "open upload transactions resumed"
+        );
+    }
+    Ok(())
 }
 
 /// The Postgres account store. Accounts that earlier servers kept in
@@ -354,6 +376,7 @@ impl Server {
                 }
             };
         ownership.attach(&pointers);
+        resume_transactions(&*accounts, &*blocks).await?;
         let key = load_key(&dir.join("server.key"))?;
         let admin_token = write_admin_token(&dir.join("admin.token"))?;
         let id = PublicKeyHash::of(&key.public());
@@ -672,6 +695,8 @@ impl Server {
         }
         let (tx, owner) = (request.transaction, request.owner);
         let cids = self.blocks.put(request).await?;
+        // Recorded before the answer, so a restart still protects them.
+        self.accounts.add_transaction_blocks(&tx, &cids).await?;
         self.add_pending(tx, owner, requested);
         Ok(cids)
     }
@@ -699,12 +724,18 @@ impl Server {
             .space(owner)
             .await?
             .ok_or(Error::UnknownOwner(*owner))?;
-        Ok(self.blocks.start_transaction(owner).await?)
+        let id = self.blocks.start_transaction(owner).await?;
+        if let Err(e) = self.accounts.open_transaction(owner, &id, now_ms()).await {
+            self.blocks.close_transaction(owner, &id).await?;
+            return Err(e);
+        }
+        Ok(id)
     }
 
     /// Closes a transaction; its blocks stop counting as pending.
     pub async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
         self.blocks.close_transaction(owner, id).await?;
+        self.accounts.close_transaction(id).await?;
         if let Ok(mut pending) = self.pending.lock() {
             pending.remove(id);
         }

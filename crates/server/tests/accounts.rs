@@ -386,6 +386,58 @@ async fn the_mirror_pointer_is_replaced(store: Store) {
     );
 }
 
+async fn transactions_are_kept_until_closed_or_timed_out(store: Store) {
+    use peergos_blockstore::TransactionId;
+    let (alice, bob) = (Keys::random(), Keys::random());
+    let cid = |i: u8| peergos_ipld::Cid::hash(peergos_ipld::Codec::Raw, &[i; 10]);
+    let (old, kept, closed) = (
+        TransactionId::random(),
+        TransactionId::random(),
+        TransactionId::random(),
+    );
+    store
+        .open_transaction(&alice.identity, &old, 1_000)
+        .await
+        .unwrap();
+    store
+        .open_transaction(&alice.identity, &kept, 5_000)
+        .await
+        .unwrap();
+    store
+        .open_transaction(&bob.identity, &closed, 6_000)
+        .await
+        .unwrap();
+    store
+        .add_transaction_blocks(&kept, &[cid(1), cid(2)])
+        .await
+        .unwrap();
+    // The same block twice is kept once.
+    store
+        .add_transaction_blocks(&kept, &[cid(2), cid(3)])
+        .await
+        .unwrap();
+    store.add_transaction_blocks(&old, &[cid(4)]).await.unwrap();
+    store
+        .add_transaction_blocks(&closed, &[cid(5)])
+        .await
+        .unwrap();
+    store.close_transaction(&closed).await.unwrap();
+
+    let open = store.open_transactions(2_000).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0].id, open[0].owner, open[0].opened_ms),
+        (kept, alice.identity, 5_000)
+    );
+    let mut blocks = open[0].blocks.clone();
+    blocks.sort();
+    let mut expected = vec![cid(1), cid(2), cid(3)];
+    expected.sort();
+    assert_eq!(blocks, expected);
+    // The timed-out one is gone for good.
+    assert_eq!(store.open_transactions(0).await.unwrap().len(), 1);
+}
+
 /// Writes one of everything into `first`; `again` (the same place,
 /// reopened) must read it all back.
 async fn write_everything(store: &Store, alice: &Keys, record: &LinkRecord) {
@@ -451,6 +503,7 @@ macro_rules! every_check {
             follow_requests_are_kept_once_bounded_and_deleted,
             links_are_counted_exactly_and_revoked,
             the_mirror_pointer_is_replaced,
+            transactions_are_kept_until_closed_or_timed_out,
         );
     };
 }
@@ -492,10 +545,10 @@ mod postgres {
             PostgresAccounts::connect(&url)
         );
         let (first, second) = (first.unwrap(), second.unwrap());
-        assert_eq!(first.schema_version().await.unwrap(), 8);
-        assert_eq!(second.schema_version().await.unwrap(), 8);
+        assert_eq!(first.schema_version().await.unwrap(), 10);
+        assert_eq!(second.schema_version().await.unwrap(), 10);
         let again = PostgresAccounts::connect(&url).await.unwrap();
-        assert_eq!(again.schema_version().await.unwrap(), 8);
+        assert_eq!(again.schema_version().await.unwrap(), 10);
     }
 
     #[tokio::test]

@@ -446,6 +446,15 @@ impl<S: BlockStore> BlockStore for Tampering<S> {
     ) -> peergos_blockstore::Result<()> {
         self.inner.close_transaction(owner, id).await
     }
+    async fn resume_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: peergos_blockstore::TransactionId,
+        age: std::time::Duration,
+        blocks: Vec<Cid>,
+    ) -> peergos_blockstore::Result<()> {
+        self.inner.resume_transaction(owner, id, age, blocks).await
+    }
     async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
         self.inner.protected().await
     }

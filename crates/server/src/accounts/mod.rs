@@ -1,6 +1,6 @@
 //! The account store: users' login data, space usage and quotas, signup
-//! tokens, pending follow requests, secret-link records and the PKI
-//! mirror's accepted root. [`AccountStore`] is the interface; it is kept
+//! tokens, pending follow requests, secret-link records, the PKI mirror's
+//! accepted root and the records of open upload transactions. [`AccountStore`] is the interface; it is kept
 //! in sqlite ([`SqliteAccounts`], `accounts.sqlite`, the default) or in
 //! Postgres ([`PostgresAccounts`], beside the pointers).
 //!
@@ -15,6 +15,8 @@ mod sqlite;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use peergos_blockstore::TransactionId;
+use peergos_ipld::Cid;
 use peergos_keys::{LoginParams, PublicKeyHash, PublicSigningKey};
 use peergos_social::LinkRecord;
 
@@ -70,6 +72,19 @@ pub enum LinkRefusal {
     UsedUp(u64),
     /// The access token is wrong.
     Denied,
+}
+
+/// An upload transaction's record, as kept across restarts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenTransaction {
+    /// The transaction.
+    pub id: TransactionId,
+    /// Whose it is.
+    pub owner: PublicKeyHash,
+    /// When it was opened, in milliseconds since the Unix epoch.
+    pub opened_ms: u64,
+    /// The blocks written in it so far.
+    pub blocks: Vec<Cid>,
 }
 
 /// Where a server keeps its accounts.
@@ -174,6 +189,27 @@ pub trait AccountStore: Send + Sync {
 
     /// Records the PKI pointer the mirror accepted.
     async fn set_mirror_pointer(&self, signed: &[u8]) -> Result<()>;
+
+    /// Records an upload transaction of `owner`, opened at `opened_ms`.
+    /// (Block stores keep open transactions in memory; this record lets a
+    /// restarted server open them again, so garbage collection still
+    /// spares their blocks and uploads carry on.)
+    async fn open_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: &TransactionId,
+        opened_ms: u64,
+    ) -> Result<()>;
+
+    /// Records blocks written in an open transaction (each once).
+    async fn add_transaction_blocks(&self, id: &TransactionId, blocks: &[Cid]) -> Result<()>;
+
+    /// Forgets a transaction and its blocks.
+    async fn close_transaction(&self, id: &TransactionId) -> Result<()>;
+
+    /// Every transaction opened at or after `since_ms`, oldest first, with
+    /// its blocks; older ones (timed out) are forgotten.
+    async fn open_transactions(&self, since_ms: u64) -> Result<Vec<OpenTransaction>>;
 }
 
 /// Whether a link with these limits refuses a use now; the refusal.
@@ -196,6 +232,38 @@ pub(crate) fn link_refusal(
             .filter(|&max| uses >= max)
             .map(|max| LinkRefusal::UsedUp(max.max(0) as u64))
     }
+}
+
+/// The transactions in `rows` of (id, owner, opened) and `blocks` of (id,
+/// cid), as stored.
+pub(crate) fn decode_transactions(
+    rows: Vec<(Vec<u8>, Vec<u8>, i64)>,
+    blocks: Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<Vec<OpenTransaction>> {
+    let id = |bytes: &[u8]| -> Result<TransactionId> {
+        let bytes: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| Error::Internal("a stored transaction id is not 16 bytes".into()))?;
+        Ok(TransactionId::from_bytes(bytes))
+    };
+    let mut open = rows
+        .into_iter()
+        .map(|(tx, owner, opened)| {
+            Ok(OpenTransaction {
+                id: id(&tx)?,
+                owner: PublicKeyHash::from_cid(Cid::from_bytes(&owner)?)?,
+                opened_ms: unsigned(opened),
+                blocks: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (tx, cid) in blocks {
+        let tx = id(&tx)?;
+        if let Some(t) = open.iter_mut().find(|t| t.id == tx) {
+            t.blocks.push(Cid::from_bytes(&cid)?);
+        }
+    }
+    Ok(open)
 }
 
 /// A stored count or size as the unsigned value it stands for.

@@ -10,7 +10,8 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use peergos_ipld::cbor;
+use peergos_blockstore::TransactionId;
+use peergos_ipld::{cbor, Cid};
 use peergos_keys::{LoginParams, PublicKeyHash, PublicSigningKey};
 use peergos_pointers::{query_error, Database};
 use peergos_social::LinkRecord;
@@ -19,8 +20,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{
-    decode_user, link_exists, link_refusal, now_ms, pending_follow, too_many_links, unsigned,
-    AccountStore, LinkRefusal, NewUser, User,
+    decode_transactions, decode_user, link_exists, link_refusal, now_ms, pending_follow,
+    too_many_links, unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
 };
 use crate::api::{LinkStatus, PendingFollow};
 use crate::{Error, Result, MAX_LINKS, MAX_PENDING_FOLLOWS};
@@ -68,6 +69,16 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE pki_mirror (
          id     INTEGER PRIMARY KEY CHECK (id = 0),
          signed BYTEA NOT NULL
+     )",
+    "CREATE TABLE transactions (
+         id     BYTEA PRIMARY KEY,
+         owner  BYTEA NOT NULL,
+         opened BIGINT NOT NULL
+     )",
+    "CREATE TABLE transaction_blocks (
+         id  BYTEA NOT NULL,
+         cid BYTEA NOT NULL,
+         PRIMARY KEY (id, cid)
      )",
 ];
 
@@ -571,6 +582,87 @@ impl AccountStore for PostgresAccounts {
         )
         .await?;
         Ok(())
+    }
+
+    async fn open_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: &TransactionId,
+        opened_ms: u64,
+    ) -> Result<()> {
+        let opened = opened_ms as i64;
+        self.execute(
+            "INSERT INTO transactions (id, owner, opened) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&id.to_bytes().as_slice(), &owner.cid().to_bytes(), &opened],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn add_transaction_blocks(&self, id: &TransactionId, blocks: &[Cid]) -> Result<()> {
+        let cids: Vec<Vec<u8>> = blocks.iter().map(|c| c.to_bytes()).collect();
+        self.execute(
+            "INSERT INTO transaction_blocks (id, cid) SELECT $1, unnest($2::BYTEA[])
+             ON CONFLICT DO NOTHING",
+            &[&id.to_bytes().as_slice(), &cids],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn close_transaction(&self, id: &TransactionId) -> Result<()> {
+        let mut client = self.database.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let id = id.to_bytes();
+        tx.execute(
+            "DELETE FROM transaction_blocks WHERE id = $1",
+            &[&id.as_slice()],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute("DELETE FROM transactions WHERE id = $1", &[&id.as_slice()])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn open_transactions(&self, since_ms: u64) -> Result<Vec<OpenTransaction>> {
+        let since = since_ms as i64;
+        let mut client = self.database.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute(
+            "DELETE FROM transaction_blocks WHERE id IN
+               (SELECT id FROM transactions WHERE opened < $1)",
+            &[&since],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute("DELETE FROM transactions WHERE opened < $1", &[&since])
+            .await
+            .map_err(pg)?;
+        let rows = tx
+            .query(
+                "SELECT id, owner, opened FROM transactions ORDER BY opened, id",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let blocks = tx
+            .query(
+                "SELECT id, cid FROM transaction_blocks ORDER BY id, cid",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        tx.commit().await.map_err(pg)?;
+        decode_transactions(rows, blocks)
     }
 }
 

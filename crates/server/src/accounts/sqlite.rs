@@ -9,24 +9,26 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use peergos_ipld::cbor;
+use peergos_blockstore::TransactionId;
+use peergos_ipld::{cbor, Cid};
 use peergos_keys::{LoginParams, PublicKeyHash, PublicSigningKey};
 use peergos_social::LinkRecord;
 use rusqlite::{params, Connection, OptionalExtension};
 use subtle::ConstantTimeEq;
 
 use super::{
-    decode_user, link_exists, link_refusal, now_ms, pending_follow, too_many_links, unsigned,
-    AccountStore, LinkRefusal, NewUser, User,
+    decode_transactions, decode_user, link_exists, link_refusal, now_ms, pending_follow,
+    too_many_links, unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
 };
 use crate::api::{LinkStatus, PendingFollow};
 use crate::{Error, Result, MAX_LINKS, MAX_PENDING_FOLLOWS};
 
 /// The schema version this code writes (`PRAGMA user_version`).
 ///
-/// Version 2 added `follow_requests` and `links`, version 3 `pki_mirror`;
-/// opening an older database creates them.
-const SCHEMA_VERSION: i64 = 3;
+/// Version 2 added `follow_requests` and `links`, version 3 `pki_mirror`,
+/// version 4 `transactions` and `transaction_blocks`; opening an older
+/// database creates them.
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -69,6 +71,16 @@ CREATE INDEX IF NOT EXISTS links_by_owner ON links (owner);
 CREATE TABLE IF NOT EXISTS pki_mirror (
     id     INTEGER PRIMARY KEY CHECK (id = 0),
     signed BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transactions (
+    id     BLOB PRIMARY KEY,
+    owner  BLOB NOT NULL,
+    opened INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transaction_blocks (
+    id  BLOB NOT NULL,
+    cid BLOB NOT NULL,
+    PRIMARY KEY (id, cid)
 );
 ";
 
@@ -460,5 +472,78 @@ impl AccountStore for SqliteAccounts {
             )?;
             Ok(())
         })
+    }
+
+    async fn open_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: &TransactionId,
+        opened_ms: u64,
+    ) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO transactions (id, owner, opened) VALUES (?1, ?2, ?3)",
+                params![
+                    id.to_bytes().as_slice(),
+                    owner.cid().to_bytes(),
+                    opened_ms as i64
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    async fn add_transaction_blocks(&self, id: &TransactionId, blocks: &[Cid]) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO transaction_blocks (id, cid) VALUES (?1, ?2)",
+                )?;
+                for cid in blocks {
+                    insert.execute(params![id.to_bytes().as_slice(), cid.to_bytes()])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    async fn close_transaction(&self, id: &TransactionId) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM transaction_blocks WHERE id = ?1",
+                [id.to_bytes().as_slice()],
+            )?;
+            tx.execute(
+                "DELETE FROM transactions WHERE id = ?1",
+                [id.to_bytes().as_slice()],
+            )?;
+            tx.commit()
+        })
+    }
+
+    async fn open_transactions(&self, since_ms: u64) -> Result<Vec<OpenTransaction>> {
+        let since = since_ms as i64;
+        let (rows, blocks) = self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM transaction_blocks WHERE id IN
+                   (SELECT id FROM transactions WHERE opened < ?1)",
+                [since],
+            )?;
+            tx.execute("DELETE FROM transactions WHERE opened < ?1", [since])?;
+            let rows = tx
+                .prepare("SELECT id, owner, opened FROM transactions ORDER BY opened, id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let blocks = tx
+                .prepare("SELECT id, cid FROM transaction_blocks ORDER BY id, cid")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok((rows, blocks))
+        })?;
+        decode_transactions(rows, blocks)
     }
 }
