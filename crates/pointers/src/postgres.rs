@@ -180,6 +180,32 @@ impl Database {
             .map_err(query_error)
     }
 
+    /// Runs one statement (prepared once per connection) that changes
+    /// rows; how many it changed.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<u64, DatabaseError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+        client
+            .execute(&statement, params)
+            .await
+            .map_err(query_error)
+    }
+
+    /// Runs one query (prepared once per connection); its rows.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Vec<Row>, DatabaseError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+        client.query(&statement, params).await.map_err(query_error)
+    }
+
     /// The newest migration `table` records (0 before any).
     pub async fn schema_version(&self, table: &str) -> std::result::Result<i64, DatabaseError> {
         let row = self
@@ -240,18 +266,12 @@ impl PostgresPointerStore {
         Ok(self.database.schema_version(MIGRATIONS_TABLE).await?)
     }
 
-    /// Runs one statement that changes rows; how many it changed.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let client = self.database.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(pg)?;
-        client.execute(&statement, params).await.map_err(pg)
+        Ok(self.database.execute(sql, params).await?)
     }
 
-    /// Runs one query; its rows.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let client = self.database.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(pg)?;
-        client.query(&statement, params).await.map_err(pg)
+        Ok(self.database.query(sql, params).await?)
     }
 
     async fn stored(&self, owner: &[u8], writer: &[u8]) -> Result<Option<Stored>> {
@@ -281,10 +301,6 @@ impl PostgresPointerStore {
 /// A stored value that does not decode.
 fn corrupt(e: impl std::fmt::Display) -> Error {
     Error::Database(format!("a stored pointer is corrupt: {e}"))
-}
-
-fn pg(e: tokio_postgres::Error) -> Error {
-    query_error(e).into()
 }
 
 #[async_trait]

@@ -108,8 +108,11 @@ async fn a_name_and_an_identity_are_taken_once(store: Store) {
         "{results:?}"
     );
 
+    let winner = store.user("bob").await.unwrap().unwrap().identity;
+    assert!(store.space(&winner).await.unwrap().is_some());
     store.remove("bob").await.unwrap();
     assert!(store.user("bob").await.unwrap().is_none());
+    assert!(store.space(&winner).await.unwrap().is_none());
 }
 
 async fn a_token_is_spent_only_with_the_user_it_made(store: Store) {

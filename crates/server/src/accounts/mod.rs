@@ -97,7 +97,8 @@ pub trait AccountStore: Send + Sync {
     /// when the name or the identity has an account.
     async fn create(&self, user: NewUser<'_>) -> Result<()>;
 
-    /// Removes a user whose signup could not be completed.
+    /// Removes a user whose signup could not be completed, with their
+    /// space row.
     async fn remove(&self, username: &str) -> Result<()>;
 
     /// The user's record.

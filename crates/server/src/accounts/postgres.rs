@@ -198,15 +198,11 @@ impl PostgresAccounts {
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let client = self.database.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(pg)?;
-        client.execute(&statement, params).await.map_err(pg)
+        Ok(self.database.execute(sql, params).await?)
     }
 
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let client = self.database.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(pg)?;
-        client.query(&statement, params).await.map_err(pg)
+        Ok(self.database.query(sql, params).await?)
     }
 
     async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
@@ -303,8 +299,13 @@ impl AccountStore for PostgresAccounts {
     }
 
     async fn remove(&self, username: &str) -> Result<()> {
-        self.execute("DELETE FROM users WHERE username = $1", &[&username])
-            .await?;
+        // One statement: the user and their space row go together.
+        self.execute(
+            "WITH gone AS (DELETE FROM users WHERE username = $1 RETURNING identity)
+             DELETE FROM space WHERE owner IN (SELECT identity FROM gone)",
+            &[&username],
+        )
+        .await?;
         Ok(())
     }
 

@@ -185,8 +185,13 @@ impl AccountStore for SqliteAccounts {
 
     async fn remove(&self, username: &str) -> Result<()> {
         self.with(|conn| {
-            conn.execute("DELETE FROM users WHERE username = ?1", [username])?;
-            Ok(())
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM space WHERE owner = (SELECT identity FROM users WHERE username = ?1)",
+                [username],
+            )?;
+            tx.execute("DELETE FROM users WHERE username = ?1", [username])?;
+            tx.commit()
         })
     }
 
