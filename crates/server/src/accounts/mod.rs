@@ -258,10 +258,12 @@ pub(crate) fn decode_transactions(
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let index: std::collections::HashMap<TransactionId, usize> =
+        open.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
     for (tx, cid) in blocks {
-        let tx = id(&tx)?;
-        if let Some(t) = open.iter_mut().find(|t| t.id == tx) {
-            t.blocks.push(Cid::from_bytes(&cid)?);
+        // Blocks of a transaction not listed (closed meanwhile) are skipped.
+        if let Some(&i) = index.get(&id(&tx)?) {
+            open[i].blocks.push(Cid::from_bytes(&cid)?);
         }
     }
     Ok(open)
@@ -270,6 +272,11 @@ pub(crate) fn decode_transactions(
 /// A stored count or size as the unsigned value it stands for.
 pub(crate) fn unsigned(value: i64) -> u64 {
     value.max(0) as u64
+}
+
+/// The current time in seconds (users' and tokens' creation times).
+pub(crate) fn now_secs() -> i64 {
+    now_ms() / 1000
 }
 
 /// The current time in milliseconds, as the stores record it.

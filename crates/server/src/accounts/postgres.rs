@@ -20,7 +20,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{
-    decode_transactions, decode_user, link_exists, link_refusal, now_ms, pending_follow,
+    decode_transactions, decode_user, link_exists, link_refusal, now_ms, now_secs, pending_follow,
     too_many_links, unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
 };
 use crate::api::{LinkStatus, PendingFollow};
@@ -244,10 +244,6 @@ impl PostgresAccounts {
         tx.commit().await.map_err(pg)?;
         Ok(Some(changed))
     }
-}
-
-fn now_secs() -> i64 {
-    now_ms() / 1000
 }
 
 #[async_trait]

@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use subtle::ConstantTimeEq;
 
 use super::{
-    decode_transactions, decode_user, link_exists, link_refusal, now_ms, pending_follow,
+    decode_transactions, decode_user, link_exists, link_refusal, now_ms, now_secs, pending_follow,
     too_many_links, unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
 };
 use crate::api::{LinkStatus, PendingFollow};
@@ -88,12 +88,6 @@ CREATE TABLE IF NOT EXISTS transaction_blocks (
 pub struct SqliteAccounts {
     conn: Mutex<Connection>,
     path: String,
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl SqliteAccounts {
