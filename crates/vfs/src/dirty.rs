@@ -62,10 +62,15 @@ impl Dirty {
             }
         }
         let from = (offset - start) as usize;
-        if merged.len() < from + data.len() {
-            merged.resize(from + data.len(), 0);
+        if from == merged.len() {
+            // The common case, an append: no zero-fill to overwrite.
+            merged.extend_from_slice(data);
+        } else {
+            if merged.len() < from + data.len() {
+                merged.resize(from + data.len(), 0);
+            }
+            merged[from..from + data.len()].copy_from_slice(data);
         }
-        merged[from..from + data.len()].copy_from_slice(data);
         let later: Vec<u64> = self
             .extents
             .range(offset..=end)

@@ -57,6 +57,12 @@ const READ_AHEAD: u64 = 3;
 /// How far from the end of the last read a read may start and still count
 /// as sequential.
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
+/// Chunks' worth of written bytes a handle gathers while its previous
+/// commit is in flight, before the writer waits for that commit: under a
+/// steady stream of writes each commit carries several chunks, so the
+/// fixed cost of a commit (the signed pointer update and the file's first
+/// chunk) is paid once per several chunks.
+const GATHER_CHUNKS: u64 = 4;
 /// `rename` flag: fail if the target exists.
 pub const RENAME_NOREPLACE: u32 = 1;
 
@@ -1043,7 +1049,8 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     }
 
     /// Writes `data` at `offset` through an open handle. The bytes wait in
-    /// the handle; a full chunk's worth starts a commit.
+    /// the handle; a full chunk's worth starts a commit, unless one is in
+    /// flight: then up to four chunks gather for the next.
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let handle = self.handle(fh)?;
         if !handle.writable {
@@ -1054,8 +1061,15 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             return Err(e);
         }
         state.dirty.write(offset, data);
-        if state.dirty.bytes() as u64 >= CHUNK_SIZE {
-            self.commit_background(&handle, &mut state).await?;
+        let waiting = state.dirty.bytes() as u64;
+        if waiting >= CHUNK_SIZE {
+            let busy = state
+                .inflight
+                .as_ref()
+                .is_some_and(|inflight| !inflight.task.is_finished());
+            if !busy || waiting >= GATHER_CHUNKS * CHUNK_SIZE {
+                self.commit_background(&handle, &mut state).await?;
+            }
         }
         self.note_pending(&handle, &state).await;
         Ok(data.len() as u32)

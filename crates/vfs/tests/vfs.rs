@@ -14,11 +14,13 @@ use peergos_pointers::{MemoryPointerStore, PointerStore, SignedPointer};
 use peergos_testkit::cryptree::{data, new_fs, read_all};
 use peergos_vfs::{Options, Vfs, RENAME_NOREPLACE, ROOT};
 
-/// A pointer store that counts reads: each is a round trip to a server.
+/// A pointer store that counts reads (each is a round trip to a server)
+/// and can be made slow to commit to, like a distant server.
 #[derive(Default)]
 struct Counting {
     inner: MemoryPointerStore,
     gets: AtomicU64,
+    set_delay_ms: AtomicU64,
 }
 
 #[async_trait]
@@ -38,6 +40,10 @@ impl PointerStore for Counting {
         writer: &PublicKeyHash,
         update: SignedPointer,
     ) -> peergos_pointers::Result<()> {
+        let delay = self.set_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         self.inner.set(owner, writer, update).await
     }
 }
@@ -167,6 +173,38 @@ async fn sequential_writes_commit_a_chunk_at_a_time() {
     assert_eq!(tail, content[content.len() - 1000..]);
     s.vfs.release(fh).await.unwrap();
     assert_eq!(s.vfs.counters().commits - commits, 3);
+    assert_eq!(read_all(&s.other, "/big").await, content);
+}
+
+#[tokio::test]
+async fn writes_gather_while_a_commit_is_in_flight() {
+    let s = setup(Options::default()).await;
+    // Each commit takes a while, as it does over a network.
+    s.pointers.set_delay_ms.store(300, Ordering::Relaxed);
+    let (attr, fh) = s.vfs.create(ROOT, os("big")).await.unwrap();
+    let chunk = CHUNK_SIZE as usize;
+    let content = data(5, 6 * chunk + 777);
+    let commits = s.vfs.counters().commits;
+    for (i, piece) in content.chunks(1 << 20).enumerate() {
+        s.vfs.write(fh, (i << 20) as u64, piece).await.unwrap();
+    }
+    // The first chunk made the file; the second went into a background
+    // commit; the next four gathered behind it and went as one commit.
+    assert_eq!(s.vfs.counters().commits - commits, 2);
+    assert_eq!(
+        s.vfs.getattr(attr.ino).await.unwrap().size,
+        content.len() as u64
+    );
+    // Every byte reads back through the handle, whichever commit has it.
+    let across = s
+        .vfs
+        .read(fh, chunk as u64 - 10, 3 * chunk as u32)
+        .await
+        .unwrap();
+    assert_eq!(across, content[chunk - 10..4 * chunk - 10]);
+    s.vfs.release(fh).await.unwrap();
+    // The gathered commit and the tail's: four commits for seven chunks.
+    assert_eq!(s.vfs.counters().commits - commits, 4);
     assert_eq!(read_all(&s.other, "/big").await, content);
 }
 

@@ -1,6 +1,7 @@
 //! Changing a file in place: writes at an offset, appends and truncation,
 //! rewriting only the chunks whose bytes or length change.
 
+use futures::StreamExt as _;
 use peergos_blockstore::BlockStore;
 use peergos_keys::Bat;
 use peergos_pointers::PointerStore;
@@ -9,6 +10,10 @@ use super::write::{now_ms, Content, Mutation, NodeSpec, Plan};
 use super::{Entry, Filesystem, View};
 use crate::node::{self, chunk_count, chunk_len, BasePart, ParentPart, CHUNK_SIZE};
 use crate::{Error, Result};
+
+/// Rewritten chunks being sealed and stored at once: both cores seal while
+/// the server's write latency overlaps, and memory stays bounded.
+const PUTS_IN_FLIGHT: usize = 2;
 
 /// A change to a file's bytes, applied in one commit: first a cut or
 /// zero-extension to `size` (if set), then each write at its offset (None:
@@ -108,6 +113,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 props.size = new_size;
                 props.modified = change.modified.unwrap_or_else(now_ms);
                 let mut mutations = Vec::new();
+                // Rewritten chunks are sealed and stored two at a time while
+                // the next is assembled; their links follow, in order.
+                let mut planned = Vec::new();
+                let mut written = Vec::new();
+                let mut puts = futures::stream::FuturesOrdered::new();
                 let data_key = file.base.second.clone();
                 // The chunk chain, long enough for the old and the new size.
                 let mut chain = Vec::new();
@@ -218,10 +228,25 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                         parent,
                         content,
                     };
-                    let cid = self.write_nodes(&signer, tx, vec![spec]).await?[0];
+                    planned.push((label, old.map(|(cid, _)| cid)));
+                    puts.push_back(self.write_nodes(&signer, tx, vec![spec]));
+                    while puts.len() >= PUTS_IN_FLIGHT {
+                        if let Some(cids) = puts.next().await {
+                            written.extend(cids?);
+                        }
+                    }
+                }
+                while let Some(cids) = puts.next().await {
+                    written.extend(cids?);
+                }
+                drop(puts);
+                if written.len() != planned.len() {
+                    return Err(Error::Task("a chunk write returned no node".into()));
+                }
+                for ((label, expected), cid) in planned.into_iter().zip(written) {
                     mutations.push(Mutation {
                         label,
-                        expected: old.map(|(cid, _)| cid),
+                        expected,
                         new: Some(cid),
                     });
                 }
