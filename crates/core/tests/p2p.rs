@@ -320,3 +320,56 @@ async fn block_exchange_keeps_the_access_rules() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnelled_logins_are_limited_per_server() {
+    use peergos_server::peers::TunnelRequest;
+    use peergos_server::{LOGIN_BURST, LOGIN_EVERY_SECS, PEER_LIMIT_FACTOR};
+
+    let a = Node::start(None).await;
+    let b = Node::start(Some(&a)).await;
+    signup(&a, "alice").await;
+    let params = TunnelRequest {
+        method: "GET".into(),
+        path: "/v1/login/alice/params".into(),
+        content_type: None,
+        body: Vec::new(),
+    };
+    // Server b asks a for alice's login parameters as fast as it can, as
+    // a server guessing passwords for her would.
+    let started = std::time::Instant::now();
+    let mut answered = 0u32;
+    let refused = loop {
+        let answer = b
+            .server
+            .forward(a.server.peer_id(), &params)
+            .await
+            .unwrap();
+        if answer.status != 200 {
+            break answer;
+        }
+        answered += 1;
+        assert!(answered < 10_000, "the tunnel is never limited");
+    };
+    assert_eq!(refused.status, 429);
+    let message = String::from_utf8_lossy(&refused.body).to_string();
+    assert!(
+        message.contains(&b.server.peer_id().to_string()),
+        "the refusal names the server: {message}"
+    );
+    // The burst of ten clients' worth, plus what refilled meanwhile.
+    let burst = LOGIN_BURST * PEER_LIMIT_FACTOR;
+    let refill_every = LOGIN_EVERY_SECS as f64 / f64::from(PEER_LIMIT_FACTOR);
+    let refilled = (started.elapsed().as_secs_f64() / refill_every).ceil() as u32;
+    assert!(
+        answered >= burst && answered <= burst + refilled,
+        "{answered} answered; burst {burst}, {refilled} refilled"
+    );
+    // Clients reaching a directly are counted on their own.
+    a.net().login_params("alice").await.unwrap();
+    let metrics = a.server.render_metrics().await.unwrap();
+    assert!(
+        metrics.contains("peergos_rate_limited_total{route=\"/v1/login/{name}/params\"} 1"),
+        "{metrics}"
+    );
+}

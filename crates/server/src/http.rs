@@ -318,19 +318,34 @@ async fn track(
     };
     let bytes_in = length(request.headers());
     if LIMITED.contains(&route.as_str()) {
-        if let Some(client) = client_of(&request) {
-            if let Err(wait) = server.rate_limit(&route, client) {
-                server.metrics().record_limited(&route);
-                let mut answer = Error::TooMany(format!(
-                    "too many requests from {client}; try again in {} s",
-                    wait.as_secs() + 1
-                ))
-                .into_response();
-                if let Ok(value) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
-                    answer.headers_mut().insert(header::RETRY_AFTER, value);
-                }
-                return answer;
+        // A request tunnelled from another server counts against that
+        // server; any other against its address.
+        let tunnelled = request
+            .extensions()
+            .get::<crate::peers::RemotePeer>()
+            .map(|remote| remote.0);
+        let limited = match tunnelled {
+            Some(peer) => server
+                .rate_limit_peer(&route, peer)
+                .map_err(|wait| (format!("the server {peer}"), wait)),
+            None => match client_of(&request) {
+                Some(client) => server
+                    .rate_limit(&route, client)
+                    .map_err(|wait| (client.to_string(), wait)),
+                None => Ok(()),
+            },
+        };
+        if let Err((client, wait)) = limited {
+            server.metrics().record_limited(&route);
+            let mut answer = Error::TooMany(format!(
+                "too many requests from {client}; try again in {} s",
+                wait.as_secs() + 1
+            ))
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
+                answer.headers_mut().insert(header::RETRY_AFTER, value);
             }
+            return answer;
         }
     }
     let response = next.run(request).await;

@@ -172,6 +172,8 @@ pub struct Server {
     metrics: metrics::Metrics,
     signup_limit: metrics::RateLimit,
     login_limit: metrics::RateLimit,
+    peer_signup_limit: metrics::RateLimit<PeerId>,
+    peer_login_limit: metrics::RateLimit<PeerId>,
     admin_token: String,
     node: Option<peergos_p2p::Node>,
     peer_id: PeerId,
@@ -252,6 +254,11 @@ pub const SIGNUP_EVERY_SECS: u64 = 60;
 pub const LOGIN_BURST: u32 = 20;
 /// Seconds per login request once the burst is used.
 pub const LOGIN_EVERY_SECS: u64 = 3;
+/// A server tunnelling requests here speaks for all of its own clients
+/// (each of them limited there by address), so its budget on the limited
+/// routes is this many times one client's: a burst this many times as
+/// large, refilled this many times as fast.
+pub const PEER_LIMIT_FACTOR: u32 = 10;
 
 /// Writes `bytes` to `path` readable by this user only (mode 0600),
 /// through a temporary file and a rename, durably.
@@ -433,6 +440,14 @@ impl Server {
                 LOGIN_BURST,
                 std::time::Duration::from_secs(LOGIN_EVERY_SECS),
             ),
+            peer_signup_limit: metrics::RateLimit::new(
+                SIGNUP_BURST * PEER_LIMIT_FACTOR,
+                std::time::Duration::from_secs(SIGNUP_EVERY_SECS) / PEER_LIMIT_FACTOR,
+            ),
+            peer_login_limit: metrics::RateLimit::new(
+                LOGIN_BURST * PEER_LIMIT_FACTOR,
+                std::time::Duration::from_secs(LOGIN_EVERY_SECS) / PEER_LIMIT_FACTOR,
+            ),
             admin_token,
             node,
             peer_id,
@@ -496,6 +511,22 @@ impl Server {
             &self.login_limit
         };
         limit.check(client, Instant::now())
+    }
+
+    /// [`rate_limit`](Self::rate_limit) for a request tunnelled from the
+    /// server `peer`, counted against that server's larger budget
+    /// ([`PEER_LIMIT_FACTOR`]).
+    pub fn rate_limit_peer(
+        &self,
+        route: &str,
+        peer: PeerId,
+    ) -> std::result::Result<(), std::time::Duration> {
+        let limit = if route == "/v1/signup" {
+            &self.peer_signup_limit
+        } else {
+            &self.peer_login_limit
+        };
+        limit.check(peer, Instant::now())
     }
 
     /// Everything `/metrics` reports, as Prometheus text.

@@ -161,17 +161,18 @@ impl Metrics {
 }
 
 /// A token bucket per client: `burst` requests at once, then one every
-/// `every`.
-pub struct RateLimit {
+/// `every`. A client is an address (`IpAddr`, the default) or, for
+/// requests tunnelled from another server, that server's peer id.
+pub struct RateLimit<K = IpAddr> {
     burst: f64,
     every: Duration,
-    clients: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    clients: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
 /// Clients remembered at most; the fullest buckets are forgotten first.
 const MAX_CLIENTS: usize = 100_000;
 
-impl RateLimit {
+impl<K: std::hash::Hash + Eq + Copy> RateLimit<K> {
     /// A limit of `burst` requests, refilled at one per `every`.
     pub fn new(burst: u32, every: Duration) -> Self {
         RateLimit {
@@ -183,7 +184,7 @@ impl RateLimit {
 
     /// Takes one request from `client`'s bucket; Err(wait) says how long
     /// until the next one is allowed.
-    pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub fn check(&self, client: K, now: Instant) -> Result<(), Duration> {
         let mut clients = lock(&self.clients);
         if clients.len() >= MAX_CLIENTS && !clients.contains_key(&client) {
             // Buckets that refilled completely say nothing; drop them.
