@@ -6,11 +6,12 @@
 //!
 //! ```sh
 //! cargo build --release --bin peergos-daemon --bin peergos-fuse
-//! cargo run --release -p peergos-benches --example fuse [MIB] [SMALL_FILES]
+//! cargo run --release -p peergos-benches --example fuse [MIB] [SMALL_FILES] [ROUNDS]
 //! ```
 //!
-//! Needs `fuse3` and `gocryptfs` (Debian packages). Prints a markdown
-//! table for `docs/BENCHMARKS.md`.
+//! Needs `fuse3` and `gocryptfs` (Debian packages). Both are measured in
+//! alternating rounds (default 3) and the medians compared. Prints a
+//! markdown table for `docs/BENCHMARKS.md`.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -149,6 +150,11 @@ fn main() {
         .nth(2)
         .and_then(|a| a.parse().ok())
         .unwrap_or(2000);
+    let rounds: usize = std::env::args()
+        .nth(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
     let (daemon_bin, fuse_bin) = (target.join("peergos-daemon"), target.join("peergos-fuse"));
     assert!(
@@ -191,41 +197,95 @@ fn main() {
     let source = data(3, 64 * MIB);
     ours.mount();
     theirs.mount();
-    let ours_write = write_big(&ours.dir.join("big"), &source, mib);
-    let theirs_write = write_big(&theirs.dir.join("big"), &source, mib);
-    // Fresh mounts (and, if allowed, an empty page cache) before reading.
-    ours.unmount();
-    theirs.unmount();
-    let dropped = drop_caches();
-    ours.mount();
-    theirs.mount();
-    let theirs_read = read_big(&theirs.dir.join("big"));
-    let ours_read = read_big(&ours.dir.join("big"));
-    let theirs_small = small_files(&theirs.dir, count);
-    let ours_small = small_files(&ours.dir, count);
+    // This machine is shared and its disk's speed drifts within minutes,
+    // so both sides are measured in alternating rounds (the side that goes
+    // first alternates too) and the medians compared.
+    let mut rows: [Vec<(f64, f64)>; 3] = Default::default();
+    let mut dropped = true;
+    for round in 0..rounds {
+        let name = format!("big{round}");
+        let ours_first = round % 2 == 0;
+        let (ours_write, theirs_write) = pair(
+            ours_first,
+            || write_big(&ours.dir.join(&name), &source, mib),
+            || write_big(&theirs.dir.join(&name), &source, mib),
+        );
+        // Fresh mounts (and, if allowed, an empty page cache) before reading.
+        ours.unmount();
+        theirs.unmount();
+        dropped &= drop_caches();
+        ours.mount();
+        theirs.mount();
+        let (ours_read, theirs_read) = pair(
+            !ours_first,
+            || read_big(&ours.dir.join(&name)),
+            || read_big(&theirs.dir.join(&name)),
+        );
+        let small = format!("small{round}");
+        std::fs::create_dir(ours.dir.join(&small)).unwrap();
+        std::fs::create_dir(theirs.dir.join(&small)).unwrap();
+        let (ours_small, theirs_small) = pair(
+            ours_first,
+            || small_files(&ours.dir.join(&small), count),
+            || small_files(&theirs.dir.join(&small), count),
+        );
+        // Free the space for the next round.
+        std::fs::remove_file(ours.dir.join(&name)).unwrap();
+        std::fs::remove_file(theirs.dir.join(&name)).unwrap();
+        rows[0].push((ours_write, theirs_write));
+        rows[1].push((ours_read, theirs_read));
+        rows[2].push((ours_small, theirs_small));
+        eprintln!(
+            "round {}: write {ours_write:.0}/{theirs_write:.0} MiB/s, read {ours_read:.0}/{theirs_read:.0} MiB/s, small {ours_small:.0}/{theirs_small:.0} files/s",
+            round + 1
+        );
+    }
     ours.unmount();
     theirs.unmount();
 
     println!(
-        "| {mib} MiB file, {count} small files; page cache {} before reads |||",
+        "| {mib} MiB file, {count} small files, {rounds} alternating rounds (medians); page cache {} before reads |||",
         if dropped {
             "dropped"
         } else {
             "not dropped (no permission)"
         }
     );
-    println!("| measure | peergos-fuse | gocryptfs | ratio |");
+    println!("| measure | peergos-fuse | gocryptfs | ratio (per round) |");
     println!("|---|---|---|---|");
-    println!(
-        "| sequential write, 1 MiB writes + fsync | {ours_write:.0} MiB/s | {theirs_write:.0} MiB/s | {:.2} |",
-        ours_write / theirs_write
-    );
-    println!(
-        "| sequential read, fresh mount | {ours_read:.0} MiB/s | {theirs_read:.0} MiB/s | {:.2} |",
-        ours_read / theirs_read
-    );
-    println!(
-        "| create {count} files of 4 KiB | {ours_small:.0} files/s | {theirs_small:.0} files/s | {:.2} |",
-        ours_small / theirs_small
-    );
+    let labels = [
+        ("sequential write, 1 MiB writes + fsync", "MiB/s"),
+        ("sequential read, fresh mount", "MiB/s"),
+        ("create files of 4 KiB", "files/s"),
+    ];
+    for ((label, unit), row) in labels.iter().zip(&rows) {
+        let ours = median(row.iter().map(|r| r.0).collect());
+        let theirs = median(row.iter().map(|r| r.1).collect());
+        let ratios: Vec<String> = row.iter().map(|r| format!("{:.2}", r.0 / r.1)).collect();
+        println!(
+            "| {label} | {ours:.0} {unit} | {theirs:.0} {unit} | {:.2} ({}) |",
+            ours / theirs,
+            ratios.join(", ")
+        );
+    }
+}
+
+/// Runs both measurements, `first_a` deciding the order; (a, b).
+fn pair(first_a: bool, a: impl FnOnce() -> f64, b: impl FnOnce() -> f64) -> (f64, f64) {
+    if first_a {
+        let x = a();
+        (x, b())
+    } else {
+        let y = b();
+        (a(), y)
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }

@@ -340,11 +340,7 @@ async fn tunnelled_logins_are_limited_per_server() {
     let started = std::time::Instant::now();
     let mut answered = 0u32;
     let refused = loop {
-        let answer = b
-            .server
-            .forward(a.server.peer_id(), &params)
-            .await
-            .unwrap();
+        let answer = b.server.forward(a.server.peer_id(), &params).await.unwrap();
         if answer.status != 200 {
             break answer;
         }
