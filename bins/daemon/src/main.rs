@@ -516,16 +516,30 @@ fn block_on(job: impl std::future::Future<Output = Result<()>>) -> Result<()> {
 
 /// Prints a new single-use signup link.
 async fn token(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
+    // The link's base first, so a bad configuration spends no token.
+    let base = link_base(&data_dir, args)?;
     let token = open_accounts(&data_dir, args)
         .await?
         .new_signup_token()
         .await?;
-    let settings = settings(data_dir, args)?;
-    let base = settings
-        .public_url
-        .unwrap_or_else(|| format!("http://{}", settings.listen));
     println!("{}", signup_link(&base, &token));
     Ok(())
+}
+
+/// What signup links start with: the public URL (flag, then config
+/// file), else `http://` and the listen address. Read on its own, without
+/// the rest of the settings, so admin commands need no storage
+/// credentials.
+fn link_base(data_dir: &Path, args: &ServeArgs) -> Result<String> {
+    let file = read_config(&data_dir.join("config.toml"))?.unwrap_or_default();
+    if let Some(url) = args.public_url.clone().or(file.public_url) {
+        return Ok(url);
+    }
+    let listen = match args.listen.or(file.listen) {
+        Some(listen) => listen,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    Ok(format!("http://{listen}"))
 }
 
 async fn set_quota(data_dir: &Path, args: &ServeArgs, username: &str, bytes: u64) -> Result<()> {
