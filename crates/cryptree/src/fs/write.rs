@@ -259,6 +259,24 @@ fn seal_content(
     Ok((None, cids))
 }
 
+/// Builds nodes off the async threads: their CIDs, and the blocks to
+/// store (their fragments, then the nodes).
+async fn build_nodes(
+    signer: &SigningKeyPair,
+    specs: Vec<NodeSpec>,
+) -> Result<(Vec<Cid>, Vec<SignedBlock>)> {
+    let pair = signer.clone();
+    blocking(move || {
+        let mut blocks = Vec::new();
+        let cids = specs
+            .into_iter()
+            .map(|spec| build(spec, &pair, &mut blocks))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((cids, blocks))
+    })
+    .await
+}
+
 fn build(spec: NodeSpec, signer: &SigningKeyPair, blocks: &mut Vec<SignedBlock>) -> Result<Cid> {
     let (inline, fragments) = match spec.content {
         Content::Plain { key, padded } => {
@@ -724,16 +742,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         tx: TransactionId,
         specs: Vec<NodeSpec>,
     ) -> Result<Vec<Cid>> {
-        let pair = signer.clone();
-        let (cids, blocks) = blocking(move || {
-            let mut blocks = Vec::new();
-            let cids = specs
-                .into_iter()
-                .map(|spec| build(spec, &pair, &mut blocks))
-                .collect::<Result<Vec<_>>>()?;
-            Ok((cids, blocks))
-        })
-        .await?;
+        let (cids, blocks) = build_nodes(signer, specs).await?;
         self.put_blocks(signer, tx, blocks).await?;
         Ok(cids)
     }
@@ -742,11 +751,18 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// tree (each checked against the value it expects) and moves the
     /// pointer, retrying if the pointer moved meanwhile.
     pub(super) async fn apply(&self, plan: &Plan) -> Result<()> {
-        self.apply_in(plan, None).await
+        self.apply_in(plan, None, None).await
     }
 
     /// [`apply`](Self::apply), in a turn the caller holds if given.
-    async fn apply_in(&self, plan: &Plan, turn: Option<&Turn>) -> Result<()> {
+    /// The commit's nodes go in `tx` when given (the operation's open
+    /// transaction), else in a transaction of the commit's own.
+    async fn apply_in(
+        &self,
+        plan: &Plan,
+        turn: Option<&Turn>,
+        tx: Option<TransactionId>,
+    ) -> Result<()> {
         if plan.mutations.is_empty() && plan.owned.is_empty() {
             return Ok(());
         }
@@ -764,10 +780,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             }
         };
         self.committer
-            .commit_in_turn(
+            .commit_in_transaction(
                 turn,
                 &owner,
                 &plan.signer,
+                tx,
                 |mut data, transaction| async move {
                     let writer = Writer {
                         owner,
@@ -857,7 +874,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             if turn.as_ref().is_some_and(|t| t.writer() != &writer) {
                 turn = None;
             }
-            match self.apply_in(&plan, turn.as_ref()).await {
+            match self.apply_in(&plan, turn.as_ref(), Some(tx)).await {
                 Ok(()) => return Ok(out),
                 // A node this operation changes moved: plan again.
                 Err(Error::Champ(peergos_champ::Error::ValueMismatch(_))) => {
@@ -1186,8 +1203,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 mutations.append(&mut sink.mutations);
                 entries.push(options.entry(name, size));
             }
+            // The files' first nodes go up with the last of their data:
+            // a batch of small files costs one put.
+            let (cids, nodes) = build_nodes(&signer, specs).await?;
+            pending.extend(nodes);
             self.put_blocks(&signer, tx, pending).await?;
-            let cids = self.write_nodes(&signer, tx, specs).await?;
             mutations.extend(
                 firsts
                     .into_iter()
