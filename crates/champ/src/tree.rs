@@ -469,6 +469,27 @@ impl<S: BlockStore + ?Sized> Champ<S> {
     /// Stores the nodes of `batch` that `root` reaches, in one put, and
     /// empties the batch. Nodes of intermediate roots are dropped.
     pub async fn flush(&self, writer: &Writer, batch: &mut Batch, root: &Cid) -> Result<()> {
+        let reached = Self::reached(batch, root);
+        if reached.is_empty() {
+            return Ok(());
+        }
+        self.write(writer, reached).await
+    }
+
+    /// [`flush`](Self::flush) without the put: the nodes of `batch` that
+    /// `root` reaches, signed by `writer`, for the caller to store in a put
+    /// of its own (with other blocks, before anything links to `root`).
+    /// The batch is emptied.
+    pub fn flush_signed(&self, writer: &Writer, batch: &mut Batch, root: &Cid) -> Vec<SignedBlock> {
+        let reached = Self::reached(batch, root);
+        let signed = Self::sign_all(writer, &reached);
+        for (block, node) in reached {
+            self.remember(*block.cid(), node);
+        }
+        signed
+    }
+
+    fn reached(batch: &mut Batch, root: &Cid) -> Vec<(Block, Arc<Node>)> {
         let mut nodes = std::mem::take(&mut batch.nodes);
         let mut reached = Vec::new();
         let mut stack = vec![*root];
@@ -484,14 +505,11 @@ impl<S: BlockStore + ?Sized> Champ<S> {
             }
             reached.push((block, node));
         }
-        if reached.is_empty() {
-            return Ok(());
-        }
-        self.write(writer, reached).await
+        reached
     }
 
-    async fn write(&self, writer: &Writer, blocks: Vec<(Block, Arc<Node>)>) -> Result<()> {
-        let signed = blocks
+    fn sign_all(writer: &Writer, blocks: &[(Block, Arc<Node>)]) -> Vec<SignedBlock> {
+        blocks
             .iter()
             .map(|(block, _)| {
                 SignedBlock::sign(
@@ -500,7 +518,11 @@ impl<S: BlockStore + ?Sized> Champ<S> {
                     block.data().clone(),
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    async fn write(&self, writer: &Writer, blocks: Vec<(Block, Arc<Node>)>) -> Result<()> {
+        let signed = Self::sign_all(writer, &blocks);
         self.store
             .put(PutBlocks {
                 owner: writer.owner,

@@ -238,13 +238,20 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         F: FnMut(WriterData, TransactionId) -> Fut,
         Fut: Future<Output = Result<WriterData>>,
     {
-        self.commit_in_transaction(turn, owner, writer, None, change)
-            .await
+        let mut change = change;
+        self.commit_in_transaction(turn, owner, writer, None, |data, tx| {
+            let changed = change(data, tx);
+            async move { Ok((changed.await?, Vec::new())) }
+        })
+        .await
     }
 
     /// [`commit_in_turn`](Self::commit_in_turn), storing the new nodes in
     /// the caller's open transaction `tx` (which the caller closes after
     /// this returns) instead of one of its own: two round trips fewer.
+    /// `change` also returns blocks (signed by `writer`) that the new state
+    /// links to; they are stored in the same put as the new `WriterData`,
+    /// so a commit costs one put.
     pub async fn commit_in_transaction<F, Fut>(
         &self,
         turn: &Turn,
@@ -255,7 +262,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
     ) -> Result<Committed>
     where
         F: FnMut(WriterData, TransactionId) -> Fut,
-        Fut: Future<Output = Result<WriterData>>,
+        Fut: Future<Output = Result<(WriterData, Vec<SignedBlock>)>>,
     {
         let writer_hash = PublicKeyHash::of(&writer.public());
         if turn.writer != writer_hash {
@@ -325,17 +332,18 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
     ) -> Result<(WriterData, Cid, u64)>
     where
         F: FnMut(WriterData, TransactionId) -> Fut,
-        Fut: Future<Output = Result<WriterData>>,
+        Fut: Future<Output = Result<(WriterData, Vec<SignedBlock>)>>,
     {
-        let data = change(state, tx).await?;
+        let (data, mut blocks) = change(state, tx).await?;
         let block = data.to_block()?;
         let cid = *block.cid();
+        blocks.push(SignedBlock::sign(writer, Codec::DagCbor, block.into_data()));
         self.blocks
             .put(PutBlocks {
                 owner: *owner,
                 writer: *writer_hash,
                 transaction: tx,
-                blocks: vec![SignedBlock::sign(writer, Codec::DagCbor, block.into_data())],
+                blocks,
             })
             .await?;
         let update = PointerUpdate {

@@ -26,6 +26,9 @@ const MAX_PLAN_ATTEMPTS: usize = 16;
 
 /// Block bytes gathered before a put when writing many files at once.
 const BATCH_PUT_BYTES: usize = 8 << 20;
+/// At most this much of a batch's data waits for the commit's put (which
+/// a commit that loses a race sends again).
+const DEFERRED_PUT_BYTES: usize = 1 << 20;
 
 /// Options for a new file or directory.
 #[derive(Clone, Debug, Default)]
@@ -78,6 +81,9 @@ pub(super) struct Plan {
     pub(super) mutations: Vec<Mutation>,
     /// Keys to add to (true) or remove from (false) the writer's owned set.
     pub(super) owned: Vec<(PublicKeyHash, bool)>,
+    /// Blocks the mutations link to that are not stored yet (signed by
+    /// `signer`): they go up in the commit's one put.
+    pub(super) blocks: Vec<SignedBlock>,
 }
 
 impl Plan {
@@ -86,7 +92,14 @@ impl Plan {
             signer,
             mutations,
             owned: Vec::new(),
+            blocks: Vec::new(),
         }
+    }
+
+    /// The plan, with `blocks` stored by its commit.
+    pub(super) fn with_blocks(mut self, blocks: Vec<SignedBlock>) -> Self {
+        self.blocks.extend(blocks);
+        self
     }
 }
 
@@ -589,6 +602,18 @@ impl DirEdit {
         signer: &SigningKeyPair,
         tx: TransactionId,
     ) -> Result<Vec<Mutation>> {
+        let (mutations, blocks) = self.finish_unstored(fs, signer).await?;
+        fs.put_blocks(signer, tx, blocks).await?;
+        Ok(mutations)
+    }
+
+    /// [`finish`](Self::finish) without storing: the CHAMP changes and the
+    /// blocks to store before they commit (see [`Plan::with_blocks`]).
+    pub(super) async fn finish_unstored<B: BlockStore + ?Sized, P: PointerStore + ?Sized>(
+        self,
+        fs: &Filesystem<B, P>,
+        signer: &SigningKeyPair,
+    ) -> Result<(Vec<Mutation>, Vec<SignedBlock>)> {
         let read = self.dir.cap.read.clone();
         let mut specs = Vec::new();
         let mut olds = Vec::new();
@@ -636,11 +661,11 @@ impl DirEdit {
             olds.push((label, None));
             listings.push(Arc::new(links));
         }
-        let cids = fs.write_nodes(signer, tx, specs).await?;
+        let (cids, blocks) = build_nodes(signer, specs).await?;
         for (cid, children) in cids.iter().zip(listings) {
             fs.remember_listing(*cid, children);
         }
-        Ok(olds
+        let mutations = olds
             .into_iter()
             .zip(cids)
             .map(|((label, expected), cid)| Mutation {
@@ -648,7 +673,8 @@ impl DirEdit {
                 expected,
                 new: Some(cid),
             })
-            .collect())
+            .collect();
+        Ok((mutations, blocks))
     }
 }
 
@@ -764,6 +790,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         tx: Option<TransactionId>,
     ) -> Result<()> {
         if plan.mutations.is_empty() && plan.owned.is_empty() {
+            // Nothing links to the plan's blocks, so none are stored.
             return Ok(());
         }
         let owner = self.root.owner;
@@ -823,7 +850,8 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                             },
                         };
                     }
-                    champ.flush(&writer, &mut batch, &root).await?;
+                    let mut blocks = plan.blocks.clone();
+                    blocks.extend(champ.flush_signed(&writer, &mut batch, &root));
                     data.tree = Some(root);
                     for (key, add) in &plan.owned {
                         if *add {
@@ -832,10 +860,12 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                             data.owned.remove(key);
                         }
                     }
-                    Ok(data)
+                    Ok((data, blocks))
                 },
             )
             .await?;
+        self.blocks_written
+            .fetch_add(plan.blocks.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -913,7 +943,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// Creates a directory with options (hidden, modification time).
     pub async fn mkdir_with(&self, path: &str, options: &UploadOptions) -> Result<Entry> {
         let (dir_path, name) = split_parent(path)?;
-        self.transact(|tx| {
+        self.transact(|_tx| {
             let (dir_path, name) = (&dir_path, &name);
             async move {
                 let view = View::default();
@@ -949,10 +979,17 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                         padded: node::encode_children(&[])?,
                     },
                 };
-                let cid = self.write_nodes(&signer, tx, vec![spec]).await?[0];
+                // The new node and the parent's changed chunk go up in the
+                // commit's one put.
+                let (cids, mut blocks) = build_nodes(&signer, vec![spec]).await?;
+                let cid = cids
+                    .first()
+                    .copied()
+                    .ok_or_else(|| Error::Task("building a node gave no CID".into()))?;
                 let mut edit = DirEdit::new(dir, chunks);
                 edit.add(fresh.link(&side, name));
-                let mut mutations = edit.finish(self, &signer, tx).await?;
+                let (mut mutations, edit_blocks) = edit.finish_unstored(self, &signer).await?;
+                blocks.extend(edit_blocks);
                 mutations.push(Mutation::create(label, cid));
                 let entry = Entry {
                     name: props.name,
@@ -963,7 +1000,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     hidden: props.hidden,
                     writable: true,
                 };
-                Ok((Plan::new(signer, mutations), entry))
+                Ok((Plan::new(signer, mutations).with_blocks(blocks), entry))
             }
         })
         .await
@@ -1109,7 +1146,24 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         links: &[(String, ChildLink)],
         chunks: &[Mutation],
     ) -> Result<()> {
-        self.transact_in(tx, |tx| async move {
+        self.link_files_with(tx, dir_path, side, signer, links, chunks, &[])
+            .await
+    }
+
+    /// [`link_files`](Self::link_files), storing `blocks` (the files'
+    /// nodes, not stored yet) in the commit's put.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn link_files_with(
+        &self,
+        tx: TransactionId,
+        dir_path: &str,
+        side: &ParentSide,
+        signer: &SigningKeyPair,
+        links: &[(String, ChildLink)],
+        chunks: &[Mutation],
+        blocks: &[SignedBlock],
+    ) -> Result<()> {
+        self.transact_in(tx, |_tx| async move {
             let view = View::default();
             let (dir, dir_chunks) = self.writable_dir(&view, dir_path).await?;
             if dir.cap.label != side.link.label {
@@ -1135,8 +1189,12 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     None => edit.add(link.clone()),
                 }
             }
-            mutations.extend(edit.finish(self, signer, tx).await?);
-            Ok((Plan::new(signer.clone(), mutations), ()))
+            let (edited, edit_blocks) = edit.finish_unstored(self, signer).await?;
+            mutations.extend(edited);
+            let plan = Plan::new(signer.clone(), mutations)
+                .with_blocks(blocks.to_vec())
+                .with_blocks(edit_blocks);
+            Ok((plan, ()))
         })
         .await
     }
@@ -1203,18 +1261,22 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 mutations.append(&mut sink.mutations);
                 entries.push(options.entry(name, size));
             }
-            // The files' first nodes go up with the last of their data:
-            // a batch of small files costs one put.
+            // The files' first nodes, and the last of their data when it
+            // is small, go up in the commit's put: a batch of small files
+            // costs one put.
+            if pending_bytes > DEFERRED_PUT_BYTES {
+                self.put_blocks(&signer, tx, std::mem::take(&mut pending))
+                    .await?;
+            }
             let (cids, nodes) = build_nodes(&signer, specs).await?;
             pending.extend(nodes);
-            self.put_blocks(&signer, tx, pending).await?;
             mutations.extend(
                 firsts
                     .into_iter()
                     .zip(cids)
                     .map(|(label, cid)| Mutation::create(label, cid)),
             );
-            self.link_files(tx, dir_path, &side, &signer, &links, &mutations)
+            self.link_files_with(tx, dir_path, &side, &signer, &links, &mutations, &pending)
                 .await?;
             Ok(entries)
         }
