@@ -239,10 +239,14 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         Fut: Future<Output = Result<WriterData>>,
     {
         let mut change = change;
-        self.commit_in_transaction(turn, owner, writer, None, |data, tx| {
-            let changed = change(data, tx);
-            async move { Ok((changed.await?, Vec::new())) }
-        })
+        // Boxed: the commit's state machine is large, and callers nest it
+        // deep inside their own.
+        Box::pin(
+            self.commit_in_transaction(turn, owner, writer, None, |data, tx| {
+                let changed = change(data, tx);
+                async move { Ok((changed.await?, Vec::new())) }
+            }),
+        )
         .await
     }
 
@@ -279,18 +283,17 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
                 Some(tx) => (tx, false),
                 None => (self.blocks.start_transaction(owner).await?, true),
             };
-            let outcome = self
-                .try_commit(
-                    owner,
-                    writer,
-                    &writer_hash,
-                    &mut change,
-                    state,
-                    tx,
-                    previous,
-                    sequence,
-                )
-                .await;
+            let outcome = Box::pin(self.try_commit(
+                owner,
+                writer,
+                &writer_hash,
+                &mut change,
+                state,
+                tx,
+                previous,
+                sequence,
+            ))
+            .await;
             // The attempt's outcome is what the caller needs: reporting a
             // failed close after the pointer moved would invite applying the
             // change twice. A transaction left open only keeps its blocks

@@ -806,64 +806,65 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 &held
             }
         };
-        self.committer
-            .commit_in_transaction(
-                turn,
-                &owner,
-                &plan.signer,
-                tx,
-                |mut data, transaction| async move {
-                    let writer = Writer {
-                        owner,
-                        keys: plan.signer.clone(),
-                        transaction,
-                    };
-                    let mut root = match data.tree {
-                        Some(root) => root,
-                        None => champ.empty(&writer, Config::default()).await?,
-                    };
-                    // Every change in memory, then the nodes the new root
-                    // reaches stored in one put.
-                    let mut batch = Batch::new();
-                    for m in &plan.mutations {
-                        let key = m.label.key();
-                        let expected = m.expected.map(Value::Link);
-                        root = match m.new {
-                            Some(new) => {
+        // Boxed: the commit's state machine is large, and operations nest
+        // it deep inside their own.
+        Box::pin(self.committer.commit_in_transaction(
+            turn,
+            &owner,
+            &plan.signer,
+            tx,
+            |mut data, transaction| async move {
+                let writer = Writer {
+                    owner,
+                    keys: plan.signer.clone(),
+                    transaction,
+                };
+                let mut root = match data.tree {
+                    Some(root) => root,
+                    None => champ.empty(&writer, Config::default()).await?,
+                };
+                // Every change in memory, then the nodes the new root
+                // reaches stored in one put.
+                let mut batch = Batch::new();
+                for m in &plan.mutations {
+                    let key = m.label.key();
+                    let expected = m.expected.map(Value::Link);
+                    root = match m.new {
+                        Some(new) => {
+                            champ
+                                .put_batched(
+                                    &mut batch,
+                                    &root,
+                                    &key,
+                                    expected.as_ref(),
+                                    Value::Link(new),
+                                )
+                                .await?
+                        }
+                        None => match &expected {
+                            Some(expected) => {
                                 champ
-                                    .put_batched(
-                                        &mut batch,
-                                        &root,
-                                        &key,
-                                        expected.as_ref(),
-                                        Value::Link(new),
-                                    )
+                                    .remove_batched(&mut batch, &root, &key, expected)
                                     .await?
                             }
-                            None => match &expected {
-                                Some(expected) => {
-                                    champ
-                                        .remove_batched(&mut batch, &root, &key, expected)
-                                        .await?
-                                }
-                                None => root,
-                            },
-                        };
+                            None => root,
+                        },
+                    };
+                }
+                let mut blocks = plan.blocks.clone();
+                blocks.extend(champ.flush_signed(&writer, &mut batch, &root));
+                data.tree = Some(root);
+                for (key, add) in &plan.owned {
+                    if *add {
+                        data.owned.insert(*key);
+                    } else {
+                        data.owned.remove(key);
                     }
-                    let mut blocks = plan.blocks.clone();
-                    blocks.extend(champ.flush_signed(&writer, &mut batch, &root));
-                    data.tree = Some(root);
-                    for (key, add) in &plan.owned {
-                        if *add {
-                            data.owned.insert(*key);
-                        } else {
-                            data.owned.remove(key);
-                        }
-                    }
-                    Ok((data, blocks))
-                },
-            )
-            .await?;
+                }
+                Ok((data, blocks))
+            },
+        ))
+        .await?;
         self.blocks_written
             .fetch_add(plan.blocks.len() as u64, Ordering::Relaxed);
         Ok(())
@@ -878,7 +879,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         Fut: Future<Output = Result<(Plan, T)>>,
     {
         let tx = self.blocks().start_transaction(&self.root.owner).await?;
-        let outcome = self.transact_in(tx, attempt).await;
+        let outcome = Box::pin(self.transact_in(tx, attempt)).await;
         // A transaction left open only keeps its blocks from GC until it
         // times out; the operation's own outcome is what matters.
         let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
@@ -899,12 +900,14 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         // busy directory makes progress instead of starving an operation.
         let mut turn: Option<Turn> = None;
         for _ in 0..MAX_PLAN_ATTEMPTS {
-            let (plan, out) = attempt(tx).await?;
+            // Boxed, like the commit: operations' state machines are large
+            // and nest (a share moves a subtree, which commits twice).
+            let (plan, out) = Box::pin(attempt(tx)).await?;
             let writer = PublicKeyHash::of(&plan.signer.public());
             if turn.as_ref().is_some_and(|t| t.writer() != &writer) {
                 turn = None;
             }
-            match self.apply_in(&plan, turn.as_ref(), Some(tx)).await {
+            match Box::pin(self.apply_in(&plan, turn.as_ref(), Some(tx))).await {
                 Ok(()) => return Ok(out),
                 // A node this operation changes moved: plan again.
                 Err(Error::Champ(peergos_champ::Error::ValueMismatch(_))) => {
