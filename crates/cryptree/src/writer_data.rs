@@ -283,17 +283,18 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
                 Some(tx) => (tx, false),
                 None => (self.blocks.start_transaction(owner).await?, true),
             };
-            let outcome = Box::pin(self.try_commit(
-                owner,
-                writer,
-                &writer_hash,
-                &mut change,
-                state,
-                tx,
-                previous,
-                sequence,
-            ))
-            .await;
+            let outcome = self
+                .try_commit(
+                    owner,
+                    writer,
+                    &writer_hash,
+                    &mut change,
+                    state,
+                    tx,
+                    previous,
+                    sequence,
+                )
+                .await;
             // The attempt's outcome is what the caller needs: reporting a
             // failed close after the pointer moved would invite applying the
             // change twice. A transaction left open only keeps its blocks

@@ -170,10 +170,8 @@ pub struct Server {
     gc_last: Mutex<Option<GcReport>>,
     gc_runs: std::sync::atomic::AtomicU64,
     metrics: metrics::Metrics,
-    signup_limit: metrics::RateLimit,
-    login_limit: metrics::RateLimit,
-    peer_signup_limit: metrics::RateLimit<PeerId>,
-    peer_login_limit: metrics::RateLimit<PeerId>,
+    client_limits: metrics::RouteLimits,
+    peer_limits: metrics::RouteLimits<PeerId>,
     admin_token: String,
     node: Option<peergos_p2p::Node>,
     peer_id: PeerId,
@@ -259,6 +257,21 @@ pub const LOGIN_EVERY_SECS: u64 = 3;
 /// routes is this many times one client's: a burst this many times as
 /// large, refilled this many times as fast.
 pub const PEER_LIMIT_FACTOR: u32 = 10;
+
+/// The signup and login limits, `factor` times one client's budget: a
+/// burst `factor` times as large, refilled `factor` times as fast.
+fn route_limits<K: std::hash::Hash + Eq + Copy>(factor: u32) -> metrics::RouteLimits<K> {
+    let limit = |burst: u32, every_secs: u64| {
+        metrics::RateLimit::new(
+            burst * factor,
+            std::time::Duration::from_secs(every_secs) / factor,
+        )
+    };
+    metrics::RouteLimits::new(
+        limit(SIGNUP_BURST, SIGNUP_EVERY_SECS),
+        limit(LOGIN_BURST, LOGIN_EVERY_SECS),
+    )
+}
 
 /// Writes `bytes` to `path` readable by this user only (mode 0600),
 /// through a temporary file and a rename, durably.
@@ -432,22 +445,8 @@ impl Server {
             gc_last: Mutex::new(None),
             gc_runs: std::sync::atomic::AtomicU64::new(0),
             metrics: metrics::Metrics::default(),
-            signup_limit: metrics::RateLimit::new(
-                SIGNUP_BURST,
-                std::time::Duration::from_secs(SIGNUP_EVERY_SECS),
-            ),
-            login_limit: metrics::RateLimit::new(
-                LOGIN_BURST,
-                std::time::Duration::from_secs(LOGIN_EVERY_SECS),
-            ),
-            peer_signup_limit: metrics::RateLimit::new(
-                SIGNUP_BURST * PEER_LIMIT_FACTOR,
-                std::time::Duration::from_secs(SIGNUP_EVERY_SECS) / PEER_LIMIT_FACTOR,
-            ),
-            peer_login_limit: metrics::RateLimit::new(
-                LOGIN_BURST * PEER_LIMIT_FACTOR,
-                std::time::Duration::from_secs(LOGIN_EVERY_SECS) / PEER_LIMIT_FACTOR,
-            ),
+            client_limits: route_limits(1),
+            peer_limits: route_limits(PEER_LIMIT_FACTOR),
             admin_token,
             node,
             peer_id,
@@ -505,12 +504,7 @@ impl Server {
         route: &str,
         client: std::net::IpAddr,
     ) -> std::result::Result<(), std::time::Duration> {
-        let limit = if route == "/v1/signup" {
-            &self.signup_limit
-        } else {
-            &self.login_limit
-        };
-        limit.check(client, Instant::now())
+        self.client_limits.check(route, client, Instant::now())
     }
 
     /// [`rate_limit`](Self::rate_limit) for a request tunnelled from the
@@ -521,12 +515,7 @@ impl Server {
         route: &str,
         peer: PeerId,
     ) -> std::result::Result<(), std::time::Duration> {
-        let limit = if route == "/v1/signup" {
-            &self.peer_signup_limit
-        } else {
-            &self.peer_login_limit
-        };
-        limit.check(peer, Instant::now())
+        self.peer_limits.check(route, peer, Instant::now())
     }
 
     /// Everything `/metrics` reports, as Prometheus text.

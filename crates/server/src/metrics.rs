@@ -206,6 +206,30 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimit<K> {
     }
 }
 
+/// The limits of the limited routes for one kind of client: signup, and
+/// the login routes.
+pub struct RouteLimits<K = IpAddr> {
+    signup: RateLimit<K>,
+    login: RateLimit<K>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> RouteLimits<K> {
+    /// Signup at `signup`, the login routes at `login`.
+    pub fn new(signup: RateLimit<K>, login: RateLimit<K>) -> Self {
+        RouteLimits { signup, login }
+    }
+
+    /// Takes one request of `route` from `client`'s bucket for it.
+    pub fn check(&self, route: &str, client: K, now: Instant) -> Result<(), Duration> {
+        let limit = if route == "/v1/signup" {
+            &self.signup
+        } else {
+            &self.login
+        };
+        limit.check(client, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -907,7 +907,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             if turn.as_ref().is_some_and(|t| t.writer() != &writer) {
                 turn = None;
             }
-            match Box::pin(self.apply_in(&plan, turn.as_ref(), Some(tx))).await {
+            match self.apply_in(&plan, turn.as_ref(), Some(tx)).await {
                 Ok(()) => return Ok(out),
                 // A node this operation changes moved: plan again.
                 Err(Error::Champ(peergos_champ::Error::ValueMismatch(_))) => {
@@ -1134,29 +1134,16 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             signer,
             &[(name.to_string(), link.clone())],
             chunks,
+            &[],
         )
         .await
     }
 
     /// [`link_file`](Self::link_file) for many files in one directory, in
-    /// one commit.
-    pub(super) async fn link_files(
-        &self,
-        tx: TransactionId,
-        dir_path: &str,
-        side: &ParentSide,
-        signer: &SigningKeyPair,
-        links: &[(String, ChildLink)],
-        chunks: &[Mutation],
-    ) -> Result<()> {
-        self.link_files_with(tx, dir_path, side, signer, links, chunks, &[])
-            .await
-    }
-
-    /// [`link_files`](Self::link_files), storing `blocks` (the files'
-    /// nodes, not stored yet) in the commit's put.
+    /// one commit, storing `blocks` (the files' nodes, not stored yet) in
+    /// the commit's put.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn link_files_with(
+    pub(super) async fn link_files(
         &self,
         tx: TransactionId,
         dir_path: &str,
@@ -1279,7 +1266,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     .zip(cids)
                     .map(|(label, cid)| Mutation::create(label, cid)),
             );
-            self.link_files_with(tx, dir_path, &side, &signer, &links, &mutations, &pending)
+            self.link_files(tx, dir_path, &side, &signer, &links, &mutations, &pending)
                 .await?;
             Ok(entries)
         }
