@@ -26,12 +26,22 @@ pub async fn accept<W: AsyncWrite + Unpin>(stream: &mut W) -> Result<()> {
 
 /// Writes one message.
 pub async fn write<W: AsyncWrite + Unpin>(stream: &mut W, message: &[u8]) -> Result<()> {
-    let len = u32::try_from(message.len()).map_err(|_| Error::TooLarge {
-        size: message.len(),
+    write_parts(stream, &[message]).await
+}
+
+/// Writes one message made of `parts`, in order, without joining them
+/// first: a message that carries megabytes of blocks is not copied into
+/// one buffer on the way out.
+pub async fn write_parts<W: AsyncWrite + Unpin>(stream: &mut W, parts: &[&[u8]]) -> Result<()> {
+    let size: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(size).map_err(|_| Error::TooLarge {
+        size,
         limit: u32::MAX as usize,
     })?;
     stream.write_all(&len.to_be_bytes()).await?;
-    stream.write_all(message).await?;
+    for part in parts {
+        stream.write_all(part).await?;
+    }
     stream.flush().await?;
     Ok(())
 }
@@ -40,7 +50,15 @@ pub async fn write<W: AsyncWrite + Unpin>(stream: &mut W, message: &[u8]) -> Res
 /// the message is delivered before the stream ends (dropping a stream
 /// without closing it may reset it and lose what was still queued).
 pub async fn write_last<W: AsyncWrite + Unpin>(stream: &mut W, message: &[u8]) -> Result<()> {
-    write(stream, message).await?;
+    write_last_parts(stream, &[message]).await
+}
+
+/// [`write_last`] for a message made of `parts` ([`write_parts`]).
+pub async fn write_last_parts<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    parts: &[&[u8]],
+) -> Result<()> {
+    write_parts(stream, parts).await?;
     stream.close().await?;
     Ok(())
 }
@@ -78,6 +96,16 @@ mod tests {
                 limit: 100
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_message_in_parts_reads_as_one() {
+        let mut buffer = Cursor::new(Vec::new());
+        write_parts(&mut buffer, &[b"he", b"", b"llo"])
+            .await
+            .unwrap();
+        let mut reader = Cursor::new(buffer.into_inner());
+        assert_eq!(read(&mut reader, 10).await.unwrap(), b"hello");
     }
 
     #[tokio::test]

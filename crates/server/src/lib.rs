@@ -1221,7 +1221,14 @@ pub mod fuzzing {
         round_trip::<crate::peers::TunnelRequest>(data);
         round_trip::<crate::peers::TunnelResponse>(data);
         round_trip::<Vec<crate::peers::Want>>(data);
-        round_trip::<Vec<crate::peers::Have>>(data);
+        let frame = bytes::Bytes::copy_from_slice(data);
+        if let Ok(haves) = crate::peers::decode_answer(&frame) {
+            assert_eq!(
+                crate::peers::encode_answer(&haves),
+                data,
+                "an exchange answer does not re-encode"
+            );
+        }
         round_trip::<Option<peergos_pointers::SignedPointer>>(data);
         if let Ok(text) = std::str::from_utf8(data) {
             let _ = crate::peers::parse_home(text);

@@ -40,7 +40,7 @@ use crate::{now_ms, AccountStore, Error, Result, Server};
 /// API requests tunnelled to another server.
 pub const HTTP_PROTOCOL: StreamProtocol = StreamProtocol::new("/peergos/http/1");
 /// Block exchange between servers.
-pub const BLOCKS_PROTOCOL: StreamProtocol = StreamProtocol::new("/peergos/blocks/1");
+pub const BLOCKS_PROTOCOL: StreamProtocol = StreamProtocol::new("/peergos/blocks/2");
 /// Blocks asked for in one exchange request.
 pub const MAX_EXCHANGE: usize = 128;
 /// The bytes of blocks one exchange answer carries at most; the rest of
@@ -102,18 +102,121 @@ pub struct Want {
 }
 
 /// The answer for one [`Want`] (an answer is a list of these, in order,
-/// possibly shorter than the request).
-///
-/// CBOR: `{"b": bytes | null, "e": ErrorBody | null}`; both null: not
-/// stored there.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// possibly shorter than the request): the block, a refusal, or (both
+/// None) not stored there. On the wire see [`encode_answer`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct Have {
     /// The block's bytes.
-    #[serde(rename = "b")]
-    pub block: Option<serde_bytes::ByteBuf>,
+    pub block: Option<Bytes>,
+    /// Why it was refused.
+    pub refused: Option<ErrorBody>,
+}
+
+/// What an exchange answer's header says about one [`Have`].
+///
+/// CBOR: `{"n": u64 | null, "e": ErrorBody | null}`: `n` is the length of
+/// the block's bytes, which follow the header.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HaveHeader {
+    /// The block's length in bytes, if the block is in the answer.
+    #[serde(rename = "n")]
+    pub len: Option<u64>,
     /// Why it was refused.
     #[serde(rename = "e")]
     pub refused: Option<ErrorBody>,
+}
+
+/// The largest CBOR header of an exchange answer.
+pub const MAX_ANSWER_HEADER: usize = 1 << 20;
+
+/// The header of an exchange answer: `u32 BE header length ‖ CBOR
+/// [HaveHeader]`. The blocks' bytes follow it, in order, and are not
+/// CBOR, so megabytes of ciphertext cross without being re-encoded or
+/// copied: the answering server writes them straight from its store, the
+/// asker slices them out of the frame.
+pub fn answer_header(haves: &[Have]) -> Vec<u8> {
+    let headers: Vec<HaveHeader> = haves
+        .iter()
+        .map(|h| HaveHeader {
+            len: h.block.as_ref().map(|b| b.len() as u64),
+            refused: h.refused.clone(),
+        })
+        .collect();
+    // Plain fields and error bodies always encode.
+    let header = cbor::to_vec(&headers).unwrap_or_default();
+    let mut out = Vec::with_capacity(4 + header.len());
+    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    out.extend_from_slice(&header);
+    out
+}
+
+/// A whole exchange answer in one buffer ([`answer_header`], then the
+/// blocks).
+pub fn encode_answer(haves: &[Have]) -> Vec<u8> {
+    let mut out = answer_header(haves);
+    for block in haves.iter().filter_map(|h| h.block.as_ref()) {
+        out.extend_from_slice(block);
+    }
+    out
+}
+
+/// Parses an exchange answer ([`encode_answer`]) without copying the
+/// blocks: the header must be canonical CBOR, a block and a refusal
+/// exclude each other, and the lengths must add up to exactly the rest
+/// of the frame.
+pub fn decode_answer(frame: &Bytes) -> std::result::Result<Vec<Have>, String> {
+    let prefix: [u8; 4] = frame
+        .get(..4)
+        .and_then(|p| p.try_into().ok())
+        .ok_or("an exchange answer starts with a 4-byte header length")?;
+    let header_len = u32::from_be_bytes(prefix) as usize;
+    if header_len > MAX_ANSWER_HEADER {
+        return Err(format!(
+            "an exchange answer header of {header_len} bytes (at most {MAX_ANSWER_HEADER})"
+        ));
+    }
+    let header = frame
+        .get(4..4 + header_len)
+        .ok_or("the exchange answer is shorter than its header length")?;
+    let headers: Vec<HaveHeader> = decode_frame(header, MAX_ANSWER_HEADER)
+        .map_err(|e| format!("exchange answer header: {e}"))?;
+    if headers.len() > MAX_EXCHANGE {
+        return Err(format!(
+            "an exchange answer of {} blocks (at most {MAX_EXCHANGE})",
+            headers.len()
+        ));
+    }
+    let mut offset = 4 + header_len;
+    let mut haves = Vec::with_capacity(headers.len());
+    for h in headers {
+        let block = match (h.len, &h.refused) {
+            (Some(_), Some(_)) => {
+                return Err("an exchange answer both sends and refuses a block".into())
+            }
+            (Some(len), None) => {
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|len| offset.checked_add(len))
+                    .filter(|&end| end <= frame.len())
+                    .ok_or("the exchange answer is shorter than its blocks' lengths")?;
+                let block = frame.slice(offset..end);
+                offset = end;
+                Some(block)
+            }
+            (None, _) => None,
+        };
+        haves.push(Have {
+            block,
+            refused: h.refused,
+        });
+    }
+    if offset != frame.len() {
+        return Err(format!(
+            "{} bytes after the last block of the exchange answer",
+            frame.len() - offset
+        ));
+    }
+    Ok(haves)
 }
 
 /// The peer a tunnelled request came from, as a request extension: such
@@ -333,7 +436,7 @@ impl Server {
                 )
                 .await
                 .map_err(unreachable)?;
-            let haves: Vec<Have> = decode_frame(&answer, EXCHANGE_FRAME).map_err(|e| {
+            let haves = decode_answer(&Bytes::from(answer)).map_err(|e| {
                 Error::Peer(format!("{peer} answered a malformed block exchange: {e}"))
             })?;
             if haves.is_empty() || haves.len() > batch.len() {
@@ -343,10 +446,13 @@ impl Server {
                     batch.len()
                 )));
             }
-            for (want, have) in batch.iter().zip(haves.iter()) {
-                out.push(match (&have.block, &have.refused) {
-                    (Some(bytes), _) => {
-                        let block = Block::verified(want.cid, bytes.to_vec()).map_err(|_| {
+            let answered = haves.len();
+            for (want, have) in batch.iter().zip(haves) {
+                out.push(match have {
+                    Have {
+                        block: Some(bytes), ..
+                    } => {
+                        let block = Block::verified(want.cid, bytes).map_err(|_| {
                             Error::Peer(format!(
                                 "{peer} sent bytes that are not block {}",
                                 want.cid
@@ -354,11 +460,14 @@ impl Server {
                         })?;
                         Ok(Some(block))
                     }
-                    (None, Some(refusal)) => Err(refusal.clone()),
-                    (None, None) => Ok(None),
+                    Have {
+                        refused: Some(refusal),
+                        ..
+                    } => Err(refusal),
+                    Have { .. } => Ok(None),
                 });
             }
-            rest = &rest[haves.len()..];
+            rest = &rest[answered..];
         }
         Ok(out)
     }
@@ -380,7 +489,7 @@ impl Server {
                     }
                     size += bytes.len();
                     Have {
-                        block: Some(serde_bytes::ByteBuf::from(bytes.to_vec())),
+                        block: Some(bytes),
                         refused: None,
                     }
                 }
@@ -840,8 +949,10 @@ pub(crate) fn spawn(server: &Arc<Server>) -> Result<()> {
                         }
                     };
                     let haves = server.answer_exchange(wants).await;
-                    let bytes = cbor::to_vec(&haves).unwrap_or_default();
-                    frame::write_last(&mut stream, &bytes).await
+                    let header = answer_header(&haves);
+                    let mut parts: Vec<&[u8]> = vec![&header];
+                    parts.extend(haves.iter().filter_map(|h| h.block.as_deref()));
+                    frame::write_last_parts(&mut stream, &parts).await
                 }
                 .await;
                 if let Err(e) = outcome {

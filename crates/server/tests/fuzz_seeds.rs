@@ -7,7 +7,9 @@ use peergos_ipld::{cbor, Cid, Codec};
 use peergos_keys::{LoginParams, PublicKeyHash, SigningKeyPair};
 use peergos_pki::{Claim, KeyChain};
 use peergos_server::api::*;
-use peergos_server::peers::{Have, TunnelRequest, TunnelResponse, Want};
+use peergos_server::peers::{
+    decode_answer, encode_answer, Have, TunnelRequest, TunnelResponse, Want,
+};
 
 fn bodies() -> Vec<(&'static str, Vec<u8>)> {
     let key = SigningKeyPair::random();
@@ -115,17 +117,16 @@ fn bodies() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "exchange-have",
-            cbor::to_vec(&vec![
+            encode_answer(&[
                 Have {
-                    block: Some(serde_bytes::ByteBuf::from(b"x".to_vec())),
+                    block: Some(Bytes::from_static(b"x")),
                     refused: None,
                 },
                 Have {
                     block: None,
                     refused: None,
                 },
-            ])
-            .unwrap(),
+            ]),
         ),
     ]
 }
@@ -136,7 +137,7 @@ fn decodes_as_something(data: &[u8]) -> bool {
         || cbor::from_slice::<TunnelRequest>(data).is_ok()
         || cbor::from_slice::<TunnelResponse>(data).is_ok()
         || cbor::from_slice::<Vec<Want>>(data).is_ok()
-        || cbor::from_slice::<Vec<Have>>(data).is_ok()
+        || decode_answer(&Bytes::copy_from_slice(data)).is_ok()
         || cbor::from_slice::<ChampLookup>(data).is_ok()
         || cbor::from_slice::<TxRequest>(data).is_ok()
         || cbor::from_slice::<SignupRequest>(data).is_ok()
