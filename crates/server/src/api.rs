@@ -10,6 +10,8 @@ use peergos_pki::KeyChain;
 use peergos_pointers::SignedPointer;
 use serde::{Deserialize, Serialize};
 
+use crate::framing::Blocks;
+
 /// The version prefix of every route.
 pub const PREFIX: &str = "/v1";
 
@@ -114,9 +116,7 @@ pub fn encode_put(put: &PutBlocks) -> Vec<u8> {
     // A header of plain fields always encodes.
     let header = cbor::to_vec(&header).unwrap_or_default();
     let total: usize = put.blocks.iter().map(|b| b.data.len()).sum();
-    let mut body = Vec::with_capacity(4 + header.len() + total);
-    body.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    body.extend_from_slice(&header);
+    let mut body = crate::framing::prefixed(&header, total);
     for block in &put.blocks {
         body.extend_from_slice(&block.data);
     }
@@ -128,20 +128,8 @@ pub fn decode_put_owner(body: &Bytes) -> Result<PublicKeyHash, String> {
     Ok(put_header(body)?.0.owner)
 }
 
-fn put_header(body: &Bytes) -> Result<(PutHeader, usize), String> {
-    let prefix: [u8; 4] = body
-        .get(..4)
-        .and_then(|p| p.try_into().ok())
-        .ok_or("a put body starts with a 4-byte header length")?;
-    let header_len = u32::from_be_bytes(prefix) as usize;
-    if header_len > MAX_PUT_HEADER {
-        return Err(format!(
-            "a put header of {header_len} bytes (at most {MAX_PUT_HEADER})"
-        ));
-    }
-    let header_bytes = body
-        .get(4..4 + header_len)
-        .ok_or("the put body is shorter than its header length")?;
+fn put_header(body: &Bytes) -> Result<(PutHeader, Blocks<'_>), String> {
+    let (header_bytes, blocks) = Blocks::open(body, MAX_PUT_HEADER, "put body")?;
     let header: PutHeader = cbor::from_slice_with(
         header_bytes,
         cbor::Limits {
@@ -150,40 +138,28 @@ fn put_header(body: &Bytes) -> Result<(PutHeader, usize), String> {
         },
     )
     .map_err(|e| format!("put header: {e}"))?;
-    Ok((header, header_len))
+    Ok((header, blocks))
 }
 
 /// Parses a put body ([`encode_put`]) without copying the block bytes:
 /// the header must be canonical CBOR, and the lengths it names must add
 /// up to exactly the rest of the body.
 pub fn decode_put(body: &Bytes) -> Result<PutBlocks, String> {
-    let (header, header_len) = put_header(body)?;
+    let (header, mut bytes) = put_header(body)?;
     if header.blocks.len() > MAX_PUT_BLOCKS {
         return Err(format!("at most {MAX_PUT_BLOCKS} blocks per put"));
     }
-    let mut offset = 4 + header_len;
     let mut blocks = Vec::with_capacity(header.blocks.len());
     for b in &header.blocks {
         let codec =
             Codec::from_code(b.codec).ok_or_else(|| format!("unknown codec 0x{:x}", b.codec))?;
-        let end = usize::try_from(b.len)
-            .ok()
-            .and_then(|len| offset.checked_add(len))
-            .filter(|&end| end <= body.len())
-            .ok_or("the put body is shorter than its blocks' lengths")?;
         blocks.push(SignedBlock {
             codec,
-            data: body.slice(offset..end),
+            data: bytes.take(b.len)?,
             signature: b.signature,
         });
-        offset = end;
     }
-    if offset != body.len() {
-        return Err(format!(
-            "{} bytes after the last block of the put",
-            body.len() - offset
-        ));
-    }
+    bytes.finish()?;
     Ok(PutBlocks {
         owner: header.owner,
         writer: header.writer,

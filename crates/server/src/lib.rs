@@ -17,6 +17,7 @@
 mod accounts;
 pub mod api;
 mod error;
+mod framing;
 mod gc;
 pub mod http;
 pub mod metrics;

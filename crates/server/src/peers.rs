@@ -143,11 +143,7 @@ pub fn answer_header(haves: &[Have]) -> Vec<u8> {
         })
         .collect();
     // Plain fields and error bodies always encode.
-    let header = cbor::to_vec(&headers).unwrap_or_default();
-    let mut out = Vec::with_capacity(4 + header.len());
-    out.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    out.extend_from_slice(&header);
-    out
+    crate::framing::prefixed(&cbor::to_vec(&headers).unwrap_or_default(), 0)
 }
 
 /// A whole exchange answer in one buffer ([`answer_header`], then the
@@ -165,19 +161,8 @@ pub fn encode_answer(haves: &[Have]) -> Vec<u8> {
 /// exclude each other, and the lengths must add up to exactly the rest
 /// of the frame.
 pub fn decode_answer(frame: &Bytes) -> std::result::Result<Vec<Have>, String> {
-    let prefix: [u8; 4] = frame
-        .get(..4)
-        .and_then(|p| p.try_into().ok())
-        .ok_or("an exchange answer starts with a 4-byte header length")?;
-    let header_len = u32::from_be_bytes(prefix) as usize;
-    if header_len > MAX_ANSWER_HEADER {
-        return Err(format!(
-            "an exchange answer header of {header_len} bytes (at most {MAX_ANSWER_HEADER})"
-        ));
-    }
-    let header = frame
-        .get(4..4 + header_len)
-        .ok_or("the exchange answer is shorter than its header length")?;
+    let (header, mut bytes) =
+        crate::framing::Blocks::open(frame, MAX_ANSWER_HEADER, "exchange answer")?;
     let headers: Vec<HaveHeader> = decode_frame(header, MAX_ANSWER_HEADER)
         .map_err(|e| format!("exchange answer header: {e}"))?;
     if headers.len() > MAX_EXCHANGE {
@@ -186,23 +171,13 @@ pub fn decode_answer(frame: &Bytes) -> std::result::Result<Vec<Have>, String> {
             headers.len()
         ));
     }
-    let mut offset = 4 + header_len;
     let mut haves = Vec::with_capacity(headers.len());
     for h in headers {
         let block = match (h.len, &h.refused) {
             (Some(_), Some(_)) => {
                 return Err("an exchange answer both sends and refuses a block".into())
             }
-            (Some(len), None) => {
-                let end = usize::try_from(len)
-                    .ok()
-                    .and_then(|len| offset.checked_add(len))
-                    .filter(|&end| end <= frame.len())
-                    .ok_or("the exchange answer is shorter than its blocks' lengths")?;
-                let block = frame.slice(offset..end);
-                offset = end;
-                Some(block)
-            }
+            (Some(len), None) => Some(bytes.take(len)?),
             (None, _) => None,
         };
         haves.push(Have {
@@ -210,12 +185,7 @@ pub fn decode_answer(frame: &Bytes) -> std::result::Result<Vec<Have>, String> {
             refused: h.refused,
         });
     }
-    if offset != frame.len() {
-        return Err(format!(
-            "{} bytes after the last block of the exchange answer",
-            frame.len() - offset
-        ));
-    }
+    bytes.finish()?;
     Ok(haves)
 }
 
