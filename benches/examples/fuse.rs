@@ -9,7 +9,8 @@
 //! cargo run --release -p peergos-benches --example fuse [MIB] [SMALL_FILES] [ROUNDS]
 //! ```
 //!
-//! Needs `fuse3` and `gocryptfs` (Debian packages). Both are measured in
+//! `BENCH_BIN_DIR=DIR` takes the two binaries from `DIR` instead of
+//! `target/release`. Needs `fuse3` and `gocryptfs` (Debian packages). Both are measured in
 //! alternating rounds (default 3) and the medians compared. Prints a
 //! markdown table for `docs/BENCHMARKS.md`.
 
@@ -155,7 +156,10 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    // BENCH_BIN_DIR measures other builds (say, before and after a change).
+    let target = std::env::var_os("BENCH_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"));
     let (daemon_bin, fuse_bin) = (target.join("peergos-daemon"), target.join("peergos-fuse"));
     assert!(
         daemon_bin.exists() && fuse_bin.exists(),

@@ -23,10 +23,18 @@ async fn crash_child_writer() {
     let writer = Writer::new();
     let pid = u64::from(std::process::id());
     for n in 0u64.. {
-        // Sizes from 1 byte to 1 MiB so the kill lands mid-write often.
-        let len = 1 + ((n * 7919) % (1 << 20) as u64) as usize;
-        let cid = writer.put(&store, &[raw(pid * 1_000_000 + n, len)]).await[0];
-        println!("acked {cid}");
+        // Sizes from 1 byte to 1 MiB so the kill lands mid-write often;
+        // every other put holds three blocks, written on threads of their
+        // own.
+        let blocks: Vec<_> = (0..1 + 2 * (n % 2))
+            .map(|i| {
+                let len = 1 + (((n + i) * 7919) % (1 << 20) as u64) as usize;
+                raw(pid * 1_000_000 + n * 4 + i, len)
+            })
+            .collect();
+        for cid in writer.put(&store, &blocks).await {
+            println!("acked {cid}");
+        }
     }
 }
 
@@ -190,4 +198,26 @@ async fn a_cache_store_keeps_verified_copies_under_the_access_rules() {
         again.get(&other_cid, None).await,
         Err(Error::Corrupt { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_put_with_a_failing_block_fails_whole_and_can_be_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let writer = Writer::new();
+    let blocks: Vec<_> = (0..24).map(|n| raw(n, 100 + n as usize)).collect();
+    let cids: Vec<Cid> = blocks.iter().map(|(c, d)| Cid::hash(*c, d)).collect();
+    // One block's shard directory cannot be made: a file has its name.
+    let shard = store.path_of(&cids[17]).parent().unwrap().to_path_buf();
+    std::fs::write(&shard, b"in the way").unwrap();
+    let tx = store.start_transaction(&writer.owner).await.unwrap();
+    let e = store.put(writer.request(tx, &blocks)).await.unwrap_err();
+    assert!(e.to_string().contains(&shard.display().to_string()), "{e}");
+    assert!(!store.has(&cids[17]).await.unwrap());
+    // Out of the way, the same put stores every block.
+    std::fs::remove_file(&shard).unwrap();
+    assert_eq!(store.put(writer.request(tx, &blocks)).await.unwrap(), cids);
+    for (cid, (_, data)) in cids.iter().zip(&blocks) {
+        assert_eq!(store.get(cid, None).await.unwrap().unwrap(), data);
+    }
 }

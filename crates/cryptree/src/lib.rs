@@ -26,7 +26,9 @@ pub use crate::capability::{AbsoluteCapability, Label, TEXT_PREFIX};
 pub use crate::error::Error;
 pub use crate::fs::{Entry, Filesystem, Kind, OpenFile, Patch, UploadOptions, UPLOADS_DIR};
 pub use crate::ownership::WriterOwnership;
-pub use crate::writer_data::{Committed, Committer, Turn, WriterData, MAX_COMMIT_ATTEMPTS};
+pub use crate::writer_data::{
+    Committed, Committer, Turn, WriterData, MAX_COMMIT_ATTEMPTS, RECENT_STATE,
+};
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

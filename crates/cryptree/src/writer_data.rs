@@ -18,6 +18,12 @@ use crate::{Error, Result};
 /// How many times [`Committer::commit`] tries a change before giving up.
 pub const MAX_COMMIT_ATTEMPTS: usize = 16;
 
+/// How long a writer's state this client read or wrote is taken as the
+/// starting point of its next commit without reading the pointer again.
+/// The pointer update is a compare-and-swap on the previous state, so a
+/// state that went stale meanwhile costs one lost race, never a lost write.
+pub const RECENT_STATE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The state of one writer key, stored as a dag-cbor block that the key's
 /// pointer names.
 ///
@@ -101,6 +107,15 @@ impl Turn {
     }
 }
 
+/// A writer's state as this client last saw it: what its pointer named
+/// (the decoded `WriterData` and its CID) at a sequence, and when.
+#[derive(Clone)]
+struct Known {
+    state: Option<(WriterData, Cid)>,
+    sequence: u64,
+    at: std::time::Instant,
+}
+
 /// The outcome of a commit.
 #[derive(Debug, Clone)]
 pub struct Committed {
@@ -122,6 +137,8 @@ pub struct Committer<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
     blocks: Arc<B>,
     pointers: Arc<P>,
     cache: PointerCache,
+    /// The last state of each writer this committer read or wrote.
+    states: std::sync::Mutex<HashMap<(PublicKeyHash, PublicKeyHash), Known>>,
     /// One lock per writer: this client's own commits to a pointer take
     /// turns instead of racing each other over the network.
     turns: std::sync::Mutex<HashMap<PublicKeyHash, Arc<tokio::sync::Mutex<()>>>>,
@@ -134,6 +151,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
             blocks,
             pointers,
             cache: PointerCache::new(),
+            states: std::sync::Mutex::new(HashMap::new()),
             turns: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -166,15 +184,86 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         };
         let sequence = signed.update.sequence;
         let Some(cid) = signed.update.current else {
+            self.remember(owner, writer, None, sequence);
             return Ok((None, sequence));
         };
-        let bytes = self
-            .blocks
-            .get(&cid, None)
-            .await?
-            .ok_or(Error::MissingWriterData { cid })?;
-        cid.verify(&bytes)?;
-        Ok((Some((WriterData::from_bytes(&bytes)?, cid)), sequence))
+        // A block is named by its hash: the state decoded the last time
+        // the pointer named this CID is the state now.
+        let known = self
+            .known(owner, writer)
+            .and_then(|k| k.state)
+            .filter(|(_, seen)| *seen == cid);
+        let data = match known {
+            Some((data, _)) => data,
+            None => {
+                let bytes = self
+                    .blocks
+                    .get(&cid, None)
+                    .await?
+                    .ok_or(Error::MissingWriterData { cid })?;
+                cid.verify(&bytes)?;
+                WriterData::from_bytes(&bytes)?
+            }
+        };
+        self.remember(owner, writer, Some((data.clone(), cid)), sequence);
+        Ok((Some((data, cid)), sequence))
+    }
+
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<(PublicKeyHash, PublicKeyHash), Known>> {
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn known(&self, owner: &PublicKeyHash, writer: &PublicKeyHash) -> Option<Known> {
+        self.states().get(&(*owner, *writer)).cloned()
+    }
+
+    /// Records a state seen at `sequence`, unless a newer one is known
+    /// (a read that was in flight while a commit of ours landed).
+    fn remember(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        state: Option<(WriterData, Cid)>,
+        sequence: u64,
+    ) {
+        let mut states = self.states();
+        let known = states.entry((*owner, *writer));
+        let fresh = Known {
+            state,
+            sequence,
+            at: std::time::Instant::now(),
+        };
+        match known {
+            std::collections::hash_map::Entry::Occupied(mut k) => {
+                if k.get().sequence <= sequence {
+                    k.insert(fresh);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(fresh);
+            }
+        }
+    }
+
+    /// Where a commit starts: on its first attempt the state this client
+    /// saw less than [`RECENT_STATE`] ago (its own last commit, or the read
+    /// that planned the change), otherwise a fresh read. Starting from a
+    /// state that moved meanwhile loses the compare-and-swap, and the next
+    /// attempt reads.
+    async fn start_state(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        attempt: usize,
+    ) -> Result<(Option<(WriterData, Cid)>, u64)> {
+        if attempt == 0 {
+            if let Some(known) = self.known(owner, writer) {
+                if known.at.elapsed() < RECENT_STATE {
+                    return Ok((known.state, known.sequence));
+                }
+            }
+        }
+        self.current(owner, writer).await
     }
 
     /// Applies `change` to the current state of `writer` (in `owner`'s
@@ -276,7 +365,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
             )));
         }
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            let (current, sequence) = self.current(owner, &writer_hash).await?;
+            let (current, sequence) = self.start_state(owner, &writer_hash, attempt).await?;
             let previous = current.as_ref().map(|(_, cid)| *cid);
             let state = current.map_or_else(|| WriterData::new(*owner), |(data, _)| data);
             let (tx, own) = match tx {
@@ -363,6 +452,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         // a newer update on top of this one: record ours only if newest.
         self.cache
             .observe_read(owner, writer_hash, Some(&signed), None)?;
+        self.remember(owner, writer_hash, Some((data.clone(), cid)), sequence + 1);
         Ok((data, cid, sequence + 1))
     }
 }

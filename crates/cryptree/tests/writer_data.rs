@@ -1,6 +1,6 @@
 //! WriterData and the commit path: compare-and-swap with re-read and retry.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use peergos_blockstore::{BlockStore, MemoryStore};
@@ -211,4 +211,118 @@ async fn a_missing_writer_data_block_is_a_clear_error() {
         .unwrap_err();
     assert!(matches!(err, Error::MissingWriterData { .. }), "{err}");
     assert!(err.to_string().contains(&done.cid.to_string()));
+}
+
+/// A pointer store that counts reads.
+#[derive(Default)]
+struct CountingReads {
+    inner: MemoryPointerStore,
+    reads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl PointerStore for CountingReads {
+    async fn get(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> peergos_pointers::Result<Option<peergos_pointers::SignedPointer>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(owner, writer).await
+    }
+
+    async fn set(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        update: peergos_pointers::SignedPointer,
+    ) -> peergos_pointers::Result<()> {
+        self.inner.set(owner, writer, update).await
+    }
+}
+
+#[tokio::test]
+async fn a_commit_right_after_ours_starts_from_what_we_wrote() {
+    let blocks = Arc::new(MemoryStore::new());
+    let pointers = Arc::new(CountingReads::default());
+    let committer = Committer::new(Arc::clone(&blocks), Arc::clone(&pointers));
+    let keys = SigningKeyPair::random();
+    let owner = PublicKeyHash::of(&keys.public());
+    let first = committer
+        .commit(&owner, &keys, |data, _| async { Ok(data) })
+        .await
+        .unwrap();
+    let reads = pointers.reads.load(Ordering::SeqCst);
+    // The first state is known: the next commit neither reads the pointer
+    // nor needs the WriterData block (gone from the store here).
+    blocks.delete(&first.cid).await.unwrap();
+    let second = committer
+        .commit(&owner, &keys, |mut data, _| async {
+            data.public = Some(Cid::hash(Codec::DagCbor, b"x"));
+            Ok(data)
+        })
+        .await
+        .unwrap();
+    assert_eq!((second.sequence, second.conflicts), (2, 0));
+    assert_eq!(pointers.reads.load(Ordering::SeqCst), reads);
+    // A read still asks the server for the pointer, and decodes the state
+    // it names from what this client wrote.
+    let (current, sequence) = committer.current(&owner, &owner).await.unwrap();
+    assert_eq!(pointers.reads.load(Ordering::SeqCst), reads + 1);
+    assert_eq!(sequence, 2);
+    let (data, cid) = current.unwrap();
+    assert_eq!((cid, data.public), (second.cid, second.data.public));
+}
+
+#[tokio::test]
+async fn a_known_state_another_client_moved_on_loses_one_race_and_nothing_else() {
+    let (committer, keys, owner) = setup();
+    committer
+        .commit(&owner, &keys, |data, tx| {
+            add_entry(&committer, &keys, owner, data, tx, 0)
+        })
+        .await
+        .unwrap();
+    // Another client commits between two of ours: our next commit starts
+    // from the state we wrote, loses the compare-and-swap, reads, and
+    // keeps the other client's entry.
+    let other = Committer::new(
+        Arc::clone(committer.blocks()),
+        Arc::clone(committer.pointers()),
+    );
+    other
+        .commit(&owner, &keys, |d, t| {
+            add_entry(&other, &keys, owner, d, t, 1)
+        })
+        .await
+        .unwrap();
+    let ours = committer
+        .commit(&owner, &keys, |data, tx| {
+            add_entry(&committer, &keys, owner, data, tx, 2)
+        })
+        .await
+        .unwrap();
+    assert_eq!((ours.sequence, ours.conflicts), (3, 1));
+    assert_eq!(entries(&committer, &owner).await, 3, "an entry was lost");
+}
+
+#[tokio::test]
+async fn an_old_known_state_is_read_again_before_a_commit() {
+    let blocks = Arc::new(MemoryStore::new());
+    let pointers = Arc::new(CountingReads::default());
+    let committer = Committer::new(Arc::clone(&blocks), Arc::clone(&pointers));
+    let keys = SigningKeyPair::random();
+    let owner = PublicKeyHash::of(&keys.public());
+    committer
+        .commit(&owner, &keys, |data, _| async { Ok(data) })
+        .await
+        .unwrap();
+    let reads = pointers.reads.load(Ordering::SeqCst);
+    std::thread::sleep(peergos_cryptree::RECENT_STATE);
+    let again = committer
+        .commit(&owner, &keys, |data, _| async { Ok(data) })
+        .await
+        .unwrap();
+    assert_eq!((again.sequence, again.conflicts), (2, 0));
+    assert_eq!(pointers.reads.load(Ordering::SeqCst), reads + 1);
 }

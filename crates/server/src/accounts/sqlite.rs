@@ -131,6 +131,25 @@ impl SqliteAccounts {
             source,
         })
     }
+
+    /// [`with`](Self::with) for a write whose loss in a power cut or kernel
+    /// crash does no harm (the callers say why): it commits without waiting
+    /// for the disk, and reaches it with the next durable commit (the
+    /// write-ahead log is one file, synced in order) or checkpoint. A crash
+    /// of the process loses nothing either way.
+    fn with_unsynced<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.with(|conn| {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let out = f(conn);
+            let restored = conn.pragma_update(None, "synchronous", "FULL");
+            let out = out?;
+            restored?;
+            Ok(out)
+        })
+    }
 }
 
 #[async_trait]
@@ -479,7 +498,9 @@ impl AccountStore for SqliteAccounts {
         id: &TransactionId,
         opened_ms: u64,
     ) -> Result<()> {
-        self.with(|conn| {
+        // Unsynced: the record matters once the transaction holds blocks,
+        // and adding them is a durable commit that takes this row with it.
+        self.with_unsynced(|conn| {
             conn.execute(
                 "INSERT OR IGNORE INTO transactions (id, owner, opened) VALUES (?1, ?2, ?3)",
                 params![
@@ -508,7 +529,9 @@ impl AccountStore for SqliteAccounts {
     }
 
     async fn close_transaction(&self, id: &TransactionId) -> Result<()> {
-        self.with(|conn| {
+        // Unsynced: a close lost in a power cut leaves the transaction's
+        // blocks protected from GC until it times out, nothing worse.
+        self.with_unsynced(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
                 "DELETE FROM transaction_blocks WHERE id = ?1",
@@ -544,5 +567,37 @@ impl AccountStore for SqliteAccounts {
             Ok((rows, blocks))
         })?;
         decode_transactions(rows, blocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(store: &SqliteAccounts) -> i64 {
+        store
+            .with(|conn| conn.pragma_query_value(None, "synchronous", |row| row.get(0)))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn unsynced_writes_leave_the_next_commits_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteAccounts::open(&dir.path().join("accounts.sqlite")).unwrap();
+        // 2 is FULL: every commit waits for the disk.
+        assert_eq!(synchronous(&store), 2);
+        let owner = PublicKeyHash::of(&peergos_keys::SigningKeyPair::random().public());
+        let id = TransactionId::random();
+        store.open_transaction(&owner, &id, 1).await.unwrap();
+        assert_eq!(synchronous(&store), 2);
+        let open = store.open_transactions(0).await.unwrap();
+        assert_eq!(open.len(), 1);
+        store.close_transaction(&id).await.unwrap();
+        assert_eq!(synchronous(&store), 2);
+        assert!(store.open_transactions(0).await.unwrap().is_empty());
+        // A failed write restores it too.
+        let failed = store.with_unsynced(|conn| conn.execute("INSERT INTO nowhere VALUES (1)", []));
+        assert!(failed.is_err());
+        assert_eq!(synchronous(&store), 2);
     }
 }
