@@ -1,7 +1,7 @@
 //! `WriterData`: the root block of one signing key's state, and the commit
 //! path that moves the key's pointer to a new one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -234,12 +234,12 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
             at: std::time::Instant::now(),
         };
         match known {
-            std::collections::hash_map::Entry::Occupied(mut k) => {
+            hash_map::Entry::Occupied(mut k) => {
                 if k.get().sequence <= sequence {
                     k.insert(fresh);
                 }
             }
-            std::collections::hash_map::Entry::Vacant(v) => {
+            hash_map::Entry::Vacant(v) => {
                 v.insert(fresh);
             }
         }

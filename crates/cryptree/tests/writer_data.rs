@@ -241,13 +241,26 @@ impl PointerStore for CountingReads {
     }
 }
 
-#[tokio::test]
-async fn a_commit_right_after_ours_starts_from_what_we_wrote() {
+/// A committer over a memory block store and a read-counting pointer
+/// store, with a fresh identity key.
+fn counting() -> (
+    Arc<MemoryStore>,
+    Arc<CountingReads>,
+    Committer<MemoryStore, CountingReads>,
+    SigningKeyPair,
+    PublicKeyHash,
+) {
     let blocks = Arc::new(MemoryStore::new());
     let pointers = Arc::new(CountingReads::default());
     let committer = Committer::new(Arc::clone(&blocks), Arc::clone(&pointers));
     let keys = SigningKeyPair::random();
     let owner = PublicKeyHash::of(&keys.public());
+    (blocks, pointers, committer, keys, owner)
+}
+
+#[tokio::test]
+async fn a_commit_right_after_ours_starts_from_what_we_wrote() {
+    let (blocks, pointers, committer, keys, owner) = counting();
     let first = committer
         .commit(&owner, &keys, |data, _| async { Ok(data) })
         .await
@@ -308,11 +321,7 @@ async fn a_known_state_another_client_moved_on_loses_one_race_and_nothing_else()
 
 #[tokio::test]
 async fn an_old_known_state_is_read_again_before_a_commit() {
-    let blocks = Arc::new(MemoryStore::new());
-    let pointers = Arc::new(CountingReads::default());
-    let committer = Committer::new(Arc::clone(&blocks), Arc::clone(&pointers));
-    let keys = SigningKeyPair::random();
-    let owner = PublicKeyHash::of(&keys.public());
+    let (_, pointers, committer, keys, owner) = counting();
     committer
         .commit(&owner, &keys, |data, _| async { Ok(data) })
         .await
