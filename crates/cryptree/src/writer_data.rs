@@ -1,7 +1,7 @@
 //! `WriterData`: the root block of one signing key's state, and the commit
 //! path that moves the key's pointer to a new one.
 
-use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -227,21 +227,20 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
         sequence: u64,
     ) {
         let mut states = self.states();
-        let known = states.entry((*owner, *writer));
-        let fresh = Known {
-            state,
-            sequence,
-            at: std::time::Instant::now(),
-        };
-        match known {
-            hash_map::Entry::Occupied(mut k) => {
-                if k.get().sequence <= sequence {
-                    k.insert(fresh);
-                }
-            }
-            hash_map::Entry::Vacant(v) => {
-                v.insert(fresh);
-            }
+        let key = (*owner, *writer);
+        if states
+            .get(&key)
+            .is_none_or(|known| known.sequence <= sequence)
+        {
+            let at = std::time::Instant::now();
+            states.insert(
+                key,
+                Known {
+                    state,
+                    sequence,
+                    at,
+                },
+            );
         }
     }
 

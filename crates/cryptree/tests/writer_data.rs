@@ -1,6 +1,6 @@
 //! WriterData and the commit path: compare-and-swap with re-read and retry.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use peergos_blockstore::{BlockStore, MemoryStore};
@@ -49,6 +49,21 @@ async fn add_entry(
     Ok(data)
 }
 
+/// Commits [`add_entry`] of `n` through `committer`.
+async fn commit_entry(
+    committer: &Store,
+    keys: &SigningKeyPair,
+    owner: PublicKeyHash,
+    n: u32,
+) -> peergos_cryptree::Committed {
+    committer
+        .commit(&owner, keys, |data, tx| {
+            add_entry(committer, keys, owner, data, tx, n)
+        })
+        .await
+        .unwrap()
+}
+
 async fn entries(committer: &Store, owner: &PublicKeyHash) -> usize {
     let (current, _) = committer.current(owner, owner).await.unwrap();
     let (data, _) = current.unwrap();
@@ -85,12 +100,7 @@ async fn commits_chain_and_round_trip() {
         WriterData::from_bytes(data.to_block().unwrap().data()).unwrap(),
         data
     );
-    let second = committer
-        .commit(&owner, &keys, |data, tx| {
-            add_entry(&committer, &keys, owner, data, tx, 1)
-        })
-        .await
-        .unwrap();
+    let second = commit_entry(&committer, &keys, owner, 1).await;
     assert_eq!(second.sequence, 2);
     assert_eq!(second.data.boxing.as_ref(), Some(boxing.public()));
 }
@@ -98,12 +108,7 @@ async fn commits_chain_and_round_trip() {
 #[tokio::test]
 async fn a_lost_race_re_reads_and_keeps_both_changes() {
     let (committer, keys, owner) = setup();
-    committer
-        .commit(&owner, &keys, |data, tx| {
-            add_entry(&committer, &keys, owner, data, tx, 0)
-        })
-        .await
-        .unwrap();
+    commit_entry(&committer, &keys, owner, 0).await;
     // While A builds its change, B (another client over the same stores)
     // commits. A's first CAS must fail; A re-reads (now with B's entry) and
     // re-applies its own.
@@ -144,12 +149,7 @@ async fn concurrent_committers_lose_nothing() {
         tasks.push(tokio::spawn(async move {
             for i in 0..8u32 {
                 let n = t * 100 + i;
-                committer
-                    .commit(&owner, &keys, |data, tx| {
-                        add_entry(&committer, &keys, owner, data, tx, n)
-                    })
-                    .await
-                    .unwrap();
+                commit_entry(&committer, &keys, owner, n).await;
             }
         }));
     }
@@ -213,33 +213,7 @@ async fn a_missing_writer_data_block_is_a_clear_error() {
     assert!(err.to_string().contains(&done.cid.to_string()));
 }
 
-/// A pointer store that counts reads.
-#[derive(Default)]
-struct CountingReads {
-    inner: MemoryPointerStore,
-    reads: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl PointerStore for CountingReads {
-    async fn get(
-        &self,
-        owner: &PublicKeyHash,
-        writer: &PublicKeyHash,
-    ) -> peergos_pointers::Result<Option<peergos_pointers::SignedPointer>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(owner, writer).await
-    }
-
-    async fn set(
-        &self,
-        owner: &PublicKeyHash,
-        writer: &PublicKeyHash,
-        update: peergos_pointers::SignedPointer,
-    ) -> peergos_pointers::Result<()> {
-        self.inner.set(owner, writer, update).await
-    }
-}
+type CountingReads = peergos_testkit::pointers::Counting<MemoryPointerStore>;
 
 /// A committer over a memory block store and a read-counting pointer
 /// store, with a fresh identity key.
@@ -265,7 +239,7 @@ async fn a_commit_right_after_ours_starts_from_what_we_wrote() {
         .commit(&owner, &keys, |data, _| async { Ok(data) })
         .await
         .unwrap();
-    let reads = pointers.reads.load(Ordering::SeqCst);
+    let reads = pointers.reads();
     // The first state is known: the next commit neither reads the pointer
     // nor needs the WriterData block (gone from the store here).
     blocks.delete(&first.cid).await.unwrap();
@@ -277,11 +251,11 @@ async fn a_commit_right_after_ours_starts_from_what_we_wrote() {
         .await
         .unwrap();
     assert_eq!((second.sequence, second.conflicts), (2, 0));
-    assert_eq!(pointers.reads.load(Ordering::SeqCst), reads);
+    assert_eq!(pointers.reads(), reads);
     // A read still asks the server for the pointer, and decodes the state
     // it names from what this client wrote.
     let (current, sequence) = committer.current(&owner, &owner).await.unwrap();
-    assert_eq!(pointers.reads.load(Ordering::SeqCst), reads + 1);
+    assert_eq!(pointers.reads(), reads + 1);
     assert_eq!(sequence, 2);
     let (data, cid) = current.unwrap();
     assert_eq!((cid, data.public), (second.cid, second.data.public));
@@ -290,12 +264,7 @@ async fn a_commit_right_after_ours_starts_from_what_we_wrote() {
 #[tokio::test]
 async fn a_known_state_another_client_moved_on_loses_one_race_and_nothing_else() {
     let (committer, keys, owner) = setup();
-    committer
-        .commit(&owner, &keys, |data, tx| {
-            add_entry(&committer, &keys, owner, data, tx, 0)
-        })
-        .await
-        .unwrap();
+    commit_entry(&committer, &keys, owner, 0).await;
     // Another client commits between two of ours: our next commit starts
     // from the state we wrote, loses the compare-and-swap, reads, and
     // keeps the other client's entry.
@@ -303,18 +272,8 @@ async fn a_known_state_another_client_moved_on_loses_one_race_and_nothing_else()
         Arc::clone(committer.blocks()),
         Arc::clone(committer.pointers()),
     );
-    other
-        .commit(&owner, &keys, |d, t| {
-            add_entry(&other, &keys, owner, d, t, 1)
-        })
-        .await
-        .unwrap();
-    let ours = committer
-        .commit(&owner, &keys, |data, tx| {
-            add_entry(&committer, &keys, owner, data, tx, 2)
-        })
-        .await
-        .unwrap();
+    commit_entry(&other, &keys, owner, 1).await;
+    let ours = commit_entry(&committer, &keys, owner, 2).await;
     assert_eq!((ours.sequence, ours.conflicts), (3, 1));
     assert_eq!(entries(&committer, &owner).await, 3, "an entry was lost");
 }
@@ -326,12 +285,12 @@ async fn an_old_known_state_is_read_again_before_a_commit() {
         .commit(&owner, &keys, |data, _| async { Ok(data) })
         .await
         .unwrap();
-    let reads = pointers.reads.load(Ordering::SeqCst);
+    let reads = pointers.reads();
     std::thread::sleep(peergos_cryptree::RECENT_STATE);
     let again = committer
         .commit(&owner, &keys, |data, _| async { Ok(data) })
         .await
         .unwrap();
     assert_eq!((again.sequence, again.conflicts), (2, 0));
-    assert_eq!(pointers.reads.load(Ordering::SeqCst), reads + 1);
+    assert_eq!(pointers.reads(), reads + 1);
 }

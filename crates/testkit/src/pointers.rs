@@ -374,3 +374,47 @@ impl<P: PointerStore> PointerStore for Replaying<P> {
         self.inner.set(owner, writer, update).await
     }
 }
+
+/// An honest pointer store that counts reads and can delay writes (a
+/// slow server), for tests of how many round trips a client makes.
+#[derive(Default)]
+pub struct Counting<P> {
+    /// The store underneath.
+    pub inner: P,
+    /// Pointer reads so far.
+    pub gets: std::sync::atomic::AtomicU64,
+    /// How long each write waits before it is applied, in milliseconds.
+    pub set_delay_ms: std::sync::atomic::AtomicU64,
+}
+
+impl<P> Counting<P> {
+    /// Pointer reads so far.
+    pub fn reads(&self) -> u64 {
+        self.gets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl<P: PointerStore> PointerStore for Counting<P> {
+    async fn get(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+    ) -> Result<Option<SignedPointer>> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(owner, writer).await
+    }
+
+    async fn set(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        update: SignedPointer,
+    ) -> Result<()> {
+        let delay = self.set_delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        self.inner.set(owner, writer, update).await
+    }
+}

@@ -2,51 +2,19 @@
 //! caches' worth), commits per chunk, snapshots, inode numbers, errnos.
 
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use peergos_blockstore::MemoryStore;
 use peergos_cryptree::node::CHUNK_SIZE;
 use peergos_cryptree::{Filesystem, Kind};
-use peergos_keys::PublicKeyHash;
-use peergos_pointers::{MemoryPointerStore, PointerStore, SignedPointer};
+use peergos_pointers::MemoryPointerStore;
 use peergos_testkit::cryptree::{data, new_fs, read_all};
 use peergos_vfs::{Options, Vfs, RENAME_NOREPLACE, ROOT};
 
 /// A pointer store that counts reads (each is a round trip to a server)
 /// and can be made slow to commit to, like a distant server.
-#[derive(Default)]
-struct Counting {
-    inner: MemoryPointerStore,
-    gets: AtomicU64,
-    set_delay_ms: AtomicU64,
-}
-
-#[async_trait]
-impl PointerStore for Counting {
-    async fn get(
-        &self,
-        owner: &PublicKeyHash,
-        writer: &PublicKeyHash,
-    ) -> peergos_pointers::Result<Option<SignedPointer>> {
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        self.inner.get(owner, writer).await
-    }
-
-    async fn set(
-        &self,
-        owner: &PublicKeyHash,
-        writer: &PublicKeyHash,
-        update: SignedPointer,
-    ) -> peergos_pointers::Result<()> {
-        let delay = self.set_delay_ms.load(Ordering::Relaxed);
-        if delay > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-        }
-        self.inner.set(owner, writer, update).await
-    }
-}
+type Counting = peergos_testkit::pointers::Counting<MemoryPointerStore>;
 
 type Fs = Filesystem<MemoryStore, Counting>;
 
