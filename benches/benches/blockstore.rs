@@ -1,5 +1,7 @@
-//! Criterion benches for block stores: put and get of 1 MiB raw blocks
-//! (signature check, hashing, fsync included for the file store).
+//! Criterion benches for block stores: put and get of 1 MiB raw blocks,
+//! and a put of seven 4 KiB blocks (the shape of one small file's commit)
+//! and a get of one (signature check, hashing, fsync included for the file
+//! store).
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
@@ -11,9 +13,17 @@ use peergos_keys::{PublicKeyHash, SigningKeyPair, SymmetricKey};
 use std::sync::Arc;
 
 const MIB: usize = 1 << 20;
+const SMALL: usize = 4096;
+/// Blocks in the put of one small file's commit through the mount: the
+/// file's node, its directory's chunk, CHAMP nodes and the `WriterData`.
+const SMALL_PER_PUT: usize = 7;
 
 fn fragment(key: &SymmetricKey, n: u64) -> Bytes {
-    let mut data = vec![0u8; MIB - SymmetricKey::OVERHEAD];
+    sealed(key, n, MIB)
+}
+
+fn sealed(key: &SymmetricKey, n: u64, size: usize) -> Bytes {
+    let mut data = vec![0u8; size - SymmetricKey::OVERHEAD];
     data[..8].copy_from_slice(&n.to_le_bytes());
     key.encrypt(&data).into()
 }
@@ -57,6 +67,46 @@ fn bench_store(c: &mut Criterion, name: &str, store: Arc<dyn BlockStore>) {
         .unwrap()[0];
     group.bench_function(format!("{name}_get_1MiB"), |b| {
         b.iter(|| runtime.block_on(store.get(&cid, None)).unwrap().unwrap())
+    });
+
+    group.throughput(Throughput::Elements(SMALL_PER_PUT as u64));
+    group.bench_function(format!("{name}_put_7x4KiB"), |b| {
+        b.iter_batched(
+            || {
+                (0..SMALL_PER_PUT)
+                    .map(|_| {
+                        n += 1;
+                        SignedBlock::sign(&keys, Codec::Raw, sealed(&key, n, SMALL))
+                    })
+                    .collect()
+            },
+            |blocks| {
+                let request = PutBlocks {
+                    owner,
+                    writer: owner,
+                    transaction: tx,
+                    blocks,
+                };
+                runtime.block_on(store.put(request)).unwrap()
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let small: Cid = runtime
+        .block_on(store.put(PutBlocks {
+            owner,
+            writer: owner,
+            transaction: tx,
+            blocks: vec![SignedBlock::sign(
+                &keys,
+                Codec::Raw,
+                sealed(&key, u64::MAX, SMALL),
+            )],
+        }))
+        .unwrap()[0];
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(format!("{name}_get_4KiB"), |b| {
+        b.iter(|| runtime.block_on(store.get(&small, None)).unwrap().unwrap())
     });
     group.finish();
 }

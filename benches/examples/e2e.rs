@@ -6,7 +6,9 @@
 //! cargo run --release -p peergos-benches --example e2e [SMALL_FILES]
 //! ```
 //!
-//! Prints a markdown table for `docs/BENCHMARKS.md`.
+//! Prints a markdown table for `docs/BENCHMARKS.md`. `BENCH_BIN_DIR=DIR`
+//! takes the two binaries from `DIR` instead of `target/release`, to
+//! compare two builds the same hour.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,10 +81,12 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
-    let binary =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/peergos-daemon");
-    let shell =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/peergos-shell");
+    let target = std::env::var_os("BENCH_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release")
+        });
+    let (binary, shell) = (target.join("peergos-daemon"), target.join("peergos-shell"));
     assert!(
         binary.exists() && shell.exists(),
         "build them first: cargo build --release --bin peergos-daemon --bin peergos-shell"

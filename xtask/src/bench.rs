@@ -76,6 +76,11 @@ const RATIOS: &[(&str, &str, &str)] = &[
         "blockstore/file_get_1MiB",
         "limit/encrypt_and_hash_1MiB",
     ),
+    (
+        "file store put of 7 small blocks / memory store",
+        "blockstore/file_put_7x4KiB",
+        "blockstore/memory_put_7x4KiB",
+    ),
 ];
 
 struct Measurement {

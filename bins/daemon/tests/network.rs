@@ -91,24 +91,11 @@ async fn open(url: &str, link: &peergos_core::SecretLink) -> Vec<u8> {
     out
 }
 
-/// Files under a data directory's `blocks/` (what that server stores).
+/// How many blocks the server with data directory `dir` stores.
 fn stored_blocks(dir: &std::path::Path) -> usize {
-    fn count(path: &std::path::Path) -> usize {
-        std::fs::read_dir(path).map_or(0, |entries| {
-            entries
-                .flatten()
-                .map(|e| {
-                    let path = e.path();
-                    if path.is_dir() {
-                        count(&path)
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-    }
-    count(&dir.join("blocks").join("blocks"))
+    peergos_blockstore::file::stored_blocks(dir.join("blocks"))
+        .unwrap()
+        .len()
 }
 
 fn data(size: usize, seed: u8) -> Vec<u8> {

@@ -103,6 +103,28 @@ pub enum Error {
         /// The operation.
         operation: &'static str,
     },
+    /// The small-block database failed.
+    #[error("{action} {path}: {source}")]
+    Database {
+        /// What was being done.
+        action: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// sqlite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The store's files were written by a newer build, whose format this
+    /// one cannot read; run the newer build (or restore a backup).
+    #[error("{path} has format version {found}; this build reads up to {supported}: run a newer peergos")]
+    NewerFormat {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+        /// The newest version this build reads.
+        supported: i64,
+    },
     /// A background I/O task stopped without an answer.
     #[error("block store I/O task failed: {0}")]
     Task(String),

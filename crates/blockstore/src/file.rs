@@ -1,18 +1,25 @@
-//! A block store of flat files under a data directory.
+//! A block store of flat files under a data directory, with its small
+//! blocks in one sqlite database beside them.
 //!
 //! Layout (see `docs/design/blockstore.md`):
 //!
 //! ```text
-//! <root>/blocks/<first digest byte, 2 hex>/<cid in base32>
-//! <root>/tmp/<cid>.<random>.tmp      writes in progress
+//! <root>/blocks/<first digest byte, 2 hex>/<cid in base32>   blocks over SMALL_BLOCK_MAX
+//! <root>/small.sqlite (+ -wal, -shm)                          blocks up to SMALL_BLOCK_MAX
+//! <root>/tmp/<cid>.<random>.tmp                               writes in progress
 //! ```
 //!
-//! A block is written to `tmp/`, fsynced, renamed to its final name, and the
-//! shard directory fsynced. A crash at any point leaves either the complete
-//! block under its real name or nothing there (plus, perhaps, a temp file,
-//! removed when the store is next opened). Every read re-hashes the content;
-//! a block that no longer matches its CID is reported as
-//! [`Error::Corrupt`], never returned.
+//! A large block is written to `tmp/`, fsynced, renamed to its final name,
+//! and the shard directory fsynced. A crash at any point leaves either the
+//! complete block under its real name or nothing there (plus, perhaps, a
+//! temp file, removed when the store is next opened). A put's small blocks
+//! are one sqlite transaction, durable when it commits. Every read
+//! re-hashes the content; a block that no longer matches its CID is
+//! reported as [`Error::Corrupt`], never returned.
+//!
+//! Stores written before small blocks moved to the database keep them as
+//! files: reads, listings and deletes look in both places, so no migration
+//! is needed.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -27,14 +34,17 @@ use futures::stream::{self, BoxStream, StreamExt};
 use peergos_ipld::{Block, Cid};
 use peergos_keys::PublicKeyHash;
 
+use crate::small::{SmallBlocks, SMALL_BLOCK_MAX};
 use crate::transactions::Transactions;
 use crate::{access, BlockAuth, BlockStore, Error, PutBlocks, Result, TransactionId};
 
-/// The most threads one put writes its blocks on. Each block waits for the
+/// The most threads one put writes its large blocks on. Each waits for the
 /// disk twice (its data, then its directory entry); on threads of their own
-/// those waits overlap, which on the virtual disks measured took a put of
-/// seven small blocks from 18 to 12 ms.
+/// those waits overlap.
 const WRITE_THREADS: usize = 8;
+
+/// The small-block database's file name under the store's root.
+const SMALL_DB: &str = "small.sqlite";
 
 /// Blocks as files under a directory. Cheap to clone: clones share state.
 #[derive(Clone)]
@@ -45,6 +55,7 @@ pub struct FileStore {
 struct Inner {
     blocks: PathBuf,
     tmp: PathBuf,
+    small: SmallBlocks,
     transactions: Transactions,
     durable: bool,
 }
@@ -53,7 +64,10 @@ impl FileStore {
     /// Opens (creating if needed) a store rooted at `root`, removing any
     /// temp files a crash left behind.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
-        let root = root.as_ref();
+        Self::open_with(root.as_ref(), true)
+    }
+
+    fn open_with(root: &Path, durable: bool) -> Result<Self> {
         let blocks = root.join("blocks");
         let tmp = root.join("tmp");
         fs::create_dir_all(&blocks).map_err(Error::io("create", &blocks))?;
@@ -62,31 +76,36 @@ impl FileStore {
             let path = entry.map_err(Error::io("list", &tmp))?.path();
             fs::remove_file(&path).map_err(Error::io("remove leftover", &path))?;
         }
+        let small = SmallBlocks::open(root.join(SMALL_DB), durable)?;
         Ok(FileStore {
             inner: Arc::new(Inner {
                 blocks,
                 tmp,
+                small,
                 transactions: Transactions::default(),
-                durable: true,
+                durable,
             }),
         })
     }
 
     /// A store of copies that can be fetched again (a cache): the same
-    /// layout and the same atomic rename, so a crash never leaves a half
-    /// block under a real name, but no fsync, so a crash may lose the
-    /// latest blocks.
+    /// layout, the same atomic rename and sqlite transactions, so a crash
+    /// never leaves a half block under a real name, but no waiting for the
+    /// disk, so a crash may lose the latest blocks.
     pub fn open_cache(root: impl AsRef<Path>) -> Result<Self> {
-        let mut store = Self::open(root)?;
-        if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.durable = false;
-        }
-        Ok(store)
+        Self::open_with(root.as_ref(), false)
     }
 
-    /// Where the block `cid` lives (whether or not it is stored).
+    /// The file a block larger than [`SMALL_BLOCK_MAX`] lives in (whether
+    /// or not it is stored); smaller ones are rows of
+    /// [`FileStore::small_db`].
     pub fn path_of(&self, cid: &Cid) -> PathBuf {
         self.inner.path_of(cid)
+    }
+
+    /// The sqlite database holding the blocks up to [`SMALL_BLOCK_MAX`].
+    pub fn small_db(&self) -> &Path {
+        self.inner.small.path()
     }
 
     /// Stores blocks whose hashes the type already guarantees, with no
@@ -94,13 +113,7 @@ impl FileStore {
     /// someone else's space (a cache of blocks fetched from their home
     /// server, a PKI mirror). Reads still check hashes and access tokens.
     pub async fn put_verified(&self, blocks: Vec<Block>) -> Result<()> {
-        self.blocking(move |inner| {
-            for block in &blocks {
-                inner.write(block)?;
-            }
-            Ok(())
-        })
-        .await
+        self.blocking(move |inner| inner.write_all(&blocks)).await
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T>
@@ -123,6 +136,61 @@ impl Inner {
 
     fn path_of(&self, cid: &Cid) -> PathBuf {
         self.shard_of(cid).join(cid.to_string())
+    }
+
+    /// Stores `blocks`: the small ones in one database transaction on this
+    /// thread while the large ones are written as files on a few threads of
+    /// their own, so the waits for the disk overlap. After a failure the
+    /// file writers stop taking blocks; what was written is unreferenced
+    /// and garbage collection takes it.
+    fn write_all(&self, blocks: &[Block]) -> Result<()> {
+        let (small, large): (Vec<&Block>, Vec<&Block>) = blocks
+            .iter()
+            .partition(|b| b.data().len() <= SMALL_BLOCK_MAX);
+        // A small block an older build stored as a file stays there.
+        let small: Vec<&Block> = small
+            .into_iter()
+            .filter(|b| !self.path_of(b.cid()).exists())
+            .collect();
+        if large.len() < 2 {
+            self.small.insert(&small)?;
+            return large.iter().try_for_each(|block| self.write(block));
+        }
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..WRITE_THREADS.min(large.len()))
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        while !failed.load(Ordering::Relaxed) {
+                            let Some(block) = large.get(next.fetch_add(1, Ordering::Relaxed))
+                            else {
+                                break;
+                            };
+                            if let Err(e) = self.write(block) {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            let mut outcome = self.small.insert(&small);
+            if outcome.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            for worker in workers {
+                let done = worker
+                    .join()
+                    .map_err(|_| Error::Task("a block write panicked".into()))
+                    .and_then(|written| written);
+                if outcome.is_ok() {
+                    outcome = done;
+                }
+            }
+            outcome
+        })
     }
 
     fn write(&self, block: &Block) -> Result<()> {
@@ -156,11 +224,16 @@ impl Inner {
         if cid.is_identity() {
             return Ok(Some(Bytes::copy_from_slice(cid.digest())));
         }
-        let path = self.path_of(cid);
-        let data = match fs::read(&path) {
-            Ok(data) => Bytes::from(data),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read", &path)(e)),
+        let (data, path) = match self.small.get(cid)? {
+            Some(data) => (Bytes::from(data), self.small.path().to_path_buf()),
+            None => {
+                let path = self.path_of(cid);
+                match fs::read(&path) {
+                    Ok(data) => (Bytes::from(data), path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(Error::io("read", &path)(e)),
+                }
+            }
         };
         cid.verify(&data)
             .map_err(|_| Error::Corrupt { cid: *cid, path })?;
@@ -168,7 +241,7 @@ impl Inner {
     }
 
     fn list(&self) -> Result<Vec<Cid>> {
-        let mut cids = Vec::new();
+        let mut cids = self.small.list()?;
         for shard in fs::read_dir(&self.blocks).map_err(Error::io("list", &self.blocks))? {
             let shard = shard.map_err(Error::io("list", &self.blocks))?.path();
             if !shard.is_dir() {
@@ -184,6 +257,36 @@ impl Inner {
         }
         Ok(cids)
     }
+}
+
+/// Every block stored under `root` with its bytes (unverified), read
+/// without opening the store, so it is safe while a daemon has it open:
+/// for audits, and for tests that check what a server holds.
+pub fn stored_blocks(root: impl AsRef<Path>) -> Result<Vec<(Cid, Bytes)>> {
+    let root = root.as_ref();
+    let mut out: Vec<(Cid, Bytes)> = crate::small::read_all(&root.join(SMALL_DB))?
+        .into_iter()
+        .map(|(cid, data)| (cid, Bytes::from(data)))
+        .collect();
+    let blocks = root.join("blocks");
+    if !blocks.exists() {
+        return Ok(out);
+    }
+    for shard in fs::read_dir(&blocks).map_err(Error::io("list", &blocks))? {
+        let shard = shard.map_err(Error::io("list", &blocks))?.path();
+        if !shard.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(&shard).map_err(Error::io("list", &shard))? {
+            let entry = entry.map_err(Error::io("list", &shard))?;
+            if let Some(cid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                let path = entry.path();
+                let data = fs::read(&path).map_err(Error::io("read", &path))?;
+                out.push((cid, Bytes::from(data)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -211,48 +314,8 @@ impl BlockStore for FileStore {
                 &request.transaction,
                 cids.iter().copied(),
             )?;
-            if blocks.len() < 2 {
-                for block in &blocks {
-                    inner.write(block)?;
-                }
-                return Ok(cids);
-            }
-            // Blocks are written on a few threads, so their fsyncs overlap
-            // instead of queueing one behind another. After a failure the
-            // others stop taking blocks; what was written is unreferenced
-            // and garbage collection takes it.
-            let next = AtomicUsize::new(0);
-            let failed = AtomicBool::new(false);
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = (0..WRITE_THREADS.min(blocks.len()))
-                    .map(|_| {
-                        scope.spawn(|| -> Result<()> {
-                            while !failed.load(Ordering::Relaxed) {
-                                let Some(block) = blocks.get(next.fetch_add(1, Ordering::Relaxed))
-                                else {
-                                    break;
-                                };
-                                if let Err(e) = inner.write(block) {
-                                    failed.store(true, Ordering::Relaxed);
-                                    return Err(e);
-                                }
-                            }
-                            Ok(())
-                        })
-                    })
-                    .collect();
-                let mut outcome = Ok(());
-                for worker in workers {
-                    let done = worker
-                        .join()
-                        .map_err(|_| Error::Task("a block write panicked".into()))
-                        .and_then(|written| written);
-                    if outcome.is_ok() {
-                        outcome = done;
-                    }
-                }
-                outcome.map(|()| cids)
-            })
+            inner.write_all(&blocks)?;
+            Ok(cids)
         })
         .await
     }
@@ -277,8 +340,12 @@ impl BlockStore for FileStore {
 
     async fn has(&self, cid: &Cid) -> Result<bool> {
         let cid = *cid;
-        self.blocking(move |inner| Ok(cid.is_identity() || inner.path_of(&cid).exists()))
-            .await
+        self.blocking(move |inner| {
+            Ok(cid.is_identity()
+                || inner.small.size(&cid)?.is_some()
+                || inner.path_of(&cid).exists())
+        })
+        .await
     }
 
     async fn size(&self, cid: &Cid) -> Result<Option<u64>> {
@@ -286,6 +353,9 @@ impl BlockStore for FileStore {
         self.blocking(move |inner| {
             if cid.is_identity() {
                 return Ok(Some(cid.digest().len() as u64));
+            }
+            if let Some(size) = inner.small.size(&cid)? {
+                return Ok(Some(size));
             }
             let path = inner.path_of(&cid);
             match std::fs::metadata(&path) {
@@ -333,6 +403,7 @@ impl BlockStore for FileStore {
     async fn delete(&self, cid: &Cid) -> Result<()> {
         let cid = *cid;
         self.blocking(move |inner| {
+            inner.small.delete(&cid)?;
             let path = inner.path_of(&cid);
             match fs::remove_file(&path) {
                 Ok(()) => Ok(()),

@@ -24,6 +24,7 @@ pub mod memory;
 mod put;
 #[cfg(feature = "s3")]
 pub mod s3;
+mod small;
 mod transactions;
 
 use std::collections::BTreeSet;
@@ -41,6 +42,7 @@ pub use crate::memory::MemoryStore;
 pub use crate::put::{PutBlocks, SignedBlock};
 #[cfg(feature = "s3")]
 pub use crate::s3::{S3Config, S3Store};
+pub use crate::small::SMALL_BLOCK_MAX;
 pub use crate::transactions::{TransactionId, TRANSACTION_TIMEOUT};
 
 /// A `Result` whose error is this crate's [`Error`].

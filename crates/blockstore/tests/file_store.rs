@@ -1,11 +1,13 @@
 //! File store behaviour beyond the conformance suite: real crashes,
-//! corruption on disk, and what a crash leaves behind.
+//! corruption on disk, what a crash leaves behind, and where blocks of
+//! each size live.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use futures::TryStreamExt;
-use peergos_blockstore::{BlockStore, Error, FileStore};
+use peergos_blockstore::file::stored_blocks;
+use peergos_blockstore::{BlockStore, Error, FileStore, SMALL_BLOCK_MAX};
 use peergos_ipld::{Cid, Codec};
 use peergos_testkit::blockstore::{raw, Writer};
 
@@ -24,11 +26,17 @@ async fn crash_child_writer() {
     let pid = u64::from(std::process::id());
     for n in 0u64.. {
         // Sizes from 1 byte to 1 MiB so the kill lands mid-write often;
-        // every other put holds three blocks, written on threads of their
-        // own.
+        // every other put holds three blocks, a small one (a database row)
+        // and two that are mostly large (files written on threads of their
+        // own).
         let blocks: Vec<_> = (0..1 + 2 * (n % 2))
             .map(|i| {
-                let len = 1 + (((n + i) * 7919) % (1 << 20) as u64) as usize;
+                let range = if i == 0 && n % 4 != 0 {
+                    SMALL_BLOCK_MAX
+                } else {
+                    1 << 20
+                };
+                let len = 1 + (((n + i) * 7919) % range as u64) as usize;
                 raw(pid * 1_000_000 + n * 4 + i, len)
             })
             .collect();
@@ -98,11 +106,19 @@ fn kill_9_during_writes_loses_nothing_acknowledged() {
     }
 }
 
+/// Runs `sql` on a store's small-block database from outside the store.
+fn tamper(store: &FileStore, sql: &str, params: impl rusqlite::Params) {
+    let conn = rusqlite::Connection::open(store.small_db()).unwrap();
+    conn.execute(sql, params).unwrap();
+}
+
 #[tokio::test]
 async fn corrupt_block_on_disk_is_reported_not_returned() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path()).unwrap();
-    let cid = Writer::new().put(&store, &[raw(1, 4096)]).await[0];
+    let cid = Writer::new()
+        .put(&store, &[raw(1, SMALL_BLOCK_MAX + 4096)])
+        .await[0];
     let path = store.path_of(&cid);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[100] ^= 0xff;
@@ -120,6 +136,163 @@ async fn corrupt_block_on_disk_is_reported_not_returned() {
         store.get(&cid, None).await,
         Err(Error::Corrupt { .. })
     ));
+}
+
+#[tokio::test]
+async fn corrupt_small_block_in_the_database_is_reported_not_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let (codec, data) = raw(1, 4096);
+    let cid = Writer::new().put(&store, &[(codec, data.clone())]).await[0];
+    let mut bytes = data.to_vec();
+    bytes[100] ^= 0xff;
+    tamper(
+        &store,
+        "UPDATE blocks SET data = ?1 WHERE cid = ?2",
+        rusqlite::params![bytes, cid.to_bytes()],
+    );
+    let err = store.get(&cid, None).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains(&cid.to_string()), "{err}");
+    assert!(err.to_string().contains("small.sqlite"), "{err}");
+    assert!(matches!(
+        store.get_trusted(&cid).await,
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn small_blocks_are_database_rows_and_large_blocks_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let sizes = [1, 4096, SMALL_BLOCK_MAX, SMALL_BLOCK_MAX + 1, 1 << 20];
+    let blocks: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, len)| raw(i as u64, *len))
+        .collect();
+    let cids = Writer::new().put(&store, &blocks).await;
+    for ((cid, (_, data)), len) in cids.iter().zip(&blocks).zip(sizes) {
+        assert_eq!(
+            store.path_of(cid).exists(),
+            len > SMALL_BLOCK_MAX,
+            "block of {len} bytes"
+        );
+        assert_eq!(store.get(cid, None).await.unwrap().unwrap(), data);
+        assert_eq!(store.size(cid).await.unwrap(), Some(len as u64));
+    }
+    let rows: i64 = rusqlite::Connection::open(store.small_db())
+        .unwrap()
+        .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 3);
+    let mut listed: Vec<Cid> = store.list().try_collect().await.unwrap();
+    listed.sort();
+    let mut expected = cids.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // Deleting works in both places; a reopened store agrees.
+    store.delete(&cids[1]).await.unwrap();
+    store.delete(&cids[4]).await.unwrap();
+    drop(store);
+    let store = FileStore::open(dir.path()).unwrap();
+    for (i, cid) in cids.iter().enumerate() {
+        assert_eq!(store.has(cid).await.unwrap(), i != 1 && i != 4, "block {i}");
+    }
+    assert_eq!(store.list().try_collect::<Vec<_>>().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn small_blocks_an_older_build_stored_as_files_are_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let (codec, data) = raw(5, 700);
+    let cid = Cid::hash(codec, &data);
+    // How a build before the database stored it: a file of its own.
+    let path = store.path_of(&cid);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &data).unwrap();
+    assert_eq!(store.get(&cid, None).await.unwrap().unwrap(), data);
+    assert_eq!(store.size(&cid).await.unwrap(), Some(700));
+    // Put again, it stays a file and is listed once.
+    Writer::new().put(&store, &[(codec, data.clone())]).await;
+    assert_eq!(
+        store.list().try_collect::<Vec<_>>().await.unwrap(),
+        vec![cid]
+    );
+    assert_eq!(stored_blocks(dir.path()).unwrap().len(), 1);
+    store.delete(&cid).await.unwrap();
+    assert!(!path.exists());
+    assert!(!store.has(&cid).await.unwrap());
+}
+
+#[tokio::test]
+async fn stored_blocks_reads_both_places_while_the_store_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(stored_blocks(dir.path()).unwrap().is_empty());
+    let store = FileStore::open(dir.path()).unwrap();
+    let blocks = [raw(1, 10), raw(2, SMALL_BLOCK_MAX + 10), raw(3, 5000)];
+    let cids = Writer::new().put(&store, &blocks).await;
+    let mut seen = stored_blocks(dir.path()).unwrap();
+    seen.sort();
+    let mut expected: Vec<_> = cids
+        .iter()
+        .zip(&blocks)
+        .map(|(cid, (_, data))| (*cid, data.clone()))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_build_is_refused_with_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    tamper(&store, "PRAGMA user_version = 99", []);
+    drop(store);
+    let err = FileStore::open(dir.path()).err().unwrap();
+    assert!(matches!(err, Error::NewerFormat { found: 99, .. }), "{err}");
+    assert!(err.to_string().contains("small.sqlite"), "{err}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Blocks of any size on either side of the threshold read back, list
+    /// and delete the same, before and after reopening the store.
+    #[test]
+    fn prop_blocks_of_any_size_round_trip(
+        sizes in proptest::collection::vec(0usize..2 * SMALL_BLOCK_MAX, 1..8),
+        delete in proptest::collection::vec(proptest::bool::ANY, 8),
+    ) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FileStore::open(dir.path()).unwrap();
+            let blocks: Vec<_> = sizes.iter().enumerate().map(|(i, n)| raw(i as u64, *n)).collect();
+            let cids = Writer::new().put(&store, &blocks).await;
+            for (cid, deleted) in cids.iter().zip(&delete) {
+                if *deleted {
+                    store.delete(cid).await.unwrap();
+                }
+            }
+            drop(store);
+            let store = FileStore::open(dir.path()).unwrap();
+            let mut kept = std::collections::BTreeSet::new();
+            for ((cid, (_, data)), deleted) in cids.iter().zip(&blocks).zip(&delete) {
+                let got = store.get(cid, None).await.unwrap();
+                if *deleted {
+                    assert_eq!(got, None);
+                } else {
+                    assert_eq!(got.as_ref(), Some(data));
+                    kept.insert(*cid);
+                }
+            }
+            let listed: std::collections::BTreeSet<Cid> =
+                store.list().try_collect().await.unwrap();
+            assert_eq!(listed, kept);
+        });
+    }
 }
 
 #[tokio::test]
@@ -152,11 +325,21 @@ async fn half_written_temp_files_never_appear_as_blocks() {
 async fn foreign_files_in_the_block_tree_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path()).unwrap();
-    let cid = Writer::new().put(&store, &[raw(2, 10)]).await[0];
+    let cids = Writer::new()
+        .put(&store, &[raw(2, SMALL_BLOCK_MAX + 10), raw(3, 10)])
+        .await;
     std::fs::write(dir.path().join("blocks").join("README"), "x").unwrap();
-    std::fs::write(store.path_of(&cid).with_file_name("not-a-cid"), "x").unwrap();
-    let listed: Vec<Cid> = store.list().try_collect().await.unwrap();
-    assert_eq!(listed, vec![cid]);
+    std::fs::write(store.path_of(&cids[0]).with_file_name("not-a-cid"), "x").unwrap();
+    tamper(
+        &store,
+        "INSERT INTO blocks (cid, data) VALUES (x'00', x'00')",
+        [],
+    );
+    let mut listed: Vec<Cid> = store.list().try_collect().await.unwrap();
+    listed.sort();
+    let mut expected = cids.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
 }
 
 #[tokio::test]
@@ -193,7 +376,11 @@ async fn a_cache_store_keeps_verified_copies_under_the_access_rules() {
     let other = Block::new(Codec::Raw, b"another".to_vec()).unwrap();
     let other_cid = *other.cid();
     again.put_verified(vec![other]).await.unwrap();
-    std::fs::write(again.path_of(&other_cid), b"tampered").unwrap();
+    tamper(
+        &again,
+        "UPDATE blocks SET data = x'00' WHERE cid = ?1",
+        [other_cid.to_bytes()],
+    );
     assert!(matches!(
         again.get(&other_cid, None).await,
         Err(Error::Corrupt { .. })
@@ -205,7 +392,11 @@ async fn a_put_with_a_failing_block_fails_whole_and_can_be_retried() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path()).unwrap();
     let writer = Writer::new();
-    let blocks: Vec<_> = (0..24).map(|n| raw(n, 100 + n as usize)).collect();
+    // Large blocks (files) and, after them, small ones (database rows).
+    let blocks: Vec<_> = (0..24)
+        .map(|n| raw(n, SMALL_BLOCK_MAX + 1 + n as usize))
+        .chain((24..30).map(|n| raw(n, 100 + n as usize)))
+        .collect();
     let cids: Vec<Cid> = blocks.iter().map(|(c, d)| Cid::hash(*c, d)).collect();
     // One block's shard directory cannot be made: a file has its name.
     let shard = store.path_of(&cids[17]).parent().unwrap().to_path_buf();
