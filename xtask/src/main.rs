@@ -116,9 +116,16 @@ fn ci() -> Result {
 }
 
 /// The multi-daemon scenarios: three `peergos-daemon` processes on
-/// 127.0.0.1 (A the PKI node, B and C joined through it), driven by
+/// 127.0.0.1 (A the PKI node, B and C joined through it), and home
+/// servers behind NAT routers reaching each other through a relay and by
+/// hole punching, driven by
 /// `bins/daemon/tests/network.rs`.
 fn integration(root: &Path) -> Result {
+    let require: &[(&str, &str)] = if network_namespaces() {
+        &[("PEERGOS_REQUIRE_NETNS", "1")]
+    } else {
+        &[]
+    };
     run(
         root,
         "cargo",
@@ -133,8 +140,74 @@ fn integration(root: &Path) -> Result {
             "--ignored",
             "--nocapture",
         ],
-        &[],
+        require,
     )
+}
+
+/// Installs Debian packages with apt-get (the caller checks for root);
+/// says when that fails, and the caller checks for what it needs.
+fn apt_install(packages: &[&str]) {
+    eprintln!("installing {}", packages.join(" "));
+    let updated = Command::new("apt-get").args(["update", "-qq"]).status();
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    if !updated.is_ok_and(|s| s.success()) || !installed.is_ok_and(|s| s.success()) {
+        eprintln!("installing {} failed", packages.join(" "));
+    }
+}
+
+/// Whether the NAT scenarios can build their networks here: root, `ip`,
+/// `nft` (Debian's nftables, installed when missing), and namespaces with
+/// the links the lab uses. When they can, the scenarios must run and pass.
+fn network_namespaces() -> bool {
+    eprintln!("\n==> network namespaces for the NAT scenarios");
+    if !is_root() {
+        eprintln!("NAT scenarios: SKIPPED (not root)");
+        return false;
+    }
+    let missing: Vec<&str> = [("ip", "iproute2"), ("nft", "nftables")]
+        .into_iter()
+        .filter(|(program, _)| !has_program(program))
+        .map(|(_, package)| package)
+        .collect();
+    if !missing.is_empty() && has_program("apt-get") {
+        apt_install(&missing);
+    }
+    if !has_program("ip") || !has_program("nft") {
+        eprintln!("NAT scenarios: SKIPPED (no `ip` or `nft`, and iproute2 or nftables could not be installed)");
+        return false;
+    }
+    let probe = format!("peergos-probe-{}", std::process::id());
+    let quiet = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // What the lab builds (peergos_testkit::netns): a namespace, a bridge
+    // and a veth pair in it, and a NAT table (the kernel may lack
+    // nf_tables, bridges or veth).
+    let made = quiet(&["netns", "add", &probe]);
+    let usable = made
+        && quiet(&["-n", &probe, "link", "add", "br0", "type", "bridge"])
+        && quiet(&[
+            "-n", &probe, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ])
+        && quiet(&["netns", "exec", &probe, "nft", "add", "table", "ip", "nat"]);
+    if made {
+        quiet(&["netns", "del", &probe]);
+    }
+    if usable {
+        eprintln!("NAT scenarios: will run (and must pass)");
+        true
+    } else {
+        eprintln!("NAT scenarios: SKIPPED (this machine does not let us make network namespaces with a bridge, veth pairs and nftables)");
+        false
+    }
 }
 
 /// Debian packages the tests drive: FUSE (mounting), and the programs the
@@ -175,16 +248,7 @@ fn test_programs() -> bool {
     if !missing.is_empty() {
         let root = is_root();
         if root && has_program("apt-get") {
-            eprintln!("installing {}", missing.join(" "));
-            let updated = Command::new("apt-get").args(["update", "-qq"]).status();
-            let installed = Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-            if !updated.is_ok_and(|s| s.success()) || !installed.is_ok_and(|s| s.success()) {
-                eprintln!("installing {} failed", missing.join(" "));
-            }
+            apt_install(&missing);
         } else {
             eprintln!(
                 "missing {} and cannot install them (not root, or no apt-get)",
@@ -263,12 +327,7 @@ fn postgres_server() -> bool {
     };
     let root = is_root();
     if !installed() && root && has_program("apt-get") {
-        eprintln!("installing postgresql");
-        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "postgresql"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
+        apt_install(&["postgresql"]);
     }
     if installed() && root && has_program("pg_ctlcluster") && has_program("runuser") {
         eprintln!("Postgres tests: will run on the local cluster (and must pass)");

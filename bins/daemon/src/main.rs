@@ -397,8 +397,15 @@ async fn serve(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
     tracing::info!(%address, data = %data_dir.display(), signup = server.config().signup.as_str(), "serving");
     if let Some(node) = server.node() {
         println!("p2p peer id {}", server.peer_id());
+        let own = format!("/p2p/{}", server.peer_id());
         for addr in node.listen_addrs().await? {
-            println!("p2p address: {addr}/p2p/{}", server.peer_id());
+            // An address through a relay already ends in our id.
+            let addr = addr.to_string();
+            if addr.ends_with(&own) {
+                println!("p2p address: {addr}");
+            } else {
+                println!("p2p address: {addr}{own}");
+            }
         }
         if server.pki_peer() != server.peer_id() {
             println!("PKI mirrored from {}", server.pki_peer());

@@ -2,6 +2,12 @@
 //! 127.0.0.1, each with its own data directory, HTTP port and p2p port.
 //! A is the PKI node; B and C mirror it and join the network through it.
 //!
+//! Two more scenarios put home servers behind real NAT routers (network
+//! namespaces and nftables, as root; see `peergos_testkit::netns`): two
+//! homes reach each other through a relay on the internet and punch a
+//! hole for a direct connection, or, behind symmetric NATs where no hole
+//! can be punched, keep talking through the relay.
+//!
 //! Run with `cargo xtask integration` (which `cargo xtask ci` runs); they
 //! are ignored by a plain `cargo test` so that each scenario runs once.
 
@@ -10,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use peergos_core::{open_link, HttpNetwork, LinkOptions, NetworkAccess, Place, UserContext};
 use peergos_testkit::daemon::TempDaemon;
+use peergos_testkit::netns::{Lab, Nat, PUBLIC_IP};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_peergos-daemon");
 
@@ -73,13 +80,42 @@ async fn login(url: &str, name: &str) -> UserContext {
 }
 
 async fn read(user: &UserContext, path: &str) -> Vec<u8> {
-    match user.locate(path).await.unwrap() {
+    try_read(user, path)
+        .await
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// Downloads `path` as `user` sees it, or says why not.
+async fn try_read(user: &UserContext, path: &str) -> Result<Vec<u8>, String> {
+    match user.locate(path).await.map_err(|e| e.to_string())? {
         Place::Fs { fs, path } => {
             let mut out = Vec::new();
-            fs.download(&path, &mut out).await.unwrap();
-            out
+            fs.download(&path, &mut out)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(out)
         }
-        Place::Virtual { .. } => panic!("{path} is a virtual directory"),
+        Place::Virtual { .. } => Err(format!("{path} is a virtual directory")),
+    }
+}
+
+/// Tries `attempt` every half second until it succeeds or `secs` seconds
+/// pass; then panics with the last error, saying what was awaited.
+async fn eventually<T, E, F>(what: &str, secs: u64, mut attempt: impl FnMut() -> F) -> T
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting: {what}: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("{what}: gave up after {secs} s: {e}"),
+        }
     }
 }
 
@@ -194,17 +230,10 @@ async fn three_daemons() {
         .unwrap();
     assert_eq!(back, report);
     // C reaches the restarted A again (its p2p address is the same).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let carol = loop {
-        match UserContext::login(http(&c_url), "carol", "carol password").await {
-            Ok(carol) => break carol,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("waiting for C to reach A again: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("carol cannot log in after A restarted: {e}"),
-        }
-    };
+    let carol = eventually("carol logging in through C after A restarted", 30, || {
+        UserContext::login(http(&c_url), "carol", "carol password")
+    })
+    .await;
     assert_eq!(read(&carol, "/alice/docs/more.bin").await, more);
     let pending = alice.follow_requests().await.unwrap();
     assert!(pending.is_empty(), "{pending:?}");
@@ -213,4 +242,282 @@ async fn three_daemons() {
     assert!(alice.follow("dave").await.is_ok());
     eprintln!("after A's restart nothing is lost");
     eprintln!("scenarios done in {:?}", started.elapsed());
+}
+
+/// Daemons on a NAT lab: A on the internet (the PKI node, and the relay
+/// the homes listen through), and one home server in each home, which
+/// joins through A and is reachable from the test only on its management
+/// address.
+struct Homes {
+    a: TempDaemon,
+    homes: Vec<TempDaemon>,
+    lab: Lab,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Homes {
+    /// Builds the lab and starts the daemons; `None` (with a SKIPPED
+    /// line) when this machine cannot build a lab and CI did not say it
+    /// must (`PEERGOS_REQUIRE_NETNS`).
+    fn start(scenario: &str, homes: usize, nat: Nat) -> Option<Homes> {
+        let lab = match Lab::build(homes, nat) {
+            Ok(lab) => lab,
+            Err(why) if std::env::var_os("PEERGOS_REQUIRE_NETNS").is_none() => {
+                eprintln!("SKIPPED {scenario}: cannot build the NAT lab: {why}");
+                return None;
+            }
+            Err(why) => panic!("cannot build the NAT lab: {why}"),
+        };
+        let dirs: Vec<_> = (0..=homes).map(|_| tempfile::tempdir().unwrap()).collect();
+        let a_p2p = format!("/ip4/{PUBLIC_IP}/tcp/{}", free_port());
+        let a = TempDaemon::start(
+            DAEMON,
+            dirs[0].path(),
+            &["--p2p-listen", &a_p2p, "--p2p-external", &a_p2p],
+        );
+        let a_addr = a.p2p_addrs()[0].clone();
+        let homes = (0..homes)
+            .map(|i| {
+                let home = lab.home(i);
+                let lan = &home.lan_ip;
+                TempDaemon::start_in_netns(
+                    &home.ns,
+                    DAEMON,
+                    dirs[i + 1].path(),
+                    &format!("{}:0", home.management_ip),
+                    &[
+                        "--p2p-listen",
+                        &format!("/ip4/{lan}/tcp/0,/ip4/{lan}/udp/0/quic-v1"),
+                        "--bootstrap",
+                        &a_addr,
+                        "--pki-node",
+                        a.peer_id(),
+                        "--relay",
+                        &a_addr,
+                    ],
+                )
+            })
+            .collect();
+        Some(Homes {
+            a,
+            homes,
+            lab,
+            _dirs: dirs,
+        })
+    }
+
+    /// Checks that nothing on the internet can open a connection to a home
+    /// server's p2p port: the router answers nothing.
+    fn assert_unreachable_from_the_internet(&self) {
+        for (i, home) in self.homes.iter().enumerate() {
+            let wan = &self.lab.home(i).wan_ip;
+            for addr in home.p2p_addrs() {
+                if addr.contains("/p2p-circuit/") {
+                    // Announced through A once A grants a reservation.
+                    assert!(addr.ends_with(home.peer_id()), "{addr}");
+                    continue;
+                }
+                let Some(port) =
+                    addr.strip_prefix(&format!("/ip4/{}/tcp/", self.lab.home(i).lan_ip))
+                else {
+                    continue;
+                };
+                let port: u16 = port.split('/').next().unwrap().parse().unwrap();
+                let dialed = std::net::TcpStream::connect_timeout(
+                    &format!("{wan}:{port}").parse().unwrap(),
+                    Duration::from_secs(1),
+                );
+                assert!(
+                    dialed.is_err(),
+                    "home {i}'s p2p port {port} is reachable through its router"
+                );
+            }
+        }
+    }
+}
+
+/// hank (home 0) shares a folder with holly (home 1): holly follows him,
+/// he accepts and shares `/hank/photos` holding `photo`.
+async fn share_between_homes(net: &Homes, photo: &[u8]) -> (UserContext, UserContext) {
+    let hank = signup(net.homes[0].url(), "hank").await;
+    let holly = signup(net.homes[1].url(), "holly").await;
+    eprintln!("signed up hank and holly, each on the server in their home");
+    hank.fs().mkdir("/photos").await.unwrap();
+    hank.fs()
+        .write_file("/photos/beach.jpg", photo)
+        .await
+        .unwrap();
+    // holly's request reaches hank's home through her server.
+    eventually("holly's follow request reaching hank's home", 30, || {
+        holly.follow("hank")
+    })
+    .await;
+    let pending = hank.follow_requests().await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    hank.accept("holly", false).await.unwrap();
+    holly.follow_requests().await.unwrap();
+    hank.share("/hank/photos", &["holly"], false).await.unwrap();
+    (hank, holly)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "multi-daemon scenarios: run by cargo xtask integration"]
+async fn homes_behind_nat_punch_a_hole_through_the_relay() {
+    let started = Instant::now();
+    let scenario = "homes_behind_nat_punch_a_hole_through_the_relay";
+    let Some(mut net) = Homes::start(scenario, 2, Nat::PortPreserving) else {
+        return;
+    };
+    // C: a public server that joins after the homes.
+    let c_dir = tempfile::tempdir().unwrap();
+    let c = TempDaemon::start(
+        DAEMON,
+        c_dir.path(),
+        &[
+            "--p2p-listen",
+            &format!("/ip4/{PUBLIC_IP}/tcp/0"),
+            "--bootstrap",
+            &net.a.p2p_addrs()[0],
+            "--pki-node",
+            net.a.peer_id(),
+        ],
+    );
+    net.assert_unreachable_from_the_internet();
+    eprintln!(
+        "A and C on the internet, two homes behind NAT, up in {:?}",
+        started.elapsed()
+    );
+
+    // holly reads hank's share through the server in her home, which
+    // reaches the server in his first through A's relay.
+    let photo = data(3 << 20, 5);
+    let (hank, holly) = share_between_homes(&net, &photo).await;
+    assert_eq!(read(&holly, "/hank/photos/beach.jpg").await, photo);
+    eprintln!("holly reads hank's share, home to home");
+
+    // hank logs in through C (a public server) and uploads: it lands in
+    // his home. A secret link of his opens through A, C and holly's home.
+    let via_c = eventually("hank logging in through C", 30, || {
+        UserContext::login(http(c.url()), "hank", "hank password")
+    })
+    .await;
+    let notes = data(1 << 20, 8);
+    via_c
+        .fs()
+        .write_file("/photos/notes.txt", &notes)
+        .await
+        .unwrap();
+    let mut back = Vec::new();
+    hank.fs()
+        .download("/photos/notes.txt", &mut back)
+        .await
+        .unwrap();
+    assert_eq!(back, notes, "the upload through C is in hank's home");
+    let link = hank
+        .create_link("/hank/photos/beach.jpg", LinkOptions::default())
+        .await
+        .unwrap();
+    for url in [net.a.url(), c.url(), net.homes[1].url()] {
+        assert_eq!(open(url, &link).await, photo, "the link through {url}");
+    }
+    eprintln!("hank's login through C and his link through A, C and holly's home work");
+
+    // The homes' first connection went through A; hole punching (DCUtR)
+    // then opened a direct one through both routers.
+    eventually("a direct connection between the homes", 30, || async {
+        let counts = [
+            net.lab.packets_from_other_homes(0)?,
+            net.lab.packets_from_other_homes(1)?,
+        ];
+        if counts.iter().all(|&n| n > 0) {
+            Ok(())
+        } else {
+            Err(format!("packets let in from the other home: {counts:?}"))
+        }
+    })
+    .await;
+    eprintln!("the homes punched a hole through their routers");
+
+    // With the relay gone, holly still reads what hank writes next: the
+    // two homes talk directly.
+    drop((via_c, c));
+    net.a.stop();
+    let more = data(2 << 20, 11);
+    hank.fs()
+        .write_file("/photos/more.jpg", &more)
+        .await
+        .unwrap();
+    let read_more = eventually("holly reading hank's new photo without A", 30, || {
+        try_read(&holly, "/hank/photos/more.jpg")
+    })
+    .await;
+    assert_eq!(read_more, more);
+    eprintln!("with A stopped, the homes still reach each other directly");
+    eprintln!("NAT scenario done in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "multi-daemon scenarios: run by cargo xtask integration"]
+async fn homes_behind_symmetric_nat_talk_through_the_relay() {
+    let started = Instant::now();
+    let scenario = "homes_behind_symmetric_nat_talk_through_the_relay";
+    let Some(mut net) = Homes::start(scenario, 2, Nat::Symmetric) else {
+        return;
+    };
+    net.assert_unreachable_from_the_internet();
+
+    let photo = data(3 << 20, 6);
+    let (hank, holly) = share_between_homes(&net, &photo).await;
+    assert_eq!(read(&holly, "/hank/photos/beach.jpg").await, photo);
+    eprintln!("holly reads hank's share, home to home");
+
+    // A restarted home comes back through the relay.
+    drop(hank);
+    net.homes[0].restart();
+    let hank = login(net.homes[0].url(), "hank").await;
+    let after = data(1 << 20, 12);
+    hank.fs()
+        .write_file("/photos/after.jpg", &after)
+        .await
+        .unwrap();
+    let read_after = eventually("holly reading from hank's restarted home", 30, || {
+        try_read(&holly, "/hank/photos/after.jpg")
+    })
+    .await;
+    assert_eq!(read_after, after);
+    eprintln!("after hank's home restarted, holly reads his share again");
+
+    // No hole can be punched through these routers: not one packet went
+    // from one home to the other directly.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..2 {
+        assert_eq!(net.lab.packets_from_other_homes(i), Ok(0), "home {i}");
+    }
+    // So with the relay gone, holly's server cannot reach hank's, and
+    // says so.
+    net.a.stop();
+    let more = data(1 << 20, 13);
+    hank.fs()
+        .write_file("/photos/more.jpg", &more)
+        .await
+        .unwrap();
+    let refused = try_read(&holly, "/hank/photos/more.jpg")
+        .await
+        .expect_err("holly read hank's photo with no path between the homes");
+    assert!(
+        refused.contains("cannot reach the server") && refused.contains(net.homes[0].peer_id()),
+        "{refused}"
+    );
+    eprintln!("with A stopped, holly's server says it cannot reach hank's: {refused}");
+
+    // The relay comes back (same address): both homes ask it for a
+    // reservation again by themselves, and holly reads the new photo.
+    net.a.restart();
+    let read_more = eventually("holly reading hank's photo after A restarted", 60, || {
+        try_read(&holly, "/hank/photos/more.jpg")
+    })
+    .await;
+    assert_eq!(read_more, more);
+    eprintln!("after A restarted, the homes reach each other through it again");
+    eprintln!("NAT scenario done in {:?}", started.elapsed());
 }

@@ -185,6 +185,31 @@ pub fn ed25519_of(peer: &PeerId) -> Option<[u8; 32]> {
     key.try_into_ed25519().ok().map(|k| k.to_bytes())
 }
 
+/// The relay service. Every server relays for the others, so a home
+/// behind NAT is reachable through any of them until hole punching
+/// (DCUtR) gives a direct connection.
+///
+/// Its status is fixed at enabled. Left to itself, libp2p's relay
+/// server (0.22) enables and disables itself as confirmed external
+/// addresses come and go, and each change sends an event to every
+/// connection it knows, relayed ones included, whose handlers cannot take
+/// it: the connection's task panics (`unreachable!` in libp2p-swarm's
+/// `Either` handler). A home that lost its relay hit exactly that while a
+/// relayed connection was still closing.
+fn relay_server(id: PeerId) -> relay::Behaviour {
+    let mut server = relay::Behaviour::new(
+        id,
+        relay::Config {
+            max_circuit_duration: RELAY_CIRCUIT_DURATION,
+            max_circuit_bytes: RELAY_CIRCUIT_BYTES,
+            ..relay::Config::default()
+        },
+    );
+    // No connection exists yet, so this change notifies none.
+    server.set_status(Some(relay::Status::Enable));
+    server
+}
+
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last() {
         Some(Protocol::P2p(peer)) => Some(peer),
@@ -226,25 +251,16 @@ impl Node {
                 Behaviour {
                     identify: identify::Behaviour::new(
                         identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
-                            .with_agent_version(format!(
-                                "peergos-rs/{}",
-                                env!("CARGO_PKG_VERSION")
-                            )),
+                            .with_agent_version(format!("peergos-rs/{}", env!("CARGO_PKG_VERSION")))
+                            // Tell connected peers at once when an address
+                            // comes or goes (a reservation at a relay), so
+                            // the DHT hands out how to reach us now.
+                            .with_push_listen_addr_updates(true),
                     ),
                     ping: ping::Behaviour::default(),
                     kad,
                     relay,
-                    // Every server relays for the others, so a home behind
-                    // NAT is reachable through any of them until hole
-                    // punching (DCUtR) gives a direct connection.
-                    relay_server: relay::Behaviour::new(
-                        id,
-                        relay::Config {
-                            max_circuit_duration: RELAY_CIRCUIT_DURATION,
-                            max_circuit_bytes: RELAY_CIRCUIT_BYTES,
-                            ..relay::Config::default()
-                        },
-                    ),
+                    relay_server: relay_server(id),
                     dcutr: dcutr::Behaviour::new(id),
                     autonat: autonat::Behaviour::new(id, autonat::Config::default()),
                     streams: libp2p_stream::Behaviour::new(),
@@ -458,15 +474,120 @@ impl Node {
 
 type Finds = HashMap<kad::QueryId, (PeerId, Vec<oneshot::Sender<Result<(), String>>>)>;
 
+/// The first pause before listening through a relay again after losing
+/// it; it doubles after each failure, up to [`RELAY_RETRY_MAX`].
+const RELAY_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest pause between attempts to listen through a lost relay.
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The relays a node listens through (`.../p2p/<relay>/p2p-circuit`): the
+/// configured ones once connected to them, its bootstrap peers once
+/// AutoNAT finds it private. A reservation that ends (the relay
+/// restarted, the connection dropped) is asked for again with a growing
+/// pause, so a home behind NAT becomes reachable again by itself.
+struct Circuits {
+    /// Configured relays, listened through once first connected.
+    waiting: HashMap<PeerId, Multiaddr>,
+    /// Listeners up or being set up, by id.
+    active: HashMap<libp2p::core::transport::ListenerId, Multiaddr>,
+    /// Lost circuits: when to try again, and the pause after that.
+    retry: Vec<(tokio::time::Instant, Multiaddr, Duration)>,
+    /// The pause to use when a circuit is lost again.
+    pause: HashMap<Multiaddr, Duration>,
+}
+
+impl Circuits {
+    fn new(waiting: HashMap<PeerId, Multiaddr>) -> Circuits {
+        Circuits {
+            waiting,
+            active: HashMap::new(),
+            retry: Vec::new(),
+            pause: HashMap::new(),
+        }
+    }
+
+    /// Starts listening through `circuit`; a refusal is tried again later.
+    fn listen(&mut self, swarm: &mut Swarm<Behaviour>, circuit: Multiaddr) {
+        if self.active.values().any(|c| *c == circuit) {
+            return;
+        }
+        match swarm.listen_on(circuit.clone()) {
+            Ok(id) => {
+                self.active.insert(id, circuit);
+            }
+            Err(e) => {
+                tracing::warn!(%circuit, error = %e, "cannot listen through a relay");
+                self.lost(circuit);
+            }
+        }
+    }
+
+    /// Schedules another attempt at `circuit`.
+    fn lost(&mut self, circuit: Multiaddr) {
+        let pause = self
+            .pause
+            .get(&circuit)
+            .copied()
+            .unwrap_or(RELAY_RETRY_FIRST);
+        self.pause
+            .insert(circuit.clone(), (pause * 2).min(RELAY_RETRY_MAX));
+        tracing::info!(%circuit, ?pause, "lost a relay reservation; asking again later");
+        self.retry
+            .push((tokio::time::Instant::now() + pause, circuit, pause));
+    }
+
+    /// What the swarm reported, as far as relay listeners go.
+    fn on_event(&mut self, swarm: &mut Swarm<Behaviour>, event: &SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                if let Some(circuit) = self.waiting.remove(peer_id) {
+                    self.listen(swarm, circuit);
+                }
+            }
+            // A reservation granted: the next loss starts from a short
+            // pause again.
+            SwarmEvent::NewListenAddr { listener_id, .. } => {
+                if let Some(circuit) = self.active.get(listener_id) {
+                    self.pause.remove(circuit);
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                if let Some(circuit) = self.active.remove(listener_id) {
+                    self.lost(circuit);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// When the next attempt is due, if any is waiting.
+    fn next_retry(&self) -> Option<tokio::time::Instant> {
+        self.retry.iter().map(|(at, _, _)| *at).min()
+    }
+
+    /// Listens again through every lost circuit whose pause is over.
+    fn retry_due(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.retry.drain(..).partition(|(at, _, _)| *at <= now);
+        self.retry = later;
+        for (_, circuit, _) in due {
+            self.listen(swarm, circuit);
+        }
+    }
+}
+
 /// The swarm's event loop: answers commands, feeds identified listen
-/// addresses to Kademlia, and finishes DHT lookups.
+/// addresses to Kademlia, finishes DHT lookups, and keeps the relay
+/// reservations up.
 async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     alone: bool,
     bootstrap: Vec<Multiaddr>,
-    mut relays: HashMap<PeerId, Multiaddr>,
+    relays: HashMap<PeerId, Multiaddr>,
 ) {
+    let mut circuits = Circuits::new(relays);
     let mut relayed = false;
     let finds: Arc<Mutex<Finds>> = Arc::default();
     if !alone {
@@ -475,11 +596,18 @@ async fn run(
         }
     }
     loop {
+        let next_retry = circuits.next_retry();
         tokio::select! {
             command = commands.recv() => {
                 let Some(command) = command else { return };
-                handle_command(&mut swarm, command, &finds);
+                handle_command(&mut swarm, command, &finds, &bootstrap);
             }
+            () = async {
+                match next_retry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => circuits.retry_due(&mut swarm),
             event = swarm.select_next_some() => {
                 if let SwarmEvent::Behaviour(BehaviourEvent::Autonat(
                     autonat::Event::StatusChanged { new, .. },
@@ -491,30 +619,36 @@ async fn run(
                         // servers we joined by.
                         relayed = true;
                         for addr in &bootstrap {
-                            listen_through(&mut swarm, addr.clone().with(Protocol::P2pCircuit));
+                            circuits.listen(&mut swarm, addr.clone().with(Protocol::P2pCircuit));
                         }
                     }
                 }
-                if let SwarmEvent::ConnectionEstablished { peer_id, .. } = &event {
-                    if let Some(circuit) = relays.remove(peer_id) {
-                        listen_through(&mut swarm, circuit);
-                    }
-                }
+                circuits.on_event(&mut swarm, &event);
                 handle_event(&mut swarm, event, &finds)
             }
         }
     }
 }
 
-fn listen_through(swarm: &mut Swarm<Behaviour>, circuit: Multiaddr) {
-    if let Err(e) = swarm.listen_on(circuit.clone()) {
-        tracing::warn!(%circuit, error = %e, "cannot listen through a relay");
-    }
-}
-
-fn handle_command(swarm: &mut Swarm<Behaviour>, command: Command, finds: &Mutex<Finds>) {
+fn handle_command(
+    swarm: &mut Swarm<Behaviour>,
+    command: Command,
+    finds: &Mutex<Finds>,
+    bootstrap: &[Multiaddr],
+) {
     match command {
         Command::Find(peer, reply) => {
+            // Every address we hold for the peer just failed (Node::open
+            // tried them). Forget them, or the lookup tries them first,
+            // waits for them to time out, and never dials the addresses
+            // the network answers with (a lookup contacts each peer once):
+            // a home that is back behind a new reservation would stay
+            // unreachable. A bootstrap peer keeps its configured address.
+            let kad = &mut swarm.behaviour_mut().kad;
+            kad.remove_peer(&peer);
+            for addr in bootstrap.iter().filter(|a| peer_of(a) == Some(peer)) {
+                kad.add_address(&peer, addr.clone());
+            }
             let id = swarm.behaviour_mut().kad.get_closest_peers(peer);
             let mut finds = finds.lock().unwrap_or_else(|p| p.into_inner());
             finds
@@ -557,6 +691,14 @@ fn handle_event(
             step,
             ..
         })) => {
+            if let Ok(ok) = &result {
+                tracing::debug!(
+                    target_peer = ?ok.key,
+                    found = ?ok.peers.iter().map(|p| (p.peer_id, &p.addrs)).collect::<Vec<_>>(),
+                    last = step.last,
+                    "DHT lookup step"
+                );
+            }
             let found = match &result {
                 Ok(ok) => ok.peers.iter().find_map(|p| {
                     finds

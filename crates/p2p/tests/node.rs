@@ -220,7 +220,7 @@ async fn a_node_without_a_public_address_is_reached_through_a_relay() {
         &[40; 32],
         &Config {
             listen: vec![public.clone()],
-            external: vec![public],
+            external: vec![public.clone()],
             ..Config::default()
         },
     )
@@ -273,4 +273,50 @@ async fn a_node_without_a_public_address_is_reached_through_a_relay() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     assert_eq!(answer.as_deref(), Some(&b"RELAYED"[..]));
+
+    // The relay goes away while the relayed connection is open: n loses
+    // its only external address, and both nodes keep running (libp2p's
+    // relay server used to panic here, killing the node).
+    drop(a);
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        for node in [&n, &b] {
+            node.connected()
+                .await
+                .expect("a node stopped when its relay went away");
+        }
+    }
+    let addrs = n.listen_addrs().await.unwrap();
+    assert!(
+        addrs.iter().all(|a| !a.to_string().contains("p2p-circuit")),
+        "n still listens through the stopped relay: {addrs:?}"
+    );
+
+    // While the relay is down, b cannot reach n (and its DHT forgets the
+    // circuit address that failed).
+    assert!(b.open(n.peer_id(), ECHO).await.is_err());
+
+    // The relay comes back (same key, same address): n asks it for a
+    // reservation again by itself, and b reaches n through it once more,
+    // finding the circuit again through the DHT.
+    let _a = Node::start(
+        &[40; 32],
+        &Config {
+            listen: vec![public.clone()],
+            external: vec![public],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut answer = None;
+    for _ in 0..40 {
+        if let Ok(mut stream) = b.open(n.peer_id(), ECHO).await {
+            frame::write(&mut stream, b"again").await.unwrap();
+            answer = Some(frame::read(&mut stream, 1 << 20).await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(answer.as_deref(), Some(&b"AGAIN"[..]));
 }

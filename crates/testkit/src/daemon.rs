@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 pub struct TempDaemon {
     binary: PathBuf,
     data_dir: PathBuf,
+    /// The network namespace it runs in (`ip netns exec`), if not ours.
+    netns: Option<String>,
+    /// Its HTTP address (`--listen`).
+    listen: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -35,9 +39,34 @@ impl TempDaemon {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        let mut daemon = TempDaemon {
-            binary: binary.into(),
+        let mut daemon = Self::unstarted(binary.into(), data_dir, args, env);
+        daemon.launch();
+        daemon
+    }
+
+    /// [`start`](Self::start) inside the network namespace `netns` (with
+    /// `ip netns exec`, which needs root), its HTTP API on `listen` (an
+    /// address of that namespace) instead of loopback.
+    pub fn start_in_netns(
+        netns: &str,
+        binary: impl Into<PathBuf>,
+        data_dir: &Path,
+        listen: &str,
+        args: &[&str],
+    ) -> Self {
+        let mut daemon = Self::unstarted(binary.into(), data_dir, args, &[]);
+        daemon.netns = Some(netns.to_string());
+        daemon.listen = listen.to_string();
+        daemon.launch();
+        daemon
+    }
+
+    fn unstarted(binary: PathBuf, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        TempDaemon {
+            binary,
             data_dir: data_dir.to_path_buf(),
+            netns: None,
+            listen: "127.0.0.1:0".to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
             env: env
                 .iter()
@@ -48,17 +77,24 @@ impl TempDaemon {
             p2p: Vec::new(),
             peer_id: String::new(),
             startup: Duration::ZERO,
-        };
-        daemon.launch();
-        daemon
+        }
     }
 
     fn launch(&mut self) {
         let started = Instant::now();
-        let mut child = Command::new(&self.binary)
+        let mut command = match &self.netns {
+            // `ip netns exec` execs the daemon, so the child is the daemon.
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        let mut child = command
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &self.listen])
             .args(if self.args.iter().any(|a| a == "--p2p-listen") {
                 &[][..]
             } else {
@@ -68,7 +104,11 @@ impl TempDaemon {
             })
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "warn")
+            // Quiet unless a test run asks for more (RUST_LOG syntax).
+            .env(
+                "RUST_LOG",
+                std::env::var("PEERGOS_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

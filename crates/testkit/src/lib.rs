@@ -4,6 +4,7 @@
 //!   via [`blockstore_conformance!`].
 //! - [`cryptree`]: a filesystem over memory stores, and test data.
 //! - [`daemon`]: a real `peergos-daemon` process on a free port.
+//! - [`netns`]: networks of Linux namespaces with homes behind NAT routers.
 //! - [`fuzz`]: the bodies of the cargo-fuzz targets, so that `fuzz/` and the
 //!   corpus replay test (`tests/fuzz_corpora.rs`) run the same code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,6 +13,7 @@ pub mod blockstore;
 pub mod cryptree;
 pub mod daemon;
 pub mod fuzz;
+pub mod netns;
 pub mod pointers;
 pub mod postgres;
 pub mod s3;
