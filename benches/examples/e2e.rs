@@ -33,18 +33,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn daemon_pid() -> u32 {
-    // The newest peergos-daemon process is ours.
-    let output = std::process::Command::new("pgrep")
-        .args(["-n", "peergos-daemon"])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
-}
-
 /// `remaining` bytes of a repeated 64 MiB pattern (each 64 MiB slice
 /// shifted so no two chunks are equal).
 struct Generated {
@@ -81,16 +69,7 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
-    let target = std::env::var_os("BENCH_BIN_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release")
-        });
-    let (binary, shell) = (target.join("peergos-daemon"), target.join("peergos-shell"));
-    assert!(
-        binary.exists() && shell.exists(),
-        "build them first: cargo build --release --bin peergos-daemon --bin peergos-shell"
-    );
+    let [binary, shell] = peergos_benches::release_binaries(["peergos-daemon", "peergos-shell"]);
     let dir = tempfile::tempdir().unwrap();
     let mut rows: Vec<(String, String)> = Vec::new();
 
@@ -121,7 +100,7 @@ async fn main() {
         "daemon start, fresh data dir".into(),
         format!("{:.0} ms", started.elapsed().as_secs_f64() * 1e3),
     ));
-    let pid = daemon_pid();
+    let pid = daemon.pid().expect("the daemon runs");
     rows.push((
         "daemon RSS, idle".into(),
         format!("{} MiB", rss_kib(pid) / 1024),
@@ -158,12 +137,32 @@ async fn main() {
         position: 0,
         remaining: (gib * MIB) as u64,
     };
+    // CPU seconds used so far by the client (this process) and the daemon.
+    let cpu = || [std::process::id(), pid].map(|p| peergos_benches::cpu_seconds(p).unwrap_or(0.0));
+    // Core-seconds per GiB moved, against the two cores the wall time
+    // offered: how far a transfer is from being bound by the CPU.
+    let cpu_row = |what: &str, before: [f64; 2], wall: f64| {
+        let after = cpu();
+        let [client, daemon] = [0, 1].map(|i| (after[i] - before[i]) * 1024.0 / gib as f64);
+        let wall = wall * 1024.0 / gib as f64;
+        (
+            format!("CPU per GiB {what} (core-seconds)"),
+            format!(
+                "client {client:.2}, daemon {daemon:.2}; {:.2} of the {:.2} two cores give",
+                client + daemon,
+                2.0 * wall
+            ),
+        )
+    };
+    let before = cpu();
     let started = Instant::now();
     user.fs()
         .upload("/big", reader, Default::default())
         .await
         .unwrap();
-    let up = gib as f64 / started.elapsed().as_secs_f64();
+    let up_wall = started.elapsed().as_secs_f64();
+    let up_cpu = cpu_row("uploaded", before, up_wall);
+    let up = gib as f64 / up_wall;
     let load_rss = rss_kib(pid) / 1024;
     rows.push((
         "upload 1 GiB".into(),
@@ -172,10 +171,13 @@ async fn main() {
             up / limit
         ),
     ));
+    let before = cpu();
     let started = Instant::now();
     let mut sink = tokio::io::sink();
     user.fs().download("/big", &mut sink).await.unwrap();
-    let down = gib as f64 / started.elapsed().as_secs_f64();
+    let down_wall = started.elapsed().as_secs_f64();
+    let down_cpu = cpu_row("downloaded", before, down_wall);
+    let down = gib as f64 / down_wall;
     rows.push((
         "download 1 GiB".into(),
         format!(
@@ -183,6 +185,8 @@ async fn main() {
             down / limit
         ),
     ));
+    rows.push(up_cpu);
+    rows.push(down_cpu);
     rows.push((
         "daemon RSS after the 1 GiB transfers".into(),
         format!("{load_rss} MiB"),

@@ -157,14 +157,8 @@ fn main() {
         .unwrap_or(3)
         .max(1);
     // BENCH_BIN_DIR measures other builds (say, before and after a change).
-    let target = std::env::var_os("BENCH_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"));
-    let (daemon_bin, fuse_bin) = (target.join("peergos-daemon"), target.join("peergos-fuse"));
-    assert!(
-        daemon_bin.exists() && fuse_bin.exists(),
-        "build them first: cargo build --release --bin peergos-daemon --bin peergos-fuse"
-    );
+    let [daemon_bin, fuse_bin] =
+        peergos_benches::release_binaries(["peergos-daemon", "peergos-fuse"]);
     let tmp =
         tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
     let daemon = TempDaemon::start(

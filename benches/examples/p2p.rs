@@ -13,7 +13,9 @@
 //! cargo run --release -p peergos-benches --example p2p [MIB]
 //! ```
 //!
-//! Prints a markdown table for `docs/BENCHMARKS.md`.
+//! Prints a markdown table for `docs/BENCHMARKS.md`. `BENCH_BIN_DIR=DIR`
+//! takes the daemon from `DIR` instead of `target/release`, to compare
+//! two builds the same hour.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,12 +63,7 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(256);
-    let binary =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/peergos-daemon");
-    assert!(
-        binary.exists(),
-        "build it first: cargo build --release --bin peergos-daemon"
-    );
+    let [binary] = peergos_benches::release_binaries(["peergos-daemon"]);
     let (a_dir, c_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // The transport between the servers: BENCH_P2P=quic or tcp (default).
     let transport = std::env::var("BENCH_P2P").unwrap_or_else(|_| "tcp".into());
@@ -114,11 +111,22 @@ async fn main() {
     let direct = UserContext::login(http(a.url()), "carol", "carol pw")
         .await
         .unwrap();
+    // CPU seconds used so far by carol's client (this process), A and C.
+    let pids = [Some(std::process::id()), a.pid(), c.pid()];
+    let cpu = || pids.map(|pid| pid.and_then(peergos_benches::cpu_seconds).unwrap_or(0.0));
+    let used = |before: [f64; 3]| {
+        let after = cpu();
+        [0, 1, 2].map(|i| after[i] - before[i])
+    };
     read_shared(&direct, path).await; // warm the page cache, as for C below
+    let before = cpu();
     let (size, from_a) = read_shared(&direct, path).await;
+    let direct_cpu = used(before);
     assert_eq!(size, mib * MIB);
     // carol's client through C: block exchange from A, then C's cache.
+    let before = cpu();
     let (size, cold) = read_shared(&carol, path).await;
+    let cold_cpu = used(before);
     assert_eq!(size, mib * MIB);
     let (_, warm) = read_shared(&carol, path).await;
     let rate = |d: Duration| mib as f64 / d.as_secs_f64();
@@ -155,6 +163,23 @@ async fn main() {
         "| the same through C again (C's cache) | {:.0} MiB/s ({:.2} of direct) |",
         rate(warm),
         rate(warm) / rate(from_a)
+    );
+    // Where the CPU went, in core-seconds per GiB read (two cores shared
+    // by the three processes: a read cannot beat total / 2).
+    let per_gib = |cpu: [f64; 3]| {
+        let [client, a, c] = cpu.map(|s| s * 1024.0 / mib as f64);
+        format!(
+            "client {client:.2}, A {a:.2}, C {c:.2}; total {:.2}",
+            client + a + c
+        )
+    };
+    println!(
+        "| CPU per GiB read directly (core-seconds) | {} |",
+        per_gib(direct_cpu)
+    );
+    println!(
+        "| CPU per GiB read through C, cold (core-seconds) | {} |",
+        per_gib(cold_cpu)
     );
     println!(
         "| small request (`space`) to A, median of {rounds} | {:.2} ms |",

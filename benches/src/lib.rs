@@ -15,6 +15,37 @@ pub fn record_count(id: &str, value: u64, unit: &str) {
     eprintln!("count {id}: {value} {unit}");
 }
 
+/// The release binaries an end-to-end bench drives, from `target/release`
+/// or, with `BENCH_BIN_DIR=DIR`, from `DIR` (to compare two builds in
+/// the same hour). Panics with the command that builds them when one is
+/// missing.
+pub fn release_binaries<const N: usize>(names: [&str; N]) -> [PathBuf; N] {
+    let dir = std::env::var_os("BENCH_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release"));
+    let paths = names.map(|name| dir.join(name));
+    assert!(
+        paths.iter().all(|p| p.exists()),
+        "missing in {}: build them first: cargo build --release{}",
+        dir.display(),
+        names.map(|n| format!(" --bin {n}")).concat()
+    );
+    paths
+}
+
+/// CPU time (user + system, in seconds) that process `pid` has used so
+/// far, from `/proc/PID/stat`; `None` if it is gone.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold
+    // spaces): utime and stime are the 12th and 13th, in clock ticks of
+    // 1/100 s (USER_HZ on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
