@@ -507,7 +507,23 @@ pub fn open_fragment(
     count: usize,
     sealed: &[u8],
 ) -> Result<Vec<u8>> {
-    key.decrypt_with_aad(sealed, &fragment_ad(label, index, count))
+    let mut buffer = sealed.to_vec();
+    let plain = open_fragment_in_place(key, label, index, count, &mut buffer)?;
+    buffer.truncate(plain.end);
+    buffer.drain(..plain.start);
+    Ok(buffer)
+}
+
+/// [`open_fragment`] in the buffer the fragment lies in: returns where in
+/// `sealed` its plaintext now is.
+pub fn open_fragment_in_place(
+    key: &SymmetricKey,
+    label: &Label,
+    index: usize,
+    count: usize,
+    sealed: &mut [u8],
+) -> Result<std::ops::Range<usize>> {
+    key.decrypt_in_place_with_aad(sealed, &fragment_ad(label, index, count))
         .map_err(|_| Error::Decrypt { part: "fragment" })
 }
 

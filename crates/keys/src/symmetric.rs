@@ -1,7 +1,7 @@
 //! XChaCha20-Poly1305 secret keys and padding.
 
 use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::{random_bytes, Error, Result};
@@ -106,6 +106,33 @@ impl SymmetricKey {
         XChaCha20Poly1305::new((&self.0).into())
             .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
             .map_err(|_| Error::DecryptionFailed)
+    }
+
+    /// Decrypts `nonce ‖ ciphertext ‖ tag` where it lies, checking the
+    /// `aad` given at encryption: the plaintext replaces the ciphertext and
+    /// its range in `sealed` is returned. Nothing is allocated or copied
+    /// (a 1 MiB fragment read from the network is decrypted in the buffer
+    /// it arrived in). The tag is checked first, so a failure leaves
+    /// `sealed` as it was.
+    pub fn decrypt_in_place_with_aad(
+        &self,
+        sealed: &mut [u8],
+        aad: &[u8],
+    ) -> Result<std::ops::Range<usize>> {
+        if sealed.len() < Self::OVERHEAD {
+            return Err(Error::InvalidLength {
+                what: "ciphertext",
+                expected: Self::OVERHEAD,
+                actual: sealed.len(),
+            });
+        }
+        let end = sealed.len() - Self::TAG_SIZE;
+        let (head, tag) = sealed.split_at_mut(end);
+        let (nonce, body) = head.split_at_mut(Self::NONCE_SIZE);
+        XChaCha20Poly1305::new((&self.0).into())
+            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, body, Tag::from_slice(tag))
+            .map_err(|_| Error::DecryptionFailed)?;
+        Ok(Self::NONCE_SIZE..end)
     }
 }
 

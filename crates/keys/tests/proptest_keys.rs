@@ -24,6 +24,29 @@ proptest! {
     }
 
     #[test]
+    fn decrypting_in_place_matches_decrypt(data in proptest::collection::vec(any::<u8>(), 0..2048), aad in proptest::collection::vec(any::<u8>(), 0..64), flip in any::<prop::sample::Index>()) {
+        let key = SymmetricKey::random();
+        let sealed = key.encrypt_with_aad(&data, &aad);
+        let mut buffer = sealed.clone();
+        let range = key.decrypt_in_place_with_aad(&mut buffer, &aad).unwrap();
+        prop_assert_eq!(&buffer[range], &data[..]);
+        // A flipped bit anywhere (nonce, ciphertext, tag), or other aad:
+        // refused, and the buffer left as it was.
+        let mut tampered = sealed.clone();
+        let i = flip.index(tampered.len());
+        tampered[i] ^= 1;
+        let before = tampered.clone();
+        prop_assert!(matches!(key.decrypt_in_place_with_aad(&mut tampered, &aad), Err(Error::DecryptionFailed)));
+        prop_assert_eq!(&tampered, &before);
+        let mut other = sealed.clone();
+        prop_assert!(matches!(key.decrypt_in_place_with_aad(&mut other, b"other aad"), Err(Error::DecryptionFailed)));
+        // Too short to hold a nonce and a tag.
+        let mut short = vec![0u8; flip.index(SymmetricKey::OVERHEAD)];
+        let refused = matches!(key.decrypt_in_place_with_aad(&mut short, &aad), Err(Error::InvalidLength { .. }));
+        prop_assert!(refused);
+    }
+
+    #[test]
     fn padding_round_trips(data in proptest::collection::vec(any::<u8>(), 0..5000), multiple in prop_oneof![Just(16usize), Just(64), Just(4096)]) {
         let mut padded = data.clone();
         pad(&mut padded, multiple);

@@ -55,12 +55,20 @@ async fn race_child() {
                 };
                 let signed = SignedPointer::sign(&pair, &owner, update.clone()).unwrap();
                 match store.set(&owner, &owner, signed).await {
-                    Ok(()) => println!(
-                        "won {} {} {}",
-                        update.sequence,
-                        previous.map_or("-".into(), |c| c.to_string()),
-                        next
-                    ),
+                    Ok(()) => {
+                        use std::io::Write;
+                        let line = format!(
+                            "won {} {} {}\n",
+                            update.sequence,
+                            previous.map_or("-".into(), |c| c.to_string()),
+                            next
+                        );
+                        // The parent stops reading once it has killed us
+                        // or seen enough: then there is nobody to tell.
+                        if std::io::stdout().lock().write_all(line.as_bytes()).is_err() {
+                            std::process::exit(0);
+                        }
+                    }
                     Err(Error::CasConflict(_) | Error::StaleSequence { .. }) => {}
                     Err(e) => panic!("{e}"),
                 }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use peergos_blockstore::{BlockAuth, BlockStore};
 use peergos_champ::{Champ, Value};
@@ -94,7 +94,7 @@ pub struct Filesystem<B: BlockStore + ?Sized, P: PointerStore + ?Sized> {
     requester: Vec<u8>,
     nodes: Mutex<HashMap<Cid, Arc<NodeBlock>>>,
     listings: Mutex<HashMap<Cid, Arc<Vec<ChildLink>>>>,
-    fragments: Mutex<std::collections::VecDeque<(FragmentKey, Arc<Vec<u8>>)>>,
+    fragments: Mutex<std::collections::VecDeque<(FragmentKey, Bytes)>>,
     parts: Mutex<HashMap<PartsKey, Arc<(BasePart, ParentPart)>>>,
     blocks_written: AtomicU64,
     /// Every writer whose tree this filesystem has read.
@@ -464,7 +464,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         index: usize,
         count: usize,
         keep: bool,
-    ) -> Result<Arc<Vec<u8>>> {
+    ) -> Result<Bytes> {
         let mut context = Vec::with_capacity(32 + 32 + 16);
         context.extend_from_slice(key.as_bytes());
         context.extend_from_slice(&label.0);
@@ -475,7 +475,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             context: peergos_keys::sha256(&context),
         };
         if let Some((_, plain)) = lock(&self.fragments).iter().find(|(k, _)| *k == cache_key) {
-            return Ok(Arc::clone(plain));
+            return Ok(plain.clone());
         }
         let auth = bat.map(|bat| BlockAuth::new(bat, cid, &self.requester));
         let framed = self
@@ -489,12 +489,22 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let plain = tokio::task::spawn_blocking(move || {
             // The hash is checked here whatever the store did.
             cid.verify(&framed)?;
-            let (_, payload) = bat::split_raw(&framed)?;
-            node::open_fragment(&key, &label, index, count, payload)
+            let start = framed.len() - bat::split_raw(&framed)?.1.len();
+            // Decrypted in the buffer it arrived in; copied first only if
+            // someone else holds it too (a store's own copy).
+            let mut buffer = framed
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+            let plain =
+                node::open_fragment_in_place(&key, &label, index, count, &mut buffer[start..])?;
+            Ok::<_, Error>(
+                buffer
+                    .freeze()
+                    .slice(start + plain.start..start + plain.end),
+            )
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
-        let plain = Arc::new(plain);
         if !keep {
             return Ok(plain);
         }
@@ -502,7 +512,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         if cache.len() >= FRAGMENT_CACHE {
             cache.pop_front();
         }
-        cache.push_back((cache_key, Arc::clone(&plain)));
+        cache.push_back((cache_key, plain.clone()));
         Ok(plain)
     }
 
