@@ -360,6 +360,27 @@ async fn share_between_homes(net: &Homes, photo: &[u8]) -> (UserContext, UserCon
     (hank, holly)
 }
 
+/// hank writes `name` (1 MiB) into his shared `/photos`; holly reads the
+/// same bytes through the server in her home as soon as it reaches his.
+async fn hank_adds_a_photo_holly_sees(
+    hank: &UserContext,
+    holly: &UserContext,
+    name: &str,
+    seed: u8,
+) {
+    let photo = data(1 << 20, seed);
+    hank.fs()
+        .write_file(&format!("/photos/{name}"), &photo)
+        .await
+        .unwrap();
+    let path = format!("/hank/photos/{name}");
+    let seen = eventually(&format!("holly reading {path}"), 30, || {
+        try_read(holly, &path)
+    })
+    .await;
+    assert_eq!(seen, photo, "{path} as holly reads it");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "multi-daemon scenarios: run by cargo xtask integration"]
 async fn homes_behind_nat_punch_a_hole_through_the_relay() {
@@ -442,16 +463,7 @@ async fn homes_behind_nat_punch_a_hole_through_the_relay() {
     // two homes talk directly.
     drop((via_c, c));
     net.a.stop();
-    let more = data(2 << 20, 11);
-    hank.fs()
-        .write_file("/photos/more.jpg", &more)
-        .await
-        .unwrap();
-    let read_more = eventually("holly reading hank's new photo without A", 30, || {
-        try_read(&holly, "/hank/photos/more.jpg")
-    })
-    .await;
-    assert_eq!(read_more, more);
+    hank_adds_a_photo_holly_sees(&hank, &holly, "more.jpg", 11).await;
     eprintln!("with A stopped, the homes still reach each other directly");
     eprintln!("NAT scenario done in {:?}", started.elapsed());
 }
@@ -475,16 +487,7 @@ async fn homes_behind_symmetric_nat_talk_through_the_relay() {
     drop(hank);
     net.homes[0].restart();
     let hank = login(net.homes[0].url(), "hank").await;
-    let after = data(1 << 20, 12);
-    hank.fs()
-        .write_file("/photos/after.jpg", &after)
-        .await
-        .unwrap();
-    let read_after = eventually("holly reading from hank's restarted home", 30, || {
-        try_read(&holly, "/hank/photos/after.jpg")
-    })
-    .await;
-    assert_eq!(read_after, after);
+    hank_adds_a_photo_holly_sees(&hank, &holly, "after.jpg", 12).await;
     eprintln!("after hank's home restarted, holly reads his share again");
 
     // No hole can be punched through these routers: not one packet went

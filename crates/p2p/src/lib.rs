@@ -479,6 +479,9 @@ type Finds = HashMap<kad::QueryId, (PeerId, Vec<oneshot::Sender<Result<(), Strin
 const RELAY_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The longest pause between attempts to listen through a lost relay.
 const RELAY_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How long a configured relay waits for its connection (usually the
+/// bootstrap dial) before the node asks it for a reservation anyway.
+const RELAY_FIRST_WAIT: Duration = Duration::from_secs(5);
 
 /// The relays a node listens through (`.../p2p/<relay>/p2p-circuit`): the
 /// configured ones once connected to them, its bootstrap peers once
@@ -490,20 +493,39 @@ struct Circuits {
     waiting: HashMap<PeerId, Multiaddr>,
     /// Listeners up or being set up, by id.
     active: HashMap<libp2p::core::transport::ListenerId, Multiaddr>,
-    /// Lost circuits: when to try again, and the pause after that.
-    retry: Vec<(tokio::time::Instant, Multiaddr, Duration)>,
+    /// Circuits to listen through at a given time: lost ones, and
+    /// configured ones whose connection never came.
+    retry: Vec<(tokio::time::Instant, Multiaddr)>,
     /// The pause to use when a circuit is lost again.
     pause: HashMap<Multiaddr, Duration>,
 }
 
 impl Circuits {
-    fn new(waiting: HashMap<PeerId, Multiaddr>) -> Circuits {
-        Circuits {
+    /// Starts with the configured relays: those already connected (while
+    /// the node was starting) are listened through now, the others once
+    /// connected, and all of them after [`RELAY_FIRST_WAIT`] at the
+    /// latest, so a connection event missed or a dial that failed does
+    /// not leave the node without its relays.
+    fn start(swarm: &mut Swarm<Behaviour>, waiting: HashMap<PeerId, Multiaddr>) -> Circuits {
+        let first = tokio::time::Instant::now() + RELAY_FIRST_WAIT;
+        let mut circuits = Circuits {
+            retry: waiting.values().map(|c| (first, c.clone())).collect(),
             waiting,
             active: HashMap::new(),
-            retry: Vec::new(),
             pause: HashMap::new(),
+        };
+        let connected: Vec<PeerId> = circuits
+            .waiting
+            .keys()
+            .filter(|peer| swarm.is_connected(peer))
+            .copied()
+            .collect();
+        for peer in connected {
+            if let Some(circuit) = circuits.waiting.remove(&peer) {
+                circuits.listen(swarm, circuit);
+            }
         }
+        circuits
     }
 
     /// Starts listening through `circuit`; a refusal is tried again later.
@@ -533,7 +555,7 @@ impl Circuits {
             .insert(circuit.clone(), (pause * 2).min(RELAY_RETRY_MAX));
         tracing::info!(%circuit, ?pause, "lost a relay reservation; asking again later");
         self.retry
-            .push((tokio::time::Instant::now() + pause, circuit, pause));
+            .push((tokio::time::Instant::now() + pause, circuit));
     }
 
     /// What the swarm reported, as far as relay listeners go.
@@ -562,16 +584,16 @@ impl Circuits {
 
     /// When the next attempt is due, if any is waiting.
     fn next_retry(&self) -> Option<tokio::time::Instant> {
-        self.retry.iter().map(|(at, _, _)| *at).min()
+        self.retry.iter().map(|(at, _)| *at).min()
     }
 
-    /// Listens again through every lost circuit whose pause is over.
+    /// Listens through every circuit whose time has come (a lost one after
+    /// its pause, a configured one after its first wait).
     fn retry_due(&mut self, swarm: &mut Swarm<Behaviour>) {
         let now = tokio::time::Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) =
-            self.retry.drain(..).partition(|(at, _, _)| *at <= now);
+        let (due, later): (Vec<_>, Vec<_>) = self.retry.drain(..).partition(|(at, _)| *at <= now);
         self.retry = later;
-        for (_, circuit, _) in due {
+        for (_, circuit) in due {
             self.listen(swarm, circuit);
         }
     }
@@ -587,7 +609,7 @@ async fn run(
     bootstrap: Vec<Multiaddr>,
     relays: HashMap<PeerId, Multiaddr>,
 ) {
-    let mut circuits = Circuits::new(relays);
+    let mut circuits = Circuits::start(&mut swarm, relays);
     let mut relayed = false;
     let finds: Arc<Mutex<Finds>> = Arc::default();
     if !alone {

@@ -216,16 +216,7 @@ async fn a_node_without_a_public_address_is_reached_through_a_relay() {
         .unwrap()
         .port();
     let public: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
-    let a = Node::start(
-        &[40; 32],
-        &Config {
-            listen: vec![public.clone()],
-            external: vec![public.clone()],
-            ..Config::default()
-        },
-    )
-    .await
-    .unwrap();
+    let a = public_relay(&public).await;
     let a_addr = with_peer(&a, &a.listen_addrs().await.unwrap()[0]);
     let n = Node::start(
         &[41; 32],
@@ -263,20 +254,15 @@ async fn a_node_without_a_public_address_is_reached_through_a_relay() {
     .await
     .unwrap();
     // b has no address of n's but a's circuit, found through the DHT.
-    let mut answer = None;
-    for _ in 0..40 {
-        if let Ok(mut stream) = b.open(n.peer_id(), ECHO).await {
-            frame::write(&mut stream, b"relayed").await.unwrap();
-            answer = Some(frame::read(&mut stream, 1 << 20).await.unwrap());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    assert_eq!(answer.as_deref(), Some(&b"RELAYED"[..]));
+    assert_eq!(
+        echo_once_reachable(&b, &n, b"relayed").await.as_deref(),
+        Some(&b"RELAYED"[..])
+    );
 
     // The relay goes away while the relayed connection is open: n loses
     // its only external address, and both nodes keep running (libp2p's
-    // relay server used to panic here, killing the node).
+    // relay server, left to change its status by itself, could panic a
+    // connection's task at this point).
     drop(a);
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -299,24 +285,80 @@ async fn a_node_without_a_public_address_is_reached_through_a_relay() {
     // The relay comes back (same key, same address): n asks it for a
     // reservation again by itself, and b reaches n through it once more,
     // finding the circuit again through the DHT.
-    let _a = Node::start(
+    let _a = public_relay(&public).await;
+    assert_eq!(
+        echo_once_reachable(&b, &n, b"again").await.as_deref(),
+        Some(&b"AGAIN"[..])
+    );
+}
+
+/// A node that knows its public address `public` (as AutoNAT or
+/// --p2p-external would tell it), so it relays for others.
+async fn public_relay(public: &Multiaddr) -> Node {
+    Node::start(
         &[40; 32],
         &Config {
             listen: vec![public.clone()],
-            external: vec![public],
+            external: vec![public.clone()],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Echoes `text` from `from` to `to` as soon as `to` can be reached (for
+/// up to 10 s); None if it never could.
+async fn echo_once_reachable(from: &Node, to: &Node, text: &[u8]) -> Option<Vec<u8>> {
+    for _ in 0..40 {
+        if let Ok(mut stream) = from.open(to.peer_id(), ECHO).await {
+            frame::write(&mut stream, text).await.unwrap();
+            return Some(frame::read(&mut stream, 1 << 20).await.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_relay_starts_later_is_reached_through_it() {
+    // n starts while its relay is down (its dial to it fails): it keeps
+    // asking, and is reachable through the relay once that is up.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let relay_id = libp2p::identity::Keypair::ed25519_from_bytes([40; 32])
+        .unwrap()
+        .public()
+        .to_peer_id();
+    let relay_addr = public.clone().with(libp2p_p2p_protocol(relay_id));
+    let n = Node::start(
+        &[43; 32],
+        &Config {
+            bootstrap: vec![relay_addr.clone()],
+            relays: vec![relay_addr.clone()],
             ..Config::default()
         },
     )
     .await
     .unwrap();
-    let mut answer = None;
-    for _ in 0..40 {
-        if let Ok(mut stream) = b.open(n.peer_id(), ECHO).await {
-            frame::write(&mut stream, b"again").await.unwrap();
-            answer = Some(frame::read(&mut stream, 1 << 20).await.unwrap());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    assert_eq!(answer.as_deref(), Some(&b"AGAIN"[..]));
+    serve_echo(&n);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let _a = public_relay(&public).await;
+    let b = Node::start(
+        &[44; 32],
+        &Config {
+            bootstrap: vec![relay_addr],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        echo_once_reachable(&b, &n, b"late").await.as_deref(),
+        Some(&b"LATE"[..])
+    );
 }
