@@ -715,7 +715,7 @@ fn handle_event(
         })) => {
             if let Ok(ok) = &result {
                 tracing::debug!(
-                    target_peer = ?ok.key,
+                    target = ?PeerId::from_bytes(&ok.key).ok(),
                     found = ?ok.peers.iter().map(|p| (p.peer_id, &p.addrs)).collect::<Vec<_>>(),
                     last = step.last,
                     "DHT lookup step"
