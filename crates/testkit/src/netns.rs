@@ -32,6 +32,10 @@ static TURN: Mutex<()> = Mutex::new(());
 /// The prefix of every namespace and link a lab makes.
 const PREFIX: &str = "pg-";
 
+/// How many homes a lab can hold (their LANs are 10.213.2.0/24 to
+/// 10.213.8.0/24).
+pub const MAX_HOMES: usize = 7;
+
 /// How a router maps its home's connections onto its WAN address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Nat {
@@ -118,7 +122,7 @@ fn sweep() {
     for link in names(run("ip", &["-o", "link", "show"], None)) {
         let _ = ip(&format!("link del {link}"));
     }
-    for lan in 2..=9 {
+    for lan in 2..MAX_HOMES + 2 {
         let _ = ip(&format!("route del unreachable 10.213.{lan}.0/24"));
     }
 }
@@ -167,6 +171,11 @@ impl Lab {
     /// Builds an internet with `homes` homes behind routers doing `nat`,
     /// or says why it cannot (not root, no `ip` or `nft`, no namespaces).
     pub fn build(homes: usize, nat: Nat) -> Result<Lab, String> {
+        // Home i's LAN is 10.213.(i + 2).0/24, below the management
+        // links' 10.213.9.0/24.
+        if homes > MAX_HOMES {
+            return Err(format!("a lab has at most {MAX_HOMES} homes, not {homes}"));
+        }
         let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
         sweep();
         let id = std::process::id() % 100_000;
