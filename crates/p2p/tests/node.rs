@@ -21,6 +21,30 @@ fn libp2p_p2p_protocol(peer: peergos_p2p::PeerId) -> libp2p::multiaddr::Protocol
     libp2p::multiaddr::Protocol::P2p(peer)
 }
 
+/// A node that listens nowhere and knows one peer's address.
+async fn client(seed: u8, bootstrap: Multiaddr) -> Node {
+    Node::start(
+        &[seed; 32],
+        &Config {
+            bootstrap: vec![bootstrap],
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A loopback TCP address nothing listens on yet (for a node that must
+/// know its address before it starts, or come back on it).
+fn free_loopback_addr() -> Multiaddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+}
+
 /// Echoes every message back, uppercased.
 fn serve_echo(node: &Node) {
     let mut incoming = node.accept(ECHO).unwrap();
@@ -66,15 +90,7 @@ async fn streams_over_tcp_and_quic() {
     for addr in addrs {
         // A fresh client per transport, bootstrapped on that address only.
         let quic = addr.to_string().contains("quic");
-        let b = Node::start(
-            &[if quic { 3 } else { 2 }; 32],
-            &Config {
-                bootstrap: vec![with_peer(&a, &addr)],
-                ..Config::default()
-            },
-        )
-        .await
-        .unwrap();
+        let b = client(if quic { 3 } else { 2 }, with_peer(&a, &addr)).await;
         assert_eq!(echo(&b, a.peer_id(), b"hello").await, b"HELLO", "{addr}");
         // Many messages on one stream, and a large one.
         let mut stream = b.open(a.peer_id(), ECHO).await.unwrap();
@@ -124,15 +140,7 @@ async fn a_peer_is_found_through_the_dht() {
 async fn unknown_peers_and_protocols_are_clear_errors() {
     let a = Node::start(&[20; 32], &tcp()).await.unwrap();
     let a_addr = with_peer(&a, &a.listen_addrs().await.unwrap()[0]);
-    let b = Node::start(
-        &[21; 32],
-        &Config {
-            bootstrap: vec![a_addr],
-            ..Config::default()
-        },
-    )
-    .await
-    .unwrap();
+    let b = client(21, a_addr).await;
     // a serves no echo.
     let err = b.open(a.peer_id(), ECHO).await.unwrap_err();
     assert!(err.to_string().contains("does not speak"), "{err}");
@@ -177,15 +185,7 @@ async fn bursts_of_requests_are_all_answered_whole() {
             });
         }
     });
-    let b = Node::start(
-        &[31; 32],
-        &Config {
-            bootstrap: vec![a_addr],
-            ..Config::default()
-        },
-    )
-    .await
-    .unwrap();
+    let b = client(31, a_addr).await;
     // Many at once on one connection, as a server's block exchange runs:
     // more than libp2p-stream hands over at once, so some streams are
     // dropped before they are taken, and asked again.
@@ -210,12 +210,7 @@ async fn a_node_without_a_public_address_is_reached_through_a_relay() {
     // a is public (it knows its address, as AutoNAT or --p2p-external
     // would tell it); n listens nowhere directly, only through a; b knows
     // a.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let public: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let public = free_loopback_addr();
     let a = public_relay(&public).await;
     let a_addr = with_peer(&a, &a.listen_addrs().await.unwrap()[0]);
     let n = Node::start(
@@ -244,15 +239,7 @@ async fn a_node_without_a_public_address_is_reached_through_a_relay() {
         circuit.to_string().starts_with(&a_addr.to_string()),
         "{circuit}"
     );
-    let b = Node::start(
-        &[42; 32],
-        &Config {
-            bootstrap: vec![a_addr],
-            ..Config::default()
-        },
-    )
-    .await
-    .unwrap();
+    let b = client(42, a_addr).await;
     // b has no address of n's but a's circuit, found through the DHT.
     assert_eq!(
         echo_once_reachable(&b, &n, b"relayed").await.as_deref(),
@@ -324,12 +311,7 @@ async fn echo_once_reachable(from: &Node, to: &Node, text: &[u8]) -> Option<Vec<
 async fn a_node_whose_relay_starts_later_is_reached_through_it() {
     // n starts while its relay is down (its dial to it fails): it keeps
     // asking, and is reachable through the relay once that is up.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let public: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let public = free_loopback_addr();
     let relay_id = libp2p::identity::Keypair::ed25519_from_bytes([40; 32])
         .unwrap()
         .public()
@@ -348,15 +330,7 @@ async fn a_node_whose_relay_starts_later_is_reached_through_it() {
     serve_echo(&n);
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let _a = public_relay(&public).await;
-    let b = Node::start(
-        &[44; 32],
-        &Config {
-            bootstrap: vec![relay_addr],
-            ..Config::default()
-        },
-    )
-    .await
-    .unwrap();
+    let b = client(44, relay_addr).await;
     assert_eq!(
         echo_once_reachable(&b, &n, b"late").await.as_deref(),
         Some(&b"LATE"[..])
