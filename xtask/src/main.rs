@@ -66,6 +66,13 @@ fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result
 fn ci() -> Result {
     let root = root();
     let started = std::time::Instant::now();
+    // CI builds everything once from a fresh clone, so incremental caches
+    // are never reused there; they only take disk (a few GiB per build).
+    // Cargo reads this for every command below; a developer's own
+    // `cargo test` keeps its incremental setting.
+    if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        std::env::set_var("CARGO_INCREMENTAL", "0");
+    }
     run(&root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
     layers::check(&root)?;
     run(
