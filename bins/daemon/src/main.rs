@@ -484,12 +484,27 @@ async fn run_gc(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The log filter: `RUST_LOG` (default `info`), except that Kademlia's
+/// complaint about having no peers to bootstrap from is dropped unless
+/// `RUST_LOG` names `libp2p_kad`. A daemon with no `--bootstrap` is a
+/// network of one until another server joins, and libp2p-kad tries to
+/// bootstrap as soon as it has a listen address (a warning 0.5 s after
+/// every start, with no setting to turn that attempt off). Our own p2p
+/// code warns when it cannot dial a configured bootstrap peer.
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let spec = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    let spec = if spec.contains("libp2p_kad") {
+        spec.to_string()
+    } else {
+        format!("{spec},libp2p_kad::behaviour=error")
+    };
+    tracing_subscriber::EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_kad::behaviour=error"))
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

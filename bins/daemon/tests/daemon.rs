@@ -342,3 +342,47 @@ fn signup_tokens_from_the_command_line() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no user 'nobody'"));
     daemon.stop();
 }
+
+/// A fresh daemon on its own (p2p on, no bootstrap peers, `RUST_LOG`
+/// unset as for a new user) logs no warnings: a network of one is the
+/// normal start, not a fault.
+#[test]
+fn a_lone_daemon_starts_without_warnings() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(DAEMON)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut started = false;
+    for line in stdout.lines() {
+        if line.unwrap().contains("listening on") {
+            started = true;
+            break;
+        }
+    }
+    assert!(started, "the daemon exited before it listened");
+    // libp2p-kad's first bootstrap attempt comes 0.5 s after the listen
+    // address; give it three times that.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{stderr}");
+    assert!(stderr.contains("serving"), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+}
