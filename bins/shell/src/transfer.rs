@@ -50,13 +50,23 @@ impl Report {
             String::new()
         };
         format!(
-            "{verb} {} file{} ({}) in {:.1} s, {}/s{skipped}",
+            "{verb} {} file{} ({}) in {}, {}/s{skipped}",
             self.files,
             if self.files == 1 { "" } else { "s" },
             human(self.bytes),
-            self.seconds,
+            duration(self.seconds),
             human((self.bytes as f64 / self.seconds.max(1e-3)) as u64)
         )
+    }
+}
+
+/// A duration for people: milliseconds under a second (a small folder
+/// goes up in a few tens of them, which "0.0 s" would hide), else seconds.
+fn duration(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.0} ms", seconds * 1e3)
+    } else {
+        format!("{seconds:.1} s")
     }
 }
 
@@ -528,4 +538,42 @@ pub(crate) async fn remove_tree(fs: &RemoteFs, path: &str) -> Result<()> {
     }
     fs.rmdir(path).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_transfers_report_milliseconds() {
+        let report = Report {
+            files: 6,
+            bytes: 183_808,
+            skipped: 0,
+            seconds: 0.046,
+        };
+        assert_eq!(
+            report.line("uploaded"),
+            "uploaded 6 files (179.5 KiB) in 46 ms, 3.8 MiB/s"
+        );
+        let report = Report {
+            files: 1,
+            bytes: 3 << 30,
+            skipped: 2,
+            seconds: 7.25,
+        };
+        assert_eq!(
+            report.line("downloaded"),
+            "downloaded 1 file (3.0 GiB) in 7.2 s, 423.7 MiB/s, 2 unchanged"
+        );
+    }
+
+    #[test]
+    fn sizes_in_binary_units() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(1024), "1.0 KiB");
+        assert_eq!(human(5 << 20), "5.0 MiB");
+        assert_eq!(human(u64::MAX), "16777216.0 TiB");
+    }
 }
