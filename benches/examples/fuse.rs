@@ -210,9 +210,9 @@ fn main() {
     // This machine is shared and its disk's speed drifts within minutes,
     // so both sides are measured in alternating rounds (the side that goes
     // first alternates too) and the medians compared.
-    let mut rows: [Vec<(f64, f64)>; 3] = Default::default();
-    // Whole-machine core-seconds per GiB: write and read, (ours, theirs).
-    let mut cpu: [Vec<(f64, f64)>; 2] = Default::default();
+    // (ours, theirs) per round: write, read, small files, then the
+    // whole machine's core-seconds per GiB written and read.
+    let mut rows: [Vec<(f64, f64)>; 5] = Default::default();
     let mut dropped = true;
     for round in 0..rounds {
         let name = format!("big{round}");
@@ -247,8 +247,8 @@ fn main() {
         rows[0].push((ours_write, theirs_write));
         rows[1].push((ours_read, theirs_read));
         rows[2].push((ours_small, theirs_small));
-        cpu[0].push((ours_write_cpu, theirs_write_cpu));
-        cpu[1].push((ours_read_cpu, theirs_read_cpu));
+        rows[3].push((ours_write_cpu, theirs_write_cpu));
+        rows[4].push((ours_read_cpu, theirs_read_cpu));
         eprintln!(
             "round {}: write {ours_write:.0}/{theirs_write:.0} MiB/s ({ours_write_cpu:.2}/{theirs_write_cpu:.2} core-s/GiB), read {ours_read:.0}/{theirs_read:.0} MiB/s ({ours_read_cpu:.2}/{theirs_read_cpu:.2} core-s/GiB), small {ours_small:.0}/{theirs_small:.0} files/s",
             round + 1
@@ -267,31 +267,20 @@ fn main() {
     );
     println!("| measure | peergos-fuse | gocryptfs | ratio (per round) |");
     println!("|---|---|---|---|");
+    // (label, unit, decimals) for each of `rows`.
     let labels = [
-        ("sequential write, 1 MiB writes + fsync", "MiB/s"),
-        ("sequential read, fresh mount", "MiB/s"),
-        ("create files of 4 KiB", "files/s"),
+        ("sequential write, 1 MiB writes + fsync", "MiB/s", 0),
+        ("sequential read, fresh mount", "MiB/s", 0),
+        ("create files of 4 KiB", "files/s", 0),
+        ("CPU per GiB written, whole machine", "core-s", 2),
+        ("CPU per GiB read, whole machine", "core-s", 2),
     ];
-    for ((label, unit), row) in labels.iter().zip(&rows) {
+    for ((label, unit, decimals), row) in labels.iter().zip(&rows) {
         let ours = median(row.iter().map(|r| r.0).collect());
         let theirs = median(row.iter().map(|r| r.1).collect());
         let ratios: Vec<String> = row.iter().map(|r| format!("{:.2}", r.0 / r.1)).collect();
         println!(
-            "| {label} | {ours:.0} {unit} | {theirs:.0} {unit} | {:.2} ({}) |",
-            ours / theirs,
-            ratios.join(", ")
-        );
-    }
-    let cpu_labels = [
-        "CPU per GiB written, whole machine",
-        "CPU per GiB read, whole machine",
-    ];
-    for (label, row) in cpu_labels.iter().zip(&cpu) {
-        let ours = median(row.iter().map(|r| r.0).collect());
-        let theirs = median(row.iter().map(|r| r.1).collect());
-        let ratios: Vec<String> = row.iter().map(|r| format!("{:.2}", r.0 / r.1)).collect();
-        println!(
-            "| {label} | {ours:.2} core-s | {theirs:.2} core-s | {:.2} ({}) |",
+            "| {label} | {ours:.decimals$} {unit} | {theirs:.decimals$} {unit} | {:.2} ({}) |",
             ours / theirs,
             ratios.join(", ")
         );

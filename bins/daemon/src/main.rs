@@ -492,14 +492,15 @@ async fn run_gc(data_dir: &Path) -> Result<()> {
 /// every start, with no setting to turn that attempt off). Our own p2p
 /// code warns when it cannot dial a configured bootstrap peer.
 fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    const QUIET_KAD: &str = "libp2p_kad::behaviour=error";
     let spec = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
     let spec = if spec.contains("libp2p_kad") {
         spec.to_string()
     } else {
-        format!("{spec},libp2p_kad::behaviour=error")
+        format!("{spec},{QUIET_KAD}")
     };
     tracing_subscriber::EnvFilter::try_new(&spec)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p_kad::behaviour=error"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{QUIET_KAD}")))
 }
 
 fn main() -> Result<()> {

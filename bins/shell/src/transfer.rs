@@ -63,7 +63,8 @@ impl Report {
 /// A duration for people: milliseconds under a second (a small folder
 /// goes up in a few tens of them, which "0.0 s" would hide), else seconds.
 fn duration(seconds: f64) -> String {
-    if seconds < 1.0 {
+    // Below 0.9995 s: anything longer would print as "1000 ms".
+    if seconds < 0.9995 {
         format!("{:.0} ms", seconds * 1e3)
     } else {
         format!("{seconds:.1} s")
@@ -566,6 +567,8 @@ mod tests {
             report.line("downloaded"),
             "downloaded 1 file (3.0 GiB) in 7.2 s, 423.7 MiB/s, 2 unchanged"
         );
+        assert_eq!(duration(0.9994), "999 ms");
+        assert_eq!(duration(0.9996), "1.0 s");
     }
 
     #[test]
