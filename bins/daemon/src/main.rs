@@ -48,6 +48,12 @@ struct ServeArgs {
     /// (`peergos-daemon gc` still runs one) [default: 24].
     #[arg(long, env = "PEERGOS_GC_INTERVAL_HOURS")]
     gc_interval_hours: Option<f64>,
+    /// Write and read block files around the kernel's page cache (direct
+    /// I/O), which saves copying every byte; "false" goes through the page
+    /// cache, which then keeps recently used blocks in spare memory
+    /// [default: true].
+    #[arg(long, env = "PEERGOS_DIRECT_IO")]
+    direct_io: Option<bool>,
     /// Keep blocks in this S3-compatible service instead of files under
     /// the data directory (`http://127.0.0.1:9000`, or an https URL).
     /// Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
@@ -127,6 +133,7 @@ struct FileConfig {
     default_quota: Option<u64>,
     public_url: Option<String>,
     gc_interval_hours: Option<f64>,
+    direct_io: Option<bool>,
     s3_endpoint: Option<String>,
     s3_bucket: Option<String>,
     s3_region: Option<String>,
@@ -215,6 +222,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
         .gc_interval_hours
         .or(file.gc_interval_hours)
         .unwrap_or(DEFAULT_GC_HOURS);
+    let direct_io = args.direct_io.or(file.direct_io).unwrap_or(true);
     if !gc_hours.is_finite() || gc_hours < 0.0 {
         bail!("the garbage collection interval must be 0 (off) or a positive number of hours, not {gc_hours}");
     }
@@ -320,6 +328,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             default_quota: Some(default_quota),
             public_url: public_url.clone(),
             gc_interval_hours: Some(gc_hours),
+            direct_io: Some(direct_io),
             s3_endpoint,
             s3_bucket,
             s3_region,
@@ -341,6 +350,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
     let mut config = Config::new(data_dir);
     config.signup = signup;
     config.default_quota = default_quota;
+    config.direct_io = direct_io;
     config.s3 = s3;
     // Only the choice is saved to config.toml: the connection string may
     // hold a password.

@@ -386,3 +386,32 @@ fn a_lone_daemon_starts_without_warnings() {
     assert!(stderr.contains("serving"), "{stderr}");
     assert!(!stderr.contains("WARN"), "{stderr}");
 }
+
+/// `--direct-io false` is remembered in config.toml, and the block files it
+/// wrote through the page cache read back after a restart that turns
+/// direct I/O on again (the files are the same either way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_io_is_a_setting_the_data_survives_changing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &["--direct-io", "false"]);
+    let alice = UserContext::signup(http(daemon.url()), "alice", "password", None)
+        .await
+        .unwrap();
+    // Three chunks: fragments of 1 MiB, stored as block files.
+    let body = data(3, (12 << 20) + 4321);
+    alice
+        .fs()
+        .upload("/big.bin", &body[..], Default::default())
+        .await
+        .unwrap();
+    drop(alice);
+    daemon.stop();
+    let config = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    assert!(config.contains("direct_io = false"), "{config}");
+
+    let daemon = TempDaemon::start(DAEMON, dir.path(), &["--direct-io", "true"]);
+    let alice = UserContext::login(http(daemon.url()), "alice", "password")
+        .await
+        .unwrap();
+    assert!(read_all(&alice, "/big.bin").await == body);
+}

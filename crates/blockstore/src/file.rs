@@ -34,6 +34,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use peergos_ipld::{Block, Cid};
 use peergos_keys::PublicKeyHash;
 
+use crate::direct::{Direct, Outcome};
 use crate::small::{SmallBlocks, SMALL_BLOCK_MAX};
 use crate::transactions::Transactions;
 use crate::{access, BlockAuth, BlockStore, Error, PutBlocks, Result, TransactionId};
@@ -58,16 +59,43 @@ struct Inner {
     small: SmallBlocks,
     transactions: Transactions,
     durable: bool,
+    direct: Direct,
+}
+
+/// How a [`FileStore`] uses the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Wait for the disk before a put returns (fsync the files, their
+    /// directories and the database). Off for a cache of copies that can be
+    /// fetched again: a crash may then lose the latest blocks, but never
+    /// leaves a half block under a real name.
+    pub durable: bool,
+    /// Write and read block files around the kernel's page cache (Linux
+    /// `O_DIRECT`), which saves a copy of every byte; the store falls back
+    /// to buffered I/O by itself on filesystems that refuse it.
+    pub direct_io: bool,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            durable: true,
+            direct_io: true,
+        }
+    }
 }
 
 impl FileStore {
-    /// Opens (creating if needed) a store rooted at `root`, removing any
-    /// temp files a crash left behind.
+    /// Opens (creating if needed) a store rooted at `root` with the default
+    /// [`FileOptions`], removing any temp files a crash left behind.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(root.as_ref(), true)
+        Self::open_with(root, FileOptions::default())
     }
 
-    fn open_with(root: &Path, durable: bool) -> Result<Self> {
+    /// Opens (creating if needed) a store rooted at `root`, removing any
+    /// temp files a crash left behind.
+    pub fn open_with(root: impl AsRef<Path>, options: FileOptions) -> Result<Self> {
+        let root = root.as_ref();
         let blocks = root.join("blocks");
         let tmp = root.join("tmp");
         fs::create_dir_all(&blocks).map_err(Error::io("create", &blocks))?;
@@ -76,14 +104,19 @@ impl FileStore {
             let path = entry.map_err(Error::io("list", &tmp))?.path();
             fs::remove_file(&path).map_err(Error::io("remove leftover", &path))?;
         }
-        let small = SmallBlocks::open(root.join(SMALL_DB), durable)?;
+        let direct = Direct::new(options.direct_io);
+        direct
+            .probe(&tmp)
+            .map_err(Error::io("try direct I/O in", &tmp))?;
+        let small = SmallBlocks::open(root.join(SMALL_DB), options.durable)?;
         Ok(FileStore {
             inner: Arc::new(Inner {
                 blocks,
                 tmp,
                 small,
                 transactions: Transactions::default(),
-                durable,
+                durable: options.durable,
+                direct,
             }),
         })
     }
@@ -93,7 +126,19 @@ impl FileStore {
     /// never leaves a half block under a real name, but no waiting for the
     /// disk, so a crash may lose the latest blocks.
     pub fn open_cache(root: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(root.as_ref(), false)
+        Self::open_with(
+            root,
+            FileOptions {
+                durable: false,
+                ..FileOptions::default()
+            },
+        )
+    }
+
+    /// Whether block files are currently written and read with direct I/O
+    /// (asked for, and not refused by the filesystem).
+    pub fn direct_io(&self) -> bool {
+        self.inner.direct.enabled()
     }
 
     /// The file a block larger than [`SMALL_BLOCK_MAX`] lives in (whether
@@ -206,13 +251,18 @@ impl Inner {
         let tmp = self
             .tmp
             .join(format!("{}.{:016x}.tmp", block.cid(), random_u64()));
-        let mut file = fs::File::create_new(&tmp).map_err(Error::io("create", &tmp))?;
-        file.write_all(block.data())
+        let direct = self
+            .direct
+            .write_new(&tmp, block.data(), self.durable)
             .map_err(Error::io("write", &tmp))?;
-        if self.durable {
-            file.sync_all().map_err(Error::io("fsync", &tmp))?;
+        if let Outcome::Unsupported = direct {
+            let mut file = fs::File::create_new(&tmp).map_err(Error::io("create", &tmp))?;
+            file.write_all(block.data())
+                .map_err(Error::io("write", &tmp))?;
+            if self.durable {
+                file.sync_all().map_err(Error::io("fsync", &tmp))?;
+            }
         }
-        drop(file);
         fs::rename(&tmp, &path).map_err(Error::io("rename into", &path))?;
         if self.durable {
             sync_dir(&shard)?;
@@ -228,8 +278,13 @@ impl Inner {
             Some(data) => (Bytes::from(data), self.small.path().to_path_buf()),
             None => {
                 let path = self.path_of(cid);
-                match fs::read(&path) {
-                    Ok(data) => (Bytes::from(data), path),
+                let read = match self.direct.read(&path) {
+                    Ok(Outcome::Done(data)) => Ok(data),
+                    Ok(Outcome::Unsupported) => fs::read(&path).map(Bytes::from),
+                    Err(e) => Err(e),
+                };
+                match read {
+                    Ok(data) => (data, path),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(Error::io("read", &path)(e)),
                 }

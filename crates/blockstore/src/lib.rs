@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod access;
+mod direct;
 mod error;
 pub mod file;
 pub mod memory;
@@ -37,7 +38,7 @@ use peergos_keys::PublicKeyHash;
 
 pub use crate::access::{check as check_access, BlockAuth};
 pub use crate::error::Error;
-pub use crate::file::FileStore;
+pub use crate::file::{FileOptions, FileStore};
 pub use crate::memory::MemoryStore;
 pub use crate::put::{PutBlocks, SignedBlock};
 #[cfg(feature = "s3")]

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use futures::TryStreamExt;
 use peergos_blockstore::file::stored_blocks;
-use peergos_blockstore::{BlockStore, Error, FileStore, SMALL_BLOCK_MAX};
+use peergos_blockstore::{BlockStore, Error, FileOptions, FileStore, SMALL_BLOCK_MAX};
 use peergos_ipld::{Cid, Codec};
 use peergos_testkit::blockstore::{raw, Writer};
 
@@ -291,6 +291,54 @@ proptest::proptest! {
             let listed: std::collections::BTreeSet<Cid> =
                 store.list().try_collect().await.unwrap();
             assert_eq!(listed, kept);
+        });
+    }
+}
+
+/// A store opened with or without direct I/O.
+fn open_as(dir: &std::path::Path, direct_io: bool) -> FileStore {
+    let options = FileOptions {
+        direct_io,
+        ..FileOptions::default()
+    };
+    FileStore::open_with(dir, options).unwrap()
+}
+
+#[tokio::test]
+async fn the_default_store_bypasses_the_page_cache_where_the_filesystem_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    if !store.direct_io() {
+        eprintln!("SKIPPED: {} refuses O_DIRECT", dir.path().display());
+        return;
+    }
+    // The probe that found out leaves nothing behind.
+    let tmp: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+    assert!(!open_as(dir.path(), false).direct_io());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Block files written with direct I/O read back through the page
+    /// cache and the other way round, so the setting can change between
+    /// runs of a server.
+    #[test]
+    fn prop_direct_and_buffered_files_are_interchangeable(
+        sizes in proptest::collection::vec(SMALL_BLOCK_MAX + 1..(1usize << 20) + 64, 1..5),
+        direct_first in proptest::bool::ANY,
+    ) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let blocks: Vec<_> = sizes.iter().enumerate().map(|(i, n)| raw(i as u64, *n)).collect();
+            let cids = Writer::new().put(&open_as(dir.path(), direct_first), &blocks).await;
+            let store = open_as(dir.path(), !direct_first);
+            for (cid, (_, data)) in cids.iter().zip(&blocks) {
+                assert_eq!(std::fs::metadata(store.path_of(cid)).unwrap().len(), data.len() as u64);
+                assert_eq!(store.get(cid, None).await.unwrap().as_ref(), Some(data));
+            }
         });
     }
 }

@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use peergos_blockstore::{
-    BlockAuth, BlockStore, FileStore, PutBlocks, TransactionId, TRANSACTION_TIMEOUT,
+    BlockAuth, BlockStore, FileOptions, FileStore, PutBlocks, TransactionId, TRANSACTION_TIMEOUT,
 };
 use peergos_champ::{Champ, Config as ChampConfig, Key, Writer};
 use peergos_cryptree::WriterOwnership;
@@ -115,6 +115,10 @@ pub struct Config {
     /// Whether pointer commits wait for the disk (`Full`) or only for the
     /// log (`Normal`, survives a process crash but not a power cut).
     pub durability: Durability,
+    /// Whether block files (the user's and the cache of other servers')
+    /// bypass the kernel's page cache: see
+    /// [`peergos_blockstore::FileOptions::direct_io`].
+    pub direct_io: bool,
     /// Where blocks are kept: files under `data_dir/blocks` (None), or an
     /// S3-compatible bucket.
     pub s3: Option<peergos_blockstore::S3Config>,
@@ -137,6 +141,7 @@ impl Config {
             signup: SignupPolicy::Open,
             default_quota: DEFAULT_QUOTA,
             durability: Durability::Full,
+            direct_io: true,
             s3: None,
             postgres: None,
             p2p: None,
@@ -359,7 +364,22 @@ impl Server {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let files: Arc<dyn BlockStore> = match &config.s3 {
-            None => Arc::new(FileStore::open(dir.join("blocks"))?),
+            None => {
+                let store = FileStore::open_with(
+                    dir.join("blocks"),
+                    FileOptions {
+                        durable: true,
+                        direct_io: config.direct_io,
+                    },
+                )?;
+                if config.direct_io && !store.direct_io() {
+                    tracing::info!(
+                        data = %dir.display(),
+                        "the filesystem refuses direct I/O: block files go through the page cache"
+                    );
+                }
+                Arc::new(store)
+            }
             Some(s3) => {
                 // Checked now, so a wrong endpoint, bucket or key stops
                 // the start with the reason.
@@ -427,7 +447,13 @@ impl Server {
                 Some(peers::Mirror::open(dir.join("pki-mirror"), &*accounts).await?),
             )
         };
-        let cache = FileStore::open_cache(dir.join("cache"))?;
+        let cache = FileStore::open_with(
+            dir.join("cache"),
+            FileOptions {
+                durable: false,
+                direct_io: config.direct_io,
+            },
+        )?;
         let server = Arc::new(Server {
             champ: Champ::new(Arc::clone(&blocks)),
             pki: Pki::new(Arc::clone(&blocks)),
