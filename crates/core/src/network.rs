@@ -309,7 +309,7 @@ impl HttpNetwork {
         &self,
         path: &str,
         content_type: &str,
-        body: Vec<u8>,
+        body: impl Into<reqwest::Body>,
     ) -> Result<Option<Bytes>> {
         let url = format!("{}{path}", self.base);
         let request = self
@@ -360,6 +360,49 @@ impl HttpNetwork {
     }
 }
 
+/// A request body sent as a list of buffers one after another (a put's
+/// header, then its blocks' bytes as the blocks hold them), so the blocks
+/// are not copied into one buffer first. Its length is known, so it goes
+/// with a `Content-Length`.
+struct Parts {
+    parts: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Parts {
+    fn new(parts: Vec<Bytes>) -> Self {
+        let remaining = parts.iter().map(|p| p.len() as u64).sum();
+        Parts {
+            parts: parts.into(),
+            remaining,
+        }
+    }
+}
+
+impl http_body::Body for Parts {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.parts.pop_front();
+        if let Some(part) = &next {
+            self.remaining -= part.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|part| Ok(http_body::Frame::data(part))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
 fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T> {
     cbor::from_slice_with(
         bytes,
@@ -386,9 +429,13 @@ impl NetworkAccess for HttpNetwork {
     }
 
     async fn put(&self, request: &PutBlocks) -> Result<Vec<Cid>> {
-        let body = peergos_server::api::encode_put(request);
+        let body = Parts::new(peergos_server::api::encode_put_parts(request));
         let bytes = self
-            .send_typed("/v1/blocks/put", PUT_CONTENT_TYPE, body)
+            .send_typed(
+                "/v1/blocks/put",
+                PUT_CONTENT_TYPE,
+                reqwest::Body::wrap(body),
+            )
             .await?
             .ok_or_else(|| Error::Invalid("the server answered a put with 404".into()))?;
         decode(&bytes)

@@ -99,6 +99,13 @@ pub struct PutHeader {
 /// so megabytes of ciphertext are neither re-encoded nor copied on the
 /// way in; the server slices them out of the body.
 pub fn encode_put(put: &PutBlocks) -> Vec<u8> {
+    encode_put_parts(put).concat()
+}
+
+/// A put body ([`encode_put`]) as the buffers it is made of: the framed
+/// header, then each block's bytes (shared, not copied), for a client that
+/// sends them one after another.
+pub fn encode_put_parts(put: &PutBlocks) -> Vec<Bytes> {
     let header = PutHeader {
         owner: put.owner,
         writer: put.writer,
@@ -115,12 +122,10 @@ pub fn encode_put(put: &PutBlocks) -> Vec<u8> {
     };
     // A header of plain fields always encodes.
     let header = cbor::to_vec(&header).unwrap_or_default();
-    let total: usize = put.blocks.iter().map(|b| b.data.len()).sum();
-    let mut body = crate::framing::prefixed(&header, total);
-    for block in &put.blocks {
-        body.extend_from_slice(&block.data);
-    }
-    body
+    let mut parts = Vec::with_capacity(1 + put.blocks.len());
+    parts.push(Bytes::from(crate::framing::prefixed(&header, 0)));
+    parts.extend(put.blocks.iter().map(|b| b.data.clone()));
+    parts
 }
 
 /// The owner a put body is for, read from its header alone.

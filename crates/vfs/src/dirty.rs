@@ -4,6 +4,16 @@ use std::collections::BTreeMap;
 
 use peergos_cryptree::Patch;
 
+/// Once an extent grows past this many bytes by appends, it is a file being
+/// written front to back: room for [`STREAM_ROOM`] more is reserved at
+/// once, so the extent is not copied each time it doubles.
+const STREAM_FROM: usize = 1 << 20;
+
+/// The room reserved for a streaming extent: more than the vfs gathers
+/// before it commits (four 5 MiB chunks). Only the pages written are ever
+/// touched, so the rest costs address space, not memory.
+const STREAM_ROOM: usize = 24 << 20;
+
 /// A file change waiting to be committed: first a cut or zero-extension of
 /// the stored file to `size` (if set), then extents of new bytes over it,
 /// zero-filling any gap. Extents never overlap or touch: a write next to or
@@ -64,6 +74,9 @@ impl Dirty {
         let from = (offset - start) as usize;
         if from == merged.len() {
             // The common case, an append: no zero-fill to overwrite.
+            if merged.len() >= STREAM_FROM && merged.capacity() - merged.len() < data.len() {
+                merged.reserve(STREAM_ROOM.max(data.len()));
+            }
             merged.extend_from_slice(data);
         } else {
             if merged.len() < from + data.len() {
