@@ -430,11 +430,22 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         bat: Option<&Bat>,
         block: &NodeBlock,
     ) -> Result<Vec<u8>> {
+        Ok(self.content_parts(key, label, bat, block).await?.concat())
+    }
+
+    /// The plaintext content of a node (padded) as its decrypted fragments
+    /// in order, each in the buffer it arrived in: no copy to join them.
+    pub(crate) async fn content_parts(
+        &self,
+        key: &SymmetricKey,
+        label: &Label,
+        bat: Option<&Bat>,
+        block: &NodeBlock,
+    ) -> Result<Vec<Bytes>> {
         if let Some(inline) = &block.inline {
-            return node::open_inline(key, label, inline);
+            return Ok(vec![Bytes::from(node::open_inline(key, label, inline)?)]);
         }
         let count = block.fragments.len();
-        let mut out = Vec::with_capacity(count * FRAGMENT_SIZE);
         // Fetch a few fragments at once: each is a round trip to the
         // server, then hashing and decryption on a blocking thread.
         let jobs: Vec<_> = block
@@ -443,12 +454,10 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             .enumerate()
             .map(|(i, cid)| self.fragment(key, label, bat, cid, i, count, false))
             .collect();
-        let mut fragments =
-            std::pin::pin!(futures::stream::iter(jobs).buffered(FRAGMENT_CONCURRENCY));
-        while let Some(fragment) = fragments.next().await {
-            out.extend_from_slice(&fragment?);
-        }
-        Ok(out)
+        futures::stream::iter(jobs)
+            .buffered(FRAGMENT_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     /// One fragment, decrypted. With `keep`, it is kept for the next small
@@ -728,23 +737,47 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         label: Label,
         bat: Bat,
     ) -> Result<Bytes> {
+        let parts = self.read_chunk_parts(view, file, index, label, bat).await?;
+        Ok(match <[Bytes; 1]>::try_from(parts) {
+            Ok([only]) => only,
+            Err(parts) => Bytes::from(parts.concat()),
+        })
+    }
+
+    /// Reads a whole chunk's data (its true length, without padding) as
+    /// its decrypted fragments, in order.
+    async fn read_chunk_parts(
+        &self,
+        view: &View,
+        file: &Found,
+        index: u64,
+        label: Label,
+        bat: Bat,
+    ) -> Result<Vec<Bytes>> {
         let (_, block) = self.file_chunk(view, file, index, &label, &bat).await?;
-        let mut data = self
-            .content(&file.base.second, &label, Some(&bat), &block)
+        let mut parts = self
+            .content_parts(&file.base.second, &label, Some(&bat), &block)
             .await?;
-        let len = chunk_len(file.props.size, index);
-        if data.len() < len {
+        // Cut the padding off: keep `len` bytes of the parts.
+        let mut left = chunk_len(file.props.size, index);
+        for part in &mut parts {
+            let keep = part.len().min(left);
+            part.truncate(keep);
+            left -= keep;
+        }
+        if left > 0 {
             return Err(Error::MalformedNode {
                 reason: "a chunk holds less data than the file size says",
             });
         }
-        data.truncate(len);
-        Ok(Bytes::from(data))
+        parts.retain(|part| !part.is_empty());
+        Ok(parts)
     }
 
-    /// The file's data as a stream of chunks (up to 5 MiB each), fetching
-    /// the next four chunks while the current one is consumed. Memory
-    /// stays bounded by five chunks whatever the file size.
+    /// The file's data as a stream of pieces in order (a chunk's decrypted
+    /// fragments, up to 1 MiB each, as they arrived), fetching the next
+    /// four chunks while the current one is consumed. Memory stays bounded
+    /// by five chunks whatever the file size.
     pub async fn chunks<'a>(
         &'a self,
         path: &str,
@@ -757,9 +790,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             .map(move |(index, label, bat)| {
                 let view = Arc::clone(&view);
                 let file = Arc::clone(&file);
-                async move { self.read_chunk(&view, &file, index, label, bat).await }
+                async move { self.read_chunk_parts(&view, &file, index, label, bat).await }
             })
-            .buffered(READ_AHEAD))
+            .buffered(READ_AHEAD)
+            .map_ok(|parts| futures::stream::iter(parts.into_iter().map(Ok)))
+            .try_flatten())
     }
 
     /// Streams the file at `path` into `out`; returns the bytes written.
