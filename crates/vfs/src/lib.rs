@@ -152,12 +152,52 @@ struct Inflight {
     task: JoinHandle<Result<Entry>>,
 }
 
+/// A file chunk as its decrypted fragments, in order: kept as they arrived,
+/// so a chunk is never copied into one buffer before reads copy out of it.
+#[derive(Clone)]
+struct Chunk {
+    parts: Arc<[Bytes]>,
+    len: usize,
+}
+
+impl Chunk {
+    async fn read<B, P>(fs: &Filesystem<B, P>, file: &OpenFile, index: u64) -> Result<Chunk>
+    where
+        B: BlockStore + ?Sized,
+        P: PointerStore + ?Sized,
+    {
+        let parts = fs.read_open_chunk_parts(file, index).await?;
+        let len = parts.iter().map(Bytes::len).sum();
+        Ok(Chunk {
+            parts: parts.into(),
+            len,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends bytes `from..to` of the chunk to `out`.
+    fn copy_range(&self, from: usize, to: usize, out: &mut Vec<u8>) {
+        let mut start = 0;
+        for part in self.parts.iter() {
+            let end = start + part.len();
+            if end > from && start < to {
+                out.extend_from_slice(&part[from.max(start) - start..to.min(end) - start]);
+            }
+            start = end;
+        }
+    }
+}
+
 struct Reader {
     generation: u64,
     file: Arc<OpenFile>,
-    chunks: Vec<(u64, Bytes)>,
+    /// Recently read chunks, each as its decrypted fragments.
+    chunks: Vec<(u64, Chunk)>,
     /// Chunks being fetched ahead, in order.
-    prefetch: std::collections::VecDeque<(u64, JoinHandle<Result<Bytes>>)>,
+    prefetch: std::collections::VecDeque<(u64, JoinHandle<Result<Chunk>>)>,
     next_offset: u64,
     sequential: u64,
 }
@@ -1202,7 +1242,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             if from >= to {
                 break;
             }
-            out.extend_from_slice(&chunk[from..to]);
+            chunk.copy_range(from, to, &mut out);
             at = start + to as u64;
         }
         // Fetch the next chunks while this one is read.
@@ -1216,7 +1256,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
                 let index = next;
                 reader.prefetch.push_back((
                     index,
-                    tokio::spawn(async move { Ok(fs.read_open_chunk(&file, index).await?) }),
+                    tokio::spawn(async move { Chunk::read(&fs, &file, index).await }),
                 ));
             }
             next += 1;
@@ -1224,7 +1264,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         Ok(out)
     }
 
-    async fn chunk(&self, reader: &mut Reader, index: u64) -> Result<Bytes> {
+    async fn chunk(&self, reader: &mut Reader, index: u64) -> Result<Chunk> {
         if let Some((_, data)) = reader.chunks.iter().find(|(i, _)| *i == index) {
             return Ok(data.clone());
         }
@@ -1244,7 +1284,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
                 Ok(outcome) => outcome?,
                 Err(e) => return Err(peergos_cryptree::Error::Task(e.to_string()).into()),
             },
-            None => self.inner.fs.read_open_chunk(&reader.file, index).await?,
+            None => Chunk::read(&self.inner.fs, &reader.file, index).await?,
         };
         if reader.chunks.len() >= HANDLE_CHUNKS {
             reader.chunks.remove(0);
@@ -1266,5 +1306,35 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             free: quota.saturating_sub(used) / BLOCK,
             name_max: 255,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any range of a chunk kept as parts reads the same bytes as the
+        /// range of the joined chunk.
+        #[test]
+        fn prop_a_range_of_parts_is_the_range_of_the_whole(
+            lens in proptest::collection::vec(1usize..64, 1..6),
+            a in 0usize..400,
+            b in 0usize..400,
+        ) {
+            let parts: Vec<Bytes> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Bytes::from((0..n).map(|j| (i * 64 + j) as u8).collect::<Vec<_>>()))
+                .collect();
+            let whole = parts.concat();
+            let chunk = Chunk { len: whole.len(), parts: parts.into() };
+            let (from, to) = (a.min(b).min(whole.len()), a.max(b).min(whole.len()));
+            let mut out = vec![7u8];
+            chunk.copy_range(from, to, &mut out);
+            prop_assert_eq!(&out[1..], &whole[from..to]);
+            prop_assert_eq!(out[0], 7);
+        }
     }
 }

@@ -738,10 +738,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         bat: Bat,
     ) -> Result<Bytes> {
         let parts = self.read_chunk_parts(view, file, index, label, bat).await?;
-        Ok(match <[Bytes; 1]>::try_from(parts) {
-            Ok([only]) => only,
-            Err(parts) => Bytes::from(parts.concat()),
-        })
+        Ok(joined(parts))
     }
 
     /// Reads a whole chunk's data (its true length, without padding) as
@@ -837,6 +834,14 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// Chunk `index` of an opened file: its whole data (without padding),
     /// fetched and decrypted.
     pub async fn read_open_chunk(&self, file: &OpenFile, index: u64) -> Result<Bytes> {
+        let parts = self.read_open_chunk_parts(file, index).await?;
+        Ok(joined(parts))
+    }
+
+    /// Chunk `index` of an opened file as its decrypted fragments in order
+    /// (its whole data without padding, none of them empty), each in the
+    /// buffer it arrived in.
+    pub async fn read_open_chunk_parts(&self, file: &OpenFile, index: u64) -> Result<Vec<Bytes>> {
         let (_, label, bat) =
             file.chain
                 .get(index as usize)
@@ -845,7 +850,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     path: file.found.path.clone(),
                     index,
                 })?;
-        self.read_chunk(&file.view, &file.found, index, label, bat)
+        self.read_chunk_parts(&file.view, &file.found, index, label, bat)
             .await
     }
 
@@ -928,4 +933,12 @@ pub(crate) fn child_path(dir: &str, name: &str) -> String {
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A chunk's parts as one buffer: the part itself when there is one.
+fn joined(parts: Vec<Bytes>) -> Bytes {
+    match <[Bytes; 1]>::try_from(parts) {
+        Ok([only]) => only,
+        Err(parts) => Bytes::from(parts.concat()),
+    }
 }
