@@ -56,14 +56,12 @@ impl Direct {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Tries direct I/O on a scratch file in `dir` (on the filesystem the
-    /// blocks go to), so a filesystem that refuses it is known before the
-    /// first block.
-    pub(crate) fn probe(&self, dir: &Path) -> io::Result<()> {
-        let path = dir.join(format!("direct-io.{}.probe", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        if let Outcome::Done(()) = self.write_new(&path, &[0], false)? {
-            std::fs::remove_file(&path)?;
+    /// Tries direct I/O on the new scratch file `path` (on the filesystem
+    /// the blocks go to), so a filesystem that refuses it is known before
+    /// the first block.
+    pub(crate) fn probe(&self, path: &Path) -> io::Result<()> {
+        if let Outcome::Done(()) = self.write_new(path, &[0], false)? {
+            std::fs::remove_file(path)?;
         }
         Ok(())
     }

@@ -105,8 +105,9 @@ impl FileStore {
             fs::remove_file(&path).map_err(Error::io("remove leftover", &path))?;
         }
         let direct = Direct::new(options.direct_io);
+        let probe = tmp.join(format!("direct-io.{:016x}.probe", random_u64()));
         direct
-            .probe(&tmp)
+            .probe(&probe)
             .map_err(Error::io("try direct I/O in", &tmp))?;
         let small = SmallBlocks::open(root.join(SMALL_DB), options.durable)?;
         Ok(FileStore {
