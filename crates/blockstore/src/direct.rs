@@ -66,10 +66,25 @@ impl Direct {
         Ok(())
     }
 
+    /// Opens `path` for direct I/O (creating it, which must be new, or
+    /// reading it); None when direct I/O is off or the filesystem refused.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Option<File>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        match open(path, create) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if refuses_direct(&e) => {
+                self.refuse();
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stops using direct I/O after the filesystem refused it.
-    fn refused<T>(&self) -> Outcome<T> {
+    fn refuse(&self) {
         self.enabled.store(false, Ordering::Relaxed);
-        Outcome::Unsupported
     }
 
     /// Writes `data` to the new file `path` (which must not exist), syncing
@@ -80,13 +95,8 @@ impl Direct {
         data: &[u8],
         durable: bool,
     ) -> io::Result<Outcome<()>> {
-        if !self.enabled() {
+        let Some(mut file) = self.open(path, true)? else {
             return Ok(Outcome::Unsupported);
-        }
-        let mut file = match open(path, true) {
-            Ok(file) => file,
-            Err(e) if refuses_direct(&e) => return Ok(self.refused()),
-            Err(e) => return Err(e),
         };
         let padded = data.len().next_multiple_of(ALIGN);
         let mut buffer = self.take();
@@ -101,7 +111,8 @@ impl Direct {
             Err(e) if refuses_direct(&e) => {
                 drop(file);
                 std::fs::remove_file(path)?;
-                return Ok(self.refused());
+                self.refuse();
+                return Ok(Outcome::Unsupported);
             }
             Err(e) => return Err(e),
         }
@@ -114,13 +125,8 @@ impl Direct {
 
     /// Reads the whole file at `path`; `NotFound` when there is none.
     pub(crate) fn read(&self, path: &Path) -> io::Result<Outcome<Bytes>> {
-        if !self.enabled() {
+        let Some(mut file) = self.open(path, false)? else {
             return Ok(Outcome::Unsupported);
-        }
-        let mut file = match open(path, false) {
-            Ok(file) => file,
-            Err(e) if refuses_direct(&e) => return Ok(self.refused()),
-            Err(e) => return Err(e),
         };
         let len = usize::try_from(file.metadata()?.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
@@ -137,7 +143,10 @@ impl Direct {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if filled == 0 && refuses_direct(&e) => return Ok(self.refused()),
+                    Err(e) if filled == 0 && refuses_direct(&e) => {
+                        self.refuse();
+                        return Ok(Outcome::Unsupported);
+                    }
                     Err(e) => return Err(e),
                 }
                 // Only the last read of a file may end off the alignment.
