@@ -422,17 +422,6 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         })
     }
 
-    /// The plaintext content of a node (padded), decrypting every fragment.
-    pub(crate) async fn content(
-        &self,
-        key: &SymmetricKey,
-        label: &Label,
-        bat: Option<&Bat>,
-        block: &NodeBlock,
-    ) -> Result<Vec<u8>> {
-        Ok(self.content_parts(key, label, bat, block).await?.concat())
-    }
-
     /// The plaintext content of a node (padded) as its decrypted fragments
     /// in order, each in the buffer it arrived in: no copy to join them.
     pub(crate) async fn content_parts(
@@ -551,8 +540,9 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 Some(children) => children,
                 None => {
                     let padded = self
-                        .content(&dir.cap.read, &label, Some(&bat), &block)
-                        .await?;
+                        .content_parts(&dir.cap.read, &label, Some(&bat), &block)
+                        .await?
+                        .concat();
                     let children = Arc::new(node::decode_children(&padded)?);
                     self.remember_listing(cid, Arc::clone(&children));
                     children

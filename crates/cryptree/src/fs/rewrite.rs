@@ -177,8 +177,10 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                         _ => {
                             let mut data = match &old {
                                 Some((_, block)) if kept > 0 && !covers(&pieces, new_len) => {
-                                    let mut d =
-                                        self.content(&data_key, &label, Some(&bat), block).await?;
+                                    let mut d = self
+                                        .content_parts(&data_key, &label, Some(&bat), block)
+                                        .await?
+                                        .concat();
                                     d.truncate(kept);
                                     d
                                 }
