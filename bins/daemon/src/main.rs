@@ -54,6 +54,12 @@ struct ServeArgs {
     /// [default: true].
     #[arg(long, env = "PEERGOS_DIRECT_IO")]
     direct_io: Option<bool>,
+    /// Re-hash raw block files (encrypted file fragments) on every read,
+    /// not only on a scrub; structured blocks are always re-hashed.
+    /// Clients re-hash everything they download either way [default:
+    /// false].
+    #[arg(long, env = "PEERGOS_VERIFY_READS")]
+    verify_reads: Option<bool>,
     /// Keep blocks in this S3-compatible service instead of files under
     /// the data directory (`http://127.0.0.1:9000`, or an https URL).
     /// Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
@@ -120,6 +126,9 @@ enum Command {
     /// Ask the running daemon to collect garbage now, and print what it
     /// freed.
     Gc,
+    /// Ask the running daemon to re-hash every stored block now, and name
+    /// any whose bytes no longer match (exit status 1 if there are any).
+    Scrub,
 }
 
 /// `config.toml` in the data directory: written on first run with the
@@ -134,6 +143,7 @@ struct FileConfig {
     public_url: Option<String>,
     gc_interval_hours: Option<f64>,
     direct_io: Option<bool>,
+    verify_reads: Option<bool>,
     s3_endpoint: Option<String>,
     s3_bucket: Option<String>,
     s3_region: Option<String>,
@@ -223,6 +233,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
         .or(file.gc_interval_hours)
         .unwrap_or(DEFAULT_GC_HOURS);
     let direct_io = args.direct_io.or(file.direct_io).unwrap_or(true);
+    let verify_reads = args.verify_reads.or(file.verify_reads).unwrap_or(false);
     if !gc_hours.is_finite() || gc_hours < 0.0 {
         bail!("the garbage collection interval must be 0 (off) or a positive number of hours, not {gc_hours}");
     }
@@ -329,6 +340,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             public_url: public_url.clone(),
             gc_interval_hours: Some(gc_hours),
             direct_io: Some(direct_io),
+            verify_reads: Some(verify_reads),
             s3_endpoint,
             s3_bucket,
             s3_region,
@@ -351,6 +363,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
     config.signup = signup;
     config.default_quota = default_quota;
     config.direct_io = direct_io;
+    config.verify_reads = verify_reads;
     config.s3 = s3;
     // Only the choice is saved to config.toml: the connection string may
     // hold a password.
@@ -430,7 +443,7 @@ async fn serve(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
         println!("signup link (single use):");
         println!("{}", signup_link(&base, &token));
     }
-    // Where `peergos-daemon gc` finds this run.
+    // Where `peergos-daemon gc` and `scrub` find this run.
     let addr_file = data_dir.join("daemon.addr");
     std::fs::write(&addr_file, address.to_string())
         .with_context(|| format!("writing {}", addr_file.display()))?;
@@ -456,8 +469,46 @@ async fn serve(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
 }
 
 /// `peergos-daemon gc`: asks the daemon running on `data_dir` to collect
-/// garbage, with the admin token it wrote there.
+/// garbage.
 async fn run_gc(data_dir: &Path) -> Result<()> {
+    let report: peergos_server::GcReport = admin_request(data_dir, "gc").await?;
+    println!(
+        "deleted {} blocks ({} bytes) of {} stored; {} reachable from {} pointers; {} kept for uploads in progress; {} ms",
+        report.deleted, report.freed_bytes, report.stored, report.reachable, report.roots, report.protected, report.elapsed_ms
+    );
+    Ok(())
+}
+
+/// `peergos-daemon scrub`: asks the daemon running on `data_dir` to
+/// re-hash every block; fails if any is corrupt.
+async fn run_scrub(data_dir: &Path) -> Result<()> {
+    let report: peergos_server::ScrubReport = admin_request(data_dir, "scrub").await?;
+    for cid in &report.corrupt {
+        println!("corrupt: {cid}");
+    }
+    println!(
+        "checked {} blocks ({} bytes); {} corrupt; {} ms",
+        report.checked,
+        report.bytes,
+        report.corrupt.len(),
+        report.elapsed_ms
+    );
+    if !report.corrupt.is_empty() {
+        bail!(
+            "{} blocks do not match their hashes: restore them from a backup of {}",
+            report.corrupt.len(),
+            data_dir.join("blocks").display()
+        );
+    }
+    Ok(())
+}
+
+/// Posts to `/v1/admin/{what}` on the daemon running on `data_dir`, with
+/// the admin token it wrote there, and decodes its answer.
+async fn admin_request<T: serde::de::DeserializeOwned + Serialize>(
+    data_dir: &Path,
+    what: &str,
+) -> Result<T> {
     let read = |name: &str| {
         let path = data_dir.join(name);
         std::fs::read_to_string(&path)
@@ -473,7 +524,7 @@ async fn run_gc(data_dir: &Path) -> Result<()> {
     let (addr, token) = (read("daemon.addr")?, read("admin.token")?);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/admin/gc"))
+        .post(format!("http://{addr}/v1/admin/{what}"))
         .header("authorization", format!("Bearer {token}"))
         .send()
         .await
@@ -486,12 +537,7 @@ async fn run_gc(data_dir: &Path) -> Result<()> {
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).to_string());
         bail!("the daemon refused ({status}): {message}");
     }
-    let report: peergos_server::GcReport = peergos_ipld::cbor::from_slice(&body)?;
-    println!(
-        "deleted {} blocks ({} bytes) of {} stored; {} reachable from {} pointers; {} kept for uploads in progress; {} ms",
-        report.deleted, report.freed_bytes, report.stored, report.reachable, report.roots, report.protected, report.elapsed_ms
-    );
-    Ok(())
+    Ok(peergos_ipld::cbor::from_slice(&body)?)
 }
 
 /// The log filter: `RUST_LOG` (default `info`), except that Kademlia's
@@ -533,10 +579,8 @@ fn main() -> Result<()> {
             block_on(set_quota(&data_dir, &cli.serve, &username, bytes))
         }
         Command::Usage => block_on(usage(&data_dir, &cli.serve)),
-        Command::Gc => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(run_gc(&data_dir)),
+        Command::Gc => block_on(run_gc(&data_dir)),
+        Command::Scrub => block_on(run_scrub(&data_dir)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Running a server: garbage collection on demand (`peergos-daemon gc`),
-//! `/metrics`, the admin token, and the rate limits on signup and login.
+//! scrubbing (`peergos-daemon scrub`), `/metrics`, the admin token, and
+//! the rate limits on signup and login.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -14,13 +15,18 @@ fn http(url: &str) -> Arc<dyn NetworkAccess> {
     Arc::new(HttpNetwork::new(url).unwrap())
 }
 
-fn gc(dir: &std::path::Path) -> std::process::Output {
+/// Runs `peergos-daemon COMMAND` against the daemon on `dir`.
+fn admin(dir: &std::path::Path, command: &str) -> std::process::Output {
     Command::new(DAEMON)
         .arg("--data-dir")
         .arg(dir)
-        .arg("gc")
+        .arg(command)
         .output()
         .unwrap()
+}
+
+fn gc(dir: &std::path::Path) -> std::process::Output {
+    admin(dir, "gc")
 }
 
 /// The S3 credentials of the test server, for the daemon's environment.
@@ -123,6 +129,61 @@ async fn gc_on_demand_frees_deleted_files_and_metrics_show_it() {
     let refused = client
         .post(format!("{}/v1/admin/gc", daemon.url()))
         .header("authorization", "Bearer not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrub_names_a_rotten_block_file_and_clients_refuse_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TempDaemon::start(DAEMON, dir.path(), &["--gc-interval-hours", "0"]);
+    let alice = UserContext::signup(http(daemon.url()), "alice", "pw", None)
+        .await
+        .unwrap();
+    alice
+        .fs()
+        .write_file("/big.bin", &data(5, 3 << 20))
+        .await
+        .unwrap();
+    let clean = admin(dir.path(), "scrub");
+    let said = String::from_utf8_lossy(&clean.stdout).to_string();
+    assert!(clean.status.success(), "{said}");
+    assert!(number_after(&said, "checked") > 3, "{said}");
+    assert!(said.contains("; 0 corrupt"), "{said}");
+
+    // Rot the largest block file: a fragment of the file.
+    let shards = dir.path().join("blocks").join("blocks");
+    let largest = std::fs::read_dir(&shards)
+        .unwrap()
+        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&largest).unwrap();
+    bytes[4096] ^= 1;
+    std::fs::write(&largest, &bytes).unwrap();
+
+    let found = admin(dir.path(), "scrub");
+    let said = String::from_utf8_lossy(&found.stdout).to_string();
+    let name = largest.file_name().unwrap().to_str().unwrap();
+    assert!(!found.status.success(), "{said}");
+    assert!(said.contains(&format!("corrupt: {name}")), "{said}");
+    assert!(said.contains("; 1 corrupt"), "{said}");
+    let why = String::from_utf8_lossy(&found.stderr);
+    assert!(why.contains("restore them from a backup"), "{why}");
+
+    // A client that reads the file refuses the rotten fragment.
+    let again = UserContext::login(http(daemon.url()), "alice", "pw")
+        .await
+        .unwrap();
+    assert!(again.fs().read("/big.bin", 0, 3 << 20).await.is_err());
+
+    // Scrubbing needs the admin token.
+    peergos_core::init_tls();
+    let refused = reqwest::Client::new()
+        .post(format!("{}/v1/admin/scrub", daemon.url()))
         .send()
         .await
         .unwrap();

@@ -13,9 +13,13 @@
 //! and the shard directory fsynced. A crash at any point leaves either the
 //! complete block under its real name or nothing there (plus, perhaps, a
 //! temp file, removed when the store is next opened). A put's small blocks
-//! are one sqlite transaction, durable when it commits. Every read
-//! re-hashes the content; a block that no longer matches its CID is
-//! reported as [`Error::Corrupt`], never returned.
+//! are one sqlite transaction, durable when it commits. Reads re-hash
+//! every small block and every structured (DAG-CBOR) block, which the
+//! server parses; a block that no longer matches its CID is reported as
+//! [`Error::Corrupt`], never returned. Raw block files (encrypted file
+//! fragments, opaque to the server and re-hashed by every reader) are
+//! re-hashed on read only with [`FileOptions::verify_reads`]; a scrub
+//! (`peergos-daemon scrub`) finds rot in them.
 //!
 //! Stores written before small blocks moved to the database keep them as
 //! files: reads, listings and deletes look in both places, so no migration
@@ -31,7 +35,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
-use peergos_ipld::{Block, Cid};
+use peergos_ipld::{Block, Cid, Codec};
 use peergos_keys::PublicKeyHash;
 
 use crate::direct::{Direct, Outcome};
@@ -60,6 +64,7 @@ struct Inner {
     transactions: Transactions,
     durable: bool,
     direct: Direct,
+    verify_reads: bool,
 }
 
 /// How a [`FileStore`] uses the disk.
@@ -74,6 +79,13 @@ pub struct FileOptions {
     /// `O_DIRECT`), which saves a copy of every byte; the store falls back
     /// to buffered I/O by itself on filesystems that refuse it.
     pub direct_io: bool,
+    /// Re-hash raw block files on every read, as well as small and
+    /// structured blocks (which are always re-hashed). Off by default:
+    /// raw blocks are encrypted file fragments the server never parses,
+    /// every client re-hashes what it downloads, and hashing them again
+    /// here was a third of the server's CPU on a download. A scrub finds
+    /// rot instead.
+    pub verify_reads: bool,
 }
 
 impl Default for FileOptions {
@@ -81,6 +93,7 @@ impl Default for FileOptions {
         FileOptions {
             durable: true,
             direct_io: true,
+            verify_reads: false,
         }
     }
 }
@@ -118,6 +131,7 @@ impl FileStore {
                 transactions: Transactions::default(),
                 durable: options.durable,
                 direct,
+                verify_reads: options.verify_reads,
             }),
         })
     }
@@ -157,7 +171,8 @@ impl FileStore {
     /// Stores blocks whose hashes the type already guarantees, with no
     /// writer signature or transaction: for copies of blocks that live in
     /// someone else's space (a cache of blocks fetched from their home
-    /// server, a PKI mirror). Reads still check hashes and access tokens.
+    /// server, a PKI mirror). Reads still check access tokens, and hashes
+    /// as [`FileOptions::verify_reads`] says.
     pub async fn put_verified(&self, blocks: Vec<Block>) -> Result<()> {
         self.blocking(move |inner| inner.write_all(&blocks)).await
     }
@@ -275,8 +290,8 @@ impl Inner {
         if cid.is_identity() {
             return Ok(Some(Bytes::copy_from_slice(cid.digest())));
         }
-        let (data, path) = match self.small.get(cid)? {
-            Some(data) => (Bytes::from(data), self.small.path().to_path_buf()),
+        let (data, path, verify) = match self.small.get(cid)? {
+            Some(data) => (Bytes::from(data), self.small.path().to_path_buf(), true),
             None => {
                 let path = self.path_of(cid);
                 let read = match self.direct.read(&path) {
@@ -284,15 +299,18 @@ impl Inner {
                     Ok(Outcome::Unsupported) => fs::read(&path).map(Bytes::from),
                     Err(e) => Err(e),
                 };
+                let verify = self.verify_reads || cid.codec() != Some(Codec::Raw);
                 match read {
-                    Ok(data) => (data, path),
+                    Ok(data) => (data, path, verify),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(Error::io("read", &path)(e)),
                 }
             }
         };
-        cid.verify(&data)
-            .map_err(|_| Error::Corrupt { cid: *cid, path })?;
+        if verify {
+            cid.verify(&data)
+                .map_err(|_| Error::Corrupt { cid: *cid, path })?;
+        }
         Ok(Some(data))
     }
 

@@ -112,17 +112,27 @@ fn tamper(store: &FileStore, sql: &str, params: impl rusqlite::Params) {
     conn.execute(sql, params).unwrap();
 }
 
+/// Flips a byte of a block file in place.
+fn rot(path: &std::path::Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
 #[tokio::test]
 async fn corrupt_block_on_disk_is_reported_not_returned() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open(dir.path()).unwrap();
+    let options = FileOptions {
+        verify_reads: true,
+        ..FileOptions::default()
+    };
+    let store = FileStore::open_with(dir.path(), options).unwrap();
     let cid = Writer::new()
         .put(&store, &[raw(1, SMALL_BLOCK_MAX + 4096)])
         .await[0];
     let path = store.path_of(&cid);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[100] ^= 0xff;
-    std::fs::write(&path, &bytes).unwrap();
+    let bytes = rot(&path);
     let err = store.get(&cid, None).await.unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains(&cid.to_string()));
@@ -134,6 +144,43 @@ async fn corrupt_block_on_disk_is_reported_not_returned() {
     std::fs::write(&path, &bytes[..10]).unwrap();
     assert!(matches!(
         store.get(&cid, None).await,
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn by_default_only_raw_block_files_are_read_without_rehashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let body = "x".repeat(SMALL_BLOCK_MAX + 4096);
+    let blocks = [
+        raw(1, SMALL_BLOCK_MAX + 4096),
+        peergos_testkit::blockstore::cbor_with_bats(&[], &body),
+    ];
+    let cids = Writer::new().put(&store, &blocks).await;
+    let (raw_cid, node_cid) = (cids[0], cids[1]);
+    for cid in &cids {
+        rot(&store.path_of(cid));
+    }
+    // A structured block (which the server parses) is re-hashed on every
+    // read.
+    assert!(matches!(
+        store.get(&node_cid, None).await,
+        Err(Error::Corrupt { .. })
+    ));
+    // A raw one comes back as it lies on the disk: its reader re-hashes
+    // it, and so does a scrub.
+    let read = store.get_trusted(&raw_cid).await.unwrap().unwrap();
+    assert_ne!(read, blocks[0].1);
+    assert!(raw_cid.verify(&read).is_err());
+    drop(store);
+    let options = FileOptions {
+        verify_reads: true,
+        ..FileOptions::default()
+    };
+    let checking = FileStore::open_with(dir.path(), options).unwrap();
+    assert!(matches!(
+        checking.get(&raw_cid, None).await,
         Err(Error::Corrupt { .. })
     ));
 }

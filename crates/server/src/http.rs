@@ -111,6 +111,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/links/open", post(open_link))
         .route("/metrics", get(metrics))
         .route("/v1/admin/gc", post(admin_gc))
+        .route("/v1/admin/scrub", post(admin_scrub))
         .fallback(|| async {
             cbor_response(
                 StatusCode::NOT_FOUND,
@@ -372,21 +373,37 @@ async fn metrics(State(server): Shared) -> Result<Response, Error> {
         .into_response())
 }
 
-/// Runs a garbage collection now, for `peergos-daemon gc`; needs the
-/// admin token from the data directory as `Authorization: Bearer TOKEN`.
+/// Runs a garbage collection now, for `peergos-daemon gc`.
 async fn admin_gc(
     State(server): Shared,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, Error> {
+    admin_only(&server, &headers)?;
+    Ok(ok(&server.collect_garbage().await?))
+}
+
+/// Re-hashes every stored block now, for `peergos-daemon scrub`.
+async fn admin_scrub(
+    State(server): Shared,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Error> {
+    admin_only(&server, &headers)?;
+    Ok(ok(&server.scrub().await?))
+}
+
+/// Admin requests carry the admin token from the data directory as
+/// `Authorization: Bearer TOKEN`.
+fn admin_only(server: &Server, headers: &axum::http::HeaderMap) -> Result<(), Error> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !server.is_admin(token) {
-        return Err(Error::AdminOnly);
+    if server.is_admin(token) {
+        Ok(())
+    } else {
+        Err(Error::AdminOnly)
     }
-    Ok(ok(&server.collect_garbage().await?))
 }
 
 /// Serves `server` on `listener` until `shutdown` completes, then lets

@@ -22,6 +22,7 @@ mod gc;
 pub mod http;
 pub mod metrics;
 pub mod peers;
+mod scrub;
 mod social;
 mod space;
 
@@ -50,6 +51,7 @@ pub use crate::accounts::{
 pub use crate::error::Error;
 pub use crate::gc::GcReport;
 pub use crate::peers::MirrorStatus;
+pub use crate::scrub::ScrubReport;
 pub use crate::social::{MAX_LINKS, MAX_PENDING_FOLLOWS};
 pub use peergos_p2p::{Config as P2pConfig, Multiaddr, PeerId};
 
@@ -119,6 +121,9 @@ pub struct Config {
     /// bypass the kernel's page cache: see
     /// [`peergos_blockstore::FileOptions::direct_io`].
     pub direct_io: bool,
+    /// Whether block files re-hash raw blocks on every read: see
+    /// [`peergos_blockstore::FileOptions::verify_reads`].
+    pub verify_reads: bool,
     /// Where blocks are kept: files under `data_dir/blocks` (None), or an
     /// S3-compatible bucket.
     pub s3: Option<peergos_blockstore::S3Config>,
@@ -142,6 +147,7 @@ impl Config {
             default_quota: DEFAULT_QUOTA,
             durability: Durability::Full,
             direct_io: true,
+            verify_reads: false,
             s3: None,
             postgres: None,
             p2p: None,
@@ -370,6 +376,7 @@ impl Server {
                     FileOptions {
                         durable: true,
                         direct_io: config.direct_io,
+                        verify_reads: config.verify_reads,
                     },
                 )?;
                 if config.direct_io && !store.direct_io() {
@@ -452,6 +459,7 @@ impl Server {
             FileOptions {
                 durable: false,
                 direct_io: config.direct_io,
+                verify_reads: config.verify_reads,
             },
         )?;
         let server = Arc::new(Server {
