@@ -7,10 +7,13 @@
 //! disk reads from and writes to our own buffers.
 //!
 //! Direct I/O wants the buffer, the file offset and the length aligned to
-//! the device's block size. A block is written from an aligned copy padded
-//! with zeros to [`ALIGN`], and the file is then cut to its real length; a
-//! read asks for the padded length into an aligned buffer and gets the
-//! real length back. Filesystems that refuse `O_DIRECT` (`EINVAL`: tmpfs
+//! the device's block size. A block whose bytes already start at an
+//! [`ALIGN`] boundary (a [`BlockBuf`], as the server decodes put bodies
+//! into) is written from where it lies, all but its last partial 4 KiB,
+//! which goes from a zero-padded copy; any other block is written from an
+//! aligned, zero-padded copy. The file is then cut to its real length. A
+//! read asks for the padded length into a [`BlockBuf`] and gets the real
+//! length back. Filesystems that refuse `O_DIRECT` (`EINVAL`: tmpfs
 //! before Linux 6.6, some network and FUSE filesystems) make the store
 //! fall back to ordinary buffered I/O for the rest of its life; elsewhere
 //! than Linux it is always buffered.
@@ -19,22 +22,14 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// The alignment used for buffers, offsets and lengths: a multiple of every
-/// logical block size in common use (512 and 4096 bytes).
-pub const ALIGN: usize = 4096;
+use crate::buffer::{is_aligned, BlockBuf, ALIGN};
 
-/// How many write buffers are kept for reuse (each a little over a block).
-const POOL: usize = 16;
-
-/// Whether a store uses direct I/O, and the aligned write buffers it
-/// reuses (reused memory is already mapped; fresh memory is slow to touch).
+/// Whether a store uses direct I/O.
 pub(crate) struct Direct {
     enabled: AtomicBool,
-    buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 /// What a direct operation did: done, or the filesystem refused direct I/O
@@ -48,7 +43,6 @@ impl Direct {
     pub(crate) fn new(enabled: bool) -> Self {
         Direct {
             enabled: AtomicBool::new(enabled && cfg!(target_os = "linux")),
-            buffers: Mutex::new(Vec::new()),
         }
     }
 
@@ -98,14 +92,20 @@ impl Direct {
         let Some(mut file) = self.open(path, true)? else {
             return Ok(Outcome::Unsupported);
         };
-        let padded = data.len().next_multiple_of(ALIGN);
-        let mut buffer = self.take();
-        let start = align(&mut buffer, padded);
-        let region = &mut buffer[start..start + padded];
-        region[..data.len()].copy_from_slice(data);
-        region[data.len()..].fill(0);
-        let written = file.write_all(region);
-        self.give_back(buffer);
+        // What can go from where it lies, and the rest, copied and padded.
+        let whole = if is_aligned(data) {
+            data.len() / ALIGN * ALIGN
+        } else {
+            0
+        };
+        let rest = &data[whole..];
+        let mut copy = BlockBuf::new(rest.len());
+        let padded = copy.padded_mut();
+        padded[..rest.len()].copy_from_slice(rest);
+        padded[rest.len()..].fill(0);
+        let written = file
+            .write_all(&data[..whole])
+            .and_then(|()| file.write_all(padded));
         match written {
             Ok(()) => {}
             Err(e) if refuses_direct(&e) => {
@@ -131,12 +131,11 @@ impl Direct {
         let len = usize::try_from(file.metadata()?.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
         let padded = len.next_multiple_of(ALIGN);
-        // Read straight into the buffer that is handed on, then slice off
-        // the alignment slack: no copy after the disk's.
-        let mut buffer = Vec::new();
-        let start = align(&mut buffer, padded);
+        // Read straight into the buffer that is handed on: no copy after
+        // the disk's.
+        let mut buffer = BlockBuf::new(len);
         {
-            let region = &mut buffer[start..start + padded];
+            let region = buffer.padded_mut();
             let mut filled = 0;
             while filled < padded {
                 match file.read(&mut region[filled..]) {
@@ -161,35 +160,9 @@ impl Direct {
                 ));
             }
         }
-        Ok(Outcome::Done(Bytes::from(buffer).slice(start..start + len)))
+        buffer.truncate(len);
+        Ok(Outcome::Done(buffer.freeze()))
     }
-
-    fn take(&self) -> Vec<u8> {
-        self.buffers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop()
-            .unwrap_or_default()
-    }
-
-    fn give_back(&self, buffer: Vec<u8>) {
-        let mut buffers = self
-            .buffers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buffers.len() < POOL {
-            buffers.push(buffer);
-        }
-    }
-}
-
-/// Grows `buffer` (zero-filled) until it holds `len` bytes from an
-/// [`ALIGN`] boundary, and returns where that boundary is.
-fn align(buffer: &mut Vec<u8>, len: usize) -> usize {
-    if buffer.len() < len + ALIGN {
-        buffer.resize(len + ALIGN, 0);
-    }
-    buffer.as_ptr().align_offset(ALIGN)
 }
 
 /// `EINVAL` from `open` or I/O under `O_DIRECT` means the filesystem (or
@@ -282,12 +255,31 @@ mod tests {
     }
 
     #[test]
-    fn aligned_regions_start_on_the_boundary() {
-        let mut buffer = Vec::new();
-        for len in [0, 1, ALIGN, 5 * ALIGN] {
-            let start = align(&mut buffer, len);
-            assert!(buffer.len() >= start + len);
-            assert_eq!(buffer[start..].as_ptr() as usize % ALIGN, 0);
+    fn aligned_blocks_are_written_from_where_they_lie() {
+        let dir = tempfile::tempdir().unwrap();
+        let direct = Direct::new(true);
+        for (i, size) in sizes().into_iter().enumerate() {
+            let mut buf = BlockBuf::new(size);
+            for (n, b) in buf.as_mut_slice().iter_mut().enumerate() {
+                *b = (n * 13 + i) as u8;
+            }
+            let data = buf.freeze();
+            assert!(is_aligned(&data));
+            // Starting one byte in, the same bytes are not aligned.
+            let mut shifted = vec![0u8; size + 1];
+            shifted[1..].copy_from_slice(&data);
+            for (name, bytes) in [("aligned", &data[..]), ("unaligned", &shifted[1..])] {
+                let path = dir.path().join(format!("{name}{i}"));
+                let Outcome::Done(()) = direct.write_new(&path, bytes, false).unwrap() else {
+                    eprintln!("SKIPPED: {} refuses O_DIRECT", dir.path().display());
+                    return;
+                };
+                assert_eq!(
+                    std::fs::read(&path).unwrap(),
+                    &data[..],
+                    "{name}, {size} bytes"
+                );
+            }
         }
     }
 }

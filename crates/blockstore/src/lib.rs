@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod access;
+pub mod buffer;
 mod direct;
 mod error;
 pub mod file;
@@ -37,6 +38,7 @@ use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
 
 pub use crate::access::{check as check_access, BlockAuth};
+pub use crate::buffer::BlockBuf;
 pub use crate::error::Error;
 pub use crate::file::{FileOptions, FileStore};
 pub use crate::memory::MemoryStore;

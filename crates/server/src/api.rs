@@ -2,15 +2,18 @@
 //! client (`peergos-core`). Every body is canonical DAG-CBOR; paths start
 //! with [`PREFIX`]. `docs/PROTOCOL.md` section 13 lists the routes.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
-use peergos_blockstore::{BlockAuth, PutBlocks, SignedBlock, TransactionId};
+use futures::{Stream, StreamExt};
+use peergos_blockstore::{
+    BlockAuth, BlockBuf, PutBlocks, SignedBlock, TransactionId, SMALL_BLOCK_MAX,
+};
 use peergos_ipld::{cbor, Cid, Codec};
 use peergos_keys::{Domain, LoginParams, PublicKeyHash, PublicSigningKey, Signature};
 use peergos_pki::KeyChain;
 use peergos_pointers::SignedPointer;
 use serde::{Deserialize, Serialize};
-
-use crate::framing::Blocks;
 
 /// The version prefix of every route.
 pub const PREFIX: &str = "/v1";
@@ -128,49 +131,215 @@ pub fn encode_put_parts(put: &PutBlocks) -> Vec<Bytes> {
     parts
 }
 
-/// The owner a put body is for, read from its header alone.
-pub fn decode_put_owner(body: &Bytes) -> Result<PublicKeyHash, String> {
-    Ok(put_header(body)?.0.owner)
+/// Why a put body was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadPut {
+    /// Its blocks add up to more than [`MAX_BODY`].
+    TooLarge,
+    /// It is not a put body: the reason.
+    Malformed(String),
 }
 
-fn put_header(body: &Bytes) -> Result<(PutHeader, Blocks<'_>), String> {
-    let (header_bytes, blocks) = Blocks::open(body, MAX_PUT_HEADER, "put body")?;
-    let header: PutHeader = cbor::from_slice_with(
-        header_bytes,
+impl std::fmt::Display for BadPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadPut::TooLarge => write!(f, "a put body over the {} MiB limit", MAX_BODY >> 20),
+            BadPut::Malformed(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// The start of a put body read from its frames: the header, every frame
+/// read so far (whole, so the body can be passed on unchanged), and where
+/// the blocks start in them.
+pub struct PutHead {
+    /// The parsed header.
+    pub header: PutHeader,
+    /// The frames read, in order.
+    pub frames: Vec<Bytes>,
+    /// How many bytes of `frames` the length prefix and header take.
+    pub blocks_at: usize,
+}
+
+/// Reads a put body's frames until its header is complete, and parses the
+/// header (which must be canonical CBOR of at most [`MAX_PUT_HEADER`]
+/// bytes). Only the header is copied.
+pub async fn read_put_head<S, E>(frames: &mut S) -> Result<PutHead, BadPut>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut read: Vec<Bytes> = Vec::new();
+    let (mut have, mut need, mut header_len) = (0, 4, None);
+    loop {
+        while have < need {
+            let frame = next_frame(frames).await?.ok_or_else(|| {
+                BadPut::Malformed(match header_len {
+                    None => "a put body starts with a 4-byte header length".into(),
+                    Some(_) => "the put body is shorter than its header length".into(),
+                })
+            })?;
+            have += frame.len();
+            read.push(frame);
+        }
+        if header_len.is_some() {
+            break;
+        }
+        let prefix = first_bytes(&read, 4);
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if len > MAX_PUT_HEADER {
+            return Err(BadPut::Malformed(format!(
+                "a put body header of {len} bytes (at most {MAX_PUT_HEADER})"
+            )));
+        }
+        header_len = Some(len);
+        need = 4 + len;
+    }
+    let header = cbor::from_slice_with(
+        &first_bytes(&read, need)[4..],
         cbor::Limits {
             max_size: MAX_PUT_HEADER,
             max_depth: 8,
         },
     )
-    .map_err(|e| format!("put header: {e}"))?;
-    Ok((header, blocks))
+    .map_err(|e| BadPut::Malformed(format!("put header: {e}")))?;
+    Ok(PutHead {
+        header,
+        frames: read,
+        blocks_at: need,
+    })
 }
 
-/// Parses a put body ([`encode_put`]) without copying the block bytes:
-/// the header must be canonical CBOR, and the lengths it names must add
-/// up to exactly the rest of the body.
-pub fn decode_put(body: &Bytes) -> Result<PutBlocks, String> {
-    let (header, mut bytes) = put_header(body)?;
-    if header.blocks.len() > MAX_PUT_BLOCKS {
-        return Err(format!("at most {MAX_PUT_BLOCKS} blocks per put"));
+/// The next non-empty frame, None at the end of the body.
+async fn next_frame<S, E>(frames: &mut S) -> Result<Option<Bytes>, BadPut>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    loop {
+        match frames.next().await {
+            Some(Ok(frame)) if frame.is_empty() => {}
+            Some(Ok(frame)) => return Ok(Some(frame)),
+            Some(Err(e)) => return Err(BadPut::Malformed(format!("reading the put body: {e}"))),
+            None => return Ok(None),
+        }
     }
+}
+
+/// A copy of the first `n` bytes of `frames` (which hold at least that).
+fn first_bytes(frames: &[Bytes], n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    for frame in frames {
+        let take = (n - out.len()).min(frame.len());
+        out.extend_from_slice(&frame[..take]);
+        if out.len() == n {
+            break;
+        }
+    }
+    out
+}
+
+/// Reads a put body ([`encode_put`]) as its frames arrive. Each block
+/// larger than [`peergos_blockstore::SMALL_BLOCK_MAX`] is copied once,
+/// into a pooled, aligned [`peergos_blockstore::BlockBuf`] that the file
+/// store writes to the disk from where it lies; a smaller one is a slice
+/// of its frame when it fits in one. The lengths the header names must add
+/// up to exactly the rest of the body.
+pub async fn read_put<S, E>(frames: &mut S) -> Result<PutBlocks, BadPut>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let head = read_put_head(frames).await?;
+    let header = head.header;
+    if header.blocks.len() > MAX_PUT_BLOCKS {
+        return Err(BadPut::Malformed(format!(
+            "at most {MAX_PUT_BLOCKS} blocks per put"
+        )));
+    }
+    let mut total: u64 = 0;
+    for b in &header.blocks {
+        total = total.saturating_add(b.len);
+    }
+    if total > MAX_BODY as u64 {
+        return Err(BadPut::TooLarge);
+    }
+    // The bytes after the header in the frames read so far.
+    let mut pending: VecDeque<Bytes> = VecDeque::new();
+    let mut skip = head.blocks_at;
+    for frame in head.frames {
+        if skip >= frame.len() {
+            skip -= frame.len();
+        } else {
+            pending.push_back(frame.slice(skip..));
+            skip = 0;
+        }
+    }
+    let short = || BadPut::Malformed("the put body is shorter than its blocks' lengths".into());
     let mut blocks = Vec::with_capacity(header.blocks.len());
     for b in &header.blocks {
-        let codec =
-            Codec::from_code(b.codec).ok_or_else(|| format!("unknown codec 0x{:x}", b.codec))?;
+        let codec = Codec::from_code(b.codec)
+            .ok_or_else(|| BadPut::Malformed(format!("unknown codec 0x{:x}", b.codec)))?;
+        // Within MAX_BODY, checked above.
+        let len = b.len as usize;
+        if pending.is_empty() && len > 0 {
+            pending.push_back(next_frame(frames).await?.ok_or_else(short)?);
+        }
+        let data = match pending.front_mut() {
+            Some(front) if len <= SMALL_BLOCK_MAX && front.len() >= len => front.split_to(len),
+            _ => {
+                let mut buf = BlockBuf::new(len);
+                let into = buf.as_mut_slice();
+                let mut filled = 0;
+                while filled < len {
+                    let mut piece = match pending.pop_front() {
+                        Some(piece) => piece,
+                        None => next_frame(frames).await?.ok_or_else(short)?,
+                    };
+                    let take = piece.len().min(len - filled);
+                    into[filled..filled + take].copy_from_slice(&piece.split_to(take));
+                    filled += take;
+                    if !piece.is_empty() {
+                        pending.push_front(piece);
+                    }
+                }
+                buf.freeze()
+            }
+        };
+        if pending.front().is_some_and(Bytes::is_empty) {
+            pending.pop_front();
+        }
         blocks.push(SignedBlock {
             codec,
-            data: bytes.take(b.len)?,
+            data,
             signature: b.signature,
         });
     }
-    bytes.finish()?;
+    let mut extra: usize = pending.iter().map(Bytes::len).sum();
+    while extra <= MAX_BODY {
+        match next_frame(frames).await? {
+            Some(frame) => extra += frame.len(),
+            None => break,
+        }
+    }
+    if extra > 0 {
+        return Err(BadPut::Malformed(format!(
+            "{extra} bytes after the last block of the put body"
+        )));
+    }
     Ok(PutBlocks {
         owner: header.owner,
         writer: header.writer,
         transaction: TransactionId::from_bytes(header.transaction),
         blocks,
     })
+}
+
+/// Parses a put body ([`encode_put`]) held whole: [`read_put`] on one
+/// frame.
+pub fn decode_put(body: &Bytes) -> Result<PutBlocks, String> {
+    let mut frames = futures::stream::iter([Ok::<_, std::convert::Infallible>(body.clone())]);
+    futures::executor::block_on(read_put(&mut frames)).map_err(|e| e.to_string())
 }
 
 /// `POST /v1/blocks/get`: answers the raw block bytes (404 if absent).

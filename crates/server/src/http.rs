@@ -13,6 +13,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures::StreamExt;
 use peergos_blockstore::{BlockAuth, TransactionId};
 use peergos_ipld::cbor::{self, Limits};
 use peergos_ipld::Cid;
@@ -173,9 +174,6 @@ fn subject_of(path: &str, body: Option<&Bytes>) -> Subject {
         (["", "v1", "pointers", o, _] | ["", "v1", "space", o], _) => owner(o),
         (["", "v1", "login" | "social", name, ..], _) => Subject::Name(name.to_string()),
         (["", "v1", "links", name, _], _) => Subject::Name(name.to_string()),
-        (["", "v1", "blocks", "put"], Some(body)) => {
-            crate::api::decode_put_owner(body).map_or(Subject::Nobody, Subject::Owner)
-        }
         (["", "v1", "tx", "start" | "close"], Some(body)) => {
             decode::<TxRequest>(body).map_or(Subject::Nobody, |r| Subject::Owner(r.owner))
         }
@@ -186,12 +184,10 @@ fn subject_of(path: &str, body: Option<&Bytes>) -> Subject {
     }
 }
 
-/// Routes whose subject is in the body.
+/// Routes whose subject is in the body (besides puts, whose owner is in
+/// the header at the start of the body).
 fn subject_in_body(path: &str) -> bool {
-    matches!(
-        path,
-        "/v1/blocks/put" | "/v1/tx/start" | "/v1/tx/close" | "/v1/links/open"
-    )
+    matches!(path, "/v1/tx/start" | "/v1/tx/close" | "/v1/links/open")
 }
 
 /// Forwards a request for a user homed on another server to that server
@@ -212,16 +208,37 @@ async fn route_home(
         return next.run(request).await;
     }
     let path = request.uri().path().to_string();
-    let (request, body) = if subject_in_body(&path) {
+    let (subject, request) = if path == "/v1/blocks/put" {
+        // Only the header is read here; the blocks stream on.
+        let too_large = declared_too_large(request.headers());
         let (parts, body) = request.into_parts();
-        match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(bytes) => (None, Some((parts, bytes))),
-            Err(_) => return too_large(),
+        let mut frames = body.into_data_stream();
+        if too_large {
+            return refused_put(crate::api::BadPut::TooLarge, frames).await;
         }
+        let head = match crate::api::read_put_head(&mut frames).await {
+            Ok(head) => head,
+            Err(e) => return refused_put(e, frames).await,
+        };
+        let read = futures::stream::iter(head.frames.into_iter().map(Ok::<_, axum::Error>));
+        let body = axum::body::Body::from_stream(read.chain(frames));
+        (
+            Subject::Owner(head.header.owner),
+            axum::extract::Request::from_parts(parts, body),
+        )
+    } else if subject_in_body(&path) {
+        let (parts, body) = request.into_parts();
+        let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(bytes) => bytes,
+            Err(_) => return too_large(),
+        };
+        let subject = subject_of(&path, Some(&bytes));
+        let body = axum::body::Body::from(bytes);
+        (subject, axum::extract::Request::from_parts(parts, body))
     } else {
-        (Some(request), None)
+        (subject_of(&path, None), request)
     };
-    let home = match subject_of(&path, body.as_ref().map(|(_, b)| b)) {
+    let home = match subject {
         Subject::Owner(owner) => server.home_of_owner(&owner).await,
         Subject::Name(name) => server.home_of_name(&name).await,
         Subject::Nobody => Ok(None),
@@ -229,21 +246,6 @@ async fn route_home(
     let home = match home {
         Ok(home) => home,
         Err(e) => return e.into_response(),
-    };
-    let request = match (request, body) {
-        (Some(request), _) => request,
-        (None, Some((parts, bytes))) => {
-            if home.is_none() {
-                return next
-                    .run(axum::extract::Request::from_parts(
-                        parts,
-                        axum::body::Body::from(bytes),
-                    ))
-                    .await;
-            }
-            axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))
-        }
-        (None, None) => return Error::Internal("lost the request".into()).into_response(),
     };
     let Some(home) = home else {
         return next.run(request).await;
@@ -425,9 +427,47 @@ async fn info(State(server): Shared) -> Response {
     ok(&server.info())
 }
 
-async fn put(State(server): Shared, body: Bytes) -> Result<Response, Error> {
-    let request = crate::api::decode_put(&body).map_err(Error::BadRequest)?;
-    Ok(ok(&server.put(request).await?))
+/// Puts stream: each large block is copied once out of the body's frames,
+/// into a buffer the file store writes from ([`crate::api::read_put`]).
+async fn put(State(server): Shared, request: axum::extract::Request) -> Response {
+    let too_large = declared_too_large(request.headers());
+    let mut frames = request.into_body().into_data_stream();
+    if too_large {
+        return refused_put(crate::api::BadPut::TooLarge, frames).await;
+    }
+    match crate::api::read_put(&mut frames).await {
+        Ok(put) => match server.put(put).await {
+            Ok(cids) => ok(&cids),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => refused_put(e, frames).await,
+    }
+}
+
+/// Whether a request's `Content-Length` is over [`MAX_BODY`].
+fn declared_too_large(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > MAX_BODY as u64)
+}
+
+/// The answer to a put body that was refused, given once the client has
+/// sent the rest of it (up to [`MAX_BODY`]): a client still sending when
+/// the connection closes sees a broken pipe, not the reason.
+async fn refused_put(e: crate::api::BadPut, mut frames: axum::body::BodyDataStream) -> Response {
+    let mut drained = 0;
+    while drained <= MAX_BODY {
+        match frames.next().await {
+            Some(Ok(frame)) => drained += frame.len(),
+            _ => break,
+        }
+    }
+    match e {
+        crate::api::BadPut::TooLarge => too_large(),
+        crate::api::BadPut::Malformed(reason) => Error::BadRequest(reason).into_response(),
+    }
 }
 
 async fn get_block(State(server): Shared, body: Bytes) -> Result<Response, Error> {
