@@ -2,7 +2,8 @@
 //! blocks' bytes, in order`. A put body and a block-exchange answer both
 //! have this shape. The blocks are not CBOR, so megabytes of ciphertext
 //! are neither re-encoded nor copied: a writer appends (or streams) them
-//! after the header, a reader slices them out of the body.
+//! after the header; [`Blocks`] slices them out of an exchange answer held
+//! whole, and `api::read_put` reads a put body as it streams in.
 
 use bytes::Bytes;
 
