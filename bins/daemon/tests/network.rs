@@ -134,6 +134,18 @@ fn stored_blocks(dir: &std::path::Path) -> usize {
         .len()
 }
 
+/// The block files under a file store's root (blocks held as database
+/// rows are not files).
+fn block_files(root: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let Ok(shards) = std::fs::read_dir(root.join("blocks")) else {
+        return Default::default();
+    };
+    shards
+        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .collect()
+}
+
 fn data(size: usize, seed: u8) -> Vec<u8> {
     (0..size)
         .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
@@ -215,6 +227,34 @@ async fn three_daemons() {
     assert_eq!(read(&carol, "/alice/docs/more.bin").await, more);
     assert_eq!(open(&c_url, &link).await, report);
     eprintln!("with B stopped, A and C work");
+
+    // A fragment that rots on A's disk (A reads raw blocks without
+    // re-hashing them) is refused by C, which checks every block it
+    // fetches from a peer, and never enters C's cache.
+    let a_store = net._dirs[0].path().join("blocks");
+    let before = block_files(&a_store);
+    alice
+        .fs()
+        .write_file("/docs/rot.bin", &data(2 << 20, 5))
+        .await
+        .unwrap();
+    let rotten = block_files(&a_store)
+        .into_iter()
+        .filter(|path| !before.contains(path))
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&rotten).unwrap();
+    bytes[1000] ^= 1;
+    std::fs::write(&rotten, &bytes).unwrap();
+    let name = rotten.file_name().unwrap().to_str().unwrap().to_string();
+    let refused = try_read(&carol, "/alice/docs/rot.bin").await.unwrap_err();
+    assert!(refused.contains(&name), "{refused}");
+    let c_cache = net._dirs[2].path().join("cache");
+    assert!(
+        !block_files(&c_cache).iter().any(|p| p.ends_with(&name)),
+        "C cached the rotten block"
+    );
+    eprintln!("a block rotten on A is refused through C: {refused}");
 
     // Stopping and restarting A loses nothing: everyone's data and the
     // cross-server paths come back.

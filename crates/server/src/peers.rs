@@ -417,25 +417,31 @@ impl Server {
                 )));
             }
             let answered = haves.len();
-            for (want, have) in batch.iter().zip(haves) {
-                out.push(match have {
-                    Have {
-                        block: Some(bytes), ..
-                    } => {
-                        let block = Block::verified(want.cid, bytes).map_err(|_| {
-                            Error::Peer(format!(
-                                "{peer} sent bytes that are not block {}",
-                                want.cid
-                            ))
-                        })?;
-                        Ok(Some(block))
-                    }
-                    Have {
-                        refused: Some(refusal),
-                        ..
-                    } => Err(refusal),
-                    Have { .. } => Ok(None),
-                });
+            let pairs: Vec<(Cid, Have)> = batch.iter().map(|w| w.cid).zip(haves).collect();
+            // Hashing megabytes is blocking work: off the async threads.
+            let checked = tokio::task::spawn_blocking(move || {
+                pairs
+                    .into_iter()
+                    .map(|(cid, have)| match have {
+                        Have {
+                            block: Some(bytes), ..
+                        } => Block::verified(cid, bytes)
+                            .map(|block| Ok(Some(block)))
+                            .map_err(|_| cid),
+                        Have {
+                            refused: Some(refusal),
+                            ..
+                        } => Ok(Err(refusal)),
+                        Have { .. } => Ok(Ok(None)),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("checking fetched blocks: {e}")))?;
+            for have in checked {
+                out.push(have.map_err(|cid| {
+                    Error::Peer(format!("{peer} sent bytes that are not block {cid}"))
+                })?);
             }
             rest = &rest[answered..];
         }
