@@ -83,7 +83,7 @@ pub struct FileOptions {
     /// structured blocks (which are always re-hashed). Off by default:
     /// raw blocks are encrypted file fragments the server never parses,
     /// every client re-hashes what it downloads, and hashing them again
-    /// here was a third of the server's CPU on a download. A scrub finds
+    /// here was half of the server's CPU on a download. A scrub finds
     /// rot instead.
     pub verify_reads: bool,
 }
