@@ -187,10 +187,20 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                                 _ => Vec::new(),
                             };
                             data.truncate(kept);
-                            data.resize(new_len, 0);
-                            for (at, bytes) in &pieces {
-                                data[*at..*at + bytes.len()].copy_from_slice(bytes);
+                            data.reserve_exact(new_len + node::PAD_MULTIPLE - data.len());
+                            // In order, so later writes win. A piece that
+                            // continues the bytes so far (an append, the
+                            // common case) is added at the end: nothing is
+                            // zeroed only to be overwritten.
+                            for &(at, bytes) in &pieces {
+                                if at > data.len() {
+                                    data.resize(at, 0);
+                                }
+                                let overlap = (data.len() - at).min(bytes.len());
+                                data[at..at + overlap].copy_from_slice(&bytes[..overlap]);
+                                data.extend_from_slice(&bytes[overlap..]);
                             }
+                            data.resize(new_len, 0);
                             Content::Plain {
                                 key: data_key.clone(),
                                 padded: node::pad_data(data),
