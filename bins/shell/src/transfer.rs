@@ -409,12 +409,31 @@ async fn put_batch(
 }
 
 /// Downloads one file, resuming from a partial `.peergos-part` file.
+/// A destination that is not a regular file (`/dev/null`, `/dev/stdout`,
+/// a FIFO) is written to where it is, and a symbolic link to a regular
+/// file gets its target written: renaming a finished part file over either
+/// would put a regular file in its place.
 async fn get_file(fs: &RemoteFs, remote: &str, local: &Path, bar: &ProgressBar) -> Result<u64> {
     let size = fs.stat(remote).await?.size;
+    let special = |meta: &std::fs::Metadata| !meta.is_file() && !meta.is_dir();
+    let local = match tokio::fs::symlink_metadata(local).await {
+        Ok(meta) if meta.file_type().is_symlink() => match tokio::fs::metadata(local).await {
+            Ok(target) if target.is_file() => tokio::fs::canonicalize(local)
+                .await
+                .with_context(|| format!("following {}", local.display()))?,
+            Ok(target) if special(&target) => {
+                return get_in_place(fs, remote, local, size, bar).await;
+            }
+            _ => local.to_path_buf(),
+        },
+        Ok(meta) if special(&meta) => return get_in_place(fs, remote, local, size, bar).await,
+        _ => local.to_path_buf(),
+    };
+    let local = local.as_path();
     let mut part = local.as_os_str().to_owned();
     part.push(".peergos-part");
     let part = PathBuf::from(part);
-    let mut offset = match tokio::fs::metadata(&part).await {
+    let offset = match tokio::fs::metadata(&part).await {
         Ok(meta) if meta.len() <= size => meta.len(),
         _ => 0,
     };
@@ -427,22 +446,53 @@ async fn get_file(fs: &RemoteFs, remote: &str, local: &Path, bar: &ProgressBar) 
         .await
         .with_context(|| format!("creating {}", part.display()))?;
     bar.inc(offset);
-    while offset < size {
-        let len = READ_SIZE.min((size - offset) as usize);
-        let data = fs.read(remote, offset, len).await?;
-        if data.is_empty() {
-            bail!("{remote} ended early at byte {offset} of {size}");
-        }
-        file.write_all(&data).await?;
-        offset += data.len() as u64;
-        bar.inc(data.len() as u64);
-    }
+    copy_to(fs, remote, offset, size, &mut file, bar).await?;
     file.sync_all().await?;
     drop(file);
     tokio::fs::rename(&part, local)
         .await
         .with_context(|| format!("renaming {} to {}", part.display(), local.display()))?;
     Ok(size)
+}
+
+/// Downloads one file into a destination that is not a regular file.
+async fn get_in_place(
+    fs: &RemoteFs,
+    remote: &str,
+    local: &Path,
+    size: u64,
+    bar: &ProgressBar,
+) -> Result<u64> {
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(local)
+        .await
+        .with_context(|| format!("opening {}", local.display()))?;
+    copy_to(fs, remote, 0, size, &mut out, bar).await?;
+    out.flush().await?;
+    Ok(size)
+}
+
+/// Writes bytes `offset..size` of the remote file to `out`.
+async fn copy_to(
+    fs: &RemoteFs,
+    remote: &str,
+    mut offset: u64,
+    size: u64,
+    out: &mut tokio::fs::File,
+    bar: &ProgressBar,
+) -> Result<()> {
+    while offset < size {
+        let len = READ_SIZE.min((size - offset) as usize);
+        let data = fs.read(remote, offset, len).await?;
+        if data.is_empty() {
+            bail!("{remote} ended early at byte {offset} of {size}");
+        }
+        out.write_all(&data).await?;
+        offset += data.len() as u64;
+        bar.inc(data.len() as u64);
+    }
+    Ok(())
 }
 
 /// Every file under a remote folder, as paths relative to it.

@@ -223,6 +223,72 @@ fn a_user_session_from_the_command_line() {
 }
 
 #[test]
+fn get_writes_into_a_fifo_and_through_a_link_without_replacing_them() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(&dir.path().join("server"));
+    let bytes = data(7, 300_000);
+    let local = dir.path().join("x.bin");
+    std::fs::write(&local, &bytes).unwrap();
+    ok(shell(&url, "pw", &["signup", "alice"]));
+    let path = local.to_str().unwrap();
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "put", path, "/alice/x.bin"],
+    ));
+
+    // A FIFO (like /dev/null or /dev/stdout, not a regular file) is written
+    // to, not replaced. Opened here for reading and writing, so neither
+    // side's open waits for the other.
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut end = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let expected = bytes.len();
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; expected];
+        end.read_exact(&mut got).unwrap();
+        got
+    });
+    let target = fifo.to_str().unwrap();
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "get", "/alice/x.bin", target],
+    ));
+    // Checked first: had it been replaced, the reader would wait forever.
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "the FIFO was replaced: {kind:?}");
+    assert_eq!(reader.join().unwrap(), bytes);
+
+    // A symbolic link to a file: the file gets the bytes, the link stays.
+    let file = dir.path().join("file.bin");
+    std::fs::write(&file, b"old").unwrap();
+    let link = dir.path().join("link.bin");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let target = link.to_str().unwrap();
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "get", "/alice/x.bin", target],
+    ));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+}
+
+#[test]
 fn an_unreachable_server_is_named_in_the_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
