@@ -180,9 +180,28 @@ async fn scrub_names_a_rotten_block_file_and_clients_refuse_it() {
         .unwrap();
     assert!(again.fs().read("/big.bin", 0, 3 << 20).await.is_err());
 
-    // Scrubbing needs the admin token.
+    // Monitoring sees the last scrub's finding.
     peergos_core::init_tls();
-    let refused = reqwest::Client::new()
+    let client = reqwest::Client::new();
+    let metrics = client
+        .get(format!("{}/metrics", daemon.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\npeergos_scrub_last_corrupt_blocks 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\npeergos_scrub_last_finished_seconds 1"),
+        "{metrics}"
+    );
+
+    // Scrubbing needs the admin token.
+    let refused = client
         .post(format!("{}/v1/admin/scrub", daemon.url()))
         .send()
         .await

@@ -181,6 +181,8 @@ pub struct Server {
     gc_lock: tokio::sync::Mutex<()>,
     gc_last: Mutex<Option<GcReport>>,
     gc_runs: std::sync::atomic::AtomicU64,
+    /// The last scrub's report and when it finished (Unix seconds).
+    scrub_last: Mutex<Option<(ScrubReport, u64)>>,
     metrics: metrics::Metrics,
     client_limits: metrics::RouteLimits,
     peer_limits: metrics::RouteLimits<PeerId>,
@@ -479,6 +481,7 @@ impl Server {
             gc_lock: tokio::sync::Mutex::new(()),
             gc_last: Mutex::new(None),
             gc_runs: std::sync::atomic::AtomicU64::new(0),
+            scrub_last: Mutex::new(None),
             metrics: metrics::Metrics::default(),
             client_limits: route_limits(1),
             peer_limits: route_limits(PEER_LIMIT_FACTOR),
@@ -569,54 +572,44 @@ impl Server {
             (
                 "peergos_users",
                 "Accounts on this server.",
-                usage.len() as u64,
+                usage.len() as f64,
             ),
             (
                 "peergos_used_bytes",
                 "Bytes the accounts use, from their trees.",
-                used,
+                used as f64,
             ),
             (
                 "peergos_quota_bytes",
                 "The accounts' quotas, summed.",
-                quota,
+                quota as f64,
             ),
             (
                 "peergos_open_transactions",
                 "Upload transactions with blocks, not yet closed.",
-                open as u64,
+                open as f64,
             ),
         ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
+        write_gauges(&mut out, &gauges);
         if let Some(mirror) = self.mirror_status() {
             let gauges = [
                 (
                     "peergos_pki_mirror_sequence",
                     "Sequence number of the PKI root this mirror accepted last.",
-                    mirror.sequence,
+                    mirror.sequence as f64,
                 ),
                 (
                     "peergos_pki_mirror_accepted_total",
                     "New PKI roots accepted since start.",
-                    mirror.accepted,
+                    mirror.accepted as f64,
                 ),
                 (
                     "peergos_pki_mirror_rejected",
                     "1 if the PKI node's latest root was refused as a rewrite of history.",
-                    u64::from(mirror.rejected.is_some()),
+                    f64::from(u8::from(mirror.rejected.is_some())),
                 ),
             ];
-            for (name, help, value) in gauges {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-                );
-            }
+            write_gauges(&mut out, &gauges);
         }
         let runs = self.gc_runs.load(std::sync::atomic::Ordering::Relaxed);
         let _ = writeln!(
@@ -651,12 +644,32 @@ impl Server {
                     last.elapsed_ms as f64 / 1000.0,
                 ),
             ];
-            for (name, help, value) in gauges {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-                );
-            }
+            write_gauges(&mut out, &gauges);
+        }
+        if let Some((last, finished)) = self.last_scrub() {
+            let gauges = [
+                (
+                    "peergos_scrub_last_checked_blocks",
+                    "Blocks the last scrub re-hashed.",
+                    last.checked as f64,
+                ),
+                (
+                    "peergos_scrub_last_corrupt_blocks",
+                    "Blocks the last scrub found not matching their hash (alert above 0).",
+                    last.corrupt.len() as f64,
+                ),
+                (
+                    "peergos_scrub_last_duration_seconds",
+                    "How long the last scrub took.",
+                    last.elapsed_ms as f64 / 1000.0,
+                ),
+                (
+                    "peergos_scrub_last_finished_seconds",
+                    "When the last scrub finished, in Unix seconds.",
+                    finished as f64,
+                ),
+            ];
+            write_gauges(&mut out, &gauges);
         }
         Ok(out)
     }
@@ -1196,6 +1209,17 @@ impl Server {
     /// A new single-use signup token.
     pub async fn new_signup_token(&self) -> Result<String> {
         self.accounts.new_signup_token().await
+    }
+}
+
+/// Appends gauges in the Prometheus text format.
+fn write_gauges(out: &mut String, gauges: &[(&str, &str, f64)]) {
+    use std::fmt::Write as _;
+    for (name, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
 }
 

@@ -67,6 +67,18 @@ impl Server {
             elapsed_ms = report.elapsed_ms,
             "scrub finished"
         );
+        let finished = crate::now_ms() / 1000;
+        *self.scrub_last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((report.clone(), finished));
         Ok(report)
+    }
+
+    /// The last scrub's report and when it finished (Unix seconds), for
+    /// `/metrics`.
+    pub fn last_scrub(&self) -> Option<(ScrubReport, u64)> {
+        self.scrub_last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
