@@ -55,6 +55,24 @@ async fn kept_and_deleted(url: &str, kept: usize, gone: usize) -> UserContext {
     alice
 }
 
+/// An HTTP client for the daemon's admin and metrics routes.
+fn client() -> reqwest::Client {
+    peergos_core::init_tls();
+    reqwest::Client::new()
+}
+
+/// The daemon's `/metrics` text.
+async fn metrics(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The first number after `word ` in `text`.
 fn number_after(text: &str, word: &str) -> u64 {
     text.split(&format!("{word} "))
@@ -94,16 +112,8 @@ async fn gc_on_demand_frees_deleted_files_and_metrics_show_it() {
     );
 
     // /metrics: requests by route, users, usage, the last collection.
-    peergos_core::init_tls();
-    let client = reqwest::Client::new();
-    let metrics = client
-        .get(format!("{}/metrics", daemon.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let client = client();
+    let metrics = metrics(&client, daemon.url()).await;
     for needle in [
         "peergos_http_requests_total{route=\"/v1/blocks/put\",status=\"200\"}",
         "peergos_http_request_duration_seconds_count{route=\"/v1/pointers/{owner}/{writer}\"}",
@@ -181,16 +191,8 @@ async fn scrub_names_a_rotten_block_file_and_clients_refuse_it() {
     assert!(again.fs().read("/big.bin", 0, 3 << 20).await.is_err());
 
     // Monitoring sees the last scrub's finding.
-    peergos_core::init_tls();
-    let client = reqwest::Client::new();
-    let metrics = client
-        .get(format!("{}/metrics", daemon.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let client = client();
+    let metrics = metrics(&client, daemon.url()).await;
     assert!(
         metrics.contains("\npeergos_scrub_last_corrupt_blocks 1\n"),
         "{metrics}"
