@@ -14,7 +14,7 @@ use futures::StreamExt;
 use peergos_ipld::Cid;
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, Server};
+use crate::{Error, Result, Server};
 
 /// What one scrub found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +42,12 @@ impl Server {
                 Ok(Some(data)) => {
                     report.checked += 1;
                     report.bytes += data.len() as u64;
-                    if cid.verify(&data).is_err() {
+                    // Hashing a megabyte is blocking work: off the async
+                    // threads that serve requests meanwhile.
+                    let intact = tokio::task::spawn_blocking(move || cid.verify(&data).is_ok())
+                        .await
+                        .map_err(|e| Error::Internal(format!("scrub: hashing {cid}: {e}")))?;
+                    if !intact {
                         report.corrupt.push(cid);
                     }
                 }
