@@ -495,9 +495,9 @@ async fn run_scrub(data_dir: &Path) -> Result<()> {
     );
     if !report.corrupt.is_empty() {
         bail!(
-            "{} blocks do not match their hashes: restore them from a backup of {}",
-            report.corrupt.len(),
-            data_dir.join("blocks").display()
+            "{} blocks do not match their hashes: restore them from a backup (files and S3 \
+             objects are named by CID; docs/OPERATIONS.md, backups)",
+            report.corrupt.len()
         );
     }
     Ok(())
