@@ -387,13 +387,15 @@ fn a_lone_daemon_starts_without_warnings() {
     assert!(!stderr.contains("WARN"), "{stderr}");
 }
 
-/// `--direct-io false` is remembered in config.toml, and the block files it
-/// wrote through the page cache read back after a restart that turns
-/// direct I/O on again (the files are the same either way).
+/// `--direct-io false` and `--verify-reads true` are remembered in
+/// config.toml, and the block files written through the page cache read
+/// back after a restart that turns direct I/O on again (the files are the
+/// same either way), with every read re-hashed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_io_is_a_setting_the_data_survives_changing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &["--direct-io", "false"]);
+    let settings = ["--direct-io", "false", "--verify-reads", "true"];
+    let mut daemon = TempDaemon::start(DAEMON, dir.path(), &settings);
     let alice = UserContext::signup(http(daemon.url()), "alice", "password", None)
         .await
         .unwrap();
@@ -408,6 +410,7 @@ async fn direct_io_is_a_setting_the_data_survives_changing() {
     daemon.stop();
     let config = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
     assert!(config.contains("direct_io = false"), "{config}");
+    assert!(config.contains("verify_reads = true"), "{config}");
 
     let daemon = TempDaemon::start(DAEMON, dir.path(), &["--direct-io", "true"]);
     let alice = UserContext::login(http(daemon.url()), "alice", "password")

@@ -286,7 +286,9 @@ impl Inner {
         Ok(())
     }
 
-    fn read(&self, cid: &Cid) -> Result<Option<Bytes>> {
+    /// Reads a block, re-hashing it as the store's settings say, or always
+    /// when `hash` is set (a scrub).
+    fn read(&self, cid: &Cid, hash: bool) -> Result<Option<Bytes>> {
         if cid.is_identity() {
             return Ok(Some(Bytes::copy_from_slice(cid.digest())));
         }
@@ -299,7 +301,7 @@ impl Inner {
                     Ok(Outcome::Unsupported) => fs::read(&path).map(Bytes::from),
                     Err(e) => Err(e),
                 };
-                let verify = self.verify_reads || cid.codec() != Some(Codec::Raw);
+                let verify = hash || self.verify_reads || cid.codec() != Some(Codec::Raw);
                 match read {
                     Ok(data) => (data, path, verify),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -398,7 +400,7 @@ impl BlockStore for FileStore {
         let cid = *cid;
         let auth = auth.cloned();
         self.blocking(move |inner| {
-            let Some(data) = inner.read(&cid)? else {
+            let Some(data) = inner.read(&cid, false)? else {
                 return Ok(None);
             };
             access::check(&cid, &data, auth.as_ref())?;
@@ -409,7 +411,13 @@ impl BlockStore for FileStore {
 
     async fn get_trusted(&self, cid: &Cid) -> Result<Option<Bytes>> {
         let cid = *cid;
-        self.blocking(move |inner| inner.read(&cid)).await
+        self.blocking(move |inner| inner.read(&cid, false)).await
+    }
+
+    async fn check(&self, cid: &Cid) -> Result<Option<u64>> {
+        let cid = *cid;
+        self.blocking(move |inner| Ok(inner.read(&cid, true)?.map(|b| b.len() as u64)))
+            .await
     }
 
     async fn has(&self, cid: &Cid) -> Result<bool> {

@@ -63,8 +63,10 @@ pub trait BlockStore: Send + Sync + 'static {
     /// order. Storing a block that is already present is not an error.
     async fn put(&self, request: PutBlocks) -> Result<Vec<Cid>>;
 
-    /// The block named `cid`, if present, after checking its hash and, when
-    /// the block lists access tokens, the caller's proof.
+    /// The block named `cid`, if present, after checking its hash (the file
+    /// store skips that for raw blocks unless
+    /// [`FileOptions::verify_reads`]: every reader re-hashes them) and,
+    /// when the block lists access tokens, the caller's proof.
     async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>>;
 
     /// [`get`](Self::get) for many blocks; answers in request order.
@@ -76,10 +78,35 @@ pub trait BlockStore: Send + Sync + 'static {
         Ok(out)
     }
 
-    /// The block named `cid` with its hash checked but no access check: for
-    /// the server's own use (garbage collection, mirroring, space
-    /// accounting), never for answering a remote request.
+    /// The block named `cid` with its hash checked as in
+    /// [`get`](Self::get) but no access check: for the server's own use
+    /// (garbage collection, mirroring, space accounting), never for
+    /// answering a remote request.
     async fn get_trusted(&self, cid: &Cid) -> Result<Option<Bytes>>;
+
+    /// Reads the block named `cid` and re-hashes it whatever the store's
+    /// read settings, for a scrub: its length, None if it is not stored,
+    /// [`Error::Corrupt`] if its bytes no longer match. The default hashes
+    /// what [`get_trusted`](Self::get_trusted) returns; stores that hash
+    /// every read, or can read with a hash forced, override it so a block
+    /// is hashed once.
+    async fn check(&self, cid: &Cid) -> Result<Option<u64>> {
+        let Some(data) = self.get_trusted(cid).await? else {
+            return Ok(None);
+        };
+        let cid = *cid;
+        tokio::task::spawn_blocking(move || {
+            cid.verify(&data)
+                .map(|()| data.len() as u64)
+                .map_err(|_| Error::Corrupt {
+                    cid,
+                    path: "<as read>".into(),
+                })
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+        .map(Some)
+    }
 
     /// Whether the block is stored (no content is read or returned).
     async fn has(&self, cid: &Cid) -> Result<bool>;

@@ -97,6 +97,11 @@ impl BlockStore for MemoryStore {
         self.load(cid)
     }
 
+    async fn check(&self, cid: &Cid) -> Result<Option<u64>> {
+        // Every read is hashed.
+        Ok(self.load(cid)?.map(|b| b.len() as u64))
+    }
+
     async fn has(&self, cid: &Cid) -> Result<bool> {
         Ok(cid.is_identity() || self.read().contains_key(cid))
     }

@@ -176,6 +176,11 @@ impl BlockStore for S3Store {
         self.read(cid).await
     }
 
+    async fn check(&self, cid: &Cid) -> Result<Option<u64>> {
+        // Every read is hashed.
+        Ok(self.read(cid).await?.map(|b| b.len() as u64))
+    }
+
     async fn has(&self, cid: &Cid) -> Result<bool> {
         Ok(self.size(cid).await?.is_some())
     }

@@ -173,6 +173,11 @@ async fn by_default_only_raw_block_files_are_read_without_rehashing() {
     let read = store.get_trusted(&raw_cid).await.unwrap().unwrap();
     assert_ne!(read, blocks[0].1);
     assert!(raw_cid.verify(&read).is_err());
+    // A scrub's check hashes it whatever the setting.
+    assert!(matches!(
+        store.check(&raw_cid).await,
+        Err(Error::Corrupt { .. })
+    ));
     drop(store);
     let options = FileOptions {
         verify_reads: true,

@@ -148,6 +148,50 @@ async fn open_transactions_protect_their_blocks() {
     assert!(!store.has(&cids[0]).await.unwrap());
 }
 
+/// The block files under the server's data directory.
+fn block_files(dir: &std::path::Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(dir.join("blocks").join("blocks"))
+        .unwrap()
+        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_reachable_fragment_stops_the_collection_before_any_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, net) = setup(dir.path()).await;
+    let alice = UserContext::signup(Arc::clone(&net), "alice", "pw", None)
+        .await
+        .unwrap();
+    let before = block_files(dir.path());
+    alice
+        .fs()
+        .write_file("/keep.bin", &data(1, 2 << 20))
+        .await
+        .unwrap();
+    // A fragment of the kept file (a raw block, which the collection only
+    // checks is there) goes missing from the disk.
+    let lost = block_files(dir.path())
+        .into_iter()
+        .find(|path| !before.contains(path))
+        .unwrap();
+    std::fs::remove_file(&lost).unwrap();
+    // And there is garbage it would otherwise free.
+    alice
+        .fs()
+        .write_file("/gone.bin", &data(2, 1 << 20))
+        .await
+        .unwrap();
+    alice.fs().rm("/gone.bin").await.unwrap();
+    let (count, _) = stored(&server).await;
+
+    let err = server.collect_garbage().await.unwrap_err().to_string();
+    let name = lost.file_name().unwrap().to_str().unwrap();
+    assert!(err.contains(name) && err.contains("missing"), "{err}");
+    assert_eq!(stored(&server).await.0, count, "nothing was deleted");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_during_a_collection_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();

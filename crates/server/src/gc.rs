@@ -132,6 +132,10 @@ impl BlockStore for Guarded {
         self.inner.get_trusted(cid).await
     }
 
+    async fn check(&self, cid: &Cid) -> peergos_blockstore::Result<Option<u64>> {
+        self.inner.check(cid).await
+    }
+
     async fn has(&self, cid: &Cid) -> peergos_blockstore::Result<bool> {
         self.inner.has(cid).await
     }
@@ -178,11 +182,9 @@ impl BlockStore for Guarded {
     }
 }
 
-/// The blocks `data` (a block of `cid`'s codec) links to.
+/// The blocks `data`, a DAG-CBOR block named `cid`, links to (only such
+/// blocks have links).
 fn links_of(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>> {
-    if cid.codec() != Some(Codec::DagCbor) {
-        return Ok(Vec::new());
-    }
     let value = peergos_ipld::cbor::decode_value(data).map_err(|e| {
         Error::Internal(format!(
             "garbage collection stopped: reachable block {cid} does not decode ({e}); nothing was deleted"

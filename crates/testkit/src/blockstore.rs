@@ -92,7 +92,8 @@ pub fn cbor_with_bats(bats: &[&Bat], body: &str) -> (Codec, Bytes) {
     (Codec::DagCbor, cbor::to_vec(&node).unwrap().into())
 }
 
-/// Raw blocks and DAG-CBOR blocks round-trip; missing blocks are `None`.
+/// Raw blocks and DAG-CBOR blocks round-trip (and a scrub's check finds
+/// them intact); missing blocks are `None`.
 pub async fn put_get_round_trip(store: Arc<dyn BlockStore>) {
     let writer = Writer::new();
     let small = raw(1, 100);
@@ -108,11 +109,17 @@ pub async fn put_get_round_trip(store: Arc<dyn BlockStore>) {
         assert_eq!(*cid, Cid::hash(codec, &data));
         assert!(store.has(cid).await.unwrap());
         assert_eq!(store.get(cid, None).await.unwrap(), Some(data.clone()));
+        assert_eq!(
+            store.check(cid).await.unwrap(),
+            Some(data.len() as u64),
+            "a scrub's check of an intact block"
+        );
         assert_eq!(store.get_trusted(cid).await.unwrap(), Some(data));
     }
     let missing = Cid::hash(Codec::Raw, b"never stored");
     assert!(!store.has(&missing).await.unwrap());
     assert_eq!(store.get(&missing, None).await.unwrap(), None);
+    assert_eq!(store.check(&missing).await.unwrap(), None);
     let many = store
         .get_many(&[(cids[0], None), (missing, None)])
         .await
