@@ -31,13 +31,17 @@ proptest! {
         let range = key.decrypt_in_place_with_aad(&mut buffer, &aad).unwrap();
         prop_assert_eq!(&buffer[range], &data[..]);
         // A flipped bit anywhere (nonce, ciphertext, tag), or other aad:
-        // refused, and the buffer left as it was.
+        // refused, the ciphertext overwritten with zeros (no plaintext that
+        // failed its check is left) and the nonce and tag as they were.
         let mut tampered = sealed.clone();
         let i = flip.index(tampered.len());
         tampered[i] ^= 1;
         let before = tampered.clone();
         prop_assert!(matches!(key.decrypt_in_place_with_aad(&mut tampered, &aad), Err(Error::DecryptionFailed)));
-        prop_assert_eq!(&tampered, &before);
+        let end = tampered.len() - SymmetricKey::TAG_SIZE;
+        prop_assert!(tampered[SymmetricKey::NONCE_SIZE..end].iter().all(|&b| b == 0));
+        prop_assert_eq!(&tampered[..SymmetricKey::NONCE_SIZE], &before[..SymmetricKey::NONCE_SIZE]);
+        prop_assert_eq!(&tampered[end..], &before[end..]);
         let mut other = sealed.clone();
         prop_assert!(matches!(key.decrypt_in_place_with_aad(&mut other, b"other aad"), Err(Error::DecryptionFailed)));
         // Too short to hold a nonce and a tag.

@@ -13,7 +13,7 @@ use crate::{Error, Result};
 
 /// Rewritten chunks being sealed and stored at once: both cores seal while
 /// the server's write latency overlaps, and memory stays bounded.
-const PUTS_IN_FLIGHT: usize = 2;
+const PUTS_IN_FLIGHT: usize = 3;
 
 /// A change to a file's bytes, applied in one commit: first a cut or
 /// zero-extension to `size` (if set), then each write at its offset (None:
