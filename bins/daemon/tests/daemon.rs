@@ -107,11 +107,14 @@ struct Proxy {
     attack: Mutex<Attack>,
     /// The first answer seen for each pointer route.
     first_pointer: Mutex<std::collections::HashMap<String, Bytes>>,
+    /// Each request's path as it arrived, and when its answer went back.
+    log: Mutex<Vec<String>>,
 }
 
 async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let path = request.uri().path().to_string();
     let method = request.method().clone();
+    proxy.log.lock().unwrap().push(format!("start {path}"));
     let body = axum::body::to_bytes(request.into_body(), 100 << 20)
         .await
         .unwrap();
@@ -140,6 +143,7 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         let middle = answer.len() / 2;
         answer[middle] ^= 0x01;
     }
+    proxy.log.lock().unwrap().push(format!("end {path}"));
     (axum::http::StatusCode::from_u16(status).unwrap(), answer).into_response()
 }
 
@@ -152,6 +156,7 @@ async fn start_proxy(upstream: &str) -> (String, Arc<Proxy>) {
         },
         attack: Mutex::new(Attack::Honest),
         first_pointer: Mutex::new(Default::default()),
+        log: Mutex::new(Vec::new()),
     });
     let app = axum::Router::new()
         .fallback(forward)
@@ -160,6 +165,41 @@ async fn start_proxy(upstream: &str) -> (String, Arc<Proxy>) {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, proxy)
+}
+
+/// Login's round trips that do not need the password (the server's info
+/// and the name's PKI entry) are made while scrypt runs: both are
+/// answered before the login request (which needs scrypt's keys) is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_looks_up_the_pki_while_scrypt_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+    UserContext::signup(http(daemon.url()), "alice", "pw", None)
+        .await
+        .unwrap();
+    let (url, proxy) = start_proxy(daemon.url()).await;
+    let alice = UserContext::login(http(&url), "alice", "pw").await.unwrap();
+    assert_eq!(alice.username(), "alice");
+    let log = proxy.log.lock().unwrap().clone();
+    let at = |entry: &str| {
+        log.iter()
+            .position(|e| e == entry)
+            .unwrap_or_else(|| panic!("no '{entry}' in {log:?}"))
+    };
+    let login = at("start /v1/login/alice");
+    assert!(
+        at("end /v1/login/alice/params") < at("start /v1/info"),
+        "{log:?}"
+    );
+    assert!(at("end /v1/info") < login, "{log:?}");
+    assert!(at("end /v1/pki/alice") < login, "{log:?}");
+
+    // A wrong password still fails with the error that does not say
+    // whether the name exists, and so does an unknown name.
+    let wrong = UserContext::login(http(&url), "alice", "not pw").await;
+    assert!(matches!(wrong, Err(Error::BadLogin)), "{wrong:?}");
+    let unknown = UserContext::login(http(&url), "nobody", "pw").await;
+    assert!(matches!(unknown, Err(Error::BadLogin)), "{unknown:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

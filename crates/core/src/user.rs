@@ -149,7 +149,8 @@ impl UserContext {
             token: token.map(str::to_string),
         })
         .await?;
-        Self::finish(net, &info, username.to_string(), login, data).await
+        let chain = pki_chain(net.as_ref(), &info.pki, username).await?;
+        Self::finish(net, &info, username.to_string(), login, data, chain).await
     }
 
     /// Logs in: fetches the login parameters, runs scrypt, fetches the
@@ -162,7 +163,18 @@ impl UserContext {
     ) -> Result<Self> {
         peergos_pki::check_username(username)?;
         let params = net.login_params(username).await?;
-        let login = derive(params, username, password).await?;
+        // The server's info and the name's PKI entry do not depend on the
+        // password: they are fetched while scrypt runs, and looked at only
+        // once the static data has opened (so a wrong password or an
+        // unknown name still fails with the one error that does not say
+        // which).
+        let lookup = async {
+            let info = net.info().await?;
+            let chain = pki_chain(net.as_ref(), &info.pki, username).await?;
+            Ok::<_, Error>((info, chain))
+        };
+        let (login, looked_up) = tokio::join!(derive(params, username, password), lookup);
+        let login = login?;
         let time_ms = now_ms();
         let request = LoginRequest {
             stamp: stamp(&login, "login", username, time_ms, &[]),
@@ -176,26 +188,28 @@ impl UserContext {
         );
         let data: StaticData =
             cbor::from_slice(&plain).map_err(|e| Error::Invalid(format!("static data: {e}")))?;
-        let info = net.info().await?;
-        let context = Self::finish(net, &info, username.to_string(), login, data).await?;
+        let (info, chain) = looked_up?;
+        let context = Self::finish(net, &info, username.to_string(), login, data, chain).await?;
         context.last_stamp.store(time_ms, Ordering::Relaxed);
         Ok(context)
     }
 
     /// Builds the context from the static data, completing a signup that
-    /// stopped before its filesystem existed.
+    /// stopped before its filesystem existed. `chain` is the name's entry
+    /// in the server's PKI, checked against the identity here.
     async fn finish(
         net: Arc<dyn NetworkAccess>,
         info: &Info,
         username: String,
         login: LoginKeys,
         data: StaticData,
+        chain: Option<KeyChain>,
     ) -> Result<Self> {
         let identity = SigningKeyPair::from_seed(Zeroizing::new(data.identity));
         let boxing = BoxingKeyPair::from_secret_bytes(&data.boxing)?;
         let writer = SigningKeyPair::from_seed(Zeroizing::new(data.writer));
         let id_hash = PublicKeyHash::of(&identity.public());
-        check_pki(net.as_ref(), info, &username, &id_hash).await?;
+        check_claim(chain, &username, &id_hash)?;
         let remote = Arc::new(Remote::for_owner(Arc::clone(&net), id_hash));
         let root = match &data.root {
             Some(root) => root.clone(),
@@ -413,15 +427,9 @@ async fn create_home(
 }
 
 /// Checks that the server's PKI maps `username` to `identity`.
-async fn check_pki(
-    net: &dyn NetworkAccess,
-    info: &Info,
-    username: &str,
-    identity: &PublicKeyHash,
-) -> Result<()> {
-    let chain = pki_chain(net, &info.pki, username)
-        .await?
-        .ok_or_else(|| Error::Invalid(format!("'{username}' is not in the server's PKI")))?;
+fn check_claim(chain: Option<KeyChain>, username: &str, identity: &PublicKeyHash) -> Result<()> {
+    let chain =
+        chain.ok_or_else(|| Error::Invalid(format!("'{username}' is not in the server's PKI")))?;
     if chain.current().identity != *identity {
         return Err(Error::Invalid(format!(
             "the PKI maps '{username}' to another identity key"
