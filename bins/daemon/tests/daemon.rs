@@ -202,6 +202,43 @@ async fn login_looks_up_the_pki_while_scrypt_runs() {
     assert!(matches!(unknown, Err(Error::BadLogin)), "{unknown:?}");
 }
 
+/// Listing a directory fetches its children's nodes, and the CHAMP nodes
+/// that lead to them, in batches: a few `get-many` requests for 600
+/// children, not a request per child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_fetches_its_children_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+    let alice = UserContext::signup(http(daemon.url()), "alice", "pw", None)
+        .await
+        .unwrap();
+    alice.fs().mkdir("/many").await.unwrap();
+    let files: Vec<_> = (0..600)
+        .map(|i| (format!("f{i:03}"), vec![i as u8; 100], Default::default()))
+        .collect();
+    alice.fs().write_files("/many", files).await.unwrap();
+    let (url, proxy) = start_proxy(daemon.url()).await;
+    let fresh = UserContext::login(http(&url), "alice", "pw").await.unwrap();
+    proxy.log.lock().unwrap().clear();
+    let listing = fresh.fs().ls("/many").await.unwrap();
+    assert_eq!(listing.len(), 600);
+    assert!(listing.iter().all(|e| e.size == 100));
+    assert_eq!(listing[7].name, "f007");
+    let log = proxy.log.lock().unwrap().clone();
+    let count = |path: &str| {
+        log.iter()
+            .filter(|e| *e == &format!("start {path}"))
+            .count()
+    };
+    // A batch per CHAMP level and per 256 nodes, and single gets only
+    // for resolving "/many" itself (before: a request per child and per
+    // CHAMP node on the way, about 700).
+    let batches = count("/v1/blocks/get-many");
+    assert!((3..=8).contains(&batches), "{batches} batches: {log:?}");
+    let singles = count("/v1/blocks/get");
+    assert!(singles < 30, "{singles} single gets: {log:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_server_gets_typed_errors_never_wrong_data() {
     let dir = tempfile::tempdir().unwrap();

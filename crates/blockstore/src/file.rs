@@ -409,6 +409,25 @@ impl BlockStore for FileStore {
         .await
     }
 
+    /// All of them on one blocking thread: a batch of small blocks is a
+    /// run of database reads, not a thread hand-off per block.
+    async fn get_many(&self, requests: &[(Cid, Option<BlockAuth>)]) -> Result<Vec<Option<Bytes>>> {
+        let requests = requests.to_vec();
+        self.blocking(move |inner| {
+            requests
+                .iter()
+                .map(|(cid, auth)| {
+                    let Some(data) = inner.read(cid, false)? else {
+                        return Ok(None);
+                    };
+                    access::check(cid, &data, auth.as_ref())?;
+                    Ok(Some(data))
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn get_trusted(&self, cid: &Cid) -> Result<Option<Bytes>> {
         let cid = *cid;
         self.blocking(move |inner| inner.read(&cid, false)).await

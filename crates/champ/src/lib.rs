@@ -28,7 +28,7 @@ mod tree;
 
 pub use crate::error::{Error, ValueMismatch};
 pub use crate::node::{Config, Key, Value, MAX_INLINE};
-pub use crate::tree::{verify_proof, Batch, Champ, Change, Writer};
+pub use crate::tree::{verify_proof, Batch, Champ, Change, Writer, LOAD_BATCH};
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

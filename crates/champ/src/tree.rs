@@ -79,6 +79,9 @@ impl Target<'_> {
 /// Default number of decoded nodes kept in the cache.
 const DEFAULT_CACHE_NODES: usize = 1 << 15;
 
+/// Nodes [`Champ::get_many`] asks the store for in one request.
+pub const LOAD_BATCH: usize = 256;
+
 /// CHAMP operations over a block store `S`, with a cache of decoded nodes.
 pub struct Champ<S: BlockStore + ?Sized> {
     store: Arc<S>,
@@ -293,6 +296,89 @@ impl<S: BlockStore + ?Sized> Champ<S> {
                 .map(|(_, v)| v.clone()),
             _ => None,
         })
+    }
+
+    /// The values under many keys, in order. The tree is walked a level
+    /// at a time for all the keys together, and the nodes a level needs
+    /// that are not cached are fetched with one
+    /// [`BlockStore::get_many`] per [`LOAD_BATCH`] nodes: over a remote
+    /// store, a round trip per level instead of one per node.
+    pub async fn get_many(&self, root: &Cid, keys: &[Key]) -> Result<Vec<Option<Value>>> {
+        let (root_node, config) = self.load_root(root, None).await?;
+        let hashes: Vec<[u8; 32]> = keys.iter().map(|k| sha256(&k.0)).collect();
+        let mut out = vec![None; keys.len()];
+        // Each key still being looked for, at the node it has reached.
+        let mut frontier: Vec<(usize, Cid, Arc<Node>)> = (0..keys.len())
+            .map(|i| (i, *root, Arc::clone(&root_node)))
+            .collect();
+        let mut depth = 0;
+        while !frontier.is_empty() {
+            let mut deeper: Vec<(usize, Cid)> = Vec::new();
+            for (i, cid, node) in frontier {
+                self.check_once(&cid, &node, &config, depth)?;
+                match node.slots.get(&config.position(&hashes[i], depth)?) {
+                    Some(Slot::Child(child)) => deeper.push((i, *child)),
+                    Some(Slot::Bucket(entries)) => {
+                        out[i] = entries
+                            .iter()
+                            .find(|(k, _)| *k == keys[i])
+                            .map(|(_, v)| v.clone());
+                    }
+                    None => {}
+                }
+            }
+            let mut wanted: Vec<Cid> = deeper.iter().map(|(_, cid)| *cid).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            let loaded = self.load_many(&wanted).await?;
+            frontier = deeper
+                .into_iter()
+                .map(|(i, cid)| {
+                    let node = loaded
+                        .get(&cid)
+                        .cloned()
+                        .ok_or(Error::MissingNode { cid })?;
+                    Ok((i, cid, node))
+                })
+                .collect::<Result<_>>()?;
+            depth += 1;
+        }
+        Ok(out)
+    }
+
+    /// Non-root nodes by CID: from the cache, the rest from the store in
+    /// batches of [`LOAD_BATCH`], each hash checked here.
+    async fn load_many(&self, cids: &[Cid]) -> Result<HashMap<Cid, Arc<Node>>> {
+        self.visits.fetch_add(cids.len() as u64, Ordering::Relaxed);
+        let mut out = HashMap::with_capacity(cids.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.lock();
+            for cid in cids {
+                match cache.get(cid) {
+                    Some(node) => {
+                        out.insert(*cid, Arc::clone(node));
+                    }
+                    None => missing.push(*cid),
+                }
+            }
+        }
+        for batch in missing.chunks(LOAD_BATCH) {
+            let requests: Vec<(Cid, Option<peergos_blockstore::BlockAuth>)> =
+                batch.iter().map(|cid| (*cid, None)).collect();
+            let mut answers = self.store.get_many(&requests).await?.into_iter();
+            for cid in batch {
+                let data = answers
+                    .next()
+                    .flatten()
+                    .ok_or(Error::MissingNode { cid: *cid })?;
+                cid.verify(&data)?;
+                let node = Arc::new(Node::decode(cid, &data, false)?);
+                self.remember(*cid, Arc::clone(&node));
+                out.insert(*cid, node);
+            }
+        }
+        Ok(out)
     }
 
     /// Sets `key` to `value` if its current value is `expected` (None:

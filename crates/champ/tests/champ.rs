@@ -157,6 +157,36 @@ proptest! {
         });
     }
 
+    /// Many keys looked up at once (in any order, repeated, present or
+    /// not) give what looking each up alone gives, from a cold cache.
+    #[test]
+    fn get_many_matches_get(
+        config in config(),
+        ops in ops(),
+        probes in proptest::collection::vec(0u32..80, 0..100),
+    ) {
+        runtime().block_on(async {
+            let (store, champ, w) = fixture().await;
+            let mut root = champ.empty(&w, config).await.unwrap();
+            let mut model: BTreeMap<Key, Value> = BTreeMap::new();
+            for op in &ops {
+                if let Op::Put(k, v) = *op {
+                    let (k, v) = (key(k), value(v));
+                    root = champ.put(&w, &root, &k, model.get(&k), v.clone()).await.unwrap();
+                    model.insert(k, v);
+                }
+            }
+            let keys: Vec<Key> = probes.iter().map(|&p| key(p)).collect();
+            let cold = Champ::new(Arc::clone(&store));
+            let many = cold.get_many(&root, &keys).await.unwrap();
+            let expected: Vec<Option<Value>> = keys.iter().map(|k| model.get(k).cloned()).collect();
+            assert_eq!(many, expected);
+            for (k, v) in keys.iter().zip(&many) {
+                assert_eq!(&champ.get(&root, k).await.unwrap(), v);
+            }
+        });
+    }
+
     /// Batched changes give the root the same changes give one by one;
     /// the flush stores exactly the new nodes the final root reaches, in
     /// one put, and a CHAMP with a cold cache reads the result; a
@@ -449,6 +479,9 @@ async fn malformed_and_missing_nodes_are_errors() {
         }
     }
     assert!(missing > 0, "50 keys should need child nodes");
+    let keys: Vec<Key> = (0..50).map(key).collect();
+    let err = champ.get_many(&root, &keys).await.unwrap_err();
+    assert!(matches!(err, Error::MissingNode { .. }), "{err}");
     // A block that is not a CHAMP node.
     let junk = Block::encode(&vec![1u8, 2, 3]).unwrap();
     put_raw(&*store, &w, junk.data().clone()).await;

@@ -17,8 +17,9 @@ use peergos_keys::{LoginParams, PublicKeyHash};
 use peergos_pointers::SignedPointer;
 use peergos_server::api::{
     ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody, FollowPost,
-    GetRequest, Info, LinkStatus, LoginRequest, OpenLink, OwnerRequest, PendingFollow, PkiAnswer,
-    RevokeLink, SignupRequest, Space, TxRequest, UpdateLink, CBOR, PUT_CONTENT_TYPE,
+    GetManyRequest, GetRequest, Info, LinkStatus, LoginRequest, OpenLink, OwnerRequest,
+    PendingFollow, PkiAnswer, RevokeLink, SignupRequest, Space, TxRequest, UpdateLink, CBOR,
+    MAX_GET_MANY, PUT_CONTENT_TYPE,
 };
 use peergos_server::Server;
 use serde::de::DeserializeOwned;
@@ -48,6 +49,15 @@ pub trait NetworkAccess: Send + Sync + 'static {
         auth: Option<&BlockAuth>,
         owner: Option<&PublicKeyHash>,
     ) -> Result<Option<Bytes>>;
+    /// Many blocks in one round trip, in request order (None for a block
+    /// the server does not have). The answer may cover only the first of
+    /// `requests` (the server bounds each answer's bytes): ask again for
+    /// the rest. `owner` is as for [`get`](Self::get).
+    async fn get_many(
+        &self,
+        requests: &[(Cid, Option<BlockAuth>)],
+        owner: Option<&PublicKeyHash>,
+    ) -> Result<Vec<Option<Bytes>>>;
     /// Whether the server has a block.
     async fn has(&self, cid: &Cid) -> Result<bool>;
     /// The CHAMP blocks from `root` to `key`.
@@ -139,6 +149,18 @@ impl NetworkAccess for InProcess {
         owner: Option<&PublicKeyHash>,
     ) -> Result<Option<Bytes>> {
         Ok(self.server.get_routed(cid, auth, owner).await?)
+    }
+
+    async fn get_many(
+        &self,
+        requests: &[(Cid, Option<BlockAuth>)],
+        owner: Option<&PublicKeyHash>,
+    ) -> Result<Vec<Option<Bytes>>> {
+        let requests: Vec<_> = requests
+            .iter()
+            .map(|(cid, auth)| (*cid, auth.clone(), owner.copied()))
+            .collect();
+        Ok(self.server.get_many_routed(&requests).await?)
     }
 
     async fn has(&self, cid: &Cid) -> Result<bool> {
@@ -453,6 +475,36 @@ impl NetworkAccess for HttpNetwork {
             owner: owner.copied(),
         })?;
         self.send("/v1/blocks/get", Some(body)).await
+    }
+
+    async fn get_many(
+        &self,
+        requests: &[(Cid, Option<BlockAuth>)],
+        owner: Option<&PublicKeyHash>,
+    ) -> Result<Vec<Option<Bytes>>> {
+        let requests = &requests[..requests.len().min(MAX_GET_MANY)];
+        let body: GetManyRequest = requests
+            .iter()
+            .map(|(cid, auth)| GetRequest {
+                cid: *cid,
+                auth: auth.clone(),
+                owner: owner.copied(),
+            })
+            .collect();
+        let answer: Vec<Option<serde_bytes::ByteBuf>> = self
+            .call("/v1/blocks/get-many", Some(encode(&body)?))
+            .await?;
+        if answer.is_empty() != requests.is_empty() || answer.len() > requests.len() {
+            return Err(Error::Invalid(format!(
+                "the server answered {} blocks for a request of {}",
+                answer.len(),
+                requests.len()
+            )));
+        }
+        Ok(answer
+            .into_iter()
+            .map(|b| b.map(|b| Bytes::from(b.into_vec())))
+            .collect())
     }
 
     async fn has(&self, cid: &Cid) -> Result<bool> {

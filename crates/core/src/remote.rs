@@ -102,6 +102,30 @@ impl BlockStore for Remote {
         Ok(self.net.get(cid, auth, self.owner.as_ref()).await?)
     }
 
+    /// In as few round trips as the server's answers allow: each asks for
+    /// what the answers before it did not cover.
+    async fn get_many(
+        &self,
+        requests: &[(Cid, Option<BlockAuth>)],
+    ) -> peergos_blockstore::Result<Vec<Option<Bytes>>> {
+        let mut out = Vec::with_capacity(requests.len());
+        while out.len() < requests.len() {
+            let answer = self
+                .net
+                .get_many(&requests[out.len()..], self.owner.as_ref())
+                .await?;
+            if answer.is_empty() {
+                return Err(crate::Error::Invalid(
+                    "the server answered no blocks for a batch request".into(),
+                )
+                .into());
+            }
+            out.extend(answer);
+        }
+        out.truncate(requests.len());
+        Ok(out)
+    }
+
     async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
         Ok(self.net.get(cid, None, self.owner.as_ref()).await?)
     }

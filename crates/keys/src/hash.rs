@@ -1,12 +1,27 @@
 //! Hashes and key hashes.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use peergos_ipld::{cbor, Cid, Codec};
 use sha2::{Digest, Sha256};
 
 use crate::{PublicSigningKey, Result};
+
+/// Key hashes [`PublicKeyHash::from_cid`] has found valid.
+static CHECKED: LazyLock<Mutex<HashSet<Cid>>> = LazyLock::new(Default::default);
+
+/// How many checked key hashes are remembered at most.
+const CHECKED_MAX: usize = 4096;
+
+fn lock_checked() -> MutexGuard<'static, HashSet<Cid>> {
+    // A set of valid hashes is valid whatever a panicking holder did.
+    CHECKED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -31,9 +46,24 @@ impl PublicKeyHash {
     }
 
     /// Checks that `cid` is the hash of a valid public signing key.
+    ///
+    /// The check decompresses an Edwards point (about 15 µs), and the same
+    /// few owners and writers are named in every block and request a
+    /// client or server decodes (a listing of 10,000 files decoded 20,000
+    /// of them), so hashes that passed are remembered: a bounded set,
+    /// emptied when full. Validity depends only on the bytes, so a
+    /// remembered answer is always the right one.
     pub fn from_cid(cid: Cid) -> Result<Self> {
         let hash = PublicKeyHash(cid);
+        if lock_checked().contains(&cid) {
+            return Ok(hash);
+        }
         hash.key()?;
+        let mut checked = lock_checked();
+        if checked.len() >= CHECKED_MAX {
+            checked.clear();
+        }
+        checked.insert(cid);
         Ok(hash)
     }
 
@@ -90,6 +120,24 @@ impl<'de> serde::Deserialize<'de> for PublicKeyHash {
 mod tests {
     use super::*;
     use crate::SigningKeyPair;
+
+    #[test]
+    fn remembered_checks_never_admit_an_invalid_key() {
+        let valid = PublicKeyHash::of(&SigningKeyPair::random().public());
+        for _ in 0..2 {
+            assert_eq!(PublicKeyHash::from_cid(*valid.cid()).unwrap(), valid);
+        }
+        // 32 bytes that are not a point's encoding (about half are not).
+        let bytes = (0u8..=255)
+            .map(|b| [b; 32])
+            .find(|b| PublicSigningKey::from_bytes(b).is_err())
+            .unwrap();
+        let encoded = cbor::to_vec(&serde_bytes::Bytes::new(&bytes)).unwrap();
+        let invalid = Cid::identity(Codec::DagCbor, &encoded).unwrap();
+        for _ in 0..2 {
+            assert!(PublicKeyHash::from_cid(invalid).is_err());
+        }
+    }
 
     #[test]
     fn sha256_known_answer() {

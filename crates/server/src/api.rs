@@ -362,6 +362,9 @@ pub struct GetRequest {
 /// `POST /v1/blocks/get-many`: answers `[bytes | null]` in order.
 pub type GetManyRequest = Vec<GetRequest>;
 
+/// The most blocks one `POST /v1/blocks/get-many` may ask for.
+pub const MAX_GET_MANY: usize = 1024;
+
 /// `POST /v1/champ/lookup`: answers the blocks on the path from `root` to
 /// `key` (a proof the client checks with `peergos_champ::verify_proof`).
 ///

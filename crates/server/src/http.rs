@@ -505,8 +505,11 @@ fn not_found(message: String) -> Response {
 
 async fn get_many(State(server): Shared, body: Bytes) -> Result<Response, Error> {
     let request: GetManyRequest = decode(&body)?;
-    if request.len() > 1024 {
-        return Err(Error::BadRequest("at most 1024 blocks per request".into()));
+    if request.len() > crate::api::MAX_GET_MANY {
+        return Err(Error::BadRequest(format!(
+            "at most {} blocks per request",
+            crate::api::MAX_GET_MANY
+        )));
     }
     let requests: Vec<(Cid, Option<BlockAuth>, Option<PublicKeyHash>)> = request
         .into_iter()

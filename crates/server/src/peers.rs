@@ -46,6 +46,11 @@ pub const MAX_EXCHANGE: usize = 128;
 /// The bytes of blocks one exchange answer carries at most; the rest of
 /// the batch is left out, and the asker asks again.
 pub const EXCHANGE_BUDGET: usize = 32 << 20;
+
+/// The bytes of blocks one `get-many` answer holds from this server's
+/// store and cache at most (past the first block): a longer request gets
+/// a shorter answer, and the client asks again for the rest.
+pub const GET_MANY_BUDGET: usize = 16 << 20;
 /// How often a mirror asks the PKI node for its pointer.
 pub const PKI_SYNC: Duration = Duration::from_secs(5);
 /// A lookup of a name the mirror does not know asks the PKI node at most
@@ -389,13 +394,26 @@ impl Server {
         peer: PeerId,
         wants: &[Want],
     ) -> Result<Vec<std::result::Result<Option<Block>, ErrorBody>>> {
+        self.exchange_until(peer, wants, usize::MAX).await
+    }
+
+    /// [`exchange`](Self::exchange), asking no more once the blocks
+    /// received add up to `budget` bytes: the answers may then cover only
+    /// the first of `wants`.
+    pub async fn exchange_until(
+        &self,
+        peer: PeerId,
+        wants: &[Want],
+        budget: usize,
+    ) -> Result<Vec<std::result::Result<Option<Block>, ErrorBody>>> {
         let node = self.require_node()?;
         let unreachable = |e: peergos_p2p::Error| {
             Error::Peer(format!("cannot fetch blocks from {peer} over p2p: {e}"))
         };
         let mut out = Vec::with_capacity(wants.len());
         let mut rest = wants;
-        while !rest.is_empty() {
+        let mut received = 0usize;
+        while !rest.is_empty() && received < budget {
             let batch = &rest[..rest.len().min(MAX_EXCHANGE)];
             let answer = node
                 .request(
@@ -439,9 +457,13 @@ impl Server {
             .await
             .map_err(|e| Error::Internal(format!("checking fetched blocks: {e}")))?;
             for have in checked {
-                out.push(have.map_err(|cid| {
+                let have = have.map_err(|cid| {
                     Error::Peer(format!("{peer} sent bytes that are not block {cid}"))
-                })?);
+                })?;
+                if let Ok(Some(block)) = &have {
+                    received += block.data().len();
+                }
+                out.push(have);
             }
             rest = &rest[answered..];
         }
@@ -535,23 +557,54 @@ impl Server {
         }
     }
 
-    /// The blocks of `requests`, each as [`get_routed`](Self::get_routed)
-    /// would answer, with the misses of each remote owner fetched in one
-    /// exchange.
+    /// The blocks of the first of `requests`, each as
+    /// [`get_routed`](Self::get_routed) would answer, with the misses of
+    /// each remote owner fetched in one exchange. The answer stops before
+    /// the block that would take the bytes held here past
+    /// [`GET_MANY_BUDGET`] (it always holds at least one answer), so it
+    /// may be shorter than the request: the caller asks again for the
+    /// rest.
     pub async fn get_many_routed(
         &self,
         requests: &[(Cid, Option<BlockAuth>, Option<PublicKeyHash>)],
     ) -> Result<Vec<Option<Bytes>>> {
-        let plain: Vec<(Cid, Option<BlockAuth>)> =
-            requests.iter().map(|(c, a, _)| (*c, a.clone())).collect();
-        let mut found = self.blocks.get_many(&plain).await?;
-        let mut misses: HashMap<PeerId, Vec<usize>> = HashMap::new();
-        for (i, (cid, auth, owner)) in requests.iter().enumerate() {
-            if found[i].is_some() {
-                continue;
+        let mut found: Vec<Option<Bytes>> = Vec::with_capacity(requests.len());
+        let mut size = 0usize;
+        // Read from the store a few dozen at a time (one blocking task
+        // each for the file store), so a long request of large blocks
+        // holds little more than the budget.
+        'answer: for part in requests.chunks(32) {
+            let plain: Vec<(Cid, Option<BlockAuth>)> =
+                part.iter().map(|(c, a, _)| (*c, a.clone())).collect();
+            let stored = self.blocks.get_many(&plain).await?;
+            if stored.len() != part.len() {
+                return Err(Error::Internal(format!(
+                    "the block store answered {} of {} reads",
+                    stored.len(),
+                    part.len()
+                )));
             }
-            if let Some(bytes) = self.cache.get(cid, auth.as_ref()).await? {
-                found[i] = Some(bytes);
+            for ((cid, auth, _), bytes) in part.iter().zip(stored) {
+                let bytes = match bytes {
+                    Some(bytes) => Some(bytes),
+                    None => self.cache.get(cid, auth.as_ref()).await?,
+                };
+                if let Some(bytes) = &bytes {
+                    if size > 0 && size + bytes.len() > GET_MANY_BUDGET {
+                        break 'answer;
+                    }
+                    size += bytes.len();
+                }
+                found.push(bytes);
+            }
+        }
+        let requests = &requests[..found.len()];
+        // Where the answer ends: before the first miss a home server left
+        // for another exchange.
+        let mut cut = found.len();
+        let mut misses: HashMap<PeerId, Vec<usize>> = HashMap::new();
+        for (i, (_, _, owner)) in requests.iter().enumerate() {
+            if found[i].is_some() {
                 continue;
             }
             if let Some(owner) = owner {
@@ -568,7 +621,10 @@ impl Server {
                     auth: requests[i].1.clone(),
                 })
                 .collect();
-            let answers = self.exchange(home, &wants).await?;
+            let answers = self.exchange_until(home, &wants, GET_MANY_BUDGET).await?;
+            if let Some(&first_unanswered) = indices.get(answers.len()) {
+                cut = cut.min(first_unanswered);
+            }
             let mut fetched = Vec::new();
             for (&i, answer) in indices.iter().zip(answers) {
                 match answer {
@@ -584,6 +640,7 @@ impl Server {
             }
             self.keep_in_cache(fetched);
         }
+        found.truncate(cut);
         Ok(found)
     }
 

@@ -265,6 +265,16 @@ pub async fn access_tokens_are_enforced(store: Arc<dyn BlockStore>) {
     // A proof for one block does not open another with the same token.
     let proof_for_first = BlockAuth::new(&bat, &cids[0], b"peer-1");
     assert!(store.get(&cids[1], Some(&proof_for_first)).await.is_err());
+    // Batched reads hold every block to the same rules.
+    let proved: Vec<_> = cids
+        .iter()
+        .map(|cid| (*cid, Some(BlockAuth::new(&bat, cid, b"peer-1"))))
+        .collect();
+    let many = store.get_many(&proved).await.unwrap();
+    assert!(many.iter().all(Option::is_some));
+    let one_unproved = vec![proved[0].clone(), (cids[1], None)];
+    let err = store.get_many(&one_unproved).await.unwrap_err();
+    assert!(matches!(err, Error::ProofRequired { .. }), "{err}");
 }
 
 fn denied_because(err: &Error, why: impl Fn(&peergos_keys::Error) -> bool) -> bool {

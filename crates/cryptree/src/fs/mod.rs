@@ -47,7 +47,11 @@ const LISTING_CACHE: usize = 1 << 10;
 /// Decrypted fragments kept for sequential small reads (1 MiB each).
 const FRAGMENT_CACHE: usize = 8;
 /// Children fetched at once when listing a directory.
-const LIST_CONCURRENCY: usize = 32;
+/// Node blocks fetched in one batch request when listing a directory.
+const NODE_BATCH: usize = 256;
+
+/// Batches of node blocks being fetched at once.
+const NODE_BATCHES_IN_FLIGHT: usize = 4;
 /// Fragments of one chunk fetched at once.
 const FRAGMENT_CONCURRENCY: usize = 3;
 /// Chunks a streamed read fetches ahead. Four instead of two read a
@@ -344,29 +348,146 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         label: &Label,
         bat: Option<&Bat>,
     ) -> Result<Option<(Cid, Arc<NodeBlock>)>> {
-        let Some(root) = self.tree(view, writer).await? else {
+        let Some(cid) = self.locate(view, writer, label).await? else {
             return Ok(None);
-        };
-        let cid = match self.champ.get(&root, &label.key()).await? {
-            None => return Ok(None),
-            Some(Value::Link(cid)) => cid,
-            Some(Value::Inline(_)) => {
-                return Err(Error::MalformedNode {
-                    reason: "a tree entry holds inline bytes, not a node link",
-                })
-            }
         };
         if let Some(block) = lock(&self.nodes).get(&cid) {
             return Ok(Some((cid, Arc::clone(block))));
         }
         let bytes = self.get_block(&cid, bat).await?;
         let block = Arc::new(NodeBlock::decode(&bytes)?);
+        self.remember_node(cid, Arc::clone(&block));
+        Ok(Some((cid, block)))
+    }
+
+    fn remember_node(&self, cid: Cid, block: Arc<NodeBlock>) {
         let mut nodes = lock(&self.nodes);
         if nodes.len() >= NODE_CACHE {
             nodes.clear();
         }
-        nodes.insert(cid, Arc::clone(&block));
-        Ok(Some((cid, block)))
+        nodes.insert(cid, block);
+    }
+
+    /// The CID of the node at (`writer`, `label`) in this view, if any.
+    async fn locate(
+        &self,
+        view: &View,
+        writer: &PublicKeyHash,
+        label: &Label,
+    ) -> Result<Option<Cid>> {
+        let Some(root) = self.tree(view, writer).await? else {
+            return Ok(None);
+        };
+        match self.champ.get(&root, &label.key()).await? {
+            None => Ok(None),
+            Some(Value::Link(cid)) => Ok(Some(cid)),
+            Some(Value::Inline(_)) => Err(Error::MalformedNode {
+                reason: "a tree entry holds inline bytes, not a node link",
+            }),
+        }
+    }
+
+    /// The CIDs of the nodes `caps` name, in order (children are usually
+    /// in their directory's writer's tree: each writer's tree is searched
+    /// for all of its keys at once, a CHAMP level per round trip).
+    async fn locate_many(
+        &self,
+        view: &View,
+        caps: Vec<AbsoluteCapability>,
+        dir_path: &str,
+    ) -> Result<Vec<(AbsoluteCapability, Cid)>> {
+        let mut by_writer: HashMap<PublicKeyHash, Vec<usize>> = HashMap::new();
+        for (i, cap) in caps.iter().enumerate() {
+            by_writer.entry(cap.writer).or_default().push(i);
+        }
+        let mut cids: Vec<Option<Cid>> = vec![None; caps.len()];
+        for (writer, indices) in by_writer {
+            let Some(root) = self.tree(view, &writer).await? else {
+                continue;
+            };
+            let keys: Vec<_> = indices.iter().map(|&i| caps[i].label.key()).collect();
+            let values = self.champ.get_many(&root, &keys).await?;
+            for (&i, value) in indices.iter().zip(values) {
+                cids[i] = match value {
+                    None => None,
+                    Some(Value::Link(cid)) => Some(cid),
+                    Some(Value::Inline(_)) => {
+                        return Err(Error::MalformedNode {
+                            reason: "a tree entry holds inline bytes, not a node link",
+                        })
+                    }
+                };
+            }
+        }
+        caps.into_iter()
+            .zip(cids)
+            .map(|(cap, cid)| {
+                let cid = cid.ok_or_else(|| Error::NotFound {
+                    path: format!("{dir_path}/ (a child it links)"),
+                })?;
+                Ok((cap, cid))
+            })
+            .collect()
+    }
+
+    /// Node blocks by CID (with the token each is read under), in order:
+    /// from the cache, the rest fetched in batches of [`NODE_BATCH`], a
+    /// round trip per batch rather than per node (a listing of 10,000
+    /// children is about 40 requests). Each block's hash is checked here.
+    async fn node_blocks(&self, wanted: &[(Cid, Option<Bat>)]) -> Result<Vec<Arc<NodeBlock>>> {
+        let mut out: Vec<Option<Arc<NodeBlock>>> = {
+            let nodes = lock(&self.nodes);
+            wanted
+                .iter()
+                .map(|(cid, _)| nodes.get(cid).cloned())
+                .collect()
+        };
+        let missing: Vec<usize> = (0..wanted.len()).filter(|&i| out[i].is_none()).collect();
+        let missing: Vec<Vec<usize>> = missing.chunks(NODE_BATCH).map(<[usize]>::to_vec).collect();
+        let batches: Vec<(Vec<usize>, Vec<Arc<NodeBlock>>)> = futures::stream::iter(missing)
+            .map(|batch| async move {
+                let requests: Vec<(Cid, Option<BlockAuth>)> = batch
+                    .iter()
+                    .map(|&i| {
+                        let (cid, bat) = &wanted[i];
+                        let auth = bat
+                            .as_ref()
+                            .map(|bat| BlockAuth::new(bat, cid, &self.requester));
+                        (*cid, auth)
+                    })
+                    .collect();
+                let answers = self.blocks().get_many(&requests).await?;
+                if answers.len() != requests.len() {
+                    return Err(Error::Task(format!(
+                        "{} blocks answered for a batch of {}",
+                        answers.len(),
+                        requests.len()
+                    )));
+                }
+                let blocks = requests
+                    .iter()
+                    .zip(answers)
+                    .map(|((cid, _), bytes)| {
+                        let bytes = bytes.ok_or(Error::MissingBlock { cid: *cid })?;
+                        cid.verify(&bytes)?;
+                        Ok(Arc::new(NodeBlock::decode(&bytes)?))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok::<_, Error>((batch, blocks))
+            })
+            .buffered(NODE_BATCHES_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        for (indices, blocks) in batches {
+            for (i, block) in indices.into_iter().zip(blocks) {
+                self.remember_node(wanted[i].0, Arc::clone(&block));
+                out[i] = Some(block);
+            }
+        }
+        out.into_iter()
+            .zip(wanted)
+            .map(|(block, (cid, _))| block.ok_or(Error::MissingBlock { cid: *cid }))
+            .collect()
     }
 
     /// A block, with the access proof for `bat`, its hash checked here
@@ -388,6 +509,17 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             .fetch(view, &cap.writer, &cap.label, cap.bat.as_ref())
             .await?
             .ok_or_else(|| Error::NotFound { path: path.clone() })?;
+        self.open_node(cap, cid, block, path)
+    }
+
+    /// Decrypts a node block fetched for `cap`, as found at `path`.
+    fn open_node(
+        &self,
+        cap: AbsoluteCapability,
+        cid: Cid,
+        block: Arc<NodeBlock>,
+        path: String,
+    ) -> Result<Found> {
         // Decrypted parts are cached by the node's CID and a digest of the
         // key that opened them, so another key never gets them.
         let cache_key = (cid, peergos_keys::sha256(cap.read.as_bytes()));
@@ -658,24 +790,35 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         Ok(entries)
     }
 
-    /// Loads every child of a directory, a few at a time.
+    /// Loads every child of a directory: finds each node's CID in its
+    /// writer's tree (a few at a time; the CHAMP nodes on the way are
+    /// cached), fetches the node blocks in batches, then decrypts them.
     pub(crate) async fn children(
         &self,
         view: &View,
         dir: &Found,
         chunks: &[DirChunk],
     ) -> Result<Vec<Found>> {
-        let links: Vec<&ChildLink> = chunks.iter().flat_map(|c| c.children.iter()).collect();
-        futures::stream::iter(links)
-            .map(|link| async move {
-                let cap = link.resolve(&dir.cap)?;
-                let mut child = self.load(view, cap, String::new()).await?;
+        let caps: Vec<AbsoluteCapability> = chunks
+            .iter()
+            .flat_map(|c| c.children.iter())
+            .map(|link| link.resolve(&dir.cap))
+            .collect::<Result<_>>()?;
+        let located = self.locate_many(view, caps, &dir.path).await?;
+        let wanted: Vec<(Cid, Option<Bat>)> = located
+            .iter()
+            .map(|(cap, cid)| (*cid, cap.bat.clone()))
+            .collect();
+        let blocks = self.node_blocks(&wanted).await?;
+        located
+            .into_iter()
+            .zip(blocks)
+            .map(|((cap, cid), block)| {
+                let mut child = self.open_node(cap, cid, block, String::new())?;
                 child.path = child_path(&dir.path, &child.props.name);
-                Ok::<_, Error>(child)
+                Ok(child)
             })
-            .buffered(LIST_CONCURRENCY)
-            .try_collect()
-            .await
+            .collect()
     }
 
     /// The capability and keys of every chunk of a file, in order.
