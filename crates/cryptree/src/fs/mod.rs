@@ -46,7 +46,6 @@ const NODE_CACHE: usize = 1 << 15;
 const LISTING_CACHE: usize = 1 << 10;
 /// Decrypted fragments kept for sequential small reads (1 MiB each).
 const FRAGMENT_CACHE: usize = 8;
-/// Children fetched at once when listing a directory.
 /// Node blocks fetched in one batch request when listing a directory.
 const NODE_BATCH: usize = 256;
 
@@ -790,9 +789,10 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         Ok(entries)
     }
 
-    /// Loads every child of a directory: finds each node's CID in its
-    /// writer's tree (a few at a time; the CHAMP nodes on the way are
-    /// cached), fetches the node blocks in batches, then decrypts them.
+    /// Loads every child of a directory: finds the nodes' CIDs in their
+    /// writers' trees (all keys of a tree at once, a CHAMP level per
+    /// round trip), fetches the node blocks in batches, then decrypts
+    /// them.
     pub(crate) async fn children(
         &self,
         view: &View,
