@@ -286,6 +286,15 @@ impl Inner {
         Ok(())
     }
 
+    /// Reads a block for a caller holding `auth`, under its access check.
+    fn read_for(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {
+        let Some(data) = self.read(cid, false)? else {
+            return Ok(None);
+        };
+        access::check(cid, &data, auth)?;
+        Ok(Some(data))
+    }
+
     /// Reads a block, re-hashing it as the store's settings say, or always
     /// when `hash` is set (a scrub).
     fn read(&self, cid: &Cid, hash: bool) -> Result<Option<Bytes>> {
@@ -399,14 +408,8 @@ impl BlockStore for FileStore {
     async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {
         let cid = *cid;
         let auth = auth.cloned();
-        self.blocking(move |inner| {
-            let Some(data) = inner.read(&cid, false)? else {
-                return Ok(None);
-            };
-            access::check(&cid, &data, auth.as_ref())?;
-            Ok(Some(data))
-        })
-        .await
+        self.blocking(move |inner| inner.read_for(&cid, auth.as_ref()))
+            .await
     }
 
     /// All of them on one blocking thread: a batch of small blocks is a
@@ -416,13 +419,7 @@ impl BlockStore for FileStore {
         self.blocking(move |inner| {
             requests
                 .iter()
-                .map(|(cid, auth)| {
-                    let Some(data) = inner.read(cid, false)? else {
-                        return Ok(None);
-                    };
-                    access::check(cid, &data, auth.as_ref())?;
-                    Ok(Some(data))
-                })
+                .map(|(cid, auth)| inner.read_for(cid, auth.as_ref()))
                 .collect()
         })
         .await

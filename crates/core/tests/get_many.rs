@@ -73,13 +73,7 @@ async fn the_client_store_gets_every_block_in_order_over_several_answers() {
     let dir = tempfile::tempdir().unwrap();
     let (server, contents, requests) = twenty_blocks(dir.path()).await;
     let in_process: Arc<dyn NetworkAccess> = Arc::new(InProcess::new(Arc::clone(&server)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(peergos_server::http::serve(
-        Arc::clone(&server),
-        listener,
-        std::future::pending(),
-    ));
+    let url = peergos_testkit::daemon::serve_on_loopback(Arc::clone(&server)).await;
     let over_http: Arc<dyn NetworkAccess> = Arc::new(HttpNetwork::new(&url).unwrap());
     for net in [in_process, over_http] {
         // One answer does not hold them all...

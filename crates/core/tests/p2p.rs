@@ -33,13 +33,7 @@ impl Node {
         });
         config.pki_node = pki.map(|p| p.server.peer_id());
         let server = Server::open(config).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(peergos_server::http::serve(
-            Arc::clone(&server),
-            listener,
-            std::future::pending(),
-        ));
+        let url = peergos_testkit::daemon::serve_on_loopback(Arc::clone(&server)).await;
         Node {
             server,
             url,

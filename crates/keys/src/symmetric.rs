@@ -101,22 +101,6 @@ impl SymmetricKey {
         out
     }
 
-    /// Decrypts `ciphertext ‖ tag` where it lies; returns the plaintext's
-    /// length (it starts where the ciphertext did). A failure overwrites
-    /// the ciphertext with zeros, so no unauthenticated plaintext is left.
-    fn open_in_place(&self, nonce: &[u8], aad: &[u8], body_and_tag: &mut [u8]) -> Result<usize> {
-        let nonce: &[u8; Self::NONCE_SIZE] =
-            nonce.try_into().map_err(|_| Error::InvalidLength {
-                what: "nonce",
-                expected: Self::NONCE_SIZE,
-                actual: nonce.len(),
-            })?;
-        let (key, nonce) = self.subkey(nonce);
-        key.open_in_place(nonce, Aad::from(aad), body_and_tag)
-            .map(|plain| plain.len())
-            .map_err(|_| Error::DecryptionFailed)
-    }
-
     /// Encrypts into `prefix ‖ nonce ‖ ciphertext ‖ tag` in one buffer: for
     /// blocks whose ciphertext follows a header (such as a block-access-token
     /// frame), without copying the ciphertext again. The prefix is not
@@ -139,18 +123,13 @@ impl SymmetricKey {
     }
 
     /// Decrypts, checking the `aad` given at encryption.
+    /// (Every caller's ciphertext is small, metadata or inline content:
+    /// a copy and a shift of the plaintext cost nothing to speak of.)
     pub fn decrypt_with_aad(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        if sealed.len() < Self::OVERHEAD {
-            return Err(Error::InvalidLength {
-                what: "ciphertext",
-                expected: Self::OVERHEAD,
-                actual: sealed.len(),
-            });
-        }
-        let (nonce, body) = sealed.split_at(Self::NONCE_SIZE);
-        let mut out = body.to_vec();
-        let len = self.open_in_place(nonce, aad, &mut out)?;
-        out.truncate(len);
+        let mut out = sealed.to_vec();
+        let plain = self.decrypt_in_place_with_aad(&mut out, aad)?;
+        out.truncate(plain.end);
+        out.drain(..plain.start);
         Ok(out)
     }
 
@@ -166,16 +145,22 @@ impl SymmetricKey {
         sealed: &mut [u8],
         aad: &[u8],
     ) -> Result<std::ops::Range<usize>> {
-        if sealed.len() < Self::OVERHEAD {
+        let actual = sealed.len();
+        let Some((nonce, body_and_tag)) = sealed
+            .split_first_chunk_mut::<{ Self::NONCE_SIZE }>()
+            .filter(|(_, rest)| rest.len() >= Self::TAG_SIZE)
+        else {
             return Err(Error::InvalidLength {
                 what: "ciphertext",
                 expected: Self::OVERHEAD,
-                actual: sealed.len(),
+                actual,
             });
-        }
-        let (nonce, body) = sealed.split_at_mut(Self::NONCE_SIZE);
-        let len = self.open_in_place(nonce, aad, body)?;
-        Ok(Self::NONCE_SIZE..Self::NONCE_SIZE + len)
+        };
+        let (key, nonce) = self.subkey(nonce);
+        let plain = key
+            .open_in_place(nonce, Aad::from(aad), body_and_tag)
+            .map_err(|_| Error::DecryptionFailed)?;
+        Ok(Self::NONCE_SIZE..Self::NONCE_SIZE + plain.len())
     }
 }
 

@@ -576,7 +576,7 @@ impl Server {
         'answer: for part in requests.chunks(32) {
             let plain: Vec<(Cid, Option<BlockAuth>)> =
                 part.iter().map(|(c, a, _)| (*c, a.clone())).collect();
-            let stored = self.blocks.get_many(&plain).await?;
+            let mut stored = self.blocks.get_many(&plain).await?;
             if stored.len() != part.len() {
                 return Err(Error::Internal(format!(
                     "the block store answered {} of {} reads",
@@ -584,11 +584,15 @@ impl Server {
                     part.len()
                 )));
             }
-            for ((cid, auth, _), bytes) in part.iter().zip(stored) {
-                let bytes = match bytes {
-                    Some(bytes) => Some(bytes),
-                    None => self.cache.get(cid, auth.as_ref()).await?,
-                };
+            // What the store lacks, from the cache in one batch too.
+            let absent: Vec<usize> = (0..stored.len()).filter(|&i| stored[i].is_none()).collect();
+            if !absent.is_empty() {
+                let wanted: Vec<_> = absent.iter().map(|&i| plain[i].clone()).collect();
+                for (i, bytes) in absent.into_iter().zip(self.cache.get_many(&wanted).await?) {
+                    stored[i] = bytes;
+                }
+            }
+            for bytes in stored {
                 if let Some(bytes) = &bytes {
                     if size > 0 && size + bytes.len() > GET_MANY_BUDGET {
                         break 'answer;

@@ -214,6 +214,21 @@ impl Drop for TempDaemon {
     }
 }
 
+/// Serves `server` over HTTP on a free loopback port, on the current
+/// runtime, for the rest of the test; returns its base URL.
+pub async fn serve_on_loopback(server: std::sync::Arc<peergos_server::Server>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(peergos_server::http::serve(
+        server,
+        listener,
+        std::future::pending(),
+    ));
+    url
+}
+
 /// A server over `dir` on a free loopback port, served on a thread of its
 /// own for the rest of the test; returns its base URL. For tests of
 /// clients (the shell) that need real HTTP but not the daemon binary.
@@ -226,14 +241,9 @@ pub fn serve_in_thread(dir: &Path) -> String {
             let server = peergos_server::Server::open(peergos_server::Config::new(dir))
                 .await
                 .expect("opening the server");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a loopback port");
-            let url = format!("http://{}", listener.local_addr().expect("an address"));
-            tx.send(url).expect("the test is waiting");
-            peergos_server::http::serve(server, listener, std::future::pending())
-                .await
-                .expect("serving");
+            tx.send(serve_on_loopback(server).await)
+                .expect("the test is waiting");
+            std::future::pending::<()>().await
         });
     });
     rx.recv().expect("the server started")

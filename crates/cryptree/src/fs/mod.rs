@@ -377,13 +377,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let Some(root) = self.tree(view, writer).await? else {
             return Ok(None);
         };
-        match self.champ.get(&root, &label.key()).await? {
-            None => Ok(None),
-            Some(Value::Link(cid)) => Ok(Some(cid)),
-            Some(Value::Inline(_)) => Err(Error::MalformedNode {
-                reason: "a tree entry holds inline bytes, not a node link",
-            }),
-        }
+        node_link(self.champ.get(&root, &label.key()).await?)
     }
 
     /// The CIDs of the nodes `caps` name, in order (children are usually
@@ -407,15 +401,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             let keys: Vec<_> = indices.iter().map(|&i| caps[i].label.key()).collect();
             let values = self.champ.get_many(&root, &keys).await?;
             for (&i, value) in indices.iter().zip(values) {
-                cids[i] = match value {
-                    None => None,
-                    Some(Value::Link(cid)) => Some(cid),
-                    Some(Value::Inline(_)) => {
-                        return Err(Error::MalformedNode {
-                            reason: "a tree entry holds inline bytes, not a node link",
-                        })
-                    }
-                };
+                cids[i] = node_link(value)?;
             }
         }
         caps.into_iter()
@@ -1053,6 +1039,17 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             }
         }
         Ok(out)
+    }
+}
+
+/// The node a writer's tree entry links to (None: no entry).
+fn node_link(value: Option<Value>) -> Result<Option<Cid>> {
+    match value {
+        None => Ok(None),
+        Some(Value::Link(cid)) => Ok(Some(cid)),
+        Some(Value::Inline(_)) => Err(Error::MalformedNode {
+            reason: "a tree entry holds inline bytes, not a node link",
+        }),
     }
 }
 
