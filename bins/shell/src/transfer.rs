@@ -12,13 +12,14 @@ use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use peergos_core::{Kind, RemoteFs, UploadOptions};
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncSeek, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 
 /// Files in flight at once during a folder transfer.
 const PARALLEL_FILES: usize = 4;
 
 /// Bytes per ranged read when downloading.
-const READ_SIZE: usize = 5 << 20;
+/// Downloaded pieces (up to 1 MiB each) waiting for the local disk.
+const WRITES_WAITING: usize = 8;
 
 /// What a transfer did.
 pub(crate) struct Report {
@@ -437,18 +438,18 @@ async fn get_file(fs: &RemoteFs, remote: &str, local: &Path, bar: &ProgressBar) 
         Ok(meta) if meta.len() <= size => meta.len(),
         _ => 0,
     };
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(offset > 0)
         .write(true)
         .truncate(offset == 0)
         .open(&part)
-        .await
         .with_context(|| format!("creating {}", part.display()))?;
     bar.inc(offset);
-    copy_to(fs, remote, offset, size, &mut file, bar).await?;
-    file.sync_all().await?;
-    drop(file);
+    let file = copy_to(fs, remote, offset, size, file, bar).await?;
+    tokio::task::spawn_blocking(move || file.sync_all())
+        .await?
+        .with_context(|| format!("syncing {}", part.display()))?;
     tokio::fs::rename(&part, local)
         .await
         .with_context(|| format!("renaming {} to {}", part.display(), local.display()))?;
@@ -463,36 +464,57 @@ async fn get_in_place(
     size: u64,
     bar: &ProgressBar,
 ) -> Result<u64> {
-    let mut out = tokio::fs::OpenOptions::new()
+    let out = std::fs::OpenOptions::new()
         .write(true)
         .open(local)
-        .await
         .with_context(|| format!("opening {}", local.display()))?;
-    copy_to(fs, remote, 0, size, &mut out, bar).await?;
-    out.flush().await?;
+    copy_to(fs, remote, 0, size, out, bar).await?;
     Ok(size)
 }
 
-/// Writes bytes `offset..size` of the remote file to `out`.
+/// Writes bytes `offset..size` of the remote file to `out` and hands it
+/// back. The file's chunks are fetched ahead while a thread of its own
+/// writes the pieces already here, so the local disk and the network
+/// overlap.
 async fn copy_to(
     fs: &RemoteFs,
     remote: &str,
-    mut offset: u64,
+    offset: u64,
     size: u64,
-    out: &mut tokio::fs::File,
+    mut out: std::fs::File,
     bar: &ProgressBar,
-) -> Result<()> {
-    while offset < size {
-        let len = READ_SIZE.min((size - offset) as usize);
-        let data = fs.read(remote, offset, len).await?;
-        if data.is_empty() {
-            bail!("{remote} ended early at byte {offset} of {size}");
+) -> Result<std::fs::File> {
+    use std::io::Write as _;
+    let (pieces_tx, mut pieces_rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITES_WAITING);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        while let Some(piece) = pieces_rx.blocking_recv() {
+            out.write_all(&piece)?;
         }
-        out.write_all(&data).await?;
-        offset += data.len() as u64;
-        bar.inc(data.len() as u64);
+        out.flush()?;
+        Ok(out)
+    });
+    let fetched = async {
+        let mut pieces = std::pin::pin!(fs.chunks_from(remote, offset).await?);
+        let mut at = offset;
+        while let Some(piece) = pieces.next().await {
+            let piece = piece?;
+            at += piece.len() as u64;
+            bar.inc(piece.len() as u64);
+            if pieces_tx.send(piece).await.is_err() {
+                // The writer stopped: its error says why.
+                break;
+            }
+        }
+        Ok::<u64, anyhow::Error>(at)
     }
-    Ok(())
+    .await;
+    drop(pieces_tx);
+    let out = writer.await?.context("writing the download")?;
+    let at = fetched?;
+    if at < size {
+        bail!("{remote} ended early at byte {at} of {size}");
+    }
+    Ok(out)
 }
 
 /// Every file under a remote folder, as paths relative to it.

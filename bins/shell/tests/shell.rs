@@ -288,6 +288,51 @@ fn get_writes_into_a_fifo_and_through_a_link_without_replacing_them() {
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
 }
 
+/// An interrupted `get` leaves `NAME.peergos-part`; the next `get` keeps
+/// its bytes and fetches only the rest, from inside a chunk. (The part's
+/// bytes are marked here, so a download that started over would show.)
+#[test]
+fn get_continues_from_a_part_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(&dir.path().join("server"));
+    let bytes = data(5, (11 << 20) + 4321);
+    let local = dir.path().join("big.bin");
+    std::fs::write(&local, &bytes).unwrap();
+    ok(shell(&url, "pw", &["signup", "alice"]));
+    let path = local.to_str().unwrap();
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "put", path, "/alice/big.bin"],
+    ));
+
+    let got = dir.path().join("got.bin");
+    let held = (5 << 20) + 777;
+    let mut part = vec![0xAA; held];
+    std::fs::write(dir.path().join("got.bin.peergos-part"), &part).unwrap();
+    let target = got.to_str().unwrap();
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "get", "/alice/big.bin", target],
+    ));
+    part.extend_from_slice(&bytes[held..]);
+    assert!(
+        std::fs::read(&got).unwrap() == part,
+        "not resumed at byte {held}"
+    );
+    assert!(!dir.path().join("got.bin.peergos-part").exists());
+
+    // With no part file, the whole file.
+    std::fs::remove_file(&got).unwrap();
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "get", "/alice/big.bin", target],
+    ));
+    assert!(std::fs::read(&got).unwrap() == bytes);
+}
+
 #[test]
 fn an_unreachable_server_is_named_in_the_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

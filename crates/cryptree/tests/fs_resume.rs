@@ -45,6 +45,41 @@ impl AsyncSeek for CutOff {
     }
 }
 
+/// A seekable input whose bytes from `stall` on never arrive, as from a
+/// stuck disk or connection.
+struct Stall {
+    inner: Cursor<Vec<u8>>,
+    stall: u64,
+}
+
+impl AsyncRead for Stall {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let pos = self.inner.position();
+        if pos >= self.stall {
+            return Poll::Pending;
+        }
+        let room = (self.stall - pos).min(buf.remaining() as u64) as usize;
+        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(room));
+        let result = Pin::new(&mut self.inner).poll_read(cx, &mut limited);
+        let n = limited.filled().len();
+        buf.advance(n);
+        result
+    }
+}
+
+impl AsyncSeek for Stall {
+    fn start_seek(mut self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+        Pin::new(&mut self.inner).start_seek(position)
+    }
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        Pin::new(&mut self.inner).poll_complete(cx)
+    }
+}
+
 #[tokio::test]
 async fn interrupted_uploads_resume_from_the_first_missing_chunk() {
     let c = CHUNK_SIZE;
@@ -152,4 +187,40 @@ async fn inputs_of_one_chunk_need_no_record() {
         fs.stat(&format!("/{UPLOADS_DIR}")).await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// An upload stopped without an error (its task dropped, as when the
+/// process is killed) keeps the chunks it committed while it ran: progress
+/// is committed about every second, also while the input is stuck.
+#[tokio::test]
+async fn a_stopped_upload_keeps_the_chunks_it_committed_as_it_went() {
+    let c = CHUNK_SIZE;
+    let content = data(2, 5 * c as usize);
+    let fs = memory_fs().await;
+    let input = Stall {
+        inner: Cursor::new(content.clone()),
+        stall: 3 * c,
+    };
+    let stopped = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        fs.upload_resumable("/f", input, UploadOptions::default()),
+    )
+    .await;
+    assert!(
+        stopped.is_err(),
+        "the upload cannot finish: its input stalls"
+    );
+
+    let before = fs.blocks_written();
+    fs.upload_resumable("/f", Cursor::new(content.clone()), UploadOptions::default())
+        .await
+        .unwrap();
+    let written = fs.blocks_written() - before;
+    assert!(read_all(&fs, "/f").await == content);
+    // A whole upload writes 25 fragments and 5 nodes (plus the record and
+    // the directory); chunks 1 and 2 (6 blocks each) were committed.
+    assert!(
+        written <= 30 + 10 - 2 * 6,
+        "wrote {written} blocks: the chunks stored before the stall were not kept"
+    );
 }

@@ -1,6 +1,7 @@
 //! Reading a file as a stream of pieces: whatever the file's size, the
 //! pieces are its bytes in order, none empty and none longer than a
-//! fragment, and chunk-by-chunk reads agree with them.
+//! fragment, and chunk-by-chunk reads agree with them. A stream from an
+//! offset is the file's bytes from there.
 
 use futures::TryStreamExt;
 use peergos_cryptree::node::{chunk_count, CHUNK_SIZE, FRAGMENT_SIZE};
@@ -23,7 +24,7 @@ fn edge_sizes() -> Vec<usize> {
     ]
 }
 
-async fn check_stream(size: usize, seed: u8) {
+async fn check_stream(size: usize, seed: u8, offset: usize) {
     let fs = memory_fs().await;
     let body = data(seed, size);
     fs.upload("/f", &body[..], Default::default())
@@ -40,6 +41,36 @@ async fn check_stream(size: usize, seed: u8) {
         pieces.concat() == body,
         "size {size}: the pieces are not the file"
     );
+    let chunk = CHUNK_SIZE as usize;
+    let offsets = [
+        offset,
+        1,
+        FRAGMENT_SIZE,
+        chunk - 1,
+        chunk,
+        chunk + 1,
+        size / 2,
+        size.saturating_sub(1),
+        size,
+        size + 3,
+    ];
+    for from in offsets {
+        let pieces: Vec<bytes::Bytes> = fs
+            .chunks_from("/f", from as u64)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(
+            pieces.iter().all(|p| !p.is_empty()),
+            "size {size}, from {from}"
+        );
+        assert!(
+            pieces.concat()[..] == body[from.min(size)..],
+            "size {size}: the pieces from {from} are not the file's tail"
+        );
+    }
     let open = fs.open_file("/f").await.unwrap();
     for index in 0..chunk_count(size as u64) {
         let chunk = fs.read_open_chunk(&open, index).await.unwrap();
@@ -52,7 +83,7 @@ async fn check_stream(size: usize, seed: u8) {
 #[tokio::test]
 async fn files_on_every_boundary_stream_back_whole() {
     for (i, size) in edge_sizes().into_iter().enumerate() {
-        check_stream(size, i as u8).await;
+        check_stream(size, i as u8, size / 3).await;
     }
 }
 
@@ -60,7 +91,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
 
     #[test]
-    fn prop_any_file_streams_back_whole(size in 0usize..(12 << 20), seed in any::<u8>()) {
-        tokio::runtime::Runtime::new().unwrap().block_on(check_stream(size, seed));
+    fn prop_any_file_streams_back_whole(
+        size in 0usize..(12 << 20),
+        seed in any::<u8>(),
+        offset in 0usize..(13 << 20),
+    ) {
+        tokio::runtime::Runtime::new().unwrap().block_on(check_stream(size, seed, offset));
     }
 }

@@ -898,15 +898,47 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         &'a self,
         path: &str,
     ) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'a> {
+        self.chunks_from(path, 0).await
+    }
+
+    /// As [`chunks`](Self::chunks), from byte `offset` on (nothing at or
+    /// past the end): only the chunks from the one holding `offset` are
+    /// fetched. The file is looked up once, so the stream is one version
+    /// of it even if it changes meanwhile.
+    pub async fn chunks_from<'a>(
+        &'a self,
+        path: &str,
+        offset: u64,
+    ) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'a> {
         let view = Arc::new(View::default());
         let file = Arc::new(self.resolve(&view, path).await?);
         file.require_file()?;
-        let plan: Vec<(u64, Label, Bat)> = Self::file_chunks(&file).collect();
+        let first = offset / node::CHUNK_SIZE;
+        let plan: Vec<(u64, Label, Bat)> = Self::file_chunks(&file)
+            .skip_while(|(index, _, _)| *index < first)
+            .collect();
         Ok(futures::stream::iter(plan)
             .map(move |(index, label, bat)| {
                 let view = Arc::clone(&view);
                 let file = Arc::clone(&file);
-                async move { self.read_chunk_parts(&view, &file, index, label, bat).await }
+                // Bytes of the first chunk before `offset` are dropped.
+                let mut skip = if index == first {
+                    (offset % node::CHUNK_SIZE) as usize
+                } else {
+                    0
+                };
+                async move {
+                    let mut parts = self
+                        .read_chunk_parts(&view, &file, index, label, bat)
+                        .await?;
+                    for part in &mut parts {
+                        let cut = skip.min(part.len());
+                        *part = part.slice(cut..);
+                        skip -= cut;
+                    }
+                    parts.retain(|part| !part.is_empty());
+                    Ok::<_, Error>(parts)
+                }
             })
             .buffered(READ_AHEAD)
             .map_ok(|parts| futures::stream::iter(parts.into_iter().map(Ok)))

@@ -10,7 +10,7 @@ use peergos_pointers::PointerStore;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncSeekExt};
 
-use super::write::{read_chunk, split_parent, FileSink, Fresh, Plan, UploadOptions};
+use super::write::{read_chunk, split_parent, FileSink, Fresh, UploadOptions};
 use super::{child_path, Entry, Filesystem, View};
 use crate::node::{self, chunk_count, CHUNK_SIZE};
 use crate::{AbsoluteCapability, Error, Label, Result};
@@ -143,19 +143,12 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                         .await
                         .map_err(Error::Read)?;
                 }
-                loop {
-                    let chunk = read_chunk(&mut reader).await?;
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    let full = chunk.len() as u64 == CHUNK_SIZE;
-                    sink.push(self, chunk).await?;
-                    // Progress survives an interruption from here on.
-                    self.apply(&Plan::new(signer.clone(), sink.take_mutations()))
+                // Chunk 0 is committed last, with the file; later ones are
+                // committed as they are stored.
+                let next = read_chunk(&mut reader).await?;
+                if !next.is_empty() {
+                    self.store_chunks(&mut reader, &mut sink, Some(next), true)
                         .await?;
-                    if !full {
-                        break;
-                    }
                 }
             }
             let size = sink.size();

@@ -30,6 +30,10 @@ const BATCH_PUT_BYTES: usize = 8 << 20;
 /// a commit that loses a race sends again).
 const DEFERRED_PUT_BYTES: usize = 1 << 20;
 
+/// How often a resumable upload commits the chunks it has stored, so an
+/// interruption loses at most about this much work.
+pub(super) const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Options for a new file or directory.
 #[derive(Clone, Debug, Default)]
 pub struct UploadOptions {
@@ -370,10 +374,11 @@ impl FileSink {
         self.size
     }
 
-    /// Takes the CHAMP changes of the chunks stored so far (to commit them
-    /// as progress).
-    pub(super) fn take_mutations(&mut self) -> Vec<Mutation> {
-        std::mem::take(&mut self.mutations)
+    /// Takes the first `n` CHAMP changes (those of the first `n` chunks
+    /// after chunk 0 not yet taken).
+    pub(super) fn take_first_mutations(&mut self, n: usize) -> Vec<Mutation> {
+        let n = n.min(self.mutations.len());
+        self.mutations.drain(..n).collect()
     }
 
     /// Stores the next chunk: exactly [`CHUNK_SIZE`] bytes, except the last.
@@ -1030,23 +1035,71 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let outcome = async {
             let fresh = Fresh::new(dir.cap.owner, dir.cap.writer);
             let mut sink = FileSink::new(fresh, signer.clone(), tx);
-            // A pipeline: up to three chunks being stored, chunk k + 1
-            // being sealed and chunk k + 2 being read, so both cores stay
-            // busy and the server's write latency overlaps (three puts kept
-            // the cores 82-85% busy against 75-78% for two); at most six
-            // chunks are in memory. Chunk 0 exists even when empty.
-            use futures::StreamExt as _;
-            let mut puts = futures::stream::FuturesUnordered::new();
-            let mut data = Some(read_chunk(&mut reader).await?);
-            let mut sealed: Option<SealedChunk> = None;
+            let first = read_chunk(&mut reader).await?;
+            self.store_chunks(&mut reader, &mut sink, Some(first), false)
+                .await?;
+            let size = sink.size;
+            let (link, chunks) = sink.finish(self, &side, &name, &options).await?;
+            self.link_file(tx, &dir_path, &name, &side, &signer, &link, &chunks)
+                .await?;
+            Ok(options.entry(name.clone(), size))
+        }
+        .await;
+        let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
+        outcome
+    }
+
+    /// Seals and stores `data` and every further chunk of `reader` into
+    /// `sink`, as a pipeline: up to three chunks being stored, chunk k + 1
+    /// being sealed and chunk k + 2 being read, so both cores stay busy
+    /// and the server's write latency overlaps (three puts kept the cores
+    /// 82-85% busy against 75-78% for two); at most six chunks are in
+    /// memory. `data` is sealed even when empty (chunk 0 always exists).
+    ///
+    /// With `progress`, the chunks stored so far are committed about every
+    /// [`PROGRESS_EVERY`] while the pipeline runs (and whenever every put
+    /// is done while the input is read), and once more when it fails, so
+    /// an interrupted upload can resume after them. Only a run of
+    /// chunks from the front is committed (puts finish in order), so the
+    /// first missing chunk is where a resume starts. Uncommitted chunks
+    /// stay in `sink` for the file's final commit.
+    pub(super) async fn store_chunks<R>(
+        &self,
+        reader: &mut R,
+        sink: &mut FileSink,
+        data: Option<Vec<u8>>,
+        progress: bool,
+    ) -> Result<()>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        use futures::StreamExt as _;
+        let (signer, tx) = (sink.signer.clone(), sink.tx);
+        // Each put answers whether its chunk has a node to link (all but
+        // chunk 0, whose node is written last).
+        let mut puts = futures::stream::FuturesOrdered::new();
+        // Chunk nodes stored and not yet committed: the first `stored` of
+        // the sink's changes.
+        let mut stored = 0usize;
+        let commit = |plan: Plan| Box::pin(async move { self.apply(&plan).await });
+        let mut committing = None;
+        let mut last_commit = std::time::Instant::now();
+        let mut data = data;
+        let mut sealed: Option<SealedChunk> = None;
+        // Set when a put fails: the puts after it are not a run from the
+        // front, so none of them may be committed.
+        let mut put_failed = false;
+        let outcome: Result<()> = async {
             loop {
                 if let Some(chunk) = sealed.take() {
+                    let node = matches!(chunk.kind, SealedKind::Node(..));
                     let blocks = sink.record(chunk);
-                    puts.push(self.put_blocks(&signer, tx, blocks));
+                    let put = self.put_blocks(&signer, tx, blocks);
+                    puts.push_back(async move { put.await.map(|_| node) });
                 }
                 let more = data.as_ref().is_some_and(|d| d.len() as u64 == CHUNK_SIZE);
                 let sealing = data.take().map(|d| sink.seal(d));
-                let reader = &mut reader;
+                let reading = &mut *reader;
                 let work = async move {
                     tokio::join!(
                         async move {
@@ -1057,7 +1110,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                         },
                         async move {
                             if more {
-                                read_chunk(reader).await.map(Some)
+                                read_chunk(reading).await.map(Some)
                             } else {
                                 Ok(None)
                             }
@@ -1065,37 +1118,89 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     )
                 };
                 let mut work = std::pin::pin!(work);
-                // Seal and read while the puts in flight progress.
+                // Seal and read while the puts in flight progress; go on once
+                // at most two are in flight beside the next one.
+                let mut finished = None;
                 let (next_sealed, next_data) = loop {
+                    match finished.take() {
+                        Some(done) if puts.len() <= 2 => break done,
+                        other => finished = other,
+                    }
+                    // Also when no put is in flight: the input is slower than
+                    // the server, and a commit costs nothing in waiting
+                    // (no timer: the caller's runtime may have none).
+                    if progress
+                        && committing.is_none()
+                        && stored > 0
+                        && (puts.is_empty() || last_commit.elapsed() >= PROGRESS_EVERY)
+                    {
+                        let changes = sink.take_first_mutations(stored);
+                        stored = 0;
+                        committing = Some(commit(Plan::new(signer.clone(), changes)));
+                        last_commit = std::time::Instant::now();
+                    }
+                    let waiting = async {
+                        match committing.as_mut() {
+                            Some(c) => c.await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
-                        done = &mut work => break done,
-                        Some(put) = puts.next(), if !puts.is_empty() => { put?; }
+                        done = &mut work, if finished.is_none() => finished = Some(done),
+                        Some(put) = puts.next(), if !puts.is_empty() => {
+                            put_failed = put.is_err();
+                            stored += usize::from(put?);
+                        }
+                        committed = waiting => {
+                            committing = None;
+                            committed?;
+                        }
                     }
                 };
-                // Keep at most two puts in flight beside the next one.
-                while puts.len() > 2 {
-                    if let Some(put) = puts.next().await {
-                        put?;
-                    }
-                }
                 sealed = next_sealed?;
                 data = next_data?.filter(|d| !d.is_empty());
                 if sealed.is_none() {
-                    break;
+                    return Ok(());
                 }
             }
-            while let Some(put) = puts.next().await {
-                put?;
-            }
-            let size = sink.size;
-            let (link, chunks) = sink.finish(self, &side, &name, &options).await?;
-            self.link_file(tx, &dir_path, &name, &side, &signer, &link, &chunks)
-                .await?;
-            Ok(options.entry(name.clone(), size))
         }
         .await;
-        let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
-        outcome
+        let outcome = match outcome {
+            Ok(()) => {
+                let mut last = Ok(());
+                while let Some(put) = puts.next().await {
+                    last = put.map(|_| ());
+                    if last.is_err() {
+                        put_failed = true;
+                        break;
+                    }
+                }
+                last
+            }
+            Err(e) => Err(e),
+        };
+        let outcome = match committing.take() {
+            Some(c) => outcome.and(c.await),
+            None => outcome,
+        };
+        if let Err(e) = outcome {
+            if progress {
+                // Keep what was stored before the failure: the puts still
+                // in flight, up to the first that fails, then one commit.
+                if !put_failed {
+                    while let Some(Ok(node)) = puts.next().await {
+                        stored += usize::from(node);
+                    }
+                }
+                if stored > 0 {
+                    let changes = sink.take_first_mutations(stored);
+                    // The failure is what the caller needs to see.
+                    let _ = self.apply(&Plan::new(signer.clone(), changes)).await;
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The writable directory a new file or copy will go in, its writer's
