@@ -976,6 +976,10 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
             if let Err(e) = outcome {
                 state.error.get_or_insert(e);
             }
+            // The task has ended, so the change is no longer shared.
+            if let Ok(done) = Arc::try_unwrap(inflight.change) {
+                state.dirty.recycle(done);
+            }
         }
     }
 
@@ -986,7 +990,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         if state.dirty.is_empty() && !state.creating {
             return Ok(());
         }
-        let change = Arc::new(std::mem::take(&mut state.dirty));
+        let change = Arc::new(state.dirty.take_change());
         if self.path_of(handle.ino).is_err() {
             // Removed while open: the bytes have nowhere to go.
             return Ok(());
@@ -1010,7 +1014,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     async fn commit_now(&self, handle: &Handle, state: &mut HandleState) -> Result<()> {
         self.settle(state).await;
         if !state.dirty.is_empty() || state.creating {
-            let change = std::mem::take(&mut state.dirty);
+            let change = state.dirty.take_change();
             let create = std::mem::take(&mut state.creating);
             state.reader = None;
             if self.path_of(handle.ino).is_ok() {
