@@ -258,9 +258,22 @@ async fn copies_are_independent() {
     let big = data(3, CHUNK_SIZE as usize + 10);
     fs.write_file("/src/big", &big).await.unwrap();
     fs.mkdir("/src/empty").await.unwrap();
+    // Several chunks, a chunk boundary and an empty file, through the
+    // copy's pipeline.
+    let long = data(4, 3 * CHUNK_SIZE as usize + 10);
+    let exact = data(5, 2 * CHUNK_SIZE as usize);
+    fs.write_file("/src/long", &long).await.unwrap();
+    fs.write_file("/src/exact", &exact).await.unwrap();
+    fs.write_file("/src/none", b"").await.unwrap();
     fs.copy("/src", "/dst").await.unwrap();
     assert_same(&read_all(&fs, "/dst/big").await, &big);
-    assert_eq!(names(&fs.ls("/dst").await.unwrap()), ["big", "empty"]);
+    assert_same(&read_all(&fs, "/dst/long").await, &long);
+    assert_same(&read_all(&fs, "/dst/exact").await, &exact);
+    assert!(read_all(&fs, "/dst/none").await.is_empty());
+    assert_eq!(
+        names(&fs.ls("/dst").await.unwrap()),
+        ["big", "empty", "exact", "long", "none"]
+    );
     fs.write_at("/dst/big", 0, b"changed").await.unwrap();
     assert_same(&read_all(&fs, "/src/big").await, &big);
     assert!(matches!(

@@ -847,19 +847,6 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             })
     }
 
-    /// Reads a whole chunk's data (its true length, without padding).
-    async fn read_chunk(
-        &self,
-        view: &View,
-        file: &Found,
-        index: u64,
-        label: Label,
-        bat: Bat,
-    ) -> Result<Bytes> {
-        let parts = self.read_chunk_parts(view, file, index, label, bat).await?;
-        Ok(joined(parts))
-    }
-
     /// Reads a whole chunk's data (its true length, without padding) as
     /// its decrypted fragments, in order.
     async fn read_chunk_parts(

@@ -6,8 +6,8 @@ use peergos_keys::{Bat, PublicKeyHash, SigningKeyPair};
 use peergos_pointers::PointerStore;
 
 use super::write::{
-    split_parent, Content, DirEdit, FileSink, Fresh, Mutation, NodeSpec, ParentSide, Plan,
-    UploadOptions,
+    read_chunk, split_parent, Content, DirEdit, FileSink, Fresh, Mutation, NodeSpec, ParentSide,
+    Plan, UploadOptions,
 };
 use super::{child_path, components, Filesystem, Found, View};
 use crate::node::{self, name_tag, ChildLink, ParentPart, Properties, MAX_CHILDREN_PER_NODE};
@@ -214,10 +214,23 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         let fresh = Fresh::new(self.root.owner, PublicKeyHash::of(&signer.public()));
         if !src.base.dir {
             let mut sink = FileSink::new(fresh, signer.clone(), tx);
-            for (index, label, bat) in Self::file_chunks(src) {
-                let data = self.read_chunk(view, src, index, label, bat).await?;
-                sink.push(self, data.to_vec()).await?;
+            // The source's chunks, fetched ahead, feed the upload's
+            // pipeline (sealing and storing overlap the fetches).
+            use futures::{StreamExt as _, TryStreamExt as _};
+            let pieces = futures::stream::iter(Self::file_chunks(src))
+                .map(|(index, label, bat)| self.read_chunk_parts(view, src, index, label, bat))
+                .buffered(super::READ_AHEAD)
+                .map_ok(|parts| futures::stream::iter(parts.into_iter().map(Ok::<_, Error>)))
+                .try_flatten()
+                .map_err(std::io::Error::other);
+            let mut reader = tokio_util::io::StreamReader::new(pieces);
+            let copied = async {
+                let first = read_chunk(&mut reader).await?;
+                self.store_chunks(&mut reader, &mut sink, Some(first), false)
+                    .await
             }
+            .await;
+            copied.map_err(source_error)?;
             return sink.finish(self, dir, name, &options).await;
         }
         let me = ParentSide::of_fresh(&fresh);
@@ -273,5 +286,35 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 .map(|(label, cid)| Mutation::create(label, cid)),
         );
         Ok((fresh.link(dir, name), mutations))
+    }
+}
+
+/// The source's own error, where reading it failed inside the copy's
+/// reader (which carries it as an I/O error).
+fn source_error(e: Error) -> Error {
+    match e {
+        Error::Read(io) if io.get_ref().is_some_and(|inner| inner.is::<Error>()) => {
+            match io.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(inner)) => *inner,
+                Some(Err(other)) => Error::Read(std::io::Error::other(other)),
+                None => Error::Task("a copy's read error vanished".into()),
+            }
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_reports_its_source_error_as_itself() {
+        let wrapped = Error::Read(std::io::Error::other(Error::NotWritable));
+        assert!(matches!(source_error(wrapped), Error::NotWritable));
+        let local = Error::Read(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert!(
+            matches!(source_error(local), Error::Read(e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+        );
     }
 }
