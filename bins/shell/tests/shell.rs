@@ -37,6 +37,22 @@ fn ok_bytes(output: Output) -> Vec<u8> {
     output.stdout
 }
 
+/// A server under `dir` with the user alice (password "pw"), who has
+/// uploaded `bytes` as `/alice/NAME`; its URL.
+fn alice_with_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let url = serve(&dir.join("server"));
+    let local = dir.join(name);
+    std::fs::write(&local, bytes).unwrap();
+    ok(shell(&url, "pw", &["signup", "alice"]));
+    let remote = format!("/alice/{name}");
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "put", local.to_str().unwrap(), &remote],
+    ));
+    url
+}
+
 #[test]
 fn a_user_session_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -227,17 +243,8 @@ fn get_writes_into_a_fifo_and_through_a_link_without_replacing_them() {
     use std::io::Read;
     use std::os::unix::fs::FileTypeExt;
     let dir = tempfile::tempdir().unwrap();
-    let url = serve(&dir.path().join("server"));
     let bytes = data(7, 300_000);
-    let local = dir.path().join("x.bin");
-    std::fs::write(&local, &bytes).unwrap();
-    ok(shell(&url, "pw", &["signup", "alice"]));
-    let path = local.to_str().unwrap();
-    ok(shell(
-        &url,
-        "pw",
-        &["-u", "alice", "put", path, "/alice/x.bin"],
-    ));
+    let url = alice_with_file(dir.path(), "x.bin", &bytes);
 
     // A FIFO (like /dev/null or /dev/stdout, not a regular file) is written
     // to, not replaced. Opened here for reading and writing, so neither
@@ -294,17 +301,8 @@ fn get_writes_into_a_fifo_and_through_a_link_without_replacing_them() {
 #[test]
 fn get_continues_from_a_part_file() {
     let dir = tempfile::tempdir().unwrap();
-    let url = serve(&dir.path().join("server"));
     let bytes = data(5, (11 << 20) + 4321);
-    let local = dir.path().join("big.bin");
-    std::fs::write(&local, &bytes).unwrap();
-    ok(shell(&url, "pw", &["signup", "alice"]));
-    let path = local.to_str().unwrap();
-    ok(shell(
-        &url,
-        "pw",
-        &["-u", "alice", "put", path, "/alice/big.bin"],
-    ));
+    let url = alice_with_file(dir.path(), "big.bin", &bytes);
 
     let got = dir.path().join("got.bin");
     let held = (5 << 20) + 777;

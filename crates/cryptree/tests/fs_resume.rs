@@ -11,10 +11,13 @@ use peergos_cryptree::{Error, UploadOptions, UPLOADS_DIR};
 use peergos_testkit::cryptree::{data, memory_fs, read_all};
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 
-/// A seekable input that fails once reading reaches `cut`.
+/// A seekable input whose reading stops at `cut`: with an error (a lost
+/// connection), or for good when `stall` is set (a stuck disk or
+/// connection: the read never completes).
 struct CutOff {
     inner: Cursor<Vec<u8>>,
     cut: u64,
+    stall: bool,
 }
 
 impl AsyncRead for CutOff {
@@ -25,6 +28,9 @@ impl AsyncRead for CutOff {
     ) -> Poll<std::io::Result<()>> {
         let pos = self.inner.position();
         if pos >= self.cut {
+            if self.stall {
+                return Poll::Pending;
+            }
             return Poll::Ready(Err(std::io::Error::other("connection lost")));
         }
         let room = (self.cut - pos).min(buf.remaining() as u64) as usize;
@@ -45,41 +51,6 @@ impl AsyncSeek for CutOff {
     }
 }
 
-/// A seekable input whose bytes from `stall` on never arrive, as from a
-/// stuck disk or connection.
-struct Stall {
-    inner: Cursor<Vec<u8>>,
-    stall: u64,
-}
-
-impl AsyncRead for Stall {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let pos = self.inner.position();
-        if pos >= self.stall {
-            return Poll::Pending;
-        }
-        let room = (self.stall - pos).min(buf.remaining() as u64) as usize;
-        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(room));
-        let result = Pin::new(&mut self.inner).poll_read(cx, &mut limited);
-        let n = limited.filled().len();
-        buf.advance(n);
-        result
-    }
-}
-
-impl AsyncSeek for Stall {
-    fn start_seek(mut self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
-        Pin::new(&mut self.inner).start_seek(position)
-    }
-    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
-        Pin::new(&mut self.inner).poll_complete(cx)
-    }
-}
-
 #[tokio::test]
 async fn interrupted_uploads_resume_from_the_first_missing_chunk() {
     let c = CHUNK_SIZE;
@@ -92,6 +63,7 @@ async fn interrupted_uploads_resume_from_the_first_missing_chunk() {
         let input = CutOff {
             inner: Cursor::new(content.clone()),
             cut,
+            stall: false,
         };
         let err = fs
             .upload_resumable("/in/file", input, UploadOptions::default())
@@ -144,6 +116,7 @@ async fn a_different_input_starts_over() {
     let input = CutOff {
         inner: Cursor::new(first.clone()),
         cut: 2 * CHUNK_SIZE + 5,
+        stall: false,
     };
     assert!(fs
         .upload_resumable("/f", input, UploadOptions::default())
@@ -197,9 +170,10 @@ async fn a_stopped_upload_keeps_the_chunks_it_committed_as_it_went() {
     let c = CHUNK_SIZE;
     let content = data(2, 5 * c as usize);
     let fs = memory_fs().await;
-    let input = Stall {
+    let input = CutOff {
         inner: Cursor::new(content.clone()),
-        stall: 3 * c,
+        cut: 3 * c,
+        stall: true,
     };
     let stopped = tokio::time::timeout(
         std::time::Duration::from_secs(3),
