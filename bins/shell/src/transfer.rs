@@ -17,7 +17,6 @@ use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 /// Files in flight at once during a folder transfer.
 const PARALLEL_FILES: usize = 4;
 
-/// Bytes per ranged read when downloading.
 /// Downloaded pieces (up to 1 MiB each) waiting for the local disk.
 const WRITES_WAITING: usize = 8;
 
