@@ -235,6 +235,7 @@ async fn main() {
         "baseline: writing a new 1 GiB local file and syncing it".into(),
         format!("{disk:.0} MiB/s"),
     ));
+    // A `peergos-shell` command as the bench user, checked; its output.
     let run_shell = |args: &[&std::ffi::OsStr]| {
         let output = std::process::Command::new(&shell)
             .args(["--server", daemon.url(), "-u", "bench"])
@@ -247,6 +248,7 @@ async fn main() {
             "{args:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let shell_row = |what: &str, wall: f64| {
         (
@@ -307,19 +309,12 @@ async fn main() {
     }
     // `peergos-shell put` of the folder, checked; its JSON report.
     let put = || {
-        let output = std::process::Command::new(&shell)
-            .args(["--server", daemon.url(), "-u", "bench", "--json", "put"])
-            .arg(&local)
-            .arg("/bench")
-            .env("PEERGOS_PASSWORD", "password")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "put failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        run_shell(&[
+            "--json".as_ref(),
+            "put".as_ref(),
+            local.as_os_str(),
+            "/bench".as_ref(),
+        ])
     };
     let started = Instant::now();
     let report = put();

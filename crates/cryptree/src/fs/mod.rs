@@ -897,17 +897,33 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         path: &str,
         offset: u64,
     ) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'a> {
-        let view = Arc::new(View::default());
-        let file = Arc::new(self.resolve(&view, path).await?);
+        let view = View::default();
+        let file = self.resolve(&view, path).await?;
         file.require_file()?;
+        Ok(self.pieces_from(Arc::new(view), Arc::new(file), offset))
+    }
+
+    /// The decrypted pieces of an opened file from byte `offset` on, the
+    /// chunks fetched [`READ_AHEAD`] ahead. `view` and `file` are held
+    /// however the caller can lend them (borrowed, or shared when the
+    /// stream outlives the caller).
+    pub(crate) fn pieces_from<'s, V, F>(
+        &'s self,
+        view: V,
+        file: F,
+        offset: u64,
+    ) -> impl Stream<Item = Result<Bytes>> + Send + 's
+    where
+        V: std::ops::Deref<Target = View> + Clone + Send + Sync + 's,
+        F: std::ops::Deref<Target = Found> + Clone + Send + Sync + 's,
+    {
         let first = offset / node::CHUNK_SIZE;
         let plan: Vec<(u64, Label, Bat)> = Self::file_chunks(&file)
             .skip_while(|(index, _, _)| *index < first)
             .collect();
-        Ok(futures::stream::iter(plan)
+        futures::stream::iter(plan)
             .map(move |(index, label, bat)| {
-                let view = Arc::clone(&view);
-                let file = Arc::clone(&file);
+                let (view, file) = (view.clone(), file.clone());
                 // Bytes of the first chunk before `offset` are dropped.
                 let mut skip = if index == first {
                     (offset % node::CHUNK_SIZE) as usize
@@ -929,7 +945,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             })
             .buffered(READ_AHEAD)
             .map_ok(|parts| futures::stream::iter(parts.into_iter().map(Ok)))
-            .try_flatten())
+            .try_flatten()
     }
 
     /// Streams the file at `path` into `out`; returns the bytes written.

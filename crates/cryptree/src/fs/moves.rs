@@ -216,12 +216,9 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             let mut sink = FileSink::new(fresh, signer.clone(), tx);
             // The source's chunks, fetched ahead, feed the upload's
             // pipeline (sealing and storing overlap the fetches).
-            use futures::{StreamExt as _, TryStreamExt as _};
-            let pieces = futures::stream::iter(Self::file_chunks(src))
-                .map(|(index, label, bat)| self.read_chunk_parts(view, src, index, label, bat))
-                .buffered(super::READ_AHEAD)
-                .map_ok(|parts| futures::stream::iter(parts.into_iter().map(Ok::<_, Error>)))
-                .try_flatten()
+            use futures::TryStreamExt as _;
+            let pieces = self
+                .pieces_from(view, src, 0)
                 .map_err(std::io::Error::other);
             let mut reader = tokio_util::io::StreamReader::new(pieces);
             let copied = async {
