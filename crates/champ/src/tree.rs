@@ -663,8 +663,8 @@ impl<S: BlockStore + ?Sized> Champ<S> {
     /// sorted by key. Subtrees with equal CIDs are skipped unvisited, so a
     /// small change costs a walk of the changed paths only.
     pub async fn diff(&self, old: &Cid, new: &Cid) -> Result<Vec<Change>> {
-        let (old_node, old_config) = self.load_root(old, None).await?;
-        let (new_node, new_config) = self.load_root(new, None).await?;
+        let ((old_node, old_config), (new_node, new_config)) =
+            futures::try_join!(self.load_root(old, None), self.load_root(new, None))?;
         if old_config != new_config {
             return Err(Error::BadConfig {
                 reason: "cannot diff trees of different shapes".into(),
@@ -684,7 +684,8 @@ impl<S: BlockStore + ?Sized> Champ<S> {
                 match (old.slots.get(&pos), new.slots.get(&pos)) {
                     (Some(Slot::Child(a)), Some(Slot::Child(b))) => {
                         if a != b {
-                            let (na, nb) = (self.load(a, false).await?, self.load(b, false).await?);
+                            let (na, nb) =
+                                futures::try_join!(self.load(a, false), self.load(b, false))?;
                             stack.push(((*a, na), (*b, nb), depth + 1));
                         }
                     }

@@ -2,9 +2,14 @@
 //! streaming files at chunk boundaries, ranged reads and writes, renames,
 //! copies and deletes.
 
+use std::sync::Arc;
+
+use peergos_blockstore::MemoryStore;
 use peergos_cryptree::node::CHUNK_SIZE;
-use peergos_cryptree::{Error, Kind, UploadOptions};
-use peergos_testkit::cryptree::{data, memory_fs, read_all};
+use peergos_cryptree::{Error, Filesystem, Kind, UploadOptions};
+use peergos_pointers::MemoryPointerStore;
+use peergos_testkit::cryptree::{data, memory_fs, new_fs, read_all};
+use peergos_testkit::pointers::Counting;
 
 /// Compares without printing megabytes on failure.
 #[track_caller]
@@ -432,4 +437,72 @@ async fn many_files_in_one_commit() {
         Err(Error::NotFound { .. })
     ));
     assert_eq!(fs.ls("/bulk").await.unwrap().len(), 1201);
+}
+
+/// A filesystem and a second client of the same space, over stores that
+/// count pointer reads (each a round trip to a server).
+async fn two_clients() -> (
+    Filesystem<MemoryStore, Counting<MemoryPointerStore>>,
+    Filesystem<MemoryStore, Counting<MemoryPointerStore>>,
+    Arc<Counting<MemoryPointerStore>>,
+) {
+    let blocks = Arc::new(MemoryStore::new());
+    let pointers = Arc::new(Counting::default());
+    let fs = new_fs(Arc::clone(&blocks), Arc::clone(&pointers), "home").await;
+    let other = Filesystem::open(blocks, Arc::clone(&pointers), fs.root().clone());
+    (fs, other, pointers)
+}
+
+fn one_file(name: &str) -> Vec<(String, Vec<u8>, UploadOptions)> {
+    vec![(name.to_string(), data(7, 4096), UploadOptions::default())]
+}
+
+#[tokio::test]
+async fn a_small_file_costs_one_pointer_read() {
+    let (fs, _, pointers) = two_clients().await;
+    fs.mkdir("/d").await.unwrap();
+    fs.write_files("/d", one_file("warm")).await.unwrap();
+    for i in 0..5 {
+        let before = pointers.reads();
+        fs.write_files("/d", one_file(&format!("f{i}")))
+            .await
+            .unwrap();
+        // Finding the directory reads the pointer; the commit plans with
+        // what that read found and starts from the state this client
+        // wrote last, so it reads nothing more.
+        assert_eq!(pointers.reads() - before, 1, "file {i}");
+    }
+    assert_eq!(fs.ls("/d").await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn two_clients_adding_files_to_one_directory_lose_none() {
+    let (fs, other, _) = two_clients().await;
+    fs.mkdir("/shared").await.unwrap();
+    // Each plans against the directory as it found it; whoever loses a
+    // race plans again from what the other stored.
+    let adds = |client, who: &'static str| async move {
+        let client: &Filesystem<_, _> = client;
+        for i in 0..15 {
+            client
+                .write_files("/shared", one_file(&format!("{who}{i}")))
+                .await
+                .unwrap();
+        }
+    };
+    tokio::join!(adds(&fs, "a"), adds(&other, "b"));
+    let mut names: Vec<String> = fs
+        .ls("/shared")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = (0..15)
+        .flat_map(|i| [format!("a{i}"), format!("b{i}")])
+        .collect();
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(read_all(&other, "/shared/a14").await, data(7, 4096));
 }

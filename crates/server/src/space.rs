@@ -7,6 +7,7 @@
 //! CHAMP's own index nodes and the `WriterData` block are not counted: they
 //! are a small, bounded overhead of every change.
 
+use futures::StreamExt as _;
 use peergos_blockstore::BlockStore;
 use peergos_champ::{Champ, Value};
 use peergos_cryptree::node::NodeBlock;
@@ -45,8 +46,9 @@ async fn value_size<S: BlockStore + ?Sized>(store: &S, value: &Value, strict: bo
     let mut size = bytes.len() as u64;
     // Node blocks name their fragments; other values are counted alone.
     if let Ok(node) = NodeBlock::decode(&bytes) {
-        for fragment in &node.fragments {
-            match store.size(fragment).await? {
+        let sizes = futures::future::try_join_all(node.fragments.iter().map(|f| store.size(f)));
+        for (fragment, found) in node.fragments.iter().zip(sizes.await?) {
+            match found {
                 Some(n) => size += n,
                 None if strict => {
                     return Err(Error::BadRequest(format!(
@@ -69,30 +71,47 @@ pub(crate) async fn delta<S: BlockStore + ?Sized>(
     new: Option<Cid>,
 ) -> Result<i64> {
     let store = champ.store().as_ref();
-    let (old_tree, new_tree) = (tree_of(store, old).await?, tree_of(store, new).await?);
+    let (old_tree, new_tree) = futures::try_join!(tree_of(store, old), tree_of(store, new))?;
+    // (value added, value removed) pairs; their sizes are looked up a few
+    // at a time, since each is a trip to the block store.
+    let changes: Vec<(Option<Value>, Option<Value>)> = match (old_tree, new_tree) {
+        (None, None) => Vec::new(),
+        (None, Some(new)) => champ
+            .entries(&new)
+            .await?
+            .into_iter()
+            .map(|(_, value)| (Some(value), None))
+            .collect(),
+        (Some(old), None) => champ
+            .entries(&old)
+            .await?
+            .into_iter()
+            .map(|(_, value)| (None, Some(value)))
+            .collect(),
+        (Some(old), Some(new)) => champ
+            .diff(&old, &new)
+            .await?
+            .into_iter()
+            .map(|change| (change.new, change.old))
+            .collect(),
+    };
+    let mut sizes = futures::stream::iter(changes.into_iter().map(|(added, removed)| async move {
+        let mut delta = 0i64;
+        if let Some(value) = &added {
+            delta += value_size(store, value, true).await? as i64;
+        }
+        if let Some(value) = &removed {
+            delta -= value_size(store, value, false).await? as i64;
+        }
+        Ok::<i64, Error>(delta)
+    }))
+    .buffered(SIZES_AT_ONCE);
     let mut delta: i64 = 0;
-    match (old_tree, new_tree) {
-        (None, None) => {}
-        (None, Some(new)) => {
-            for (_, value) in champ.entries(&new).await? {
-                delta += value_size(store, &value, true).await? as i64;
-            }
-        }
-        (Some(old), None) => {
-            for (_, value) in champ.entries(&old).await? {
-                delta -= value_size(store, &value, false).await? as i64;
-            }
-        }
-        (Some(old), Some(new)) => {
-            for change in champ.diff(&old, &new).await? {
-                if let Some(value) = &change.new {
-                    delta += value_size(store, value, true).await? as i64;
-                }
-                if let Some(value) = &change.old {
-                    delta -= value_size(store, value, false).await? as i64;
-                }
-            }
-        }
+    while let Some(change) = sizes.next().await {
+        delta += change?;
     }
     Ok(delta)
 }
+
+/// Values whose sizes are looked up at once.
+const SIZES_AT_ONCE: usize = 8;

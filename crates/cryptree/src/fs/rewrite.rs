@@ -1,7 +1,7 @@
 //! Changing a file in place: writes at an offset, appends and truncation,
 //! rewriting only the chunks whose bytes or length change.
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use peergos_blockstore::BlockStore;
 use peergos_keys::Bat;
 use peergos_pointers::PointerStore;
@@ -113,7 +113,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 props.size = new_size;
                 props.modified = change.modified.unwrap_or_else(now_ms);
                 let mut mutations = Vec::new();
-                // Rewritten chunks are sealed and stored two at a time while
+                // Rewritten chunks are sealed and stored three at a time while
                 // the next is assembled; their links follow, in order.
                 let mut planned = Vec::new();
                 let mut written = Vec::new();
@@ -242,6 +242,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     };
                     planned.push((label, old.map(|(cid, _)| cid)));
                     puts.push_back(self.write_nodes(&signer, tx, vec![spec]));
+                    // Start sealing it now, not when the pipeline is full:
+                    // the next chunk is assembled meanwhile.
+                    if let Some(Some(cids)) = puts.next().now_or_never() {
+                        written.extend(cids?);
+                    }
                     while puts.len() >= PUTS_IN_FLIGHT {
                         if let Some(cids) = puts.next().await {
                             written.extend(cids?);

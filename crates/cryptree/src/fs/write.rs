@@ -1241,13 +1241,16 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             &[(name.to_string(), link.clone())],
             chunks,
             &[],
+            None,
         )
         .await
     }
 
     /// [`link_file`](Self::link_file) for many files in one directory, in
     /// one commit, storing `blocks` (the files' nodes, not stored yet) in
-    /// the commit's put.
+    /// the commit's put. The first plan reads the trees through `view`
+    /// when given (what the caller read moments ago: one pointer read
+    /// fewer); a plan made again after a lost race reads them afresh.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn link_files(
         &self,
@@ -1258,39 +1261,43 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         links: &[(String, ChildLink)],
         chunks: &[Mutation],
         blocks: &[SignedBlock],
+        view: Option<View>,
     ) -> Result<()> {
-        self.transact_in(tx, |_tx| async move {
-            let view = View::default();
-            let (dir, dir_chunks) = self.writable_dir(&view, dir_path).await?;
-            if dir.cap.label != side.link.label {
-                return Err(Error::NotFound {
-                    path: dir_path.to_string(),
-                });
-            }
-            let mut mutations = chunks.to_vec();
-            let mut existing = Vec::with_capacity(links.len());
-            for (name, _) in links {
-                existing.push(self.find_child(&view, &dir, &dir_chunks, name).await?);
-            }
-            let mut edit = DirEdit::new(dir, dir_chunks);
-            for ((_, link), existing) in links.iter().zip(existing) {
-                match existing {
-                    Some((_, _, old)) if old.base.dir => {
-                        return Err(Error::IsADirectory { path: old.path })
-                    }
-                    Some((c, i, old)) => {
-                        mutations.extend(self.removals(&view, &old).await?);
-                        edit.replace(c, i, link.clone());
-                    }
-                    None => edit.add(link.clone()),
+        let mut first = view;
+        self.transact_in(tx, |_tx| {
+            let view = first.take().unwrap_or_default();
+            async move {
+                let (dir, dir_chunks) = self.writable_dir(&view, dir_path).await?;
+                if dir.cap.label != side.link.label {
+                    return Err(Error::NotFound {
+                        path: dir_path.to_string(),
+                    });
                 }
+                let mut mutations = chunks.to_vec();
+                let mut existing = Vec::with_capacity(links.len());
+                for (name, _) in links {
+                    existing.push(self.find_child(&view, &dir, &dir_chunks, name).await?);
+                }
+                let mut edit = DirEdit::new(dir, dir_chunks);
+                for ((_, link), existing) in links.iter().zip(existing) {
+                    match existing {
+                        Some((_, _, old)) if old.base.dir => {
+                            return Err(Error::IsADirectory { path: old.path })
+                        }
+                        Some((c, i, old)) => {
+                            mutations.extend(self.removals(&view, &old).await?);
+                            edit.replace(c, i, link.clone());
+                        }
+                        None => edit.add(link.clone()),
+                    }
+                }
+                let (edited, edit_blocks) = edit.finish_unstored(self, signer).await?;
+                mutations.extend(edited);
+                let plan = Plan::new(signer.clone(), mutations)
+                    .with_blocks(blocks.to_vec())
+                    .with_blocks(edit_blocks);
+                Ok((plan, ()))
             }
-            let (edited, edit_blocks) = edit.finish_unstored(self, signer).await?;
-            mutations.extend(edited);
-            let plan = Plan::new(signer.clone(), mutations)
-                .with_blocks(blocks.to_vec())
-                .with_blocks(edit_blocks);
-            Ok((plan, ()))
         })
         .await
     }
@@ -1315,8 +1322,20 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 });
             }
         }
-        let (dir, signer, side) = self.new_file_target(&View::default(), dir_path).await?;
-        let tx = self.blocks().start_transaction(&self.root.owner).await?;
+        // The transaction opens while the directory is found.
+        let view = View::default();
+        let (target, tx) = futures::join!(
+            self.new_file_target(&view, dir_path),
+            self.blocks().start_transaction(&self.root.owner)
+        );
+        let tx = tx?;
+        let (dir, signer, side) = match target {
+            Ok(target) => target,
+            Err(e) => {
+                let _ = self.blocks().close_transaction(&self.root.owner, &tx).await;
+                return Err(e);
+            }
+        };
         let outcome = async {
             let mut pending: Vec<SignedBlock> = Vec::new();
             let mut pending_bytes = 0usize;
@@ -1372,8 +1391,17 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     .zip(cids)
                     .map(|(label, cid)| Mutation::create(label, cid)),
             );
-            self.link_files(tx, dir_path, &side, &signer, &links, &mutations, &pending)
-                .await?;
+            self.link_files(
+                tx,
+                dir_path,
+                &side,
+                &signer,
+                &links,
+                &mutations,
+                &pending,
+                Some(view),
+            )
+            .await?;
             Ok(entries)
         }
         .await;
