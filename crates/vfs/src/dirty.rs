@@ -122,6 +122,48 @@ impl Dirty {
         change
     }
 
+    /// Takes the waiting change out up to the last multiple of `chunk` its
+    /// bytes reach, leaving the bytes past it waiting: a background commit
+    /// then stores whole chunks only, where a commit ending inside a chunk
+    /// would make the next one read that chunk back and seal it again.
+    /// Takes everything when a cut is pending (it must apply first) or no
+    /// bytes lie past a multiple of `chunk`.
+    pub fn take_whole_chunks(&mut self, chunk: u64) -> Dirty {
+        let end = match self.extents.iter().next_back() {
+            Some((&at, data)) => at + data.len() as u64,
+            None => return self.take_change(),
+        };
+        let boundary = end / chunk * chunk;
+        let below = self.extents.range(..boundary).next().is_some();
+        if self.size.is_some() || end == boundary || !below {
+            return self.take_change();
+        }
+        let mut past = self.extents.split_off(&boundary);
+        if let Some((&at, data)) = self.extents.iter_mut().next_back() {
+            let keep = (boundary - at) as usize;
+            if data.len() > keep {
+                // The spare buffer (a committed change's, so its pages are
+                // the process's) takes the bytes past the boundary, and
+                // later appends after them.
+                let mut tail = std::mem::take(&mut self.spare);
+                tail.clear();
+                tail.extend_from_slice(&data[keep..]);
+                data.truncate(keep);
+                past.insert(boundary, tail);
+            }
+        }
+        let past_bytes: usize = past.values().map(Vec::len).sum();
+        let taken = Dirty {
+            size: None,
+            extents: std::mem::replace(&mut self.extents, past),
+            bytes: self.bytes - past_bytes,
+            modified: None,
+            spare: Vec::new(),
+        };
+        self.bytes = past_bytes;
+        taken
+    }
+
     /// Keeps the largest buffer of `done`, a change that was committed, for
     /// the next streaming extent.
     pub fn recycle(&mut self, done: Dirty) {
@@ -243,6 +285,8 @@ mod tests {
         Write(u16, Vec<u8>),
         Truncate(u16),
         Commit,
+        /// A background commit of whole chunks of this many bytes.
+        CommitWhole(u16),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -251,6 +295,7 @@ mod tests {
                 .prop_map(|(at, data)| Op::Write(at, data)),
             1 => (0..3000u16).prop_map(Op::Truncate),
             1 => Just(Op::Commit),
+            1 => (1..1000u16).prop_map(Op::CommitWhole),
         ]
     }
 
@@ -276,6 +321,49 @@ mod tests {
         // is whatever this one's commit gives back.
         let change = dirty.take_change();
         assert_eq!(change.spare.capacity(), 0);
+    }
+
+    /// A background commit takes whole chunks and leaves the bytes past the
+    /// last boundary waiting, in the spare buffer a committed change lent.
+    #[test]
+    fn a_background_commit_takes_whole_chunks() {
+        let mut dirty = Dirty::default();
+        dirty.write(100, &[1; 400]);
+        dirty.write(700, &[2; 1500]);
+        // The previous commit settles, as it does before the next starts.
+        dirty.recycle(Dirty {
+            extents: BTreeMap::from([(0, Vec::with_capacity(4 * STREAM_FROM))]),
+            ..Dirty::default()
+        });
+        let spare = dirty.spare.as_ptr();
+        let taken = dirty.take_whole_chunks(1000);
+        assert_eq!(
+            taken.patch().writes,
+            vec![(Some(100), &[1u8; 400][..]), (Some(700), &[2u8; 1300][..])],
+            "up to the boundary at 2000"
+        );
+        assert_eq!(dirty.patch().writes, vec![(Some(2000), &[2u8; 200][..])]);
+        assert_eq!((taken.bytes(), dirty.bytes()), (1700, 200));
+        assert_eq!(dirty.extents[&2000].as_ptr(), spare);
+        // Appends go on after the bytes left waiting.
+        dirty.write(2200, &[3; 900]);
+        let taken = dirty.take_whole_chunks(1000);
+        assert_eq!(taken.bytes(), 1000);
+        assert_eq!(dirty.patch().writes, vec![(Some(3000), &[3u8; 100][..])]);
+        // An extent starting at the last boundary stays whole.
+        dirty.write(5000, &[4; 10]);
+        let taken = dirty.take_whole_chunks(1000);
+        assert_eq!(taken.patch().writes, vec![(Some(3000), &[3u8; 100][..])]);
+        assert_eq!(dirty.patch().writes, vec![(Some(5000), &[4u8; 10][..])]);
+        // Nothing below the last boundary: everything goes.
+        let taken = dirty.take_whole_chunks(1000);
+        assert_eq!(taken.bytes(), 10);
+        assert!(dirty.is_empty());
+        // A pending cut commits with everything after it.
+        assert_eq!(dirty.truncate(10), Ok(()));
+        dirty.write(900, &[4; 300]);
+        dirty.take_whole_chunks(1000);
+        assert!(dirty.is_empty());
     }
 
     proptest! {
@@ -314,6 +402,23 @@ mod tests {
                     Op::Commit => {
                         stored = apply(&stored, &dirty.patch());
                         dirty = Dirty::default();
+                    }
+                    Op::CommitWhole(chunk) => {
+                        let chunk = u64::from(chunk);
+                        let taken = dirty.take_whole_chunks(chunk);
+                        let taken_end = taken.extents.iter().next_back()
+                            .map(|(&at, d)| at + d.len() as u64);
+                        if let (Some(end), Some((&next, _))) = (taken_end, dirty.extents.iter().next()) {
+                            // A chunk boundary lies between what was taken
+                            // and what stays.
+                            prop_assert!(end <= next / chunk * chunk);
+                            prop_assert!(taken.size.is_none() && dirty.size.is_none());
+                        }
+                        prop_assert_eq!(
+                            taken.bytes(),
+                            taken.extents.values().map(Vec::len).sum::<usize>()
+                        );
+                        stored = apply(&stored, &taken.patch());
                     }
                 }
                 let total: usize = dirty.extents.values().map(Vec::len).sum();

@@ -990,7 +990,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         if state.dirty.is_empty() && !state.creating {
             return Ok(());
         }
-        let change = Arc::new(state.dirty.take_change());
+        let change = Arc::new(state.dirty.take_whole_chunks(CHUNK_SIZE));
         if self.path_of(handle.ino).is_err() {
             // Removed while open: the bytes have nowhere to go.
             return Ok(());

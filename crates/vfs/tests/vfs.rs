@@ -20,6 +20,7 @@ type Fs = Filesystem<MemoryStore, Counting>;
 
 struct Setup {
     vfs: Vfs<MemoryStore, Counting>,
+    blocks: Arc<MemoryStore>,
     /// A second client of the same space.
     other: Fs,
     pointers: Arc<Counting>,
@@ -36,6 +37,7 @@ async fn setup(options: Options) -> Setup {
     );
     Setup {
         vfs: Vfs::new(Arc::new(fs), options),
+        blocks,
         other,
         pointers,
     }
@@ -174,6 +176,41 @@ async fn writes_gather_while_a_commit_is_in_flight() {
     // The gathered commit and the tail's: four commits for seven chunks.
     assert_eq!(s.vfs.counters().commits - commits, 4);
     assert_eq!(read_all(&s.other, "/big").await, content);
+}
+
+/// Raw blocks (file fragments) in the store.
+async fn fragments(blocks: &MemoryStore) -> usize {
+    use futures::StreamExt as _;
+    use peergos_blockstore::BlockStore as _;
+    blocks
+        .list()
+        .filter(|cid| {
+            let raw = matches!(cid, Ok(cid) if cid.codec() == Some(peergos_ipld::Codec::Raw));
+            async move { raw }
+        })
+        .count()
+        .await
+}
+
+#[tokio::test]
+async fn background_commits_store_whole_chunks_once() {
+    let s = setup(Options::default()).await;
+    let before = fragments(&s.blocks).await;
+    let (_, fh) = s.vfs.create(ROOT, os("big")).await.unwrap();
+    // Writes that do not divide a chunk: a commit starting at any of them
+    // would end inside a chunk.
+    let content = data(9, 4 * CHUNK_SIZE as usize + (3 << 20));
+    for (i, piece) in content.chunks(3 << 20).enumerate() {
+        s.vfs
+            .write(fh, (i * (3 << 20)) as u64, piece)
+            .await
+            .unwrap();
+    }
+    s.vfs.release(fh).await.unwrap();
+    assert_eq!(read_all(&s.other, "/big").await, content);
+    // One 1 MiB fragment per MiB written: no chunk was stored in part and
+    // then read back and stored again.
+    assert_eq!(fragments(&s.blocks).await - before, 23);
 }
 
 #[tokio::test]
