@@ -664,7 +664,7 @@ impl<S: BlockStore + ?Sized> Champ<S> {
     /// small change costs a walk of the changed paths only.
     pub async fn diff(&self, old: &Cid, new: &Cid) -> Result<Vec<Change>> {
         let ((old_node, old_config), (new_node, new_config)) =
-            futures::try_join!(self.load_root(old, None), self.load_root(new, None))?;
+            futures::future::try_join(self.load_root(old, None), self.load_root(new, None)).await?;
         if old_config != new_config {
             return Err(Error::BadConfig {
                 reason: "cannot diff trees of different shapes".into(),
@@ -685,7 +685,8 @@ impl<S: BlockStore + ?Sized> Champ<S> {
                     (Some(Slot::Child(a)), Some(Slot::Child(b))) => {
                         if a != b {
                             let (na, nb) =
-                                futures::try_join!(self.load(a, false), self.load(b, false))?;
+                                futures::future::try_join(self.load(a, false), self.load(b, false))
+                                    .await?;
                             stack.push(((*a, na), (*b, nb), depth + 1));
                         }
                     }

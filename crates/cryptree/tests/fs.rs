@@ -8,6 +8,7 @@ use peergos_blockstore::MemoryStore;
 use peergos_cryptree::node::CHUNK_SIZE;
 use peergos_cryptree::{Error, Filesystem, Kind, UploadOptions};
 use peergos_pointers::MemoryPointerStore;
+use peergos_testkit::blockstore::CountingReads;
 use peergos_testkit::cryptree::{data, memory_fs, new_fs, read_all};
 use peergos_testkit::pointers::Counting;
 
@@ -439,18 +440,25 @@ async fn many_files_in_one_commit() {
     assert_eq!(fs.ls("/bulk").await.unwrap().len(), 1201);
 }
 
+type CountingFs = Filesystem<CountingReads<MemoryStore>, Counting<MemoryPointerStore>>;
+
 /// A filesystem and a second client of the same space, over stores that
-/// count pointer reads (each a round trip to a server).
+/// count block and pointer reads (each a round trip to a server).
 async fn two_clients() -> (
-    Filesystem<MemoryStore, Counting<MemoryPointerStore>>,
-    Filesystem<MemoryStore, Counting<MemoryPointerStore>>,
+    CountingFs,
+    CountingFs,
+    Arc<CountingReads<MemoryStore>>,
     Arc<Counting<MemoryPointerStore>>,
 ) {
-    let blocks = Arc::new(MemoryStore::new());
+    let blocks = Arc::new(CountingReads::new(MemoryStore::new()));
     let pointers = Arc::new(Counting::default());
     let fs = new_fs(Arc::clone(&blocks), Arc::clone(&pointers), "home").await;
-    let other = Filesystem::open(blocks, Arc::clone(&pointers), fs.root().clone());
-    (fs, other, pointers)
+    let other = Filesystem::open(
+        Arc::clone(&blocks),
+        Arc::clone(&pointers),
+        fs.root().clone(),
+    );
+    (fs, other, blocks, pointers)
 }
 
 fn one_file(name: &str) -> Vec<(String, Vec<u8>, UploadOptions)> {
@@ -458,26 +466,28 @@ fn one_file(name: &str) -> Vec<(String, Vec<u8>, UploadOptions)> {
 }
 
 #[tokio::test]
-async fn a_small_file_costs_one_pointer_read() {
-    let (fs, _, pointers) = two_clients().await;
+async fn a_small_file_costs_one_pointer_read_and_no_block_reads() {
+    let (fs, _, blocks, pointers) = two_clients().await;
     fs.mkdir("/d").await.unwrap();
     fs.write_files("/d", one_file("warm")).await.unwrap();
     for i in 0..5 {
-        let before = pointers.reads();
+        let before = (pointers.reads(), blocks.reads());
         fs.write_files("/d", one_file(&format!("f{i}")))
             .await
             .unwrap();
         // Finding the directory reads the pointer; the commit plans with
         // what that read found and starts from the state this client
-        // wrote last, so it reads nothing more.
-        assert_eq!(pointers.reads() - before, 1, "file {i}");
+        // wrote last, so it reads nothing more. The directory's node is
+        // the one this client wrote last time, so it is not fetched.
+        assert_eq!(pointers.reads() - before.0, 1, "file {i}");
+        assert_eq!(blocks.reads() - before.1, 0, "file {i}");
     }
     assert_eq!(fs.ls("/d").await.unwrap().len(), 6);
 }
 
 #[tokio::test]
 async fn two_clients_adding_files_to_one_directory_lose_none() {
-    let (fs, other, _) = two_clients().await;
+    let (fs, other, _, _) = two_clients().await;
     fs.mkdir("/shared").await.unwrap();
     // Each plans against the directory as it found it; whoever loses a
     // race plans again from what the other stored.

@@ -71,7 +71,8 @@ pub(crate) async fn delta<S: BlockStore + ?Sized>(
     new: Option<Cid>,
 ) -> Result<i64> {
     let store = champ.store().as_ref();
-    let (old_tree, new_tree) = futures::try_join!(tree_of(store, old), tree_of(store, new))?;
+    let (old_tree, new_tree) =
+        futures::future::try_join(tree_of(store, old), tree_of(store, new)).await?;
     // (value added, value removed) pairs; their sizes are looked up a few
     // at a time, since each is a trip to the block store.
     let changes: Vec<(Option<Value>, Option<Value>)> = match (old_tree, new_tree) {

@@ -482,3 +482,91 @@ impl<S: BlockStore> BlockStore for Tampering<S> {
         self.inner.delete(cid).await
     }
 }
+
+/// A block store that counts read requests (each a round trip to a
+/// server): a `get` counts one, and so does a whole `get_many`.
+pub struct CountingReads<S> {
+    /// The store underneath.
+    pub inner: S,
+    /// Read requests so far.
+    pub reads: std::sync::atomic::AtomicU64,
+}
+
+impl<S> CountingReads<S> {
+    /// Counts the reads of `inner`.
+    pub fn new(inner: S) -> Self {
+        CountingReads {
+            inner,
+            reads: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Read requests so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count(&self) {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: BlockStore> BlockStore for CountingReads<S> {
+    async fn put(&self, request: PutBlocks) -> peergos_blockstore::Result<Vec<Cid>> {
+        self.inner.put(request).await
+    }
+    async fn get(
+        &self,
+        cid: &Cid,
+        auth: Option<&BlockAuth>,
+    ) -> peergos_blockstore::Result<Option<Bytes>> {
+        self.count();
+        self.inner.get(cid, auth).await
+    }
+    async fn get_many(
+        &self,
+        requests: &[(Cid, Option<BlockAuth>)],
+    ) -> peergos_blockstore::Result<Vec<Option<Bytes>>> {
+        self.count();
+        self.inner.get_many(requests).await
+    }
+    async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
+        self.count();
+        self.inner.get_trusted(cid).await
+    }
+    async fn has(&self, cid: &Cid) -> peergos_blockstore::Result<bool> {
+        self.inner.has(cid).await
+    }
+    async fn start_transaction(
+        &self,
+        owner: &PublicKeyHash,
+    ) -> peergos_blockstore::Result<peergos_blockstore::TransactionId> {
+        self.inner.start_transaction(owner).await
+    }
+    async fn close_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: &peergos_blockstore::TransactionId,
+    ) -> peergos_blockstore::Result<()> {
+        self.inner.close_transaction(owner, id).await
+    }
+    async fn resume_transaction(
+        &self,
+        owner: &PublicKeyHash,
+        id: peergos_blockstore::TransactionId,
+        age: std::time::Duration,
+        blocks: Vec<Cid>,
+    ) -> peergos_blockstore::Result<()> {
+        self.inner.resume_transaction(owner, id, age, blocks).await
+    }
+    async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
+        self.inner.protected().await
+    }
+    fn list(&self) -> futures::stream::BoxStream<'_, peergos_blockstore::Result<Cid>> {
+        self.inner.list()
+    }
+    async fn delete(&self, cid: &Cid) -> peergos_blockstore::Result<()> {
+        self.inner.delete(cid).await
+    }
+}

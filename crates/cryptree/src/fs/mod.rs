@@ -359,7 +359,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         Ok(Some((cid, block)))
     }
 
-    fn remember_node(&self, cid: Cid, block: Arc<NodeBlock>) {
+    pub(super) fn remember_node(&self, cid: Cid, block: Arc<NodeBlock>) {
         let mut nodes = lock(&self.nodes);
         if nodes.len() >= NODE_CACHE {
             nodes.clear();

@@ -281,20 +281,24 @@ fn seal_content(
 async fn build_nodes(
     signer: &SigningKeyPair,
     specs: Vec<NodeSpec>,
-) -> Result<(Vec<Cid>, Vec<SignedBlock>)> {
+) -> Result<(Vec<(Cid, Arc<NodeBlock>)>, Vec<SignedBlock>)> {
     let pair = signer.clone();
     blocking(move || {
         let mut blocks = Vec::new();
-        let cids = specs
+        let nodes = specs
             .into_iter()
             .map(|spec| build(spec, &pair, &mut blocks))
             .collect::<Result<Vec<_>>>()?;
-        Ok((cids, blocks))
+        Ok((nodes, blocks))
     })
     .await
 }
 
-fn build(spec: NodeSpec, signer: &SigningKeyPair, blocks: &mut Vec<SignedBlock>) -> Result<Cid> {
+fn build(
+    spec: NodeSpec,
+    signer: &SigningKeyPair,
+    blocks: &mut Vec<SignedBlock>,
+) -> Result<(Cid, Arc<NodeBlock>)> {
     let (inline, fragments) = match spec.content {
         Content::Plain { key, padded } => {
             seal_content(&key, &spec.label, &spec.bat, signer, padded, blocks)?
@@ -312,7 +316,7 @@ fn build(spec: NodeSpec, signer: &SigningKeyPair, blocks: &mut Vec<SignedBlock>)
     let (cid, block) =
         SignedBlock::sign_with_cid(signer, Codec::DagCbor, node.to_block()?.into_data());
     blocks.push(block);
-    Ok(cid)
+    Ok((cid, Arc::new(node)))
 }
 
 /// A chunk encrypted and signed, ready to store.
@@ -444,7 +448,7 @@ impl FileSink {
                             parent,
                             content: Content::Plain { key, padded },
                         };
-                        SealedKind::Node(label, build(spec, &signer, &mut blocks)?)
+                        SealedKind::Node(label, build(spec, &signer, &mut blocks)?.0)
                     }
                 };
                 Ok(SealedChunk { len, blocks, kind })
@@ -666,7 +670,7 @@ impl DirEdit {
             olds.push((label, None));
             listings.push(Arc::new(links));
         }
-        let (cids, blocks) = build_nodes(signer, specs).await?;
+        let (cids, blocks) = fs.build_nodes(signer, specs).await?;
         for (cid, children) in cids.iter().zip(listings) {
             fs.remember_listing(*cid, children);
         }
@@ -767,13 +771,30 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     }
 
     /// Builds (off the async threads) and stores nodes; returns their CIDs.
+    /// Builds nodes (off the async threads) and keeps them in the node
+    /// cache under their CIDs, so reading what this client just wrote (the
+    /// directory a file went into, say) needs no round trip. A node whose
+    /// commit then fails is never looked up: nothing links its CID.
+    pub(super) async fn build_nodes(
+        &self,
+        signer: &SigningKeyPair,
+        specs: Vec<NodeSpec>,
+    ) -> Result<(Vec<Cid>, Vec<SignedBlock>)> {
+        let (nodes, blocks) = build_nodes(signer, specs).await?;
+        let cids = nodes.iter().map(|(cid, _)| *cid).collect();
+        for (cid, node) in nodes {
+            self.remember_node(cid, node);
+        }
+        Ok((cids, blocks))
+    }
+
     pub(super) async fn write_nodes(
         &self,
         signer: &SigningKeyPair,
         tx: TransactionId,
         specs: Vec<NodeSpec>,
     ) -> Result<Vec<Cid>> {
-        let (cids, blocks) = build_nodes(signer, specs).await?;
+        let (cids, blocks) = self.build_nodes(signer, specs).await?;
         self.put_blocks(signer, tx, blocks).await?;
         Ok(cids)
     }
@@ -989,7 +1010,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 };
                 // The new node and the parent's changed chunk go up in the
                 // commit's one put.
-                let (cids, mut blocks) = build_nodes(&signer, vec![spec]).await?;
+                let (cids, mut blocks) = self.build_nodes(&signer, vec![spec]).await?;
                 let cid = cids
                     .first()
                     .copied()
@@ -1324,10 +1345,11 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         }
         // The transaction opens while the directory is found.
         let view = View::default();
-        let (target, tx) = futures::join!(
+        let (target, tx) = futures::future::join(
             self.new_file_target(&view, dir_path),
-            self.blocks().start_transaction(&self.root.owner)
-        );
+            self.blocks().start_transaction(&self.root.owner),
+        )
+        .await;
         let tx = tx?;
         let (dir, signer, side) = match target {
             Ok(target) => target,
@@ -1383,7 +1405,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 self.put_blocks(&signer, tx, std::mem::take(&mut pending))
                     .await?;
             }
-            let (cids, nodes) = build_nodes(&signer, specs).await?;
+            let (cids, nodes) = self.build_nodes(&signer, specs).await?;
             pending.extend(nodes);
             mutations.extend(
                 firsts
