@@ -46,9 +46,8 @@ async fn value_size<S: BlockStore + ?Sized>(store: &S, value: &Value, strict: bo
     let mut size = bytes.len() as u64;
     // Node blocks name their fragments; other values are counted alone.
     if let Ok(node) = NodeBlock::decode(&bytes) {
-        let sizes = futures::future::try_join_all(node.fragments.iter().map(|f| store.size(f)));
-        for (fragment, found) in node.fragments.iter().zip(sizes.await?) {
-            match found {
+        for fragment in &node.fragments {
+            match store.size(fragment).await? {
                 Some(n) => size += n,
                 None if strict => {
                     return Err(Error::BadRequest(format!(

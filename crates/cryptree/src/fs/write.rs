@@ -770,7 +770,6 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         Ok(cids)
     }
 
-    /// Builds (off the async threads) and stores nodes; returns their CIDs.
     /// Builds nodes (off the async threads) and keeps them in the node
     /// cache under their CIDs, so reading what this client just wrote (the
     /// directory a file went into, say) needs no round trip. A node whose
@@ -788,6 +787,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         Ok((cids, blocks))
     }
 
+    /// Builds (off the async threads) and stores nodes; returns their CIDs.
     pub(super) async fn write_nodes(
         &self,
         signer: &SigningKeyPair,
