@@ -8,7 +8,7 @@ use peergos_blockstore::MemoryStore;
 use peergos_cryptree::node::CHUNK_SIZE;
 use peergos_cryptree::{Error, Filesystem, Kind, UploadOptions};
 use peergos_pointers::MemoryPointerStore;
-use peergos_testkit::blockstore::CountingReads;
+use peergos_testkit::blockstore::Watched;
 use peergos_testkit::cryptree::{data, memory_fs, new_fs, read_all};
 use peergos_testkit::pointers::Counting;
 
@@ -440,17 +440,17 @@ async fn many_files_in_one_commit() {
     assert_eq!(fs.ls("/bulk").await.unwrap().len(), 1201);
 }
 
-type CountingFs = Filesystem<CountingReads<MemoryStore>, Counting<MemoryPointerStore>>;
+type CountingFs = Filesystem<Watched<MemoryStore>, Counting<MemoryPointerStore>>;
 
 /// A filesystem and a second client of the same space, over stores that
 /// count block and pointer reads (each a round trip to a server).
 async fn two_clients() -> (
     CountingFs,
     CountingFs,
-    Arc<CountingReads<MemoryStore>>,
+    Arc<Watched<MemoryStore>>,
     Arc<Counting<MemoryPointerStore>>,
 ) {
-    let blocks = Arc::new(CountingReads::new(MemoryStore::new()));
+    let blocks = Arc::new(Watched::new(MemoryStore::new()));
     let pointers = Arc::new(Counting::default());
     let fs = new_fs(Arc::clone(&blocks), Arc::clone(&pointers), "home").await;
     let other = Filesystem::open(

@@ -10,7 +10,7 @@ use peergos_cryptree::{AbsoluteCapability, Error, Filesystem, UploadOptions};
 use peergos_ipld::{Cid, Codec};
 use peergos_keys::SymmetricKey;
 use peergos_pointers::{MemoryPointerStore, PointerStore};
-use peergos_testkit::blockstore::Tampering;
+use peergos_testkit::blockstore::Watched;
 use peergos_testkit::cryptree::new_fs;
 use peergos_testkit::pointers::Replaying;
 
@@ -127,7 +127,7 @@ async fn stored_blocks_reveal_no_names_contents_or_sizes() {
 
 #[tokio::test]
 async fn tampered_blocks_fail_with_a_typed_error() {
-    let blocks = Arc::new(Tampering::new(MemoryStore::new()));
+    let blocks = Arc::new(Watched::new(MemoryStore::new()));
     let fs = new_fs(
         Arc::clone(&blocks),
         Arc::new(MemoryPointerStore::default()),

@@ -396,109 +396,32 @@ macro_rules! blockstore_conformance {
     };
 }
 
-/// A hostile block store: while `evil` is set it flips the last byte of
-/// every raw block it serves and says nothing, as a compromised server
-/// would. For testing that clients check what they are given.
-pub struct Tampering<S> {
+/// A block store for watching clients: it counts read requests (each a
+/// round trip to a server: a `get` counts one, and so does a whole
+/// `get_many`), and while `evil` is set it flips the last byte of every
+/// raw block it serves and says nothing, as a compromised server would.
+pub struct Watched<S> {
     /// The honest store underneath.
     pub inner: S,
     /// Serve tampered raw blocks.
     pub evil: std::sync::atomic::AtomicBool,
+    /// Read requests so far.
+    pub reads: std::sync::atomic::AtomicU64,
 }
 
-impl<S> Tampering<S> {
-    /// An honest store until `evil` is set.
+impl<S> Watched<S> {
+    /// An honest store that counts its reads.
     pub fn new(inner: S) -> Self {
-        Tampering {
+        Watched {
             inner,
             evil: std::sync::atomic::AtomicBool::new(false),
+            reads: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Starts or stops tampering.
     pub fn set_evil(&self, evil: bool) {
         self.evil.store(evil, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-#[async_trait::async_trait]
-impl<S: BlockStore> BlockStore for Tampering<S> {
-    async fn put(&self, request: PutBlocks) -> peergos_blockstore::Result<Vec<Cid>> {
-        self.inner.put(request).await
-    }
-    async fn get(
-        &self,
-        cid: &Cid,
-        auth: Option<&BlockAuth>,
-    ) -> peergos_blockstore::Result<Option<Bytes>> {
-        let block = self.inner.get(cid, auth).await?;
-        let evil = self.evil.load(std::sync::atomic::Ordering::SeqCst);
-        Ok(block.map(|b| {
-            if evil && cid.codec() == Some(Codec::Raw) && !b.is_empty() {
-                let mut bad = b.to_vec();
-                let last = bad.len() - 1;
-                bad[last] ^= 1;
-                Bytes::from(bad)
-            } else {
-                b
-            }
-        }))
-    }
-    async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
-        self.inner.get_trusted(cid).await
-    }
-    async fn has(&self, cid: &Cid) -> peergos_blockstore::Result<bool> {
-        self.inner.has(cid).await
-    }
-    async fn start_transaction(
-        &self,
-        owner: &PublicKeyHash,
-    ) -> peergos_blockstore::Result<peergos_blockstore::TransactionId> {
-        self.inner.start_transaction(owner).await
-    }
-    async fn close_transaction(
-        &self,
-        owner: &PublicKeyHash,
-        id: &peergos_blockstore::TransactionId,
-    ) -> peergos_blockstore::Result<()> {
-        self.inner.close_transaction(owner, id).await
-    }
-    async fn resume_transaction(
-        &self,
-        owner: &PublicKeyHash,
-        id: peergos_blockstore::TransactionId,
-        age: std::time::Duration,
-        blocks: Vec<Cid>,
-    ) -> peergos_blockstore::Result<()> {
-        self.inner.resume_transaction(owner, id, age, blocks).await
-    }
-    async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
-        self.inner.protected().await
-    }
-    fn list(&self) -> futures::stream::BoxStream<'_, peergos_blockstore::Result<Cid>> {
-        self.inner.list()
-    }
-    async fn delete(&self, cid: &Cid) -> peergos_blockstore::Result<()> {
-        self.inner.delete(cid).await
-    }
-}
-
-/// A block store that counts read requests (each a round trip to a
-/// server): a `get` counts one, and so does a whole `get_many`.
-pub struct CountingReads<S> {
-    /// The store underneath.
-    pub inner: S,
-    /// Read requests so far.
-    pub reads: std::sync::atomic::AtomicU64,
-}
-
-impl<S> CountingReads<S> {
-    /// Counts the reads of `inner`.
-    pub fn new(inner: S) -> Self {
-        CountingReads {
-            inner,
-            reads: std::sync::atomic::AtomicU64::new(0),
-        }
     }
 
     /// Read requests so far.
@@ -509,10 +432,24 @@ impl<S> CountingReads<S> {
     fn count(&self) {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
+
+    fn tamper(&self, cid: &Cid, block: Option<Bytes>) -> Option<Bytes> {
+        let evil = self.evil.load(std::sync::atomic::Ordering::SeqCst);
+        block.map(|b| {
+            if evil && cid.codec() == Some(Codec::Raw) && !b.is_empty() {
+                let mut bad = b.to_vec();
+                let last = bad.len() - 1;
+                bad[last] ^= 1;
+                Bytes::from(bad)
+            } else {
+                b
+            }
+        })
+    }
 }
 
 #[async_trait::async_trait]
-impl<S: BlockStore> BlockStore for CountingReads<S> {
+impl<S: BlockStore> BlockStore for Watched<S> {
     async fn put(&self, request: PutBlocks) -> peergos_blockstore::Result<Vec<Cid>> {
         self.inner.put(request).await
     }
@@ -522,14 +459,19 @@ impl<S: BlockStore> BlockStore for CountingReads<S> {
         auth: Option<&BlockAuth>,
     ) -> peergos_blockstore::Result<Option<Bytes>> {
         self.count();
-        self.inner.get(cid, auth).await
+        Ok(self.tamper(cid, self.inner.get(cid, auth).await?))
     }
     async fn get_many(
         &self,
         requests: &[(Cid, Option<BlockAuth>)],
     ) -> peergos_blockstore::Result<Vec<Option<Bytes>>> {
         self.count();
-        self.inner.get_many(requests).await
+        let blocks = self.inner.get_many(requests).await?;
+        Ok(requests
+            .iter()
+            .zip(blocks)
+            .map(|((cid, _), block)| self.tamper(cid, block))
+            .collect())
     }
     async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
         self.count();

@@ -278,7 +278,7 @@ fn seal_content(
 
 /// Builds nodes off the async threads: their CIDs, and the blocks to
 /// store (their fragments, then the nodes).
-async fn build_nodes(
+async fn build_off_thread(
     signer: &SigningKeyPair,
     specs: Vec<NodeSpec>,
 ) -> Result<(Vec<(Cid, Arc<NodeBlock>)>, Vec<SignedBlock>)> {
@@ -779,7 +779,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         signer: &SigningKeyPair,
         specs: Vec<NodeSpec>,
     ) -> Result<(Vec<Cid>, Vec<SignedBlock>)> {
-        let (nodes, blocks) = build_nodes(signer, specs).await?;
+        let (nodes, blocks) = build_off_thread(signer, specs).await?;
         let cids = nodes.iter().map(|(cid, _)| *cid).collect();
         for (cid, node) in nodes {
             self.remember_node(cid, node);
