@@ -19,7 +19,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use peergos_benches::record_count;
 use peergos_blockstore::{BlockStore, FileStore, MemoryStore};
 use peergos_cryptree::{Filesystem, UploadOptions};
-use peergos_ipld::{Cid, Codec};
+use peergos_ipld::{Cid, Codec, HashFn};
 use peergos_keys::{PublicKeyHash, SigningKeyPair, SymmetricKey};
 use peergos_pointers::MemoryPointerStore;
 use tokio::io::AsyncReadExt;
@@ -66,7 +66,11 @@ fn limit(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..GIB / MIB {
                 let sealed = key.encrypt(&piece);
-                std::hint::black_box(Cid::hash(Codec::Raw, &sealed));
+                std::hint::black_box(Cid::hash_with(
+                    HashFn::for_new(Codec::Raw),
+                    Codec::Raw,
+                    &sealed,
+                ));
             }
         })
     });

@@ -1,7 +1,7 @@
 //! Checking a put before anything is stored.
 
 use bytes::Bytes;
-use peergos_ipld::{Block, Cid, Codec};
+use peergos_ipld::{Block, Cid, Codec, HashFn};
 use peergos_keys::{bat, Domain, PublicKeyHash, Signature, SigningKeyPair};
 
 use crate::{Error, Result, TransactionId};
@@ -12,6 +12,8 @@ use crate::{Error, Result, TransactionId};
 pub struct SignedBlock {
     /// The content codec.
     pub codec: Codec,
+    /// The hash that names the block.
+    pub hash: HashFn,
     /// The block bytes.
     pub data: Bytes,
     /// The writer's signature over the block's binary CID.
@@ -25,16 +27,33 @@ impl SignedBlock {
     }
 
     /// Signs `data` as `writer`, returning the block's CID too (computed
-    /// once, for callers that link to the block).
+    /// once, for callers that link to the block). The block is named with
+    /// the hash new blocks of its codec use ([`HashFn::for_new`]).
     pub fn sign_with_cid(
         writer: &SigningKeyPair,
         codec: Codec,
         data: impl Into<Bytes>,
     ) -> (Cid, Self) {
+        Self::sign_with_hash(writer, HashFn::for_new(codec), codec, data)
+    }
+
+    /// The CID the block's hash names it by (hashes the bytes).
+    pub fn cid(&self) -> Cid {
+        Cid::hash_with(self.hash, self.codec, &self.data)
+    }
+
+    /// Signs `data` as `writer`, naming it with `hash`.
+    pub fn sign_with_hash(
+        writer: &SigningKeyPair,
+        hash: HashFn,
+        codec: Codec,
+        data: impl Into<Bytes>,
+    ) -> (Cid, Self) {
         let data = data.into();
-        let cid = Cid::hash(codec, &data);
+        let cid = Cid::hash_with(hash, codec, &data);
         let block = SignedBlock {
             codec,
+            hash,
             signature: writer.sign(Domain::BLOCK_PUT, &cid.to_bytes()),
             data,
         };
@@ -66,12 +85,12 @@ impl PutBlocks {
             // Check the token list while the block is decoded anyway.
             let block = match signed.codec {
                 Codec::DagCbor => {
-                    let (block, value) = Block::new_cbor(signed.data.clone())?;
+                    let (block, value) = Block::new_cbor_with(signed.hash, signed.data.clone())?;
                     bat::cbor_bats(&value)?;
                     block
                 }
                 Codec::Raw => {
-                    let block = Block::new(Codec::Raw, signed.data.clone())?;
+                    let block = Block::new_with(signed.hash, Codec::Raw, signed.data.clone())?;
                     bat::split_raw(block.data())?;
                     block
                 }

@@ -33,6 +33,7 @@ macro_rules! conformance {
 conformance!(
     put_get_round_trip,
     identity_cids_need_no_storage,
+    both_hashes_name_blocks,
     bad_puts_are_refused,
     access_tokens_are_enforced,
     transactions_protect_blocks,

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use futures::TryStreamExt;
 use peergos_blockstore::file::stored_blocks;
 use peergos_blockstore::{BlockStore, Error, FileOptions, FileStore, SMALL_BLOCK_MAX};
-use peergos_ipld::{Cid, Codec};
+use peergos_ipld::{Cid, Codec, HashFn};
 use peergos_testkit::blockstore::{raw, Writer};
 
 const CHILD_DIR: &str = "PEERGOS_CRASH_CHILD_DIR";
@@ -266,8 +266,11 @@ async fn small_blocks_an_older_build_stored_as_files_are_still_served() {
     std::fs::write(&path, &data).unwrap();
     assert_eq!(store.get(&cid, None).await.unwrap().unwrap(), data);
     assert_eq!(store.size(&cid).await.unwrap(), Some(700));
-    // Put again, it stays a file and is listed once.
-    Writer::new().put(&store, &[(codec, data.clone())]).await;
+    // Put again (by a client of that time too), it stays a file and is
+    // listed once.
+    Writer::new()
+        .put_with(&store, Some(HashFn::Sha2_256), &[(codec, data.clone())])
+        .await;
     assert_eq!(
         store.list().try_collect::<Vec<_>>().await.unwrap(),
         vec![cid]
@@ -399,7 +402,7 @@ proptest::proptest! {
 async fn half_written_temp_files_never_appear_as_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let (_, data) = raw(9, 10_000);
-    let cid = Cid::hash(Codec::Raw, &data);
+    let cid = Cid::hash_with(HashFn::Blake3, Codec::Raw, &data);
     {
         let store = FileStore::open(dir.path()).unwrap();
         drop(store);
@@ -497,7 +500,10 @@ async fn a_put_with_a_failing_block_fails_whole_and_can_be_retried() {
         .map(|n| raw(n, SMALL_BLOCK_MAX + 1 + n as usize))
         .chain((24..30).map(|n| raw(n, 100 + n as usize)))
         .collect();
-    let cids: Vec<Cid> = blocks.iter().map(|(c, d)| Cid::hash(*c, d)).collect();
+    let cids: Vec<Cid> = blocks
+        .iter()
+        .map(|(c, d)| Cid::hash_with(HashFn::for_new(*c), *c, d))
+        .collect();
     // One block's shard directory cannot be made: a file has its name.
     let shard = store.path_of(&cids[17]).parent().unwrap().to_path_buf();
     std::fs::write(&shard, b"in the way").unwrap();

@@ -90,6 +90,44 @@ async fn files_round_trip_at_chunk_and_page_boundaries() {
 }
 
 #[tokio::test]
+async fn fragments_are_named_with_blake3_and_nodes_with_sha256() {
+    use futures::StreamExt;
+    use peergos_blockstore::BlockStore;
+    use peergos_ipld::{Cid, Codec, HashFn};
+    let blocks = Arc::new(MemoryStore::new());
+    let fs = new_fs(
+        Arc::clone(&blocks),
+        Arc::new(MemoryPointerStore::default()),
+        "alice",
+    )
+    .await;
+    let content = data(7, CHUNK_SIZE as usize + 300_000);
+    fs.write_file("/f", &content).await.unwrap();
+    fs.write_at("/f", 1000, b"changed in place").await.unwrap();
+    let cids: Vec<Cid> = blocks.list().map(|c| c.unwrap()).collect().await;
+    let (mut raw, mut cbor) = (0, 0);
+    for cid in &cids {
+        let bytes = blocks.get_trusted(cid).await.unwrap().unwrap();
+        cid.verify(&bytes).unwrap();
+        match cid.codec() {
+            Some(Codec::Raw) => {
+                raw += 1;
+                assert_eq!(cid.hash_fn(), Some(HashFn::Blake3), "{cid}");
+            }
+            _ => {
+                cbor += 1;
+                assert_eq!(cid.hash_fn(), Some(HashFn::Sha2_256), "{cid}");
+            }
+        }
+    }
+    // Six 1 MiB fragments (and the rewritten one), and a tree of nodes.
+    assert!(raw >= 6 && cbor > 3, "{raw} raw, {cbor} structured");
+    let mut want = content;
+    want[1000..1016].copy_from_slice(b"changed in place");
+    assert_same(&read_all(&fs, "/f").await, &want);
+}
+
+#[tokio::test]
 async fn ranged_reads_cross_fragments_and_chunks() {
     let fs = memory_fs().await;
     let content = data(7, 2 * CHUNK_SIZE as usize + 3000);

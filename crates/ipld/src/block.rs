@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{cbor, Cid, Codec, Error, Result};
+use crate::{cbor, Cid, Codec, Error, HashFn, Result};
 
 /// The most payload (plaintext or ciphertext) one block carries: 1 MiB.
 pub const MAX_PAYLOAD_SIZE: usize = 1 << 20;
@@ -24,31 +24,43 @@ pub struct Block {
 }
 
 impl Block {
-    /// Hashes `data` into a new block with the given codec.
+    /// Hashes `data` (sha2-256) into a new block with the given codec.
     ///
     /// For [`Codec::DagCbor`] the data must be canonical DAG-CBOR.
     pub fn new(codec: Codec, data: impl Into<Bytes>) -> Result<Self> {
+        Self::new_with(HashFn::Sha2_256, codec, data)
+    }
+
+    /// Hashes `data` with `hash` into a new block with the given codec.
+    ///
+    /// For [`Codec::DagCbor`] the data must be canonical DAG-CBOR.
+    pub fn new_with(hash: HashFn, codec: Codec, data: impl Into<Bytes>) -> Result<Self> {
         match codec {
-            Codec::DagCbor => Ok(Self::new_cbor(data)?.0),
+            Codec::DagCbor => Ok(Self::new_cbor_with(hash, data)?.0),
             Codec::Raw => {
                 let data = data.into();
                 check_size(data.len())?;
                 Ok(Block {
-                    cid: Cid::hash(codec, &data),
+                    cid: Cid::hash_with(hash, codec, &data),
                     data,
                 })
             }
         }
     }
 
-    /// A new DAG-CBOR block and the value it decodes to, for callers that
-    /// need both: the strict decoder runs once.
+    /// A new DAG-CBOR block (sha2-256) and the value it decodes to, for
+    /// callers that need both: the strict decoder runs once.
     pub fn new_cbor(data: impl Into<Bytes>) -> Result<(Self, cbor::Value)> {
+        Self::new_cbor_with(HashFn::Sha2_256, data)
+    }
+
+    /// [`new_cbor`](Self::new_cbor) named with `hash`.
+    pub fn new_cbor_with(hash: HashFn, data: impl Into<Bytes>) -> Result<(Self, cbor::Value)> {
         let data = data.into();
         check_size(data.len())?;
         let value = cbor::decode_value(&data)?;
         let block = Block {
-            cid: Cid::hash(Codec::DagCbor, &data),
+            cid: Cid::hash_with(hash, Codec::DagCbor, &data),
             data,
         };
         Ok((block, value))

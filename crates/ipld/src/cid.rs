@@ -10,6 +10,8 @@ use crate::{Error, Result};
 
 /// Multihash code of sha2-256.
 const SHA2_256: u64 = 0x12;
+/// Multihash code of BLAKE3 with its default 32-byte output.
+const BLAKE3: u64 = 0x1e;
 /// Multihash code of the identity "hash" (the digest is the data itself).
 const IDENTITY: u64 = 0x00;
 /// The largest value an identity CID may inline.
@@ -45,8 +47,59 @@ impl Codec {
     }
 }
 
-/// A content identifier: CIDv1, a codec from [`Codec`], and either a sha2-256
-/// digest of the content or (for small inline values) the content itself.
+/// The hash functions a CID may name its content with (both 32-byte
+/// digests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashFn {
+    /// SHA-256 (multihash 0x12): structured blocks, and raw blocks written
+    /// before BLAKE3 was used.
+    Sha2_256,
+    /// BLAKE3 (multihash 0x1e): raw ciphertext fragments, the bulk of
+    /// what is stored, because it hashes several times as fast.
+    Blake3,
+}
+
+impl HashFn {
+    /// The multihash code.
+    pub const fn code(self) -> u64 {
+        match self {
+            HashFn::Sha2_256 => SHA2_256,
+            HashFn::Blake3 => BLAKE3,
+        }
+    }
+
+    /// The hash function for a multihash code, if it is one we accept.
+    pub const fn from_code(code: u64) -> Option<Self> {
+        match code {
+            SHA2_256 => Some(HashFn::Sha2_256),
+            BLAKE3 => Some(HashFn::Blake3),
+            _ => None,
+        }
+    }
+
+    /// What a new block of `codec` is named with: BLAKE3 for raw
+    /// fragments (megabytes each, hashed by the writer, its server and
+    /// every reader), SHA-256 for structured blocks (small, and named as
+    /// in IPFS by default).
+    pub const fn for_new(codec: Codec) -> Self {
+        match codec {
+            Codec::Raw => HashFn::Blake3,
+            Codec::DagCbor => HashFn::Sha2_256,
+        }
+    }
+
+    /// The 32-byte digest of `data`.
+    pub fn digest(self, data: &[u8]) -> [u8; 32] {
+        match self {
+            HashFn::Sha2_256 => Sha256::digest(data).into(),
+            HashFn::Blake3 => blake3::hash(data).into(),
+        }
+    }
+}
+
+/// A content identifier: CIDv1, a codec from [`Codec`], and either a digest
+/// of the content ([`HashFn`]) or (for small inline values) the content
+/// itself.
 ///
 /// Ordering and equality are those of the binary form. In DAG-CBOR a `Cid`
 /// serializes as tag 42 around its bytes with a leading zero byte.
@@ -56,14 +109,18 @@ pub struct Cid(cid::Cid);
 impl Cid {
     /// The CID of `data` under `codec`, hashed with sha2-256.
     pub fn hash(codec: Codec, data: &[u8]) -> Self {
-        let digest = Sha256::digest(data);
-        Self::from_digest(codec, digest.into())
+        Self::hash_with(HashFn::Sha2_256, codec, data)
     }
 
-    /// The CID with the given sha2-256 digest.
-    pub fn from_digest(codec: Codec, digest: [u8; 32]) -> Self {
+    /// The CID of `data` under `codec`, hashed with `hash`.
+    pub fn hash_with(hash: HashFn, codec: Codec, data: &[u8]) -> Self {
+        Self::from_digest(hash, codec, hash.digest(data))
+    }
+
+    /// The CID with the given digest.
+    pub fn from_digest(hash: HashFn, codec: Codec, digest: [u8; 32]) -> Self {
         // A 32-byte digest always fits the 64-byte multihash.
-        let mh = multihash::Multihash::<64>::wrap(SHA2_256, &digest)
+        let mh = multihash::Multihash::<64>::wrap(hash.code(), &digest)
             .unwrap_or_else(|_| unreachable!("32 bytes fit a 64-byte multihash"));
         Cid(cid::Cid::new_v1(codec.code(), mh))
     }
@@ -94,7 +151,12 @@ impl Cid {
         self.0.hash().code() == IDENTITY
     }
 
-    /// The digest bytes: a sha2-256 digest, or the inline content for an
+    /// The hash function that names the content (None: an identity CID).
+    pub fn hash_fn(&self) -> Option<HashFn> {
+        HashFn::from_code(self.0.hash().code())
+    }
+
+    /// The digest bytes: a 32-byte digest, or the inline content for an
     /// identity CID.
     pub fn digest(&self) -> &[u8] {
         self.0.hash().digest()
@@ -102,10 +164,9 @@ impl Cid {
 
     /// Checks that `data` is the content this CID names.
     pub fn verify(&self, data: &[u8]) -> Result<()> {
-        let ok = match self.0.hash().code() {
-            SHA2_256 => Sha256::digest(data).as_slice() == self.digest(),
-            IDENTITY => data == self.digest(),
-            _ => false,
+        let ok = match self.hash_fn() {
+            Some(hash) => hash.digest(data).as_slice() == self.digest(),
+            None => self.is_identity() && data == self.digest(),
         };
         if ok {
             Ok(())
@@ -120,7 +181,7 @@ impl Cid {
     }
 
     /// Parses the binary form, accepting only CIDv1 with our codecs and a
-    /// sha2-256 or identity hash, and no trailing bytes.
+    /// sha2-256, BLAKE3 or identity hash, and no trailing bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut reader = bytes;
         let inner = cid::Cid::read_bytes(&mut reader).map_err(|e| Error::InvalidCid {
@@ -153,14 +214,14 @@ impl Cid {
             });
         }
         let hash = inner.hash();
-        match hash.code() {
-            SHA2_256 if hash.size() == 32 => Ok(Cid(inner)),
-            SHA2_256 => Err(Error::InvalidCid {
-                reason: format!("sha2-256 digest of {} bytes", hash.size()),
+        match (hash.code(), HashFn::from_code(hash.code())) {
+            (_, Some(_)) if hash.size() == 32 => Ok(Cid(inner)),
+            (_, Some(f)) => Err(Error::InvalidCid {
+                reason: format!("{f:?} digest of {} bytes (expected 32)", hash.size()),
             }),
-            IDENTITY => Ok(Cid(inner)),
-            code => Err(Error::UnsupportedCid {
-                reason: format!("multihash 0x{code:x} (expected sha2-256 or identity)"),
+            (IDENTITY, None) => Ok(Cid(inner)),
+            (code, None) => Err(Error::UnsupportedCid {
+                reason: format!("multihash 0x{code:x} (expected sha2-256, blake3 or identity)"),
             }),
         }
     }
@@ -243,6 +304,42 @@ mod tests {
             cid.to_string(),
             "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
         );
+    }
+
+    #[test]
+    fn blake3_cid_names_the_blake3_digest() {
+        // BLAKE3 of the empty input (the reference implementation's vector).
+        let cid = Cid::hash_with(HashFn::Blake3, Codec::Raw, b"");
+        assert_eq!(
+            hex::encode(cid.digest()),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        assert_eq!(cid.hash_fn(), Some(HashFn::Blake3));
+        // CIDv1, raw, multihash 0x1e of 32 bytes.
+        assert_eq!(&cid.to_bytes()[..4], &[0x01, 0x55, 0x1e, 0x20]);
+        cid.verify(b"").unwrap();
+        assert!(matches!(cid.verify(b"x"), Err(Error::HashMismatch { .. })));
+        assert_eq!(HashFn::for_new(Codec::Raw), HashFn::Blake3);
+        assert_eq!(HashFn::for_new(Codec::DagCbor), HashFn::Sha2_256);
+    }
+
+    #[test]
+    fn digests_of_the_wrong_length_and_unknown_hashes_are_refused() {
+        for code in [SHA2_256, BLAKE3] {
+            let mh = multihash::Multihash::<64>::wrap(code, &[7; 20]).unwrap();
+            let short = cid::Cid::new_v1(0x55, mh);
+            assert!(matches!(
+                Cid::from_bytes(&short.to_bytes()),
+                Err(Error::InvalidCid { .. })
+            ));
+        }
+        // sha3-256 (0x16).
+        let mh = multihash::Multihash::<64>::wrap(0x16, &[7; 32]).unwrap();
+        let other = cid::Cid::new_v1(0x55, mh);
+        assert!(matches!(
+            Cid::from_bytes(&other.to_bytes()),
+            Err(Error::UnsupportedCid { .. })
+        ));
     }
 
     #[test]

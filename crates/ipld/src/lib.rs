@@ -34,7 +34,7 @@ mod cid;
 mod error;
 
 pub use crate::block::{Block, MAX_BLOCK_SIZE, MAX_PAYLOAD_SIZE};
-pub use crate::cid::{Cid, Codec, MAX_IDENTITY_SIZE};
+pub use crate::cid::{Cid, Codec, HashFn, MAX_IDENTITY_SIZE};
 pub use crate::error::Error;
 
 /// A `Result` whose error is this crate's [`Error`].

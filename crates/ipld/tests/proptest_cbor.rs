@@ -1,7 +1,7 @@
 //! Property tests for the canonical DAG-CBOR codec.
 
 use peergos_ipld::cbor::{self, key_order, Value};
-use peergos_ipld::{Cid, Codec, Error};
+use peergos_ipld::{Cid, Codec, Error, HashFn};
 use proptest::prelude::*;
 
 /// Any value in the DAG-CBOR data model, maps already in canonical order.
@@ -14,13 +14,23 @@ fn value() -> impl Strategy<Value = Value> {
         (0u64..=u64::MAX).prop_map(|n| Value::Integer((-1 - i128::from(n)).try_into().unwrap())),
         proptest::collection::vec(any::<u8>(), 0..80).prop_map(Value::Bytes),
         ".{0,40}".prop_map(Value::Text),
-        (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(|(raw, data)| {
-            let codec = if raw { Codec::Raw } else { Codec::DagCbor };
-            let cid = Cid::hash(codec, &data);
-            let mut bytes = vec![0];
-            bytes.extend(cid.to_bytes());
-            Value::Tag(42, Box::new(Value::Bytes(bytes)))
-        }),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(raw, blake3, data)| {
+                let codec = if raw { Codec::Raw } else { Codec::DagCbor };
+                let hash = if blake3 {
+                    HashFn::Blake3
+                } else {
+                    HashFn::Sha2_256
+                };
+                let cid = Cid::hash_with(hash, codec, &data);
+                let mut bytes = vec![0];
+                bytes.extend(cid.to_bytes());
+                Value::Tag(42, Box::new(Value::Bytes(bytes)))
+            }),
     ];
     leaf.prop_recursive(6, 96, 8, |inner| {
         prop_oneof![
@@ -239,11 +249,38 @@ proptest! {
     }
 
     #[test]
-    fn cid_text_and_bytes_round_trip(data in proptest::collection::vec(any::<u8>(), 0..100), raw in any::<bool>()) {
+    fn cid_text_and_bytes_round_trip(
+        data in proptest::collection::vec(any::<u8>(), 0..100),
+        raw in any::<bool>(),
+        blake3 in any::<bool>(),
+    ) {
         let codec = if raw { Codec::Raw } else { Codec::DagCbor };
-        let cid = Cid::hash(codec, &data);
+        let hash = if blake3 { HashFn::Blake3 } else { HashFn::Sha2_256 };
+        let cid = Cid::hash_with(hash, codec, &data);
         prop_assert_eq!(cid.to_string().parse::<Cid>().unwrap(), cid);
         prop_assert_eq!(Cid::from_bytes(&cid.to_bytes()).unwrap(), cid);
+        prop_assert_eq!(cid.hash_fn(), Some(hash));
         cid.verify(&data).unwrap();
+    }
+
+    #[test]
+    fn a_cid_verifies_only_its_own_content_under_its_own_hash(
+        data in proptest::collection::vec(any::<u8>(), 0..100),
+        flip in any::<prop::sample::Index>(),
+    ) {
+        let sha = Cid::hash_with(HashFn::Sha2_256, Codec::Raw, &data);
+        let blake = Cid::hash_with(HashFn::Blake3, Codec::Raw, &data);
+        prop_assert_ne!(sha, blake);
+        sha.verify(&data).unwrap();
+        blake.verify(&data).unwrap();
+        // The same digest under the other hash's code names other content.
+        let swapped = Cid::from_digest(HashFn::Sha2_256, Codec::Raw, blake.digest().try_into().unwrap());
+        prop_assert!(swapped.verify(&data).is_err());
+        if !data.is_empty() {
+            let mut changed = data.clone();
+            changed[flip.index(data.len())] ^= 1;
+            prop_assert!(sha.verify(&changed).is_err());
+            prop_assert!(blake.verify(&changed).is_err());
+        }
     }
 }

@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt};
 use peergos_blockstore::{
     BlockAuth, BlockBuf, PutBlocks, SignedBlock, TransactionId, SMALL_BLOCK_MAX,
 };
-use peergos_ipld::{cbor, Cid, Codec};
+use peergos_ipld::{cbor, Cid, Codec, HashFn};
 use peergos_keys::{Domain, LoginParams, PublicKeyHash, PublicSigningKey, Signature};
 use peergos_pki::KeyChain;
 use peergos_pointers::SignedPointer;
@@ -64,18 +64,36 @@ pub const MAX_PUT_BLOCKS: usize = 1024;
 
 /// What a put body says about one block.
 ///
-/// CBOR: `{"c": u64 codec, "n": u64 length, "s": bytes(64)}`.
+/// CBOR: `{"c": u64 codec, ?"h": u64 multihash, "n": u64 length, "s":
+/// bytes(64)}`; without `"h"` the block is named with sha2-256 (0x12), as
+/// before BLAKE3 names (0x1e) existed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BlockHeader {
     /// Codec (0x71 dag-cbor, 0x55 raw).
     #[serde(rename = "c")]
     pub codec: u64,
+    /// The multihash code that names the block (0x12 sha2-256, 0x1e
+    /// BLAKE3); left out for sha2-256.
+    #[serde(
+        rename = "h",
+        default = "sha2_code",
+        skip_serializing_if = "is_sha2_code"
+    )]
+    pub hash: u64,
     /// The block's length in bytes.
     #[serde(rename = "n")]
     pub len: u64,
     /// The writer's signature over the CID.
     #[serde(rename = "s")]
     pub signature: Signature,
+}
+
+fn sha2_code() -> u64 {
+    HashFn::Sha2_256.code()
+}
+
+fn is_sha2_code(code: &u64) -> bool {
+    *code == sha2_code()
 }
 
 /// The header of a put body.
@@ -118,6 +136,7 @@ pub fn encode_put_parts(put: &PutBlocks) -> Vec<Bytes> {
             .iter()
             .map(|b| BlockHeader {
                 codec: b.codec.code(),
+                hash: b.hash.code(),
                 len: b.data.len() as u64,
                 signature: b.signature,
             })
@@ -280,6 +299,12 @@ where
     for b in &header.blocks {
         let codec = Codec::from_code(b.codec)
             .ok_or_else(|| BadPut::Malformed(format!("unknown codec 0x{:x}", b.codec)))?;
+        let hash = HashFn::from_code(b.hash).ok_or_else(|| {
+            BadPut::Malformed(format!(
+                "unknown multihash 0x{:x} (expected 0x12 sha2-256 or 0x1e blake3)",
+                b.hash
+            ))
+        })?;
         // Within MAX_BODY, checked above.
         let len = b.len as usize;
         if pending.is_empty() && len > 0 {
@@ -311,6 +336,7 @@ where
         }
         blocks.push(SignedBlock {
             codec,
+            hash,
             data,
             signature: b.signature,
         });

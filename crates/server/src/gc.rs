@@ -107,7 +107,7 @@ impl BlockStore for Guarded {
         // already seen the record.
         if let Some(set) = self.recent.lock().await.as_mut() {
             for block in &request.blocks {
-                set.insert(Cid::hash(block.codec, &block.data));
+                set.insert(block.cid());
             }
         }
         self.inner.put(request).await

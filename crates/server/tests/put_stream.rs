@@ -6,9 +6,9 @@
 use bytes::Bytes;
 use futures::executor::block_on;
 use peergos_blockstore::{PutBlocks, SignedBlock, TransactionId, SMALL_BLOCK_MAX};
-use peergos_ipld::Codec;
+use peergos_ipld::{cbor, Codec, HashFn};
 use peergos_keys::{PublicKeyHash, SigningKeyPair};
-use peergos_server::api::{encode_put, read_put, BadPut, MAX_BODY};
+use peergos_server::api::{encode_put, read_put, BadPut, BlockHeader, PutHeader, MAX_BODY};
 use proptest::prelude::*;
 
 fn put_of(sizes: &[usize]) -> PutBlocks {
@@ -18,7 +18,9 @@ fn put_of(sizes: &[usize]) -> PutBlocks {
         .enumerate()
         .map(|(n, &len)| {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 + n) as u8).collect();
-            SignedBlock::sign(&writer, Codec::Raw, data)
+            // Both names: BLAKE3 as clients write now, sha2-256 as before.
+            let hash = [HashFn::Blake3, HashFn::Sha2_256][n % 2];
+            SignedBlock::sign_with_hash(&writer, hash, Codec::Raw, data).1
         })
         .collect();
     PutBlocks {
@@ -75,6 +77,7 @@ proptest! {
         for (got, sent) in got.blocks.iter().zip(&put.blocks) {
             prop_assert_eq!(&got.data, &sent.data);
             prop_assert_eq!(got.codec, sent.codec);
+            prop_assert_eq!(got.hash, sent.hash);
             prop_assert_eq!(got.signature, sent.signature);
             // What the file store writes with direct I/O lies aligned.
             if sent.data.len() > SMALL_BLOCK_MAX {
@@ -130,4 +133,66 @@ fn a_body_that_is_not_a_put_says_why() {
         let err = read(vec![Bytes::from_static(body)]).unwrap_err();
         assert!(err.to_string().contains(why), "{body:?}: {err}");
     }
+}
+
+/// The body a client from before BLAKE3 sent: no `"h"` in its block
+/// headers.
+fn old_body(data: &[u8], hash: Option<u64>) -> Vec<u8> {
+    let writer = SigningKeyPair::random();
+    let (_, signed) =
+        SignedBlock::sign_with_hash(&writer, HashFn::Sha2_256, Codec::Raw, data.to_vec());
+    let header = PutHeader {
+        owner: PublicKeyHash::of(&writer.public()),
+        writer: PublicKeyHash::of(&writer.public()),
+        transaction: [7; 16],
+        blocks: vec![BlockHeader {
+            codec: Codec::Raw.code(),
+            hash: hash.unwrap_or(HashFn::Sha2_256.code()),
+            len: data.len() as u64,
+            signature: signed.signature,
+        }],
+    };
+    let header = cbor::to_vec(&header).unwrap();
+    let mut body = (header.len() as u32).to_be_bytes().to_vec();
+    body.extend_from_slice(&header);
+    body.extend_from_slice(data);
+    body
+}
+
+#[test]
+fn a_block_named_with_sha256_is_sent_as_before_blake3() {
+    // sha2-256 is left out of the header, so the body is byte for byte
+    // what an older client sent and an older server reads.
+    let body = old_body(b"fragment", None);
+    let header_len = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
+    let header: cbor::Value = cbor::from_slice(&body[4..4 + header_len]).unwrap();
+    let blocks = header
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("b")))
+        .and_then(|(_, v)| v.as_array())
+        .unwrap();
+    let keys: Vec<_> = blocks[0]
+        .as_map()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.as_text().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["c", "n", "s"]);
+    let got = read(vec![Bytes::from(body)]).unwrap();
+    assert_eq!(got.blocks[0].hash, HashFn::Sha2_256);
+    // BLAKE3 is named.
+    let put = put_of(&[10]);
+    assert_eq!(put.blocks[0].hash, HashFn::Blake3);
+    let got = read(vec![Bytes::from(encode_put(&put))]).unwrap();
+    assert_eq!(got.blocks[0].hash, HashFn::Blake3);
+}
+
+#[test]
+fn a_hash_the_server_does_not_know_is_refused_by_name() {
+    // sha3-256 (0x16).
+    let err = read(vec![Bytes::from(old_body(b"fragment", Some(0x16)))]).unwrap_err();
+    assert_eq!(
+        err,
+        BadPut::Malformed("unknown multihash 0x16 (expected 0x12 sha2-256 or 0x1e blake3)".into())
+    );
 }

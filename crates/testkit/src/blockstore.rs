@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use peergos_blockstore::{BlockAuth, BlockStore, Error, PutBlocks, SignedBlock};
-use peergos_ipld::{cbor, Cid, Codec, MAX_BLOCK_SIZE};
+use peergos_ipld::{cbor, Cid, Codec, HashFn, MAX_BLOCK_SIZE};
 use peergos_keys::{bat, Bat, BatId, PublicKeyHash, SigningKeyPair};
 
 /// A user writing into a store: an owner key that also writes.
@@ -38,27 +38,53 @@ impl Writer {
         Writer { keys, owner }
     }
 
-    /// A signed put of `blocks` in transaction `tx`.
+    /// A signed put of `blocks` in transaction `tx`, each named with the
+    /// hash new blocks of its codec use.
     pub fn request(
         &self,
         tx: peergos_blockstore::TransactionId,
         blocks: &[(Codec, Bytes)],
     ) -> PutBlocks {
+        self.request_with(tx, None, blocks)
+    }
+
+    /// [`request`](Self::request), every block named with `hash` if set.
+    pub fn request_with(
+        &self,
+        tx: peergos_blockstore::TransactionId,
+        hash: Option<HashFn>,
+        blocks: &[(Codec, Bytes)],
+    ) -> PutBlocks {
+        let sign = |(codec, data): &(Codec, Bytes)| {
+            let hash = hash.unwrap_or(HashFn::for_new(*codec));
+            SignedBlock::sign_with_hash(&self.keys, hash, *codec, data.clone()).1
+        };
         PutBlocks {
             owner: self.owner,
             writer: self.owner,
             transaction: tx,
-            blocks: blocks
-                .iter()
-                .map(|(codec, data)| SignedBlock::sign(&self.keys, *codec, data.clone()))
-                .collect(),
+            blocks: blocks.iter().map(sign).collect(),
         }
     }
 
     /// Puts `blocks` in a transaction of their own, closed afterwards.
     pub async fn put(&self, store: &dyn BlockStore, blocks: &[(Codec, Bytes)]) -> Vec<Cid> {
+        self.put_with(store, None, blocks).await
+    }
+
+    /// [`put`](Self::put), every block named with `hash` if set (as a
+    /// client from before BLAKE3 named raw blocks: sha2-256).
+    pub async fn put_with(
+        &self,
+        store: &dyn BlockStore,
+        hash: Option<HashFn>,
+        blocks: &[(Codec, Bytes)],
+    ) -> Vec<Cid> {
         let tx = store.start_transaction(&self.owner).await.unwrap();
-        let cids = store.put(self.request(tx, blocks)).await.unwrap();
+        let cids = store
+            .put(self.request_with(tx, hash, blocks))
+            .await
+            .unwrap();
         store.close_transaction(&self.owner, &tx).await.unwrap();
         cids
     }
@@ -106,7 +132,7 @@ pub async fn put_get_round_trip(store: Arc<dyn BlockStore>) {
         .put(&*store, &[small.clone(), large.clone(), node.clone()])
         .await;
     for (cid, (codec, data)) in cids.iter().zip([small, large, node]) {
-        assert_eq!(*cid, Cid::hash(codec, &data));
+        assert_eq!(*cid, Cid::hash_with(HashFn::for_new(codec), codec, &data));
         assert!(store.has(cid).await.unwrap());
         assert_eq!(store.get(cid, None).await.unwrap(), Some(data.clone()));
         assert_eq!(
@@ -130,6 +156,82 @@ pub async fn put_get_round_trip(store: Arc<dyn BlockStore>) {
     assert_eq!(writer.put(&*store, &[raw(1, 100)]).await, vec![cids[0]]);
     let listed: BTreeSet<Cid> = store.list().try_collect().await.unwrap();
     assert_eq!(listed, cids.iter().copied().collect());
+}
+
+/// Blocks named with either hash are stored and served: sha2-256 (every
+/// raw block written before BLAKE3, and structured blocks) and BLAKE3 (new
+/// raw blocks). A block is checked under the hash its put names, so a
+/// signature over the block's name under the other hash is refused.
+pub async fn both_hashes_name_blocks(store: Arc<dyn BlockStore>) {
+    let writer = Writer::new();
+    let tx = store.start_transaction(&writer.owner).await.unwrap();
+    let mut signed = Vec::new();
+    for (i, (hash, codec, data)) in [
+        (HashFn::Sha2_256, Codec::Raw, raw(6, 3000).1),
+        (HashFn::Blake3, Codec::Raw, raw(7, 3000).1),
+        (HashFn::Sha2_256, Codec::Raw, raw(8, 1 << 20).1),
+        (HashFn::Blake3, Codec::Raw, raw(9, 1 << 20).1),
+        (
+            HashFn::Blake3,
+            Codec::DagCbor,
+            Bytes::from(cbor::to_vec(&["b3"]).unwrap()),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (cid, block) = SignedBlock::sign_with_hash(&writer.keys, hash, codec, data.clone());
+        assert_eq!(cid.hash_fn(), Some(hash), "block {i}");
+        signed.push((cid, block));
+    }
+    let put = PutBlocks {
+        owner: writer.owner,
+        writer: writer.owner,
+        transaction: tx,
+        blocks: signed.iter().map(|(_, b)| b.clone()).collect(),
+    };
+    let cids = store.put(put).await.unwrap();
+    assert_eq!(cids, signed.iter().map(|(c, _)| *c).collect::<Vec<_>>());
+    for (cid, block) in &signed {
+        assert_eq!(
+            store.get(cid, None).await.unwrap(),
+            Some(block.data.clone())
+        );
+        assert_eq!(
+            store.check(cid).await.unwrap(),
+            Some(block.data.len() as u64)
+        );
+        // The same bytes under the other hash are another, absent block.
+        let other = match block.hash {
+            HashFn::Sha2_256 => HashFn::Blake3,
+            HashFn::Blake3 => HashFn::Sha2_256,
+        };
+        let renamed = Cid::hash_with(other, block.codec, &block.data);
+        assert!(!store.has(&renamed).await.unwrap());
+    }
+    // Signed as sha2-256, sent as BLAKE3: the signature names another CID.
+    let (_, mut relabelled) =
+        SignedBlock::sign_with_hash(&writer.keys, HashFn::Sha2_256, Codec::Raw, raw(10, 50).1);
+    relabelled.hash = HashFn::Blake3;
+    let err = store
+        .put(PutBlocks {
+            owner: writer.owner,
+            writer: writer.owner,
+            transaction: tx,
+            blocks: vec![relabelled.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadWriterSignature { .. }), "{err}");
+    assert!(!store
+        .has(&Cid::hash_with(
+            HashFn::Blake3,
+            Codec::Raw,
+            &relabelled.data
+        ))
+        .await
+        .unwrap());
+    store.close_transaction(&writer.owner, &tx).await.unwrap();
 }
 
 /// Identity CIDs are answered from the CID itself.
@@ -158,7 +260,7 @@ pub async fn bad_puts_are_refused(store: Arc<dyn BlockStore>) {
     let mut forged = writer.request(tx, &[raw(4, 10)]);
     forged.blocks[0].signature = SigningKeyPair::random().sign(
         peergos_keys::Domain::BLOCK_PUT,
-        &Cid::hash(Codec::Raw, &forged.blocks[0].data).to_bytes(),
+        &Cid::hash_with(HashFn::Blake3, Codec::Raw, &forged.blocks[0].data).to_bytes(),
     );
     let err = store.put(forged).await.unwrap_err();
     assert!(matches!(err, Error::BadWriterSignature { .. }), "{err}");
@@ -166,7 +268,7 @@ pub async fn bad_puts_are_refused(store: Arc<dyn BlockStore>) {
     let mut wrong_domain = writer.request(tx, &[raw(4, 10)]);
     wrong_domain.blocks[0].signature = writer.keys.sign(
         peergos_keys::Domain::POINTER,
-        &Cid::hash(Codec::Raw, &wrong_domain.blocks[0].data).to_bytes(),
+        &Cid::hash_with(HashFn::Blake3, Codec::Raw, &wrong_domain.blocks[0].data).to_bytes(),
     );
     assert!(matches!(
         store.put(wrong_domain).await,
@@ -184,7 +286,7 @@ pub async fn bad_puts_are_refused(store: Arc<dyn BlockStore>) {
     );
     // The valid block of a refused batch was not stored either.
     assert!(!store
-        .has(&Cid::hash(Codec::Raw, &raw(5, 10).1))
+        .has(&Cid::hash_with(HashFn::Blake3, Codec::Raw, &raw(5, 10).1))
         .await
         .unwrap());
 
@@ -378,6 +480,7 @@ macro_rules! blockstore_conformance {
         $crate::blockstore_conformance!(@tests $make;
             put_get_round_trip,
             identity_cids_need_no_storage,
+            both_hashes_name_blocks,
             bad_puts_are_refused,
             access_tokens_are_enforced,
             transactions_protect_blocks,
