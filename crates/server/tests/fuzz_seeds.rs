@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use peergos_blockstore::{PutBlocks, SignedBlock, TransactionId};
-use peergos_ipld::{cbor, Cid, Codec};
+use peergos_ipld::{cbor, Cid, Codec, HashFn};
 use peergos_keys::{LoginParams, PublicKeyHash, SigningKeyPair};
 use peergos_pki::{Claim, KeyChain};
 use peergos_server::api::*;
@@ -19,6 +19,13 @@ fn bodies() -> Vec<(&'static str, Vec<u8>)> {
         writer: owner,
         transaction: TransactionId::random(),
         blocks: vec![SignedBlock::sign(&key, Codec::Raw, vec![1u8, 2, 3])],
+    };
+    // As clients sent it before fragments were named with BLAKE3.
+    let put_sha256 = PutBlocks {
+        blocks: vec![
+            SignedBlock::sign_with_hash(&key, HashFn::Sha2_256, Codec::Raw, vec![1u8, 2, 3]).1,
+        ],
+        ..put.clone()
     };
     let cid = Cid::hash(Codec::Raw, b"x");
     let chain = KeyChain::new(
@@ -37,6 +44,7 @@ fn bodies() -> Vec<(&'static str, Vec<u8>)> {
     };
     vec![
         ("put", encode_put(&put)),
+        ("put-sha256", encode_put(&put_sha256)),
         (
             "get",
             cbor::to_vec(&GetRequest {
