@@ -174,3 +174,25 @@ fn committed_seeds_still_decode() {
         assert!(decodes_as_something(&seed));
     }
 }
+
+/// The put seed an older build wrote (before BLAKE3 names) decodes as
+/// sha2-256 blocks and encodes back byte for byte: a client of this build
+/// sends sha2-256 blocks exactly as older clients did, which is what an
+/// older server reads.
+#[test]
+fn a_put_from_before_blake3_round_trips_byte_for_byte() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/api_request");
+    let old = Bytes::from(std::fs::read(dir.join("valid-put-sha256")).unwrap());
+    let put = decode_put(&old).unwrap();
+    assert!(!put.blocks.is_empty());
+    assert!(put.blocks.iter().all(|b| b.hash == HashFn::Sha2_256));
+    assert_eq!(encode_put(&put), old.to_vec());
+    // The same put named with BLAKE3 is another body.
+    let new = Bytes::from(std::fs::read(dir.join("valid-put")).unwrap());
+    assert!(decode_put(&new)
+        .unwrap()
+        .blocks
+        .iter()
+        .all(|b| b.hash == HashFn::Blake3));
+}
