@@ -514,9 +514,15 @@ pub fn open_fragment_in_place(
         .map_err(|_| Error::Decrypt { part: "fragment" })
 }
 
+/// The padded length of `len` bytes of file data: the next multiple of
+/// [`PAD_MULTIPLE`], and at least one.
+pub fn padded_len(len: usize) -> usize {
+    len.div_ceil(PAD_MULTIPLE).max(1) * PAD_MULTIPLE
+}
+
 /// Zero-fills file data to its padded length.
 pub fn pad_data(mut data: Vec<u8>) -> Vec<u8> {
-    let len = data.len().div_ceil(PAD_MULTIPLE).max(1) * PAD_MULTIPLE;
+    let len = padded_len(data.len());
     data.resize(len, 0);
     data
 }

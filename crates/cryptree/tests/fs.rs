@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use peergos_blockstore::MemoryStore;
 use peergos_cryptree::node::CHUNK_SIZE;
 use peergos_cryptree::{Error, Filesystem, Kind, UploadOptions};
@@ -128,6 +130,45 @@ async fn fragments_are_named_with_blake3_and_nodes_with_sha256() {
 }
 
 #[tokio::test]
+async fn chunks_a_write_covers_whole_are_sealed_from_it_and_later_writes_win() {
+    let fs = memory_fs().await;
+    let chunk = CHUNK_SIZE as usize;
+    let mut model = data(8, 3 * chunk + 500);
+    fs.write_file("/f", &model).await.unwrap();
+
+    // `long` covers chunks 1 and 2 whole from inside its buffer, chunk 0
+    // from byte 10 and chunk 3 in part, growing the file. `second` then
+    // covers chunk 1 whole again and must win there; `dab` lands inside
+    // chunk 2, so that chunk is assembled from both writes.
+    let long = data(9, 3 * chunk + 700);
+    let second = data(10, chunk);
+    let dab = data(11, 100);
+    let patch = peergos_cryptree::Patch {
+        size: None,
+        writes: vec![
+            (Some(10), Bytes::from(long.clone())),
+            (Some(chunk as u64), Bytes::from(second.clone())),
+            (Some(2 * chunk as u64 + 50), Bytes::from(dab.clone())),
+        ],
+        modified: None,
+    };
+    let entry = fs.patch("/f", &patch).await.unwrap();
+    model.resize(10 + long.len(), 0);
+    model[10..].copy_from_slice(&long);
+    model[chunk..2 * chunk].copy_from_slice(&second);
+    model[2 * chunk + 50..2 * chunk + 150].copy_from_slice(&dab);
+    assert_eq!(entry.size, model.len() as u64);
+    assert_same(&read_all(&fs, "/f").await, &model);
+
+    // A write of exactly two chunks from offset 0: both are sealed
+    // straight from it.
+    let exact = data(12, 2 * chunk);
+    fs.write_at("/f", 0, &exact).await.unwrap();
+    model[..2 * chunk].copy_from_slice(&exact);
+    assert_same(&read_all(&fs, "/f").await, &model);
+}
+
+#[tokio::test]
 async fn ranged_reads_cross_fragments_and_chunks() {
     let fs = memory_fs().await;
     let content = data(7, 2 * CHUNK_SIZE as usize + 3000);
@@ -206,7 +247,11 @@ async fn one_patch_cuts_then_writes_across_chunks_in_one_commit() {
     let at = 2 * chunk - 300;
     let patch = peergos_cryptree::Patch {
         size: Some(cut),
-        writes: vec![(Some(0), &whole), (Some(at as u64), &across), (None, &tail)],
+        writes: vec![
+            (Some(0), Bytes::from(whole.clone())),
+            (Some(at as u64), Bytes::from(across.clone())),
+            (None, Bytes::from(tail.clone())),
+        ],
         modified: Some(1_234_000),
     };
     let entry = fs.patch("/f", &patch).await.unwrap();

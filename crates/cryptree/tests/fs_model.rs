@@ -139,7 +139,7 @@ async fn apply(fs: &MemoryFs, model: &mut Model, op: &Op) {
                 size: size.map(u64::from),
                 writes: writes
                     .iter()
-                    .map(|(at, b)| (at.map(u64::from), b.as_slice()))
+                    .map(|(at, b)| (at.map(u64::from), bytes::Bytes::from(b.clone())))
                     .collect(),
                 modified: None,
             };

@@ -1,7 +1,9 @@
 //! Bytes written through an open file and not yet committed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use peergos_cryptree::Patch;
 
 /// Once an extent grows past this many bytes by appends, it is a file being
@@ -216,14 +218,21 @@ impl Dirty {
         }
     }
 
-    /// The change as one [`Patch`].
-    pub fn patch(&self) -> Patch<'_> {
+    /// The change as one [`Patch`]. Its writes share the extents' buffers
+    /// (no copy), which are the change's again once the patch is dropped.
+    pub fn patch(self: &Arc<Self>) -> Patch {
         Patch {
             size: self.size,
             writes: self
                 .extents
-                .iter()
-                .map(|(&at, data)| (Some(at), data.as_slice()))
+                .keys()
+                .map(|&at| {
+                    let extent = Extent {
+                        change: Arc::clone(self),
+                        at,
+                    };
+                    (Some(at), Bytes::from_owner(extent))
+                })
                 .collect(),
             modified: self.modified,
         }
@@ -259,13 +268,27 @@ impl Dirty {
     }
 }
 
+/// One extent of a shared change, as the owner of a write's [`Bytes`].
+struct Extent {
+    change: Arc<Dirty>,
+    at: u64,
+}
+
+impl AsRef<[u8]> for Extent {
+    fn as_ref(&self) -> &[u8] {
+        self.change.extents.get(&self.at).map_or(&[], Vec::as_slice)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// What committing a patch does to a file (the cryptree's meaning).
-    fn apply(base: &[u8], patch: &Patch<'_>) -> Vec<u8> {
+    /// What committing a change does to a file (the cryptree's meaning
+    /// of its patch).
+    fn apply(base: &[u8], change: &Dirty) -> Vec<u8> {
+        let patch = Arc::new(change.clone()).patch();
         let mut out = base.to_vec();
         if let Some(size) = patch.size {
             out.resize(size as usize, 0);
@@ -278,6 +301,16 @@ mod tests {
             out[at..at + data.len()].copy_from_slice(data);
         }
         out
+    }
+
+    /// The writes of a change's patch, owned.
+    fn writes(change: &Dirty) -> Vec<(Option<u64>, Vec<u8>)> {
+        Arc::new(change.clone())
+            .patch()
+            .writes
+            .into_iter()
+            .map(|(at, data)| (at, data.to_vec()))
+            .collect()
     }
 
     #[derive(Clone, Debug)]
@@ -315,12 +348,33 @@ mod tests {
         let at = 3 * STREAM_FROM as u64;
         dirty.write(at, b"next");
         assert_eq!(dirty.extents[&at].as_ptr(), buffer);
-        assert_eq!(dirty.patch().writes, vec![(Some(at), &b"next"[..])]);
+        assert_eq!(writes(&dirty), vec![(Some(at), b"next".to_vec())]);
         assert_eq!(dirty.bytes(), 4);
         // Taking the change keeps no spare in it: the next change's spare
         // is whatever this one's commit gives back.
         let change = dirty.take_change();
         assert_eq!(change.spare.capacity(), 0);
+    }
+
+    /// A patch's writes are the change's own buffers, which come back to
+    /// it once the patch is gone (to be recycled).
+    #[test]
+    fn a_patch_shares_the_change_buffers() {
+        let mut dirty = Dirty::default();
+        dirty.write(10, &[5; 3000]);
+        dirty.write(9000, &[6; 20]);
+        let change = Arc::new(dirty.take_change());
+        let patch = change.patch();
+        assert_eq!(patch.writes.len(), 2);
+        for ((at, data), (stored_at, stored)) in patch.writes.iter().zip(&change.extents) {
+            assert_eq!(*at, Some(*stored_at));
+            assert_eq!(data.as_ptr(), stored.as_ptr(), "not copied");
+            assert_eq!(data.len(), stored.len());
+        }
+        let change = Arc::try_unwrap(change).expect_err("the patch still holds it");
+        drop(patch);
+        let done = Arc::try_unwrap(change).expect("the patch is gone");
+        assert_eq!(done.bytes(), 3020);
     }
 
     /// A background commit takes whole chunks and leaves the bytes past the
@@ -338,23 +392,23 @@ mod tests {
         let spare = dirty.spare.as_ptr();
         let taken = dirty.take_whole_chunks(1000);
         assert_eq!(
-            taken.patch().writes,
-            vec![(Some(100), &[1u8; 400][..]), (Some(700), &[2u8; 1300][..])],
+            writes(&taken),
+            vec![(Some(100), vec![1u8; 400]), (Some(700), vec![2u8; 1300])],
             "up to the boundary at 2000"
         );
-        assert_eq!(dirty.patch().writes, vec![(Some(2000), &[2u8; 200][..])]);
+        assert_eq!(writes(&dirty), vec![(Some(2000), vec![2u8; 200])]);
         assert_eq!((taken.bytes(), dirty.bytes()), (1700, 200));
         assert_eq!(dirty.extents[&2000].as_ptr(), spare);
         // Appends go on after the bytes left waiting.
         dirty.write(2200, &[3; 900]);
         let taken = dirty.take_whole_chunks(1000);
         assert_eq!(taken.bytes(), 1000);
-        assert_eq!(dirty.patch().writes, vec![(Some(3000), &[3u8; 100][..])]);
+        assert_eq!(writes(&dirty), vec![(Some(3000), vec![3u8; 100])]);
         // An extent starting at the last boundary stays whole.
         dirty.write(5000, &[4; 10]);
         let taken = dirty.take_whole_chunks(1000);
-        assert_eq!(taken.patch().writes, vec![(Some(3000), &[3u8; 100][..])]);
-        assert_eq!(dirty.patch().writes, vec![(Some(5000), &[4u8; 10][..])]);
+        assert_eq!(writes(&taken), vec![(Some(3000), vec![3u8; 100])]);
+        assert_eq!(writes(&dirty), vec![(Some(5000), vec![4u8; 10])]);
         // Nothing below the last boundary: everything goes.
         let taken = dirty.take_whole_chunks(1000);
         assert_eq!(taken.bytes(), 10);
@@ -394,13 +448,13 @@ mod tests {
                     Op::Truncate(size) => {
                         model.resize(usize::from(size), 0);
                         if dirty.truncate(u64::from(size)).is_err() {
-                            stored = apply(&stored, &dirty.patch());
+                            stored = apply(&stored, &dirty);
                             dirty = Dirty::default();
                             prop_assert!(dirty.truncate(u64::from(size)).is_ok());
                         }
                     }
                     Op::Commit => {
-                        stored = apply(&stored, &dirty.patch());
+                        stored = apply(&stored, &dirty);
                         dirty = Dirty::default();
                     }
                     Op::CommitWhole(chunk) => {
@@ -418,7 +472,7 @@ mod tests {
                             taken.bytes(),
                             taken.extents.values().map(Vec::len).sum::<usize>()
                         );
-                        stored = apply(&stored, &taken.patch());
+                        stored = apply(&stored, &taken);
                     }
                 }
                 let total: usize = dirty.extents.values().map(Vec::len).sum();
@@ -443,7 +497,7 @@ mod tests {
                 let b = (offset as usize + want).min(model.len());
                 prop_assert_eq!(&buf[..], &model[a..b]);
             }
-            prop_assert_eq!(apply(&stored, &dirty.patch()), model);
+            prop_assert_eq!(apply(&stored, &dirty), model);
         }
     }
 

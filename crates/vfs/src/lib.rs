@@ -1014,13 +1014,16 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     async fn commit_now(&self, handle: &Handle, state: &mut HandleState) -> Result<()> {
         self.settle(state).await;
         if !state.dirty.is_empty() || state.creating {
-            let change = state.dirty.take_change();
+            let change = Arc::new(state.dirty.take_change());
             let create = std::mem::take(&mut state.creating);
             state.reader = None;
             if self.path_of(handle.ino).is_ok() {
                 if let Err(e) = self.commit_change(handle.ino, &change, create).await {
                     state.error.get_or_insert(e);
                 }
+            }
+            if let Ok(done) = Arc::try_unwrap(change) {
+                state.dirty.recycle(done);
             }
         }
         self.note_pending(handle, state).await;
@@ -1033,7 +1036,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
     /// Commits `change` to the file's path at the time of the commit (it
     /// may have been renamed since the bytes were written).
     /// A file made by `create` is stored by its first commit (`create`).
-    async fn commit_change(&self, ino: u64, change: &Dirty, create: bool) -> Result<Entry> {
+    async fn commit_change(&self, ino: u64, change: &Arc<Dirty>, create: bool) -> Result<Entry> {
         if !create {
             return self.commit_patch(ino, change).await;
         }
@@ -1075,7 +1078,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
 
     /// Commits a change to a stored file (a `Send` future, for background
     /// commits).
-    async fn commit_patch(&self, ino: u64, change: &Dirty) -> Result<Entry> {
+    async fn commit_patch(&self, ino: u64, change: &Arc<Dirty>) -> Result<Entry> {
         let path = &self.path_of(ino)?;
         let fs_path = self.fs_path(path)?.ok_or(Error::ReadOnlyMount)?;
         tracing::debug!("committing {} bytes to {path}", change.bytes());

@@ -270,7 +270,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 parent: parent.seal(fresh.parent_key(true), &label)?,
                 content: Content::Plain {
                     key: fresh.cap.read.clone(),
-                    padded: node::encode_children(group)?,
+                    padded: node::encode_children(group)?.into(),
                 },
             });
         }

@@ -1,6 +1,7 @@
 //! Changing a file in place: writes at an offset, appends and truncation,
 //! rewriting only the chunks whose bytes or length change.
 
+use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt as _};
 use peergos_blockstore::BlockStore;
 use peergos_keys::Bat;
@@ -19,12 +20,16 @@ const PUTS_IN_FLIGHT: usize = 3;
 /// zero-extension to `size` (if set), then each write at its offset (None:
 /// at the end), in order, growing the file with zeros where a write starts
 /// past the end.
+///
+/// Writes are shared [`Bytes`]: a chunk one write covers whole (and that
+/// needs no padding) is sealed straight from the caller's buffer, with no
+/// copy.
 #[derive(Clone, Debug, Default)]
-pub struct Patch<'a> {
+pub struct Patch {
     /// The size to cut or extend to before the writes.
     pub size: Option<u64>,
     /// Bytes to write, each at an offset (None: at the current end).
-    pub writes: Vec<(Option<u64>, &'a [u8])>,
+    pub writes: Vec<(Option<u64>, Bytes)>,
     /// The modification time to record, milliseconds since the Unix epoch
     /// (default: now).
     pub modified: Option<i64>,
@@ -38,7 +43,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         self.patch(
             path,
             &Patch {
-                writes: vec![(Some(offset), data)],
+                writes: vec![(Some(offset), Bytes::copy_from_slice(data))],
                 ..Patch::default()
             },
         )
@@ -50,7 +55,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         self.patch(
             path,
             &Patch {
-                writes: vec![(None, data)],
+                writes: vec![(None, Bytes::copy_from_slice(data))],
                 ..Patch::default()
             },
         )
@@ -84,7 +89,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// Applies a [`Patch`] in one commit. Only the chunks whose bytes or
     /// length change (and the first chunk, for the size and time) are
     /// rewritten; a chunk the writes cover whole is not read first.
-    pub async fn patch(&self, path: &str, change: &Patch<'_>) -> Result<Entry> {
+    pub async fn patch(&self, path: &str, change: &Patch) -> Result<Entry> {
         self.transact(|tx| {
             async move {
                 let view = View::default();
@@ -95,8 +100,8 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                 // Where each write lands, and the sizes before and after.
                 let base_size = change.size.unwrap_or(old_size);
                 let mut new_size = base_size;
-                let mut writes: Vec<(u64, &[u8])> = Vec::with_capacity(change.writes.len());
-                for &(offset, data) in &change.writes {
+                let mut writes: Vec<(u64, &Bytes)> = Vec::with_capacity(change.writes.len());
+                for (offset, data) in &change.writes {
                     let offset = offset.unwrap_or(new_size);
                     let end = offset
                         .checked_add(data.len() as u64)
@@ -160,6 +165,25 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                             })
                         })
                         .collect();
+                    // The chunk's bytes as one shared slice, when the last
+                    // write to reach it covers it whole (later writes win)
+                    // and it needs no padding: every chunk but a file's
+                    // last, when the file is written front to back.
+                    let chunk_end = start + new_len as u64;
+                    let whole = writes
+                        .iter()
+                        .rev()
+                        .find(|&&(offset, data)| {
+                            offset < chunk_end && offset + data.len() as u64 > start
+                        })
+                        .filter(|&&(offset, data)| {
+                            offset <= start && offset + data.len() as u64 >= chunk_end
+                        })
+                        .filter(|_| node::padded_len(new_len) == new_len)
+                        .map(|&(offset, data)| {
+                            let from = (start - offset) as usize;
+                            data.slice(from..from + new_len)
+                        });
                     let content_same = old_len == new_len && kept == old_len && pieces.is_empty();
                     if content_same && k != 0 {
                         continue;
@@ -169,10 +193,14 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     } else {
                         None
                     };
-                    let content = match (&old, content_same) {
-                        (Some((_, block)), true) => Content::Stored {
+                    let content = match (&old, content_same, whole) {
+                        (Some((_, block)), true, _) => Content::Stored {
                             inline: block.inline.clone(),
                             fragments: block.fragments.clone(),
+                        },
+                        (_, false, Some(whole)) => Content::Plain {
+                            key: data_key.clone(),
+                            padded: whole,
                         },
                         _ => {
                             let mut data = match &old {
@@ -203,7 +231,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                             data.resize(new_len, 0);
                             Content::Plain {
                                 key: data_key.clone(),
-                                padded: node::pad_data(data),
+                                padded: node::pad_data(data).into(),
                             }
                         }
                     };

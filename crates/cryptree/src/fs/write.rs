@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use peergos_blockstore::{BlockStore, PutBlocks, SignedBlock, TransactionId};
 use peergos_champ::{Batch, Config, Value, Writer};
 use peergos_ipld::{Cid, Codec};
@@ -117,8 +118,9 @@ pub(super) struct NodeSpec {
 }
 
 pub(super) enum Content {
-    /// Plaintext (already padded) to encrypt under `key`.
-    Plain { key: SymmetricKey, padded: Vec<u8> },
+    /// Plaintext (already padded) to encrypt under `key`: shared, so a
+    /// chunk a caller already holds whole is sealed where it lies.
+    Plain { key: SymmetricKey, padded: Bytes },
     /// Content already sealed and stored.
     Stored {
         inline: Option<ByteBuf>,
@@ -257,15 +259,15 @@ fn seal_content(
     label: &Label,
     bat: &Bat,
     signer: &SigningKeyPair,
-    padded: Vec<u8>,
+    padded: &[u8],
     blocks: &mut Vec<SignedBlock>,
 ) -> Result<(Option<ByteBuf>, Vec<Cid>)> {
     if padded.len() <= node::INLINE_MAX {
-        let sealed = node::seal_inline(key, label, &padded);
+        let sealed = node::seal_inline(key, label, padded);
         return Ok((Some(ByteBuf::from(sealed)), Vec::new()));
     }
     let prefix = bat::raw_prefix(&[bat.id()])?;
-    let sealed = node::seal_fragments(key, label, &padded, &prefix, |framed| {
+    let sealed = node::seal_fragments(key, label, padded, &prefix, |framed| {
         SignedBlock::sign_with_cid(signer, Codec::Raw, framed)
     });
     let mut cids = Vec::with_capacity(sealed.len());
@@ -301,7 +303,7 @@ fn build(
 ) -> Result<(Cid, Arc<NodeBlock>)> {
     let (inline, fragments) = match spec.content {
         Content::Plain { key, padded } => {
-            seal_content(&key, &spec.label, &spec.bat, signer, padded, blocks)?
+            seal_content(&key, &spec.label, &spec.bat, signer, &padded, blocks)?
         }
         Content::Stored { inline, fragments } => (inline, fragments),
     };
@@ -437,7 +439,7 @@ impl FileSink {
                         &label,
                         &bat,
                         &signer,
-                        padded,
+                        &padded,
                         &mut blocks,
                     )?),
                     Some((base, parent)) => {
@@ -446,7 +448,10 @@ impl FileSink {
                             bat,
                             base,
                             parent,
-                            content: Content::Plain { key, padded },
+                            content: Content::Plain {
+                                key,
+                                padded: padded.into(),
+                            },
                         };
                         SealedKind::Node(label, build(spec, &signer, &mut blocks)?.0)
                     }
@@ -639,7 +644,7 @@ impl DirEdit {
                 parent: chunk.block.parent.clone(),
                 content: Content::Plain {
                     key: read.clone(),
-                    padded: node::encode_children(&chunk.children)?,
+                    padded: node::encode_children(&chunk.children)?.into(),
                 },
             });
             olds.push((chunk.label, Some(chunk.cid)));
@@ -664,7 +669,7 @@ impl DirEdit {
                 parent,
                 content: Content::Plain {
                     key: read.clone(),
-                    padded: node::encode_children(&links)?,
+                    padded: node::encode_children(&links)?.into(),
                 },
             });
             olds.push((label, None));
@@ -728,7 +733,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
             .seal(fresh.parent_key(true), &label)?,
             content: Content::Plain {
                 key: fresh.cap.read.clone(),
-                padded: node::encode_children(&[])?,
+                padded: node::encode_children(&[])?.into(),
             },
         };
         let tx = fs.blocks().start_transaction(&owner).await?;
@@ -1005,7 +1010,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     .seal(fresh.parent_key(true), &label)?,
                     content: Content::Plain {
                         key: fresh.cap.read.clone(),
-                        padded: node::encode_children(&[])?,
+                        padded: node::encode_children(&[])?.into(),
                     },
                 };
                 // The new node and the parent's changed chunk go up in the
