@@ -12,9 +12,9 @@ use peergos_cryptree::Patch;
 const STREAM_FROM: usize = 1 << 20;
 
 /// The room reserved for a streaming extent: more than the vfs gathers
-/// before it commits (four 5 MiB chunks). Only the pages written are ever
+/// before it commits (six 5 MiB chunks). Only the pages written are ever
 /// touched, so the rest costs address space, not memory.
-const STREAM_ROOM: usize = 24 << 20;
+const STREAM_ROOM: usize = 32 << 20;
 
 /// A file change waiting to be committed: first a cut or zero-extension of
 /// the stored file to `size` (if set), then extents of new bytes over it,
@@ -28,7 +28,7 @@ pub struct Dirty {
     modified: Option<i64>,
     /// An emptied buffer from a committed change, for the next streaming
     /// extent: its pages are already the process's, so filling it again
-    /// takes no page faults (a fresh 24 MiB buffer per commit took one per
+    /// takes no page faults (a fresh buffer per commit took one per
     /// page written).
     spare: Vec<u8>,
 }

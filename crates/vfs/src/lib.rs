@@ -61,8 +61,9 @@ const SEQUENTIAL_SLACK: u64 = 4 << 20;
 /// commit is in flight, before the writer waits for that commit: under a
 /// steady stream of writes each commit carries several chunks, so the
 /// fixed cost of a commit (the signed pointer update and the file's first
-/// chunk) is paid once per several chunks.
-const GATHER_CHUNKS: u64 = 4;
+/// chunk) is paid once per several chunks, and the commit's pipeline of
+/// puts drains and refills less often.
+const GATHER_CHUNKS: u64 = 6;
 /// `rename` flag: fail if the target exists.
 pub const RENAME_NOREPLACE: u32 = 1;
 
@@ -1097,7 +1098,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
 
     /// Writes `data` at `offset` through an open handle. The bytes wait in
     /// the handle; a full chunk's worth starts a commit, unless one is in
-    /// flight: then up to four chunks gather for the next.
+    /// flight: then up to six chunks gather for the next.
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let handle = self.handle(fh)?;
         if !handle.writable {

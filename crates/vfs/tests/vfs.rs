@@ -153,13 +153,13 @@ async fn writes_gather_while_a_commit_is_in_flight() {
     s.pointers.set_delay_ms.store(300, Ordering::Relaxed);
     let (attr, fh) = s.vfs.create(ROOT, os("big")).await.unwrap();
     let chunk = CHUNK_SIZE as usize;
-    let content = data(5, 6 * chunk + 777);
+    let content = data(5, 8 * chunk + 777);
     let commits = s.vfs.counters().commits;
     for (i, piece) in content.chunks(1 << 20).enumerate() {
         s.vfs.write(fh, (i << 20) as u64, piece).await.unwrap();
     }
     // The first chunk made the file; the second went into a background
-    // commit; the next four gathered behind it and went as one commit.
+    // commit; the next six gathered behind it and went as one commit.
     assert_eq!(s.vfs.counters().commits - commits, 2);
     assert_eq!(
         s.vfs.getattr(attr.ino).await.unwrap().size,
@@ -173,7 +173,7 @@ async fn writes_gather_while_a_commit_is_in_flight() {
         .unwrap();
     assert_eq!(across, content[chunk - 10..4 * chunk - 10]);
     s.vfs.release(fh).await.unwrap();
-    // The gathered commit and the tail's: four commits for seven chunks.
+    // The gathered commit and the tail's: four commits for nine chunks.
     assert_eq!(s.vfs.counters().commits - commits, 4);
     assert_eq!(read_all(&s.other, "/big").await, content);
 }
