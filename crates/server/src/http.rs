@@ -454,11 +454,14 @@ fn declared_too_large(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// The answer to a put body that was refused, given once the client has
-/// sent the rest of it (up to [`MAX_BODY`]): a client still sending when
-/// the connection closes sees a broken pipe, not the reason.
+/// sent the rest of it: a client still sending when the connection closes
+/// sees a broken pipe, not the reason. Up to twice [`MAX_BODY`] is read,
+/// so a body somewhat over the limit gets its 413 (reading only up to the
+/// limit left the last bytes of such a body racing the answer); a sender
+/// of more than that sees the connection close.
 async fn refused_put(e: crate::api::BadPut, mut frames: axum::body::BodyDataStream) -> Response {
     let mut drained = 0;
-    while drained <= MAX_BODY {
+    while drained <= 2 * MAX_BODY {
         match frames.next().await {
             Some(Ok(frame)) => drained += frame.len(),
             _ => break,
