@@ -167,8 +167,11 @@ impl Dirty {
     }
 
     /// Keeps the largest buffer of `done`, a change that was committed, for
-    /// the next streaming extent.
-    pub fn recycle(&mut self, done: Dirty) {
+    /// the next streaming extent, unless something still shares it.
+    pub fn recycle(&mut self, done: Arc<Dirty>) {
+        let Ok(done) = Arc::try_unwrap(done) else {
+            return;
+        };
         let Some(mut buf) = done
             .extents
             .into_values()
@@ -344,7 +347,12 @@ mod tests {
         let done = dirty.take_change();
         assert!(dirty.is_empty());
         let buffer = done.extents[&0].as_ptr();
+        // A change a patch still shares is not taken apart.
+        let done = Arc::new(done);
+        let held = Arc::clone(&done);
         dirty.recycle(done);
+        assert_eq!(dirty.spare.capacity(), 0);
+        dirty.recycle(held);
         let at = 3 * STREAM_FROM as u64;
         dirty.write(at, b"next");
         assert_eq!(dirty.extents[&at].as_ptr(), buffer);
@@ -385,10 +393,10 @@ mod tests {
         dirty.write(100, &[1; 400]);
         dirty.write(700, &[2; 1500]);
         // The previous commit settles, as it does before the next starts.
-        dirty.recycle(Dirty {
+        dirty.recycle(Arc::new(Dirty {
             extents: BTreeMap::from([(0, Vec::with_capacity(4 * STREAM_FROM))]),
             ..Dirty::default()
-        });
+        }));
         let spare = dirty.spare.as_ptr();
         let taken = dirty.take_whole_chunks(1000);
         assert_eq!(

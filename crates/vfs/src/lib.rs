@@ -978,9 +978,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
                 state.error.get_or_insert(e);
             }
             // The task has ended, so the change is no longer shared.
-            if let Ok(done) = Arc::try_unwrap(inflight.change) {
-                state.dirty.recycle(done);
-            }
+            state.dirty.recycle(inflight.change);
         }
     }
 
@@ -1023,9 +1021,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
                     state.error.get_or_insert(e);
                 }
             }
-            if let Ok(done) = Arc::try_unwrap(change) {
-                state.dirty.recycle(done);
-            }
+            state.dirty.recycle(change);
         }
         self.note_pending(handle, state).await;
         match state.error.take() {

@@ -155,7 +155,8 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     // Old bytes that survive the cut, and the parts of the
                     // writes inside this chunk: (offset in chunk, bytes).
                     let kept = (old_len as u64).min(base_size.saturating_sub(start)) as usize;
-                    let pieces: Vec<(usize, &[u8])> = writes
+                    // (Shared slices of the writes, not copies.)
+                    let pieces: Vec<(usize, Bytes)> = writes
                         .iter()
                         .filter_map(|&(offset, data)| {
                             let end = offset + data.len() as u64;
@@ -164,29 +165,19 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                             (a < b).then(|| {
                                 let from = (a - offset) as usize;
                                 let to = (b - offset) as usize;
-                                ((a - start) as usize, &data[from..to])
+                                ((a - start) as usize, data.slice(from..to))
                             })
                         })
                         .collect();
                     // The chunk's bytes as one shared slice, when the last
-                    // write to reach it covers it whole (later writes win)
-                    // and it needs no padding: every chunk but a file's
-                    // last, when the file is written front to back.
-                    let chunk_end = start + new_len as u64;
-                    let whole = writes
-                        .iter()
-                        .rev()
-                        .find(|&&(offset, data)| {
-                            offset < chunk_end && offset + data.len() as u64 > start
-                        })
-                        .filter(|&&(offset, data)| {
-                            offset <= start && offset + data.len() as u64 >= chunk_end
-                        })
+                    // piece (later writes win) covers it whole and it needs
+                    // no padding: every chunk but a file's last, when the
+                    // file is written front to back.
+                    let whole = pieces
+                        .last()
+                        .filter(|(at, bytes)| *at == 0 && bytes.len() == new_len)
                         .filter(|_| node::padded_len(new_len) == new_len)
-                        .map(|&(offset, data)| {
-                            let from = (start - offset) as usize;
-                            data.slice(from..from + new_len)
-                        });
+                        .map(|(_, bytes)| bytes.clone());
                     let content_same = old_len == new_len && kept == old_len && pieces.is_empty();
                     if content_same && k != 0 {
                         continue;
@@ -223,7 +214,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                             // continues the bytes so far (an append, the
                             // common case) is added at the end: nothing is
                             // zeroed only to be overwritten.
-                            for &(at, bytes) in &pieces {
+                            for &(at, ref bytes) in &pieces {
                                 if at > data.len() {
                                     data.resize(at, 0);
                                 }
@@ -309,7 +300,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
 }
 
 /// Whether the pieces together cover `0..len`.
-fn covers(pieces: &[(usize, &[u8])], len: usize) -> bool {
+fn covers(pieces: &[(usize, Bytes)], len: usize) -> bool {
     let mut ranges: Vec<(usize, usize)> =
         pieces.iter().map(|(at, b)| (*at, at + b.len())).collect();
     ranges.sort_unstable();
