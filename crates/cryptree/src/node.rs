@@ -536,11 +536,11 @@ pub fn pad_data(mut data: Vec<u8>) -> Vec<u8> {
 /// encoder's.
 pub fn encode_children(children: &[ChildLink]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(8 + children.len() * 200);
-    cbor_head(&mut out, 4, children.len() as u64);
+    cbor::head(&mut out, 4, children.len() as u64);
     for child in children {
         // Keys in canonical order: all one byte long, so bytewise.
         let fields = 4 + usize::from(child.write.is_some()) + usize::from(child.writer.is_some());
-        cbor_head(&mut out, 5, fields as u64);
+        cbor::head(&mut out, 5, fields as u64);
         cbor_text(&mut out, "b");
         match &child.bat {
             Some(bat) => cbor_bytes(&mut out, bat.as_bytes()),
@@ -561,7 +561,7 @@ pub fn encode_children(children: &[ChildLink]) -> Result<Vec<u8>> {
             // A link: tag 42 around the identity multibase prefix and the CID.
             out.extend_from_slice(&[0xd8, 42]);
             let cid = writer.cid().to_bytes();
-            cbor_head(&mut out, 2, cid.len() as u64 + 1);
+            cbor::head(&mut out, 2, cid.len() as u64 + 1);
             out.push(0);
             out.extend_from_slice(&cid);
         }
@@ -570,34 +570,13 @@ pub fn encode_children(children: &[ChildLink]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// A CBOR item head in its shortest form.
-fn cbor_head(out: &mut Vec<u8>, major: u8, value: u64) {
-    let major = major << 5;
-    match value {
-        0..=23 => out.push(major | value as u8),
-        24..=0xff => out.extend_from_slice(&[major | 24, value as u8]),
-        0x100..=0xffff => {
-            out.push(major | 25);
-            out.extend_from_slice(&(value as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(major | 26);
-            out.extend_from_slice(&(value as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(major | 27);
-            out.extend_from_slice(&value.to_be_bytes());
-        }
-    }
-}
-
 fn cbor_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    cbor_head(out, 2, bytes.len() as u64);
+    cbor::head(out, 2, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
 fn cbor_text(out: &mut Vec<u8>, text: &str) {
-    cbor_head(out, 3, text.len() as u64);
+    cbor::head(out, 3, text.len() as u64);
     out.extend_from_slice(text.as_bytes());
 }
 

@@ -46,6 +46,29 @@ impl Default for Limits {
     }
 }
 
+/// Appends a CBOR item head (major type `major`, 0..=7, with argument
+/// `value`) in its shortest, canonical form: for a writer that streams a
+/// value's large byte strings instead of encoding them into one buffer.
+pub fn head(out: &mut Vec<u8>, major: u8, value: u64) {
+    let major = major << 5;
+    match value {
+        0..=23 => out.push(major | value as u8),
+        24..=0xff => out.extend_from_slice(&[major | 24, value as u8]),
+        0x100..=0xffff => {
+            out.push(major | 25);
+            out.extend_from_slice(&(value as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(major | 26);
+            out.extend_from_slice(&(value as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(major | 27);
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+    }
+}
+
 /// Encodes `value` as canonical DAG-CBOR.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     // `to_value` already sorted and checked it.

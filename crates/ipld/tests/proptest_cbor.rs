@@ -283,4 +283,22 @@ proptest! {
             prop_assert!(blake.verify(&changed).is_err());
         }
     }
+
+    #[test]
+    fn a_streamed_head_matches_the_encoder(
+        n in any::<u64>(),
+        len in prop_oneof![0usize..30, 250usize..260, 65_530usize..65_540],
+    ) {
+        let mut int = Vec::new();
+        cbor::head(&mut int, 0, n);
+        prop_assert_eq!(int, cbor::encode_value(&Value::Integer(n.into())).unwrap());
+        let mut bytes = Vec::new();
+        cbor::head(&mut bytes, 2, len as u64);
+        bytes.resize(bytes.len() + len, 7);
+        prop_assert_eq!(bytes, cbor::encode_value(&Value::Bytes(vec![7; len])).unwrap());
+        let mut nulls = Vec::new();
+        cbor::head(&mut nulls, 4, len as u64);
+        nulls.resize(nulls.len() + len, 0xf6);
+        prop_assert_eq!(nulls, cbor::encode_value(&Value::Array(vec![Value::Null; len])).unwrap());
+    }
 }

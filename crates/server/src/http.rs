@@ -518,12 +518,41 @@ async fn get_many(State(server): Shared, body: Bytes) -> Result<Response, Error>
         .into_iter()
         .map(|r| (r.cid, r.auth, r.owner))
         .collect();
-    let blocks = server.get_many_routed(&requests).await?;
-    let blocks: Vec<Option<serde_bytes::ByteBuf>> = blocks
-        .into_iter()
-        .map(|b| b.map(|b| serde_bytes::ByteBuf::from(b.to_vec())))
-        .collect();
-    Ok(ok(&blocks))
+    Ok(blocks_response(server.get_many_routed(&requests).await?))
+}
+
+/// The answer to `get_many`: the CBOR array of `null | bytes`, streamed
+/// as the item heads with each block's own buffer between them, so
+/// megabytes of blocks go out without being copied into one body.
+/// Byte-for-byte the canonical encoding of `Vec<Option<ByteBuf>>`.
+fn blocks_response(blocks: Vec<Option<Bytes>>) -> Response {
+    let mut chunks = Vec::with_capacity(blocks.len() * 2 + 1);
+    let mut head = Vec::new();
+    cbor::head(&mut head, 4, blocks.len() as u64);
+    for block in blocks {
+        match block {
+            None => head.push(0xf6),
+            Some(bytes) => {
+                cbor::head(&mut head, 2, bytes.len() as u64);
+                chunks.push(Bytes::from(std::mem::take(&mut head)));
+                chunks.push(bytes);
+            }
+        }
+    }
+    if !head.is_empty() {
+        chunks.push(Bytes::from(head));
+    }
+    let length: usize = chunks.iter().map(Bytes::len).sum();
+    let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(CBOR)),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 async fn has(State(server): Shared, Path(cid): Path<String>) -> Result<Response, Error> {
@@ -724,4 +753,43 @@ async fn open_link(State(server): Shared, body: Bytes) -> Result<Response, Error
     let request: OpenLink = decode(&body)?;
     let blob = server.open_link(&request).await?;
     Ok(ok(&serde_bytes::ByteBuf::from(blob.to_vec())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_streamed_block_answer_is_the_canonical_encoding() {
+        let cases: Vec<Vec<Option<Bytes>>> = vec![
+            vec![],
+            vec![None],
+            vec![Some(Bytes::new())],
+            vec![
+                None,
+                Some(Bytes::from(vec![1u8; 300])),
+                None,
+                None,
+                Some(Bytes::from_static(b"abc")),
+                Some(Bytes::from(vec![9u8; 70_000])),
+                None,
+            ],
+        ];
+        for blocks in cases {
+            let expected: Vec<Option<serde_bytes::ByteBuf>> = blocks
+                .iter()
+                .map(|b| b.as_ref().map(|b| serde_bytes::ByteBuf::from(b.to_vec())))
+                .collect();
+            let response = blocks_response(blocks);
+            assert_eq!(response.status(), StatusCode::OK);
+            let length = response.headers()[header::CONTENT_LENGTH].clone();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(length.to_str().unwrap(), body.len().to_string());
+            assert_eq!(body.to_vec(), cbor::to_vec(&expected).unwrap());
+            let decoded: Vec<Option<serde_bytes::ByteBuf>> = decode(&body).unwrap();
+            assert_eq!(decoded, expected);
+        }
+    }
 }
