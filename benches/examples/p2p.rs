@@ -40,6 +40,14 @@ async fn read_shared(user: &UserContext, path: &str) -> (usize, Duration) {
     (size as usize, started.elapsed())
 }
 
+/// Wall-clock seconds since the Unix epoch (what `perf record -k
+/// CLOCK_REALTIME` stamps its samples with).
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// The median of `rounds` timings of `op`.
 async fn median<F, Fut>(rounds: usize, mut op: F) -> Duration
 where
@@ -125,7 +133,14 @@ async fn main() {
     assert_eq!(size, mib * MIB);
     // carol's client through C: block exchange from A, then C's cache.
     let before = cpu();
+    let cold_started = unix_seconds();
     let (size, cold) = read_shared(&carol, path).await;
+    // For a profile of the cold read alone: `perf record -a -k
+    // CLOCK_REALTIME` around the bench, then `perf report --time A,B`.
+    eprintln!(
+        "cold read: {cold_started:.6},{:.6} (CLOCK_REALTIME seconds)",
+        unix_seconds()
+    );
     let cold_cpu = used(before);
     assert_eq!(size, mib * MIB);
     let (_, warm) = read_shared(&carol, path).await;
