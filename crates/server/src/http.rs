@@ -521,7 +521,8 @@ async fn get_many(State(server): Shared, body: Bytes) -> Result<Response, Error>
     Ok(blocks_response(server.get_many_routed(&requests).await?))
 }
 
-/// The answer to `get_many`: the CBOR array of `null | bytes`, streamed
+/// The answer to `get_many` (and `champ_lookup`, which has no absent
+/// entries): the CBOR array of `null | bytes`, streamed
 /// as the item heads with each block's own buffer between them, so
 /// megabytes of blocks go out without being copied into one body.
 /// Byte-for-byte the canonical encoding of `Vec<Option<ByteBuf>>`.
@@ -565,11 +566,8 @@ async fn has(State(server): Shared, Path(cid): Path<String>) -> Result<Response,
 async fn champ_lookup(State(server): Shared, body: Bytes) -> Result<Response, Error> {
     let request: ChampLookup = decode(&body)?;
     let blocks = server.champ_lookup(&request.root, request.key).await?;
-    let blocks: Vec<serde_bytes::ByteBuf> = blocks
-        .into_iter()
-        .map(|b| serde_bytes::ByteBuf::from(b.to_vec()))
-        .collect();
-    Ok(ok(&blocks))
+    // With no absent entries, the same bytes as `Vec<ByteBuf>`.
+    Ok(blocks_response(blocks.into_iter().map(Some).collect()))
 }
 
 async fn tx_start(State(server): Shared, body: Bytes) -> Result<Response, Error> {
@@ -791,5 +789,16 @@ mod tests {
             let decoded: Vec<Option<serde_bytes::ByteBuf>> = decode(&body).unwrap();
             assert_eq!(decoded, expected);
         }
+        // No absent entries (`champ_lookup`): a plain list of byte strings.
+        let nodes = [Bytes::from_static(b"node"), Bytes::from(vec![3u8; 40])];
+        let response = blocks_response(nodes.iter().cloned().map(Some).collect());
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let plain: Vec<serde_bytes::ByteBuf> = nodes
+            .iter()
+            .map(|b| serde_bytes::ByteBuf::from(b.to_vec()))
+            .collect();
+        assert_eq!(body.to_vec(), cbor::to_vec(&plain).unwrap());
     }
 }
