@@ -521,27 +521,37 @@ async fn get_many(State(server): Shared, body: Bytes) -> Result<Response, Error>
     Ok(blocks_response(server.get_many_routed(&requests).await?))
 }
 
+/// A block at least this large goes out as its own chunk of a streamed
+/// block list; smaller ones are copied into the running buffer, so a list
+/// of many small nodes is a few chunks, not one per node.
+const OWN_CHUNK: usize = 64 << 10;
+
 /// The answer to `get_many` (and `champ_lookup`, which has no absent
-/// entries): the CBOR array of `null | bytes`, streamed
-/// as the item heads with each block's own buffer between them, so
-/// megabytes of blocks go out without being copied into one body.
-/// Byte-for-byte the canonical encoding of `Vec<Option<ByteBuf>>`.
+/// entries): the CBOR array of `null | bytes`, streamed as the item heads
+/// and small blocks in one buffer, with each large block's own buffer
+/// between them, so megabytes of blocks go out without being copied
+/// into one body. Byte-for-byte the canonical encoding of
+/// `Vec<Option<ByteBuf>>`.
 fn blocks_response(blocks: Vec<Option<Bytes>>) -> Response {
-    let mut chunks = Vec::with_capacity(blocks.len() * 2 + 1);
-    let mut head = Vec::new();
-    cbor::head(&mut head, 4, blocks.len() as u64);
+    let mut chunks = Vec::new();
+    let mut buffer = Vec::new();
+    cbor::head(&mut buffer, 4, blocks.len() as u64);
     for block in blocks {
         match block {
-            None => head.push(0xf6),
+            None => buffer.push(0xf6),
             Some(bytes) => {
-                cbor::head(&mut head, 2, bytes.len() as u64);
-                chunks.push(Bytes::from(std::mem::take(&mut head)));
-                chunks.push(bytes);
+                cbor::head(&mut buffer, 2, bytes.len() as u64);
+                if bytes.len() < OWN_CHUNK {
+                    buffer.extend_from_slice(&bytes);
+                } else {
+                    chunks.push(Bytes::from(std::mem::take(&mut buffer)));
+                    chunks.push(bytes);
+                }
             }
         }
     }
-    if !head.is_empty() {
-        chunks.push(Bytes::from(head));
+    if !buffer.is_empty() {
+        chunks.push(Bytes::from(buffer));
     }
     let length: usize = chunks.iter().map(Bytes::len).sum();
     let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
@@ -772,6 +782,10 @@ mod tests {
                 Some(Bytes::from(vec![9u8; 70_000])),
                 None,
             ],
+            vec![
+                Some(Bytes::from(vec![4u8; OWN_CHUNK])),
+                Some(Bytes::from(vec![5u8; OWN_CHUNK + 1])),
+            ],
         ];
         for blocks in cases {
             let expected: Vec<Option<serde_bytes::ByteBuf>> = blocks
@@ -800,5 +814,27 @@ mod tests {
             .map(|b| serde_bytes::ByteBuf::from(b.to_vec()))
             .collect();
         assert_eq!(body.to_vec(), cbor::to_vec(&plain).unwrap());
+    }
+
+    /// Small blocks share one buffer; a large one goes out as its own
+    /// buffer, not a copy.
+    #[tokio::test]
+    async fn a_block_list_copies_small_blocks_and_lends_large_ones() {
+        let large = Bytes::from(vec![7u8; OWN_CHUNK]);
+        let mut blocks: Vec<Option<Bytes>> = (0..256u16)
+            .map(|i| Some(Bytes::from(i.to_be_bytes().repeat(500))))
+            .collect();
+        blocks.push(Some(large.clone()));
+        blocks.push(None);
+        let mut body = blocks_response(blocks).into_body().into_data_stream();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = body.next().await {
+            chunks.push(chunk.unwrap());
+        }
+        // The heads and the 256 small nodes, the large block, the last null.
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks[0].len() > 256 * 1000);
+        assert_eq!(chunks[1].as_ptr(), large.as_ptr(), "not copied");
+        assert_eq!(&chunks[2][..], &[0xf6]);
     }
 }
