@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use peergos_server::guard::Limits;
 use peergos_server::{
     AccountStore, Config, PostgresAccounts, Server, SignupPolicy, SqliteAccounts, DEFAULT_QUOTA,
 };
@@ -106,6 +107,19 @@ struct ServeArgs {
     /// server is its own PKI node]. Fixed on first run.
     #[arg(long, env = "PEERGOS_PKI_NODE")]
     pki_node: Option<String>,
+    /// Connections served at once; more are answered 503 and closed
+    /// [default: 4096].
+    #[arg(long, env = "PEERGOS_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// MiB of request bodies held in memory at once over all connections
+    /// [default: 320].
+    #[arg(long, env = "PEERGOS_BODY_MEMORY_MIB")]
+    body_memory_mib: Option<usize>,
+    /// Seconds a client may take to send a request's headers, sit idle
+    /// between requests, or go without sending body bytes; twice that to
+    /// send a whole small body or to take an answer [default: 30].
+    #[arg(long, env = "PEERGOS_CLIENT_TIMEOUT_SECS")]
+    client_timeout_secs: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -157,6 +171,9 @@ struct FileConfig {
     relay: Option<Vec<String>>,
     /// The PKI node's peer id (absent: this server is the PKI node).
     pki_node: Option<String>,
+    max_connections: Option<usize>,
+    body_memory_mib: Option<usize>,
+    client_timeout_secs: Option<u64>,
 }
 
 /// Hours between scheduled garbage collections unless configured.
@@ -198,6 +215,7 @@ fn read_config(path: &Path) -> Result<Option<FileConfig>> {
 
 struct Settings {
     config: Config,
+    limits: Limits,
     listen: SocketAddr,
     public_url: Option<String>,
     gc_hours: f64,
@@ -332,6 +350,29 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
         ),
         None => None,
     };
+    let mut limits = Limits::default();
+    if let Some(max) = args.max_connections.or(file.max_connections) {
+        if max == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        limits.max_connections = max;
+    }
+    if let Some(mib) = args.body_memory_mib.or(file.body_memory_mib) {
+        if mib < 81 {
+            bail!("--body-memory-mib must be at least 81 (one whole put body)");
+        }
+        limits.body_memory = mib << 20;
+    }
+    if let Some(secs) = args.client_timeout_secs.or(file.client_timeout_secs) {
+        if secs == 0 {
+            bail!("--client-timeout-secs must be at least 1");
+        }
+        let secs = std::time::Duration::from_secs(secs);
+        limits.header_timeout = secs;
+        limits.body_stall = secs;
+        limits.body_timeout = 2 * secs;
+        limits.write_stall = 2 * secs;
+    }
     if first_run {
         let saved = FileConfig {
             listen: Some(listen),
@@ -351,6 +392,9 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             p2p_external: Some(p2p_external),
             relay: Some(relays),
             pki_node,
+            max_connections: Some(limits.max_connections),
+            body_memory_mib: Some(limits.body_memory >> 20),
+            client_timeout_secs: Some(limits.header_timeout.as_secs()),
         };
         let text = format!(
             "# peergos-daemon settings, written on first run. Flags and\n\
@@ -372,6 +416,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
     config.pki_node = pki_peer;
     Ok(Settings {
         config,
+        limits,
         listen,
         public_url,
         gc_hours,
@@ -406,6 +451,18 @@ async fn shutdown_signal() {
 
 async fn serve(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
     let settings = settings(data_dir, args)?;
+    // Each connection takes a descriptor: raise the soft limit to the hard
+    // one so the connection cap, not the descriptor limit, is what turns
+    // clients away.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) if files < settings.limits.max_connections as u64 + 256 => tracing::warn!(
+            files,
+            max_connections = settings.limits.max_connections,
+            "the open-file limit is below the connection cap: raise it (ulimit -n) or lower --max-connections"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let data_dir = settings.config.data_dir.clone();
     let server = Server::open(settings.config)
         .await
@@ -460,7 +517,7 @@ async fn serve(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
             }
         })
     });
-    peergos_server::http::serve(server, listener, shutdown_signal()).await?;
+    peergos_server::listen::serve(server, listener, settings.limits, shutdown_signal()).await?;
     if let Some(task) = schedule {
         task.abort();
     }

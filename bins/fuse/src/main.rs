@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use peergos_core::{HttpNetwork, NetworkAccess, RemoteFs, SecretLink, UserContext};
+use peergos_core::{Device, HttpNetwork, NetworkAccess, RemoteFs, SecretLink, UserContext};
 use peergos_vfs::{Options, SpaceSource, Vfs};
 
 /// Mount your Peergos space as a folder.
@@ -62,6 +62,14 @@ struct Cli {
     /// Where the background process writes its log.
     #[arg(long, requires = "background")]
     log_file: Option<PathBuf>,
+    /// Where this device records the newest state it has seen of each
+    /// server, so a later run refuses a rolled-back server
+    /// (default: ~/.peergos/client).
+    #[arg(long, env = "PEERGOS_CLIENT_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The most memory, in MiB, a login's key derivation may take.
+    #[arg(long, env = "PEERGOS_MAX_KDF_MIB", value_name = "MIB", default_value_t = peergos_core::DEFAULT_MAX_KDF_MEMORY >> 20)]
+    max_kdf_memory: u64,
     /// The empty directory to mount on.
     mountpoint: PathBuf,
 }
@@ -282,7 +290,15 @@ async fn open(cli: &Cli) -> Result<(Vfs<peergos_core::Remote, peergos_core::Remo
     };
     let net: Arc<dyn NetworkAccess> = Arc::new(HttpNetwork::new(&cli.server)?);
     let pw = password(username)?;
-    let user = Arc::new(UserContext::login(net, username, &pw).await?);
+    let dir = cli
+        .state_dir
+        .clone()
+        .or_else(Device::default_dir)
+        .context("no HOME to keep the device record in: set --state-dir")?;
+    let device = Device::open(&dir)
+        .with_context(|| format!("opening the device record in {}", dir.display()))?
+        .with_max_kdf_memory(cli.max_kdf_memory.saturating_mul(1 << 20));
+    let user = Arc::new(UserContext::login_with(net, username, &pw, &device).await?);
     let (fs, root) = match &cli.path {
         None => (user.fs_arc(), None),
         Some(path) => match user.locate(path).await? {

@@ -340,9 +340,14 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
                 }
             }
             let token = token.as_deref().map(token_of);
-            let user =
-                UserContext::signup(Arc::clone(&session.net), &username, &pw, token.as_deref())
-                    .await?;
+            let user = UserContext::signup_with(
+                Arc::clone(&session.net),
+                &username,
+                &pw,
+                token.as_deref(),
+                &session.device,
+            )
+            .await?;
             session.set_user(user);
             if session.json {
                 done(session, json!({"signed_up": username}));
@@ -353,7 +358,9 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
         Command::Login { username } => {
             let username = username.context("login needs a username")?;
             let pw = password(&format!("password for {username}: "))?;
-            let user = UserContext::login(Arc::clone(&session.net), &username, &pw).await?;
+            let user =
+                UserContext::login_with(Arc::clone(&session.net), &username, &pw, &session.device)
+                    .await?;
             session.set_user(user);
             done(session, json!({"logged_in": username}));
         }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use peergos_core::{
-    HttpNetwork, NetworkAccess, Place, RemoteFs, SecretLink, SharedView, UserContext,
+    Device, HttpNetwork, NetworkAccess, Place, RemoteFs, SecretLink, SharedView, UserContext,
 };
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -38,6 +38,16 @@ struct Cli {
     /// what it points at, shown as `/NAME`.
     #[arg(long, env = "PEERGOS_LINK")]
     link: Option<String>,
+    /// Where this device records the newest state it has seen of each
+    /// server, so a later run refuses a rolled-back server
+    /// (default: ~/.peergos/client).
+    #[arg(long, env = "PEERGOS_CLIENT_DIR", value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
+    /// The most memory, in MiB, a login's key derivation may take (the
+    /// server chooses its parameters; raise this only for parameters you
+    /// chose yourself).
+    #[arg(long, env = "PEERGOS_MAX_KDF_MIB", value_name = "MIB", default_value_t = peergos_core::DEFAULT_MAX_KDF_MEMORY >> 20)]
+    max_kdf_memory: u64,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -66,6 +76,7 @@ impl Root {
 /// The session: server, logged-in user or opened link, working directory.
 pub(crate) struct Session {
     pub(crate) net: Arc<dyn NetworkAccess>,
+    pub(crate) device: Device,
     pub(crate) user: Option<Arc<UserContext>>,
     pub(crate) link: Option<Arc<SharedView>>,
     pub(crate) cwd: String,
@@ -370,13 +381,26 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The device record in `dir` (or the default folder), with the login cost
+/// limit in MiB.
+fn device(dir: Option<std::path::PathBuf>, max_kdf_mib: u64) -> Result<Device> {
+    let dir = dir
+        .or_else(Device::default_dir)
+        .context("no HOME to keep the device record in: set --state-dir")?;
+    let device = Device::open(&dir)
+        .with_context(|| format!("opening the device record in {}", dir.display()))?;
+    Ok(device.with_max_kdf_memory(max_kdf_mib.saturating_mul(1 << 20)))
+}
+
 fn start(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let net: Arc<dyn NetworkAccess> = Arc::new(HttpNetwork::new(&cli.server)?);
+    let device = device(cli.state_dir.clone(), cli.max_kdf_memory)?;
     let mut session = Session {
         net,
+        device,
         user: None,
         link: None,
         cwd: "/".to_string(),
@@ -396,7 +420,12 @@ fn start(cli: Cli) -> Result<()> {
         );
     if let (Some(username), true) = (&cli.username, needs_login) {
         let pw = password(&format!("password for {username}: "))?;
-        let user = runtime.block_on(UserContext::login(Arc::clone(&session.net), username, &pw))?;
+        let user = runtime.block_on(UserContext::login_with(
+            Arc::clone(&session.net),
+            username,
+            &pw,
+            &session.device,
+        ))?;
         session.set_user(user);
     }
     match cli.command {

@@ -408,7 +408,8 @@ async fn put_batch(
     Ok(bytes)
 }
 
-/// Downloads one file, resuming from a partial `.peergos-part` file.
+/// Downloads one file, resuming from a partial `.peergos-part` file whose
+/// `.peergos-part.id` names this file at this version.
 /// A destination that is not a regular file (`/dev/null`, `/dev/stdout`,
 /// a FIFO) is written to where it is, and a symbolic link to a regular
 /// file gets its target written: renaming a finished part file over either
@@ -433,10 +434,23 @@ async fn get_file(fs: &RemoteFs, remote: &str, local: &Path, bar: &ProgressBar) 
     let mut part = local.as_os_str().to_owned();
     part.push(".peergos-part");
     let part = PathBuf::from(part);
+    let mut id_file = part.as_os_str().to_owned();
+    id_file.push(".id");
+    let id_file = PathBuf::from(id_file);
+    // A part is resumed only if it is part of this very file at this very
+    // version: anything else (another file, or this one replaced, even by
+    // one of the same size) starts over.
+    let id = version_tag(fs, remote).await?;
+    let recorded = tokio::fs::read_to_string(&id_file).await.ok();
     let offset = match tokio::fs::metadata(&part).await {
-        Ok(meta) if meta.len() <= size => meta.len(),
+        Ok(meta) if meta.len() <= size && recorded.as_deref() == Some(id.as_str()) => meta.len(),
         _ => 0,
     };
+    if offset == 0 {
+        tokio::fs::write(&id_file, &id)
+            .await
+            .with_context(|| format!("writing {}", id_file.display()))?;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(offset > 0)
@@ -452,7 +466,21 @@ async fn get_file(fs: &RemoteFs, remote: &str, local: &Path, bar: &ProgressBar) 
     tokio::fs::rename(&part, local)
         .await
         .with_context(|| format!("renaming {} to {}", part.display(), local.display()))?;
+    let _ = tokio::fs::remove_file(&id_file).await;
     Ok(size)
+}
+
+/// What a part file records it is part of: a hash of the remote file's
+/// capability (which file), size and modification time (which version),
+/// so the capability itself is never written to the local disk.
+async fn version_tag(fs: &RemoteFs, remote: &str) -> Result<String> {
+    let cap = fs.capability(remote).await?.read_only();
+    let entry = fs.stat(remote).await?;
+    let mut input = cap.to_text()?.into_bytes();
+    input.extend_from_slice(&entry.size.to_be_bytes());
+    input.extend_from_slice(&entry.modified.to_be_bytes());
+    let hash = peergos_keys::sha256(&input);
+    Ok(hash.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Downloads one file into a destination that is not a regular file.

@@ -13,11 +13,17 @@ fn serve(dir: &Path) -> String {
     peergos_testkit::daemon::serve_in_thread(dir)
 }
 
+/// Where the shells of this test run keep their device record.
+fn client_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("peergos-shell-tests-{}", std::process::id()))
+}
+
 fn shell(url: &str, password: &str, args: &[&str]) -> Output {
     Command::new(SHELL)
         .args(["--server", url])
         .args(args)
         .env("PEERGOS_PASSWORD", password)
+        .env("PEERGOS_CLIENT_DIR", client_dir())
         .env_remove("PEERGOS_USERNAME")
         .output()
         .unwrap()
@@ -295,31 +301,78 @@ fn get_writes_into_a_fifo_and_through_a_link_without_replacing_them() {
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
 }
 
+/// Starts `get REMOTE TARGET` as alice through a hostile proxy and
+/// interrupts it once its part file holds some bytes: the proxy stalls,
+/// then the shell is killed. Returns how many bytes the part file kept.
+fn interrupted_get(url: &str, remote: &str, target: &Path) -> u64 {
+    use peergos_testkit::hostile::{HostileProxy, Mode};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = runtime.block_on(HostileProxy::start(url));
+    let mut child = Command::new(SHELL)
+        .args(["--server", proxy.url(), "-u", "alice", "get", remote])
+        .arg(target)
+        .env("PEERGOS_PASSWORD", "pw")
+        .env("PEERGOS_CLIENT_DIR", client_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let part = Path::new(&format!("{}.peergos-part", target.display())).to_path_buf();
+    let len = || std::fs::metadata(&part).map_or(0, |m| m.len());
+    let started = std::time::Instant::now();
+    while len() < 1 << 20 {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the download never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    proxy.set(Mode::Stall);
+    // Chunks in flight still land; wait until the part stops growing.
+    let mut last = len();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if len() == last {
+            break;
+        }
+        last = len();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(proxy);
+    assert!(part.exists(), "no part file was left");
+    last
+}
+
 /// An interrupted `get` leaves `NAME.peergos-part`; the next `get` keeps
-/// its bytes and fetches only the rest, from inside a chunk. (The part's
-/// bytes are marked here, so a download that started over would show.)
+/// its bytes and fetches only the rest. (The part's first bytes are
+/// marked here, so a download that started over would show.)
 #[test]
 fn get_continues_from_a_part_file() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = data(5, (11 << 20) + 4321);
+    let bytes = data(5, 40 << 20);
     let url = alice_with_file(dir.path(), "big.bin", &bytes);
-
     let got = dir.path().join("got.bin");
-    let held = (5 << 20) + 777;
-    let mut part = vec![0xAA; held];
-    std::fs::write(dir.path().join("got.bin.peergos-part"), &part).unwrap();
+    let kept = interrupted_get(&url, "/alice/big.bin", &got);
+    assert!(kept > 0 && kept < bytes.len() as u64, "kept {kept}");
+    let part_path = dir.path().join("got.bin.peergos-part");
+    let mut part = std::fs::read(&part_path).unwrap();
+    part[..4096].fill(0xAA);
+    std::fs::write(&part_path, &part).unwrap();
+
     let target = got.to_str().unwrap();
     ok(shell(
         &url,
         "pw",
         &["-u", "alice", "get", "/alice/big.bin", target],
     ));
-    part.extend_from_slice(&bytes[held..]);
+    part.extend_from_slice(&bytes[part.len()..]);
     assert!(
         std::fs::read(&got).unwrap() == part,
-        "not resumed at byte {held}"
+        "not resumed at byte {kept}"
     );
-    assert!(!dir.path().join("got.bin.peergos-part").exists());
+    assert!(!part_path.exists());
+    assert!(!dir.path().join("got.bin.peergos-part.id").exists());
 
     // With no part file, the whole file.
     std::fs::remove_file(&got).unwrap();
@@ -329,6 +382,69 @@ fn get_continues_from_a_part_file() {
         &["-u", "alice", "get", "/alice/big.bin", target],
     ));
     assert!(std::fs::read(&got).unwrap() == bytes);
+}
+
+/// A part file is resumed only into the file and version it is part of:
+/// getting another file, or this one after it was replaced by one of the
+/// same size, starts over (they were spliced together).
+#[test]
+fn a_part_file_of_another_file_or_version_is_not_spliced_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = data(1, 40 << 20);
+    let b = data(2, 40 << 20);
+    let url = alice_with_file(dir.path(), "a.bin", &a);
+    let b_local = dir.path().join("b.bin");
+    std::fs::write(&b_local, &b).unwrap();
+    ok(shell(
+        &url,
+        "pw",
+        &[
+            "-u",
+            "alice",
+            "put",
+            b_local.to_str().unwrap(),
+            "/alice/b.bin",
+        ],
+    ));
+    let out = dir.path().join("out.bin");
+    let target = out.to_str().unwrap();
+
+    // Another file into the same destination.
+    interrupted_get(&url, "/alice/a.bin", &out);
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "get", "/alice/b.bin", target],
+    ));
+    assert!(
+        std::fs::read(&out).unwrap() == b,
+        "a's part was spliced into b"
+    );
+    std::fs::remove_file(&out).unwrap();
+
+    // The same path, replaced by a file of the same size.
+    interrupted_get(&url, "/alice/a.bin", &out);
+    ok(shell(&url, "pw", &["-u", "alice", "rm", "/alice/a.bin"]));
+    ok(shell(
+        &url,
+        "pw",
+        &[
+            "-u",
+            "alice",
+            "put",
+            b_local.to_str().unwrap(),
+            "/alice/a.bin",
+        ],
+    ));
+    ok(shell(
+        &url,
+        "pw",
+        &["-u", "alice", "get", "/alice/a.bin", target],
+    ));
+    assert!(
+        std::fs::read(&out).unwrap() == b,
+        "the old version's part was spliced into the new one"
+    );
 }
 
 #[test]

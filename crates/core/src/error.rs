@@ -24,6 +24,64 @@ pub enum Error {
     /// neither do we).
     #[error("wrong username or password")]
     BadLogin,
+    /// The server's scrypt parameters would take more memory than this
+    /// client allows ([`crate::Device::with_max_kdf_memory`]).
+    #[error(
+        "the server asks for a login that takes {} MiB of memory, more than the {} MiB this \
+         client allows (a misconfigured or hostile server; raise the limit on purpose with \
+         --max-kdf-memory if you chose such parameters yourself)",
+        .memory >> 20,
+        .limit >> 20
+    )]
+    KdfTooCostly {
+        /// What the parameters need, in bytes.
+        memory: u64,
+        /// What is allowed, in bytes.
+        limit: u64,
+    },
+    /// The login data the server answered with is older than a version
+    /// this device has already seen.
+    #[error(
+        "rollback: the server answered with version {offered} of your login data, older than \
+         version {seen} that this device has already seen (a server restored from an old \
+         backup, or one replaying old answers); nothing was changed"
+    )]
+    LoginRolledBack {
+        /// The newest version seen on this device.
+        seen: u64,
+        /// The version the server answered with.
+        offered: u64,
+    },
+    /// The login data has no home directory, but the identity already has
+    /// a filesystem: the server answered with data from before signup
+    /// finished (a replay). A client never makes a second home.
+    #[error(
+        "the server answered with login data from before your account's home existed (a \
+         replayed or rolled-back answer); refusing to create a new home, nothing was changed"
+    )]
+    LoginReplayed,
+    /// The login data has no home directory and the identity has no
+    /// filesystem yet: signup stopped half-way.
+    #[error(
+        "the signup of '{0}' did not finish: run signup again with the same name and password \
+         to finish it"
+    )]
+    UnfinishedSignup(String),
+    /// The server accepted the login but its answer does not decrypt with
+    /// the keys the password gives: the answer was corrupted or forged.
+    #[error(
+        "the server accepted the login but its answer does not decrypt with your password's \
+         keys: the login data is corrupted or forged"
+    )]
+    CorruptLoginData,
+    /// The server refused the login, and the scrypt parameters it served
+    /// are not the ones the account's signed state records.
+    #[error(
+        "the server refused the login with parameters that differ from those your account's \
+         signed state records: its answer was corrupted or forged (or a password change did \
+         not finish)"
+    )]
+    ForgedLoginParams,
     /// The server answered something that does not check out: a bad
     /// encoding, a forged PKI entry, static data that does not decrypt.
     #[error("the server's answer is invalid: {0}")]

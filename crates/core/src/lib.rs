@@ -31,14 +31,18 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod device;
 mod error;
 mod network;
 mod remote;
 mod social;
 mod user;
 
+pub use crate::device::{Device, DEFAULT_MAX_KDF_MEMORY};
 pub use crate::error::Error;
-pub use crate::network::{init_tls, HttpNetwork, InProcess, NetworkAccess, CONNECT_TIMEOUT};
+pub use crate::network::{
+    init_tls, HttpNetwork, InProcess, NetworkAccess, CONNECT_TIMEOUT, READ_TIMEOUT,
+};
 pub use crate::remote::Remote;
 pub use crate::social::{open_link, LinkListing, LinkOptions, PendingRequest, Place, SharedView};
 pub use crate::user::{RemoteFs, UserContext, CLAIM_LIFETIME_SECS, SHARED_DIR};

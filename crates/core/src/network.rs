@@ -31,6 +31,11 @@ use crate::{Error, Result};
 /// unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a client waits for the next bytes of an answer before it
+/// reports the server stalled (an answer that keeps arriving is never cut
+/// off).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The server API as a client sees it.
 #[async_trait]
 pub trait NetworkAccess: Send + Sync + 'static {
@@ -281,11 +286,18 @@ pub fn init_tls() {
 pub struct HttpNetwork {
     client: reqwest::Client,
     base: String,
+    read_timeout: Duration,
 }
 
 impl HttpNetwork {
     /// A client for the server at `url` (e.g. `http://127.0.0.1:8000`).
     pub fn new(url: &str) -> Result<Self> {
+        Self::with_read_timeout(url, READ_TIMEOUT)
+    }
+
+    /// A client that reports the server stalled after `read_timeout`
+    /// without a byte of an answer.
+    pub fn with_read_timeout(url: &str, read_timeout: Duration) -> Result<Self> {
         let base = url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::Unreachable {
@@ -296,13 +308,27 @@ impl HttpNetwork {
         init_tls();
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(read_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Task(format!("building the HTTP client: {e}")))?;
-        Ok(HttpNetwork { client, base })
+        Ok(HttpNetwork {
+            client,
+            base,
+            read_timeout,
+        })
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> Error {
+        if e.is_timeout() && !e.is_connect() {
+            return Error::Unreachable {
+                address: self.base.clone(),
+                reason: format!(
+                    "the server stopped answering (nothing for {} s)",
+                    self.read_timeout.as_secs_f64()
+                ),
+            };
+        }
         let mut reason = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use peergos_blockstore::{BlockAuth, BlockStore, PutBlocks, TransactionId};
 use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
-use peergos_pointers::{CasConflict, PointerStore, SignedPointer};
+use peergos_pointers::{CasConflict, PointerCache, PointerStore, SignedPointer};
 
 use crate::{Error, NetworkAccess};
 
@@ -20,19 +20,27 @@ const MAX_PUT_BYTES: usize = 16 << 20;
 
 /// A remote server as a [`BlockStore`] and a [`PointerStore`].
 ///
-/// It does not check what the server returns: the layers above (the
-/// filesystem, the CHAMP, the pointer cache) verify every hash and
-/// signature whatever the store did.
+/// The layers above (the filesystem, the CHAMP, the committer's pointer
+/// cache) verify every hash and signature whatever the store did. A
+/// remote [`checked_by`](Self::checked_by) a device's pointer cache also
+/// refuses, at the network's edge, any pointer older than one that cache
+/// (and so any earlier process of the device) has seen, and records every
+/// newer one it reads or sets.
 #[derive(Clone)]
 pub struct Remote {
     net: Arc<dyn NetworkAccess>,
     owner: Option<PublicKeyHash>,
+    seen: Option<Arc<PointerCache>>,
 }
 
 impl Remote {
     /// The stores of the server behind `net`.
     pub fn new(net: Arc<dyn NetworkAccess>) -> Self {
-        Remote { net, owner: None }
+        Remote {
+            net,
+            owner: None,
+            seen: None,
+        }
     }
 
     /// The stores of `owner`'s space: block reads name the owner, so a
@@ -41,7 +49,14 @@ impl Remote {
         Remote {
             net,
             owner: Some(owner),
+            seen: None,
         }
+    }
+
+    /// This remote, checking and recording every pointer in `seen`.
+    pub fn checked_by(mut self, seen: Arc<PointerCache>) -> Self {
+        self.seen = Some(seen);
+        self
     }
 
     /// The network access underneath.
@@ -190,10 +205,23 @@ impl PointerStore for Remote {
         owner: &PublicKeyHash,
         writer: &PublicKeyHash,
     ) -> peergos_pointers::Result<Option<SignedPointer>> {
-        self.net
+        let Some(seen) = &self.seen else {
+            return self
+                .net
+                .get_pointer(owner, writer)
+                .await
+                .map_err(pointer_error);
+        };
+        // What was seen before the read was issued: a commit of this
+        // device may land while it is in flight (PointerCache::observe_read).
+        let before = seen.newest_recorded(owner, writer)?;
+        let got = self
+            .net
             .get_pointer(owner, writer)
             .await
-            .map_err(pointer_error)
+            .map_err(pointer_error)?;
+        seen.observe_read(owner, writer, got.as_ref(), before)?;
+        Ok(got)
     }
 
     async fn set(
@@ -203,7 +231,10 @@ impl PointerStore for Remote {
         update: SignedPointer,
     ) -> peergos_pointers::Result<()> {
         match self.net.set_pointer(owner, writer, &update).await {
-            Ok(()) => Ok(()),
+            Ok(()) => match &self.seen {
+                Some(seen) => seen.observe(owner, writer, &update),
+                None => Ok(()),
+            },
             // Give the committer the typed conflicts it retries on.
             Err(Error::Refused { body, .. }) if body.code == "cas_conflict" => Err(
                 peergos_pointers::Error::CasConflict(Box::new(CasConflict {

@@ -230,7 +230,7 @@ impl UserContext {
     /// A user's public boxing key, from their identity's signed
     /// `WriterData`.
     async fn boxing_key_of(&self, identity: &PublicKeyHash) -> Result<PublicBoxingKey> {
-        let remote = Arc::new(Remote::for_owner(Arc::clone(&self.net), *identity));
+        let remote = self.remote_for(*identity);
         let committer = Committer::new(Arc::clone(&remote), remote);
         let (current, _) = committer.current(identity, identity).await?;
         current
@@ -679,7 +679,7 @@ impl UserContext {
             shared.clear();
         }
         Arc::clone(shared.entry(key).or_insert_with(|| {
-            let remote = Arc::new(Remote::for_owner(Arc::clone(&self.net), cap.owner));
+            let remote = self.remote_for(cap.owner);
             Arc::new(Filesystem::open(Arc::clone(&remote), remote, cap.clone()))
         }))
     }

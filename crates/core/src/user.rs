@@ -10,7 +10,7 @@ use peergos_cryptree::{AbsoluteCapability, Committer, Filesystem};
 use peergos_ipld::{cbor, Block, Cid};
 use peergos_keys::{BoxingKeyPair, LoginKeys, LoginParams, PublicKeyHash, SigningKeyPair};
 use peergos_pki::{name_key, Claim, KeyChain};
-use peergos_pointers::PointerCache;
+use peergos_pointers::{PointerCache, PointerStore};
 use peergos_server::api::{
     auth_message, ChangeRequest, DataRequest, Info, LoginRequest, SignupRequest, Space, Stamp,
     LOGIN_AUTH,
@@ -18,7 +18,7 @@ use peergos_server::api::{
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::{Error, NetworkAccess, Remote, Result};
+use crate::{Device, Error, NetworkAccess, Remote, Result};
 
 /// How long a new PKI claim lasts: one year.
 pub const CLAIM_LIFETIME_SECS: u64 = 365 * 24 * 60 * 60;
@@ -30,11 +30,17 @@ pub const SHARED_DIR: &str = "shared";
 /// The user's secrets, encrypted under the login root key and stored on
 /// the home server.
 ///
-/// CBOR: `{"v": 1, "identity": bytes(32), "boxing": bytes, "writer":
-/// bytes(32), "root": AbsoluteCapability | null}`.
+/// CBOR: `{"v": 2, "seq": u64, "identity": bytes(32), "boxing": bytes,
+/// "writer": bytes(32), "root": AbsoluteCapability | null}`. `seq` is the
+/// version of this blob (1 at signup, 2 once the home exists, one more at
+/// each password change): it is inside the encryption, so a server cannot
+/// change it, and a device refuses a version older than one it saw.
+/// Version 1 blobs (no `seq`) read as version 0.
 #[derive(Serialize, Deserialize)]
 struct StaticData {
     v: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
     #[serde(with = "serde_bytes")]
     identity: [u8; 32],
     #[serde(with = "serde_bytes")]
@@ -42,6 +48,24 @@ struct StaticData {
     #[serde(with = "serde_bytes")]
     writer: [u8; 32],
     root: Option<AbsoluteCapability>,
+}
+
+impl StaticData {
+    fn version(&self) -> u64 {
+        self.seq.unwrap_or(0)
+    }
+
+    /// The same secrets as version `seq`, with `root`.
+    fn next(&self, seq: u64, root: Option<AbsoluteCapability>) -> StaticData {
+        StaticData {
+            v: 2,
+            seq: Some(seq),
+            identity: self.identity,
+            boxing: self.boxing.clone(),
+            writer: self.writer,
+            root,
+        }
+    }
 }
 
 impl Drop for StaticData {
@@ -81,6 +105,8 @@ pub struct UserContext {
     pub(crate) net: Arc<dyn NetworkAccess>,
     pub(crate) username: String,
     login: LoginKeys,
+    /// The version of the static data this context holds.
+    login_version: u64,
     pub(crate) identity: SigningKeyPair,
     boxing: BoxingKeyPair,
     writer: SigningKeyPair,
@@ -88,6 +114,11 @@ pub struct UserContext {
     last_stamp: AtomicU64,
     /// The server's id and its PKI key.
     pub(crate) info: Info,
+    /// Where this client records what it has seen.
+    device: Device,
+    /// Every pointer read from this server is checked here (and recorded
+    /// on the device, when it keeps a record).
+    pointers: Arc<PointerCache>,
     /// Held while the social state is read, changed and written back.
     pub(crate) social_lock: tokio::sync::Mutex<()>,
     /// Filesystems opened on capabilities friends shared, by capability
@@ -103,18 +134,54 @@ impl std::fmt::Debug for UserContext {
     }
 }
 
+/// An account whose login data opened: what login and a resumed signup
+/// build on.
+struct Opened {
+    info: Info,
+    login: LoginKeys,
+    data: StaticData,
+    chain: Option<KeyChain>,
+    time_ms: u64,
+}
+
+/// The keys the static data holds, and the device's checked view of the
+/// identity's space.
+struct Keys {
+    identity: SigningKeyPair,
+    boxing: BoxingKeyPair,
+    writer: SigningKeyPair,
+    pointers: Arc<PointerCache>,
+    remote: Arc<Remote>,
+}
+
 impl UserContext {
-    /// Creates an account on the server behind `net` and logs in.
-    ///
-    /// Derives the login keys from the password (scrypt), makes fresh
-    /// identity, boxing and root-writer keys, claims the name in the PKI,
-    /// commits the identity's `WriterData`, creates `/username` and
-    /// `/username/shared`, and stores the encrypted static data.
+    /// Creates an account on the server behind `net` and logs in, keeping
+    /// nothing on the device ([`signup_with`](Self::signup_with)).
     pub async fn signup(
         net: Arc<dyn NetworkAccess>,
         username: &str,
         password: &str,
         token: Option<&str>,
+    ) -> Result<Self> {
+        Self::signup_with(net, username, password, token, &Device::ephemeral()).await
+    }
+
+    /// Creates an account on the server behind `net` and logs in.
+    ///
+    /// Derives the login keys from the password (scrypt), makes fresh
+    /// identity, boxing and root-writer keys, claims the name in the PKI
+    /// with version 1 of the encrypted static data, commits the identity's
+    /// `WriterData`, creates `/username` and `/username/shared`, and
+    /// stores version 2 of the static data, which names the home. Signup
+    /// is the only path that creates a home: run again with the same name
+    /// and password after it stopped half-way, it finishes the home, and
+    /// only if the identity has no filesystem yet.
+    pub async fn signup_with(
+        net: Arc<dyn NetworkAccess>,
+        username: &str,
+        password: &str,
+        token: Option<&str>,
+        device: &Device,
     ) -> Result<Self> {
         peergos_pki::check_username(username)?;
         let info = net.info().await?;
@@ -133,36 +200,128 @@ impl UserContext {
             &identity,
         )?;
         let data = StaticData {
-            v: 1,
+            v: 2,
+            seq: Some(1),
             identity: *identity.seed(),
             boxing: boxing.to_secret_bytes().to_vec(),
             writer: *writer.seed(),
             root: None,
         };
         let sealed = seal_static(&login, username, &data)?;
-        net.signup(&SignupRequest {
-            username: username.to_string(),
-            chain,
-            login: params,
-            login_key: login.signing.public(),
-            data: Bytes::from(sealed),
-            token: token.map(str::to_string),
-        })
+        let signed_up = net
+            .signup(&SignupRequest {
+                username: username.to_string(),
+                chain,
+                login: params,
+                login_key: login.signing.public(),
+                data: Bytes::from(sealed),
+                token: token.map(str::to_string),
+            })
+            .await;
+        let opened = match signed_up {
+            Ok(()) => {
+                let chain = pki_chain(net.as_ref(), &info.pki, username).await?;
+                Opened {
+                    info,
+                    login,
+                    data,
+                    chain,
+                    time_ms: 0,
+                }
+            }
+            Err(taken) if taken.code() == Some("username_taken") => {
+                // Ours, half made? Only the right password opens it, and
+                // only a login data version without a home is finished.
+                match Self::open_account(&net, username, password, device).await {
+                    Ok(opened) if opened.data.root.is_none() => opened,
+                    _ => return Err(taken),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let keys = Self::keys(&net, username, &opened, device)?;
+        if PointerStore::get(keys.remote.as_ref(), &keys.owner(), &keys.owner())
+            .await?
+            .is_some()
+        {
+            return Err(Error::LoginReplayed);
+        }
+        let root = create_home(
+            &keys.remote,
+            username,
+            &opened.login,
+            &keys.identity,
+            &keys.boxing,
+            &keys.writer,
+        )
         .await?;
-        let chain = pki_chain(net.as_ref(), &info.pki, username).await?;
-        Self::finish(net, &info, username.to_string(), login, data, chain).await
+        let done = opened.data.next(opened.data.version() + 1, Some(root));
+        let sealed = seal_static(&opened.login, username, &done)?;
+        net.update_data(
+            username,
+            &DataRequest {
+                stamp: stamp(&opened.login, "data", username, now_ms(), &sealed),
+                data: Bytes::from(sealed),
+            },
+        )
+        .await?;
+        let opened = Opened {
+            data: done,
+            ..opened
+        };
+        Self::finish(net, username, opened, keys, device)
     }
 
-    /// Logs in: fetches the login parameters, runs scrypt, fetches the
-    /// encrypted static data with a fresh signature, decrypts it, and
-    /// checks the identity against the PKI.
+    /// Logs in, keeping nothing on the device ([`login_with`](Self::login_with)).
     pub async fn login(
         net: Arc<dyn NetworkAccess>,
         username: &str,
         password: &str,
     ) -> Result<Self> {
+        Self::login_with(net, username, password, &Device::ephemeral()).await
+    }
+
+    /// Logs in: fetches the login parameters (refusing ones costlier than
+    /// the device allows), runs scrypt, fetches the encrypted static data
+    /// with a fresh signature, decrypts it, refuses a version older than
+    /// one the device saw, and checks the identity against the PKI. Login
+    /// never creates a home: static data without one is an unfinished
+    /// signup or a replayed answer, and says which.
+    pub async fn login_with(
+        net: Arc<dyn NetworkAccess>,
+        username: &str,
+        password: &str,
+        device: &Device,
+    ) -> Result<Self> {
+        let opened = Self::open_account(&net, username, password, device).await?;
+        let keys = Self::keys(&net, username, &opened, device)?;
+        if opened.data.root.is_none() {
+            // The checked remote refuses an identity pointer older than
+            // one this device saw; an honest "none" means signup stopped.
+            return Err(
+                match PointerStore::get(keys.remote.as_ref(), &keys.owner(), &keys.owner()).await? {
+                    Some(_) => Error::LoginReplayed,
+                    None => Error::UnfinishedSignup(username.to_string()),
+                },
+            );
+        }
+        let time_ms = opened.time_ms;
+        let context = Self::finish(net, username, opened, keys, device)?;
+        context.last_stamp.store(time_ms, Ordering::Relaxed);
+        Ok(context)
+    }
+
+    /// The login up to the opened static data: parameters, scrypt, the
+    /// signed request, decryption and the version check.
+    async fn open_account(
+        net: &Arc<dyn NetworkAccess>,
+        username: &str,
+        password: &str,
+        device: &Device,
+    ) -> Result<Opened> {
         peergos_pki::check_username(username)?;
         let params = net.login_params(username).await?;
+        device.check_kdf(&params)?;
         // The server's info and the name's PKI entry do not depend on the
         // password: they are fetched while scrypt runs, and looked at only
         // once the static data has opened (so a wrong password or an
@@ -173,88 +332,122 @@ impl UserContext {
             let chain = pki_chain(net.as_ref(), &info.pki, username).await?;
             Ok::<_, Error>((info, chain))
         };
-        let (login, looked_up) = tokio::join!(derive(params, username, password), lookup);
+        let (login, looked_up) = tokio::join!(derive(params.clone(), username, password), lookup);
         let login = login?;
         let time_ms = now_ms();
         let request = LoginRequest {
             stamp: stamp(&login, "login", username, time_ms, &[]),
         };
-        let sealed = net.login(username, &request).await?;
+        let sealed = match net.login(username, &request).await {
+            Err(Error::BadLogin) => {
+                return Err(diagnose_bad_login(net, &looked_up, &params).await);
+            }
+            answer => answer?,
+        };
         let plain = Zeroizing::new(
             login
                 .root_key
                 .decrypt_with_aad(&sealed, &static_aad(username))
-                .map_err(|_| Error::Invalid("the static data does not decrypt".into()))?,
+                .map_err(|_| Error::CorruptLoginData)?,
         );
-        let data: StaticData =
-            cbor::from_slice(&plain).map_err(|e| Error::Invalid(format!("static data: {e}")))?;
+        let data: StaticData = cbor::from_slice(&plain).map_err(|_| Error::CorruptLoginData)?;
         let (info, chain) = looked_up?;
-        let context = Self::finish(net, &info, username.to_string(), login, data, chain).await?;
-        context.last_stamp.store(time_ms, Ordering::Relaxed);
-        Ok(context)
+        if let Some(seen) = device.login_version(&info.peer, username)? {
+            if data.version() < seen {
+                return Err(Error::LoginRolledBack {
+                    seen,
+                    offered: data.version(),
+                });
+            }
+        }
+        Ok(Opened {
+            info,
+            login,
+            data,
+            chain,
+            time_ms,
+        })
     }
 
-    /// Builds the context from the static data, completing a signup that
-    /// stopped before its filesystem existed. `chain` is the name's entry
-    /// in the server's PKI, checked against the identity here.
-    async fn finish(
-        net: Arc<dyn NetworkAccess>,
-        info: &Info,
-        username: String,
-        login: LoginKeys,
-        data: StaticData,
-        chain: Option<KeyChain>,
-    ) -> Result<Self> {
-        let identity = SigningKeyPair::from_seed(Zeroizing::new(data.identity));
-        let boxing = BoxingKeyPair::from_secret_bytes(&data.boxing)?;
-        let writer = SigningKeyPair::from_seed(Zeroizing::new(data.writer));
+    /// The keys in the static data, after checking the identity against
+    /// the PKI, and the identity's space as this device sees it.
+    fn keys(
+        net: &Arc<dyn NetworkAccess>,
+        username: &str,
+        opened: &Opened,
+        device: &Device,
+    ) -> Result<Keys> {
+        let identity = SigningKeyPair::from_seed(Zeroizing::new(opened.data.identity));
+        let boxing = BoxingKeyPair::from_secret_bytes(&opened.data.boxing)?;
+        let writer = SigningKeyPair::from_seed(Zeroizing::new(opened.data.writer));
         let id_hash = PublicKeyHash::of(&identity.public());
-        check_claim(chain, &username, &id_hash)?;
-        let remote = Arc::new(Remote::for_owner(Arc::clone(&net), id_hash));
-        let root = match &data.root {
-            Some(root) => root.clone(),
-            None => {
-                let root =
-                    create_home(&remote, &username, &login, &identity, &boxing, &writer).await?;
-                let done = StaticData {
-                    v: 1,
-                    identity: data.identity,
-                    boxing: data.boxing.clone(),
-                    writer: data.writer,
-                    root: Some(root.clone()),
-                };
-                let sealed = seal_static(&login, &username, &done)?;
-                let time_ms = now_ms();
-                net.update_data(
-                    &username,
-                    &DataRequest {
-                        stamp: stamp(&login, "data", &username, time_ms, &sealed),
-                        data: Bytes::from(sealed),
-                    },
-                )
-                .await?;
-                root
-            }
-        };
+        check_claim(opened.chain.clone(), username, &id_hash)?;
+        let pointers = Arc::new(device.pointer_cache(&opened.info.peer));
+        let remote =
+            Arc::new(Remote::for_owner(Arc::clone(net), id_hash).checked_by(Arc::clone(&pointers)));
+        Ok(Keys {
+            identity,
+            boxing,
+            writer,
+            pointers,
+            remote,
+        })
+    }
+
+    /// Builds the context from opened static data that names the home.
+    fn finish(
+        net: Arc<dyn NetworkAccess>,
+        username: &str,
+        opened: Opened,
+        keys: Keys,
+        device: &Device,
+    ) -> Result<Self> {
+        let id_hash = keys.owner();
+        let root = opened
+            .data
+            .root
+            .clone()
+            .ok_or_else(|| Error::UnfinishedSignup(username.to_string()))?;
         if root.owner != id_hash {
             return Err(Error::Invalid(
                 "the stored root capability belongs to another identity".into(),
             ));
         }
-        let fs = Arc::new(Filesystem::open(Arc::clone(&remote), remote, root));
+        device.saw_login_version(&opened.info.peer, username, opened.data.version())?;
+        let fs = Arc::new(Filesystem::open(
+            Arc::clone(&keys.remote),
+            keys.remote,
+            root,
+        ));
         Ok(UserContext {
             net,
-            username,
-            login,
-            identity,
-            boxing,
-            writer,
+            username: username.to_string(),
+            login: opened.login,
+            login_version: opened.data.version(),
+            identity: keys.identity,
+            boxing: keys.boxing,
+            writer: keys.writer,
             fs,
             last_stamp: AtomicU64::new(0),
-            info: info.clone(),
+            info: opened.info,
+            device: device.clone(),
+            pointers: keys.pointers,
             social_lock: tokio::sync::Mutex::new(()),
             shared: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// A remote over `owner`'s space on this user's server, checked by the
+    /// device's record of what it has seen there.
+    pub(crate) fn remote_for(&self, owner: PublicKeyHash) -> Arc<Remote> {
+        Arc::new(
+            Remote::for_owner(Arc::clone(&self.net), owner).checked_by(Arc::clone(&self.pointers)),
+        )
+    }
+
+    /// The device this context runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The username.
@@ -331,8 +524,10 @@ impl UserContext {
         }
         let params = LoginParams::new_random();
         let login = derive(params.clone(), &self.username, new).await?;
+        let version = self.login_version + 1;
         let data = StaticData {
-            v: 1,
+            v: 2,
+            seq: Some(version),
             identity: *self.identity.seed(),
             boxing: self.boxing.to_secret_bytes().to_vec(),
             writer: *self.writer.seed(),
@@ -354,8 +549,11 @@ impl UserContext {
             data: Bytes::from(sealed),
         };
         self.net.change_password(&self.username, &request).await?;
+        self.device
+            .saw_login_version(&self.info.peer, &self.username, version)?;
+        self.login_version = version;
         // The identity's WriterData records the current parameters.
-        let remote = Arc::new(Remote::for_owner(Arc::clone(&self.net), self.identity()));
+        let remote = self.remote_for(self.identity());
         let committer = Committer::new(Arc::clone(&remote), remote);
         let recorded = request.login.clone();
         committer
@@ -369,6 +567,34 @@ impl UserContext {
             .await?;
         self.login = login;
         Ok(())
+    }
+}
+
+impl Keys {
+    fn owner(&self) -> PublicKeyHash {
+        PublicKeyHash::of(&self.identity.public())
+    }
+}
+
+/// The error for a refused login: a plain wrong password, unless the
+/// parameters the server served differ from those the account's signed
+/// `WriterData` records (then the answer was corrupted or forged).
+async fn diagnose_bad_login(
+    net: &Arc<dyn NetworkAccess>,
+    looked_up: &Result<(Info, Option<KeyChain>)>,
+    served: &LoginParams,
+) -> Error {
+    let Ok((_, Some(chain))) = looked_up else {
+        return Error::BadLogin;
+    };
+    let identity = chain.current().identity;
+    let remote = Arc::new(Remote::for_owner(Arc::clone(net), identity));
+    let committer = Committer::new(Arc::clone(&remote), remote);
+    match committer.current(&identity, &identity).await {
+        Ok((Some((state, _)), _)) if state.login.as_ref().is_some_and(|p| p != served) => {
+            Error::ForgedLoginParams
+        }
+        _ => Error::BadLogin,
     }
 }
 

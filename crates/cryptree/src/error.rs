@@ -17,6 +17,17 @@ pub enum Error {
         /// How many times the change was tried.
         attempts: usize,
     },
+    /// The server refused a commit because the pointer moved, yet keeps
+    /// reading out the state it refused: it is replaying an old pointer.
+    #[error(
+        "the server keeps answering with a writer's state at sequence {sequence} while its \
+         compare-and-swap says the pointer has moved on: it is replaying an old pointer \
+         (rollback); nothing was changed"
+    )]
+    PointerReplayed {
+        /// The sequence the server keeps reading out.
+        sequence: u64,
+    },
     /// A writer's pointer names a block that is not in the store.
     #[error("writer data block {cid} is missing from the store")]
     MissingWriterData {

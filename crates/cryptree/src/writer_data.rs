@@ -363,8 +363,20 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
                 turn.writer
             )));
         }
+        // The sequence a refused attempt started from: once the server
+        // said the pointer moved past it, a fresh read must show a newer
+        // one. A server that keeps reading out the state its own
+        // compare-and-swap refuses is replaying an old pointer.
+        let mut refused_at: Option<u64> = None;
+        let mut contradictions = 0;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let (current, sequence) = self.start_state(owner, &writer_hash, attempt).await?;
+            if refused_at.is_some_and(|refused| sequence <= refused) {
+                contradictions += 1;
+                if contradictions >= 2 {
+                    return Err(Error::PointerReplayed { sequence });
+                }
+            }
             let previous = current.as_ref().map(|(_, cid)| *cid);
             let state = current.map_or_else(|| WriterData::new(*owner), |(data, _)| data);
             let (tx, own) = match tx {
@@ -401,7 +413,10 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Committer<B, P> {
                 }
                 Err(Error::Pointer(
                     PointerError::CasConflict(_) | PointerError::StaleSequence { .. },
-                )) => backoff(attempt).await,
+                )) => {
+                    refused_at = Some(sequence);
+                    backoff(attempt).await
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -22,7 +22,11 @@ pub enum Error {
         offered: u64,
     },
     /// A pointer older than one the client has already seen (a rollback).
-    #[error("pointer rolled back: saw sequence {seen}, now offered {offered}")]
+    #[error(
+        "rollback: the server offered a writer's state at sequence {offered}, older than \
+         sequence {seen} that this device has already seen (a server restored from an old \
+         backup, or one replaying old state); nothing was changed"
+    )]
     Rollback {
         /// The newest sequence seen before.
         seen: u64,
@@ -30,7 +34,10 @@ pub enum Error {
         offered: u64,
     },
     /// Two different updates signed with the same sequence.
-    #[error("two different pointer updates with sequence {sequence}")]
+    #[error(
+        "equivocation: the server offered a writer's state at sequence {sequence} that differs \
+         from the one this device saw at that sequence"
+    )]
     Equivocation {
         /// The sequence both claim.
         sequence: u64,
@@ -85,6 +92,15 @@ pub enum Error {
     /// A background task stopped without an answer.
     #[error("pointer store task failed: {0}")]
     Task(String),
+    /// The device's record of what it has seen ([`crate::SeenStore`])
+    /// could not be read or written.
+    #[error("the record of seen versions at {path}: {reason}")]
+    Seen {
+        /// The record's file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The database refused or failed a query.
     #[error("pointer database: {0}")]
     Database(String),

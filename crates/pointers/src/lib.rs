@@ -14,7 +14,8 @@
 //! That is compare-and-swap: of two writers racing from the same state, one
 //! wins and the other gets [`Error::CasConflict`] and retries. Clients keep
 //! a [`PointerCache`] that refuses any pointer older than the newest it has
-//! seen, so a server cannot silently roll a user back.
+//! seen, so a server cannot silently roll a user back; backed by a
+//! [`SeenStore`], what it has seen outlives the process.
 //!
 //! Stores: [`MemoryPointerStore`] and [`SqlitePointerStore`] (WAL,
 //! `BEGIN IMMEDIATE` transactions with group commit, safe across threads and
@@ -26,6 +27,7 @@ mod error;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod seen;
 mod sqlite;
 mod update;
 
@@ -37,6 +39,7 @@ pub use crate::error::{CasConflict, Error};
 pub use crate::memory::MemoryPointerStore;
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{query_error, Database, DatabaseError, PostgresPointerStore};
+pub use crate::seen::SeenStore;
 pub use crate::sqlite::{Durability, SqlitePointerStore};
 pub use crate::update::{PointerUpdate, SignedPointer};
 

@@ -258,19 +258,24 @@ fn first_bytes(frames: &[Bytes], n: usize) -> Vec<u8> {
     out
 }
 
-/// Reads a put body ([`encode_put`]) as its frames arrive. Each block
-/// larger than [`peergos_blockstore::SMALL_BLOCK_MAX`] is copied once,
-/// into a pooled, aligned [`peergos_blockstore::BlockBuf`] that the file
-/// store writes to the disk from where it lies; a smaller one is a slice
-/// of its frame when it fits in one. The lengths the header names must add
-/// up to exactly the rest of the body.
+/// Reads a put body ([`encode_put`]) as its frames arrive: its head, the
+/// header's bounds ([`check_put_header`]), then its blocks
+/// ([`read_put_blocks`]).
 pub async fn read_put<S, E>(frames: &mut S) -> Result<PutBlocks, BadPut>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     let head = read_put_head(frames).await?;
-    let header = head.header;
+    check_put_header(&head.header)?;
+    read_put_blocks(head, frames).await
+}
+
+/// Checks a put header's bounds before any block's bytes are read or
+/// memory is set aside for them: at most [`MAX_PUT_BLOCKS`] blocks, each
+/// at most [`peergos_ipld::MAX_BLOCK_SIZE`], at most [`MAX_BODY`] in all.
+/// Returns the total the blocks declare.
+pub fn check_put_header(header: &PutHeader) -> Result<u64, BadPut> {
     if header.blocks.len() > MAX_PUT_BLOCKS {
         return Err(BadPut::Malformed(format!(
             "at most {MAX_PUT_BLOCKS} blocks per put"
@@ -278,11 +283,35 @@ where
     }
     let mut total: u64 = 0;
     for b in &header.blocks {
+        if b.len > peergos_ipld::MAX_BLOCK_SIZE as u64 {
+            return Err(BadPut::Malformed(format!(
+                "a block of {} bytes (at most {} per block)",
+                b.len,
+                peergos_ipld::MAX_BLOCK_SIZE
+            )));
+        }
         total = total.saturating_add(b.len);
     }
     if total > MAX_BODY as u64 {
         return Err(BadPut::TooLarge);
     }
+    Ok(total)
+}
+
+/// Reads the blocks of a put body whose head ([`read_put_head`]) was read
+/// and whose header was checked ([`check_put_header`]). Each block
+/// larger than [`peergos_blockstore::SMALL_BLOCK_MAX`] is copied once,
+/// into a pooled, aligned [`peergos_blockstore::BlockBuf`] that the file
+/// store writes to the disk from where it lies; a smaller one is a slice
+/// of its frame when it fits in one. The lengths the header names must add
+/// up to exactly the rest of the body.
+pub async fn read_put_blocks<S, E>(head: PutHead, frames: &mut S) -> Result<PutBlocks, BadPut>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let header = head.header;
+    check_put_header(&header)?;
     // The bytes after the header in the frames read so far.
     let mut pending: VecDeque<Bytes> = VecDeque::new();
     let mut skip = head.blocks_at;

@@ -27,6 +27,7 @@ use crate::api::{
     GetManyRequest, GetRequest, LoginRequest, OpenLink, OwnerRequest, RevokeLink, SignupRequest,
     TxRequest, UpdateLink, CBOR, MAX_BODY,
 };
+use crate::guard::{body_timed_out, busy, Guard, Stalling};
 use crate::{Error, Server};
 
 type Shared = State<Arc<Server>>;
@@ -80,6 +81,11 @@ fn parse_key(text: &str) -> Result<PublicKeyHash, Error> {
 
 /// The router for `server`.
 pub fn router(server: Arc<Server>) -> Router {
+    router_with(server, Guard::new(crate::guard::Limits::default()))
+}
+
+/// [`router`], with the bounds of `guard` on bodies and put memory.
+pub fn router_with(server: Arc<Server>, guard: Arc<Guard>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/v1/info", get(info))
@@ -132,6 +138,13 @@ pub fn router(server: Arc<Server>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&server),
             track,
+        ))
+        // Outermost: every body but a put's arrives whole and in time
+        // before routing or rate limiting look at it.
+        .layer(axum::Extension(Arc::clone(&guard)))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::guard::bounded_body,
         ))
         .with_state(server)
 }
@@ -211,14 +224,22 @@ async fn route_home(
     let (subject, request) = if path == "/v1/blocks/put" {
         // Only the header is read here; the blocks stream on.
         let too_large = declared_too_large(request.headers());
+        let stall = request
+            .extensions()
+            .get::<Arc<Guard>>()
+            .map_or(crate::guard::Limits::default().body_stall, |g| {
+                g.limits().body_stall
+            });
         let (parts, body) = request.into_parts();
         let mut frames = body.into_data_stream();
         if too_large {
-            return refused_put(crate::api::BadPut::TooLarge, frames).await;
+            return refused_put(crate::api::BadPut::TooLarge.into_response(), frames).await;
         }
-        let head = match crate::api::read_put_head(&mut frames).await {
-            Ok(head) => head,
-            Err(e) => return refused_put(e, frames).await,
+        // The put handler bounds the rest of the body the same way.
+        let head = match tokio::time::timeout(stall, crate::api::read_put_head(&mut frames)).await {
+            Err(_) => return body_timed_out(stall),
+            Ok(Ok(head)) => head,
+            Ok(Err(e)) => return refused_put(e.into_response(), frames).await,
         };
         let read = futures::stream::iter(head.frames.into_iter().map(Ok::<_, axum::Error>));
         let body = axum::body::Body::from_stream(read.chain(frames));
@@ -249,6 +270,15 @@ async fn route_home(
     };
     let Some(home) = home else {
         return next.run(request).await;
+    };
+    // A put for another server's user is held whole to be tunnelled: it
+    // takes its share of the body budget like any put.
+    let _share = match request.extensions().get::<Arc<Guard>>() {
+        Some(guard) if path == "/v1/blocks/put" => match guard.reserve(MAX_BODY as u64).await {
+            Some(share) => Some(share),
+            None => return busy(),
+        },
+        _ => None,
     };
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -408,19 +438,15 @@ fn admin_only(server: &Server, headers: &axum::http::HeaderMap) -> Result<(), Er
     }
 }
 
-/// Serves `server` on `listener` until `shutdown` completes, then lets
-/// requests in flight finish.
+/// Serves `server` on `listener` within the default [`Limits`] until
+/// `shutdown` completes, then lets requests in flight finish
+/// ([`crate::listen::serve`]).
 pub async fn serve(
     server: Arc<Server>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(server).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    crate::listen::serve(server, listener, crate::guard::Limits::default(), shutdown).await
 }
 
 async fn info(State(server): Shared) -> Response {
@@ -429,18 +455,59 @@ async fn info(State(server): Shared) -> Response {
 
 /// Puts stream: each large block is copied once out of the body's frames,
 /// into a buffer the file store writes from ([`crate::api::read_put`]).
-async fn put(State(server): Shared, request: axum::extract::Request) -> Response {
+/// Before any block is read, the header must pass its bounds and the
+/// server's cheap checks ([`Server::admit_put`]), and the put must get its
+/// share of the memory budget ([`Guard`]); a body that stops arriving is
+/// answered 408.
+async fn put(
+    State(server): Shared,
+    axum::Extension(guard): axum::Extension<Arc<Guard>>,
+    request: axum::extract::Request,
+) -> Response {
     let too_large = declared_too_large(request.headers());
-    let mut frames = request.into_body().into_data_stream();
+    let stall = guard.limits().body_stall;
+    let mut frames = Stalling::new(request.into_body().into_data_stream(), stall);
     if too_large {
-        return refused_put(crate::api::BadPut::TooLarge, frames).await;
+        return refused_put(crate::api::BadPut::TooLarge.into_response(), frames).await;
     }
-    match crate::api::read_put(&mut frames).await {
-        Ok(put) => match server.put(put).await {
+    let head = match crate::api::read_put_head(&mut frames).await {
+        Ok(head) => head,
+        Err(_) if frames.stalled() => return body_timed_out(stall),
+        Err(e) => return refused_put(e.into_response(), frames).await,
+    };
+    let total = match crate::api::check_put_header(&head.header) {
+        Ok(total) => total,
+        Err(e) => return refused_put(e.into_response(), frames).await,
+    };
+    let (owner, writer) = (head.header.owner, head.header.writer);
+    if let Err(e) = server.admit_put(&owner, &writer, total).await {
+        return refused_put(e.into_response(), frames).await;
+    }
+    let Some(_budget) = guard.reserve(total).await else {
+        return refused_put(busy(), frames).await;
+    };
+    // A body that trickles in never stalls; it must still keep up a
+    // minimum rate, or it would hold its share of the budget forever.
+    let deadline = guard.limits().body_timeout
+        + std::time::Duration::from_secs(total / crate::guard::MIN_PUT_RATE);
+    let read = tokio::time::timeout(deadline, crate::api::read_put_blocks(head, &mut frames)).await;
+    match read {
+        Err(_) => body_timed_out(deadline),
+        Ok(Ok(put)) => match server.put(put).await {
             Ok(cids) => ok(&cids),
             Err(e) => e.into_response(),
         },
-        Err(e) => refused_put(e, frames).await,
+        Ok(Err(_)) if frames.stalled() => body_timed_out(stall),
+        Ok(Err(e)) => refused_put(e.into_response(), frames).await,
+    }
+}
+
+impl IntoResponse for crate::api::BadPut {
+    fn into_response(self) -> Response {
+        match self {
+            crate::api::BadPut::TooLarge => too_large(),
+            crate::api::BadPut::Malformed(reason) => Error::BadRequest(reason).into_response(),
+        }
     }
 }
 
@@ -455,11 +522,15 @@ fn declared_too_large(headers: &axum::http::HeaderMap) -> bool {
 
 /// The answer to a put body that was refused, given once the client has
 /// sent the rest of it: a client still sending when the connection closes
-/// sees a broken pipe, not the reason. Up to twice [`MAX_BODY`] is read,
-/// so a body somewhat over the limit gets its 413 (reading only up to the
-/// limit left the last bytes of such a body racing the answer); a sender
-/// of more than that sees the connection close.
-async fn refused_put(e: crate::api::BadPut, mut frames: axum::body::BodyDataStream) -> Response {
+/// sees a broken pipe, not the reason. Up to twice [`MAX_BODY`] is read
+/// and dropped as it arrives (no memory is held for it), so a body
+/// somewhat over the limit gets its 413 (reading only up to the limit left
+/// the last bytes of such a body racing the answer); a sender of more than
+/// that, or one that stalls, sees the connection close.
+async fn refused_put<S, E>(answer: Response, mut frames: S) -> Response
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+{
     let mut drained = 0;
     while drained <= 2 * MAX_BODY {
         match frames.next().await {
@@ -467,10 +538,7 @@ async fn refused_put(e: crate::api::BadPut, mut frames: axum::body::BodyDataStre
             _ => break,
         }
     }
-    match e {
-        crate::api::BadPut::TooLarge => too_large(),
-        crate::api::BadPut::Malformed(reason) => Error::BadRequest(reason).into_response(),
-    }
+    answer
 }
 
 async fn get_block(State(server): Shared, body: Bytes) -> Result<Response, Error> {

@@ -19,7 +19,9 @@ pub mod api;
 mod error;
 mod framing;
 mod gc;
+pub mod guard;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod peers;
 mod scrub;
@@ -739,20 +741,41 @@ impl Server {
     /// Stores blocks for a user with an account, if the writer is theirs
     /// and the blocks fit in their quota (plus [`QUOTA_SLACK`]).
     pub async fn put(&self, request: PutBlocks) -> Result<Vec<Cid>> {
+        let requested: u64 = request.blocks.iter().map(|b| b.data.len() as u64).sum();
+        self.admit_put(&request.owner, &request.writer, requested)
+            .await?;
+        let (tx, owner) = (request.transaction, request.owner);
+        let cids = self.blocks.put(request).await?;
+        // Recorded before the answer, so a restart still protects them.
+        self.accounts.add_transaction_blocks(&tx, &cids).await?;
+        self.add_pending(tx, owner, requested);
+        Ok(cids)
+    }
+
+    /// The checks a put passes before its blocks are read: the owner has
+    /// an account here, the writer is the owner or a key it owns, and
+    /// `requested` more bytes fit in the owner's quota. The HTTP layer runs
+    /// them on a put's header, so a put for nobody's space never gets
+    /// memory for its blocks.
+    pub async fn admit_put(
+        &self,
+        owner: &PublicKeyHash,
+        writer: &PublicKeyHash,
+        requested: u64,
+    ) -> Result<()> {
         let (used, quota) = self
             .accounts
-            .space(&request.owner)
+            .space(owner)
             .await?
-            .ok_or(Error::UnknownOwner(request.owner))?;
-        if !self.ownership.owns(&request.owner, &request.writer).await? {
+            .ok_or(Error::UnknownOwner(*owner))?;
+        if !self.ownership.owns(owner, writer).await? {
             return Err(peergos_pointers::Error::NotOwned {
-                owner: request.owner,
-                writer: request.writer,
+                owner: *owner,
+                writer: *writer,
             }
             .into());
         }
-        let requested: u64 = request.blocks.iter().map(|b| b.data.len() as u64).sum();
-        let in_use = used + self.pending_of(&request.owner);
+        let in_use = used + self.pending_of(owner);
         if in_use + requested > quota.saturating_add(QUOTA_SLACK) {
             return Err(peergos_blockstore::Error::QuotaExceeded {
                 used: in_use,
@@ -761,12 +784,7 @@ impl Server {
             }
             .into());
         }
-        let (tx, owner) = (request.transaction, request.owner);
-        let cids = self.blocks.put(request).await?;
-        // Recorded before the answer, so a restart still protects them.
-        self.accounts.add_transaction_blocks(&tx, &cids).await?;
-        self.add_pending(tx, owner, requested);
-        Ok(cids)
+        Ok(())
     }
 
     /// A block, after its access check.
