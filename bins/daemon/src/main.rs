@@ -120,6 +120,10 @@ struct ServeArgs {
     /// send a whole small body or to take an answer [default: 30].
     #[arg(long, env = "PEERGOS_CLIENT_TIMEOUT_SECS")]
     client_timeout_secs: Option<u64>,
+    /// Seconds an unfinished upload's bytes keep counting against its
+    /// owner's quota after its last put [default: 600].
+    #[arg(long, env = "PEERGOS_UPLOAD_LEASE_SECS")]
+    upload_lease_secs: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -174,6 +178,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     body_memory_mib: Option<usize>,
     client_timeout_secs: Option<u64>,
+    upload_lease_secs: Option<u64>,
 }
 
 /// Hours between scheduled garbage collections unless configured.
@@ -373,6 +378,11 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
         limits.body_timeout = 2 * secs;
         limits.write_stall = 2 * secs;
     }
+    let upload_lease = std::time::Duration::from_secs(
+        args.upload_lease_secs
+            .or(file.upload_lease_secs)
+            .unwrap_or(peergos_server::DEFAULT_UPLOAD_LEASE.as_secs()),
+    );
     if first_run {
         let saved = FileConfig {
             listen: Some(listen),
@@ -395,6 +405,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             max_connections: Some(limits.max_connections),
             body_memory_mib: Some(limits.body_memory >> 20),
             client_timeout_secs: Some(limits.header_timeout.as_secs()),
+            upload_lease_secs: Some(upload_lease.as_secs()),
         };
         let text = format!(
             "# peergos-daemon settings, written on first run. Flags and\n\
@@ -414,6 +425,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
     config.postgres = args.postgres.clone();
     config.p2p = p2p;
     config.pki_node = pki_peer;
+    config.upload_lease = upload_lease;
     Ok(Settings {
         config,
         limits,

@@ -119,6 +119,17 @@ where
     }
 }
 
+/// A name's chain as the server at `url` answers it (the CHAMP proof is
+/// checked by the client library elsewhere; here only the chain matters).
+async fn pki_chain_of(url: &str, name: &str) -> Result<peergos_pki::KeyChain, String> {
+    let answer = http(url)
+        .pki_lookup(name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bytes = answer.chain.ok_or("no chain")?;
+    peergos_pki::KeyChain::from_bytes(&bytes).map_err(|e| e.to_string())
+}
+
 /// What a secret link opens, read through the server at `url`.
 async fn open(url: &str, link: &peergos_core::SecretLink) -> Vec<u8> {
     let view = open_link(http(url), link, None).await.unwrap();
@@ -168,6 +179,45 @@ async fn three_daemons() {
     let alice = signup(&a_url, "alice").await;
     let carol = signup(&c_url, "carol").await;
     eprintln!("signed up alice on A and carol on C");
+
+    // carol's name comes due (a simulated clock 200 days on): C forwards
+    // the renewal to A, and the mirror B accepts it.
+    let due = carol.name_expiry() - peergos_core::RENEW_WITHIN_SECS + 1;
+    assert_eq!(carol.renew_name_at(due - 2).await.unwrap(), None);
+    let renewed = carol.renew_name_at(due).await.unwrap().expect("due");
+    assert_eq!(renewed, due + peergos_core::CLAIM_LIFETIME_SECS);
+    let seen_on_b = eventually("B's mirror showing carol's renewal", 60, || async {
+        let chain = pki_chain_of(&b_url, "carol").await?;
+        if chain.current().expiry == renewed {
+            Ok(chain)
+        } else {
+            Err(format!("expiry {}", chain.current().expiry))
+        }
+    })
+    .await;
+    assert_eq!(seen_on_b.links().len(), 2);
+    // A renewal signed by any key but carol's is refused at the door.
+    let mallory = peergos_keys::SigningKeyPair::random();
+    let mut forged = seen_on_b.links().to_vec();
+    let mut claim = forged[1].claim.clone();
+    claim.expiry += 1000;
+    forged.push(claim.sign(&mallory).unwrap());
+    let answer = reqwest::Client::new()
+        .post(format!("{c_url}/v1/pki/renew"))
+        .body(peergos_ipld::cbor::to_vec(&forged).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    assert_eq!(
+        pki_chain_of(&a_url, "carol")
+            .await
+            .unwrap()
+            .current()
+            .expiry,
+        renewed
+    );
+    eprintln!("carol's renewal through C reached A and B; a forged one was refused");
 
     // alice logs in through B with B's address alone; her upload through
     // B lands on A.

@@ -233,3 +233,85 @@ async fn stalled_slow_and_oversized_requests_stay_within_the_memory_bound() {
     again.fs().download("/a", &mut out).await.unwrap();
     assert_eq!(out, b"still here");
 }
+
+/// A reader that gives `data` and then never another byte: an upload
+/// whose source (or client) died.
+struct Stuck(std::io::Cursor<Vec<u8>>);
+
+impl tokio::io::AsyncRead for Stuck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.0.position() as usize == self.0.get_ref().len() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+/// Item 8 of the hostile-server issue: an upload that dies half-way holds
+/// its bytes against the quota only for the upload lease, and `space`
+/// shows them meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upload_stops_holding_quota_after_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = (32u64 << 20).to_string();
+    let daemon = TempDaemon::start(
+        DAEMON,
+        dir.path(),
+        &["--default-quota", &quota, "--upload-lease-secs", "3"],
+    );
+    let net: Arc<dyn NetworkAccess> = Arc::new(HttpNetwork::new(daemon.url()).unwrap());
+    let alice = Arc::new(
+        UserContext::signup(Arc::clone(&net), "alice", "pw", None)
+            .await
+            .unwrap(),
+    );
+    let dead = {
+        let alice = Arc::clone(&alice);
+        tokio::spawn(async move {
+            let reader = Stuck(std::io::Cursor::new(vec![7u8; 20 << 20]));
+            alice.fs().upload("/dead", reader, Default::default()).await
+        })
+    };
+    let started = Instant::now();
+    let held = loop {
+        let space = alice.space().await.unwrap();
+        if space.pending >= 15 << 20 {
+            break space.pending;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no pending bytes: {space:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    dead.abort();
+    // While the lease holds, the dead upload's bytes count.
+    let big = vec![9u8; 25 << 20];
+    let refused = alice
+        .fs()
+        .upload("/next", &big[..], Default::default())
+        .await;
+    if Instant::now() < started + Duration::from_secs(3) {
+        let err = refused.expect_err("the quota counts the dead upload");
+        assert!(
+            err.to_string().contains("quota") || err.to_string().contains("used"),
+            "{err}"
+        );
+    }
+    assert!(held <= 20 << 20);
+    // Once it lapses, nothing is held and the upload fits.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(alice.space().await.unwrap().pending, 0);
+    alice
+        .fs()
+        .upload("/next", &big[..], Default::default())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    alice.fs().download("/next", &mut out).await.unwrap();
+    assert!(out == big);
+}

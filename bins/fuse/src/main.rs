@@ -299,6 +299,19 @@ async fn open(cli: &Cli) -> Result<(Vfs<peergos_core::Remote, peergos_core::Remo
         .with_context(|| format!("opening the device record in {}", dir.display()))?
         .with_max_kdf_memory(cli.max_kdf_memory.saturating_mul(1 << 20));
     let user = Arc::new(UserContext::login_with(net, username, &pw, &device).await?);
+    // A mount can stay up for months: its name is renewed when due.
+    {
+        let user = Arc::clone(&user);
+        tokio::spawn(async move {
+            let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 60 * 60));
+            loop {
+                daily.tick().await;
+                if let Err(e) = user.renew_name_if_due().await {
+                    tracing::warn!("renewing the name failed (tried again tomorrow): {e}");
+                }
+            }
+        });
+    }
     let (fs, root) = match &cli.path {
         None => (user.fs_arc(), None),
         Some(path) => match user.locate(path).await? {

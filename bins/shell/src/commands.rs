@@ -112,6 +112,9 @@ pub(crate) enum Command {
     },
     /// Show space used and the quota.
     Space,
+    /// Show who you are logged in as, on which server, and until when your
+    /// name is held (it is renewed automatically at login).
+    Whoami,
     /// Change the password.
     Passwd,
     /// Ask to follow a user (they see the request and may accept it).
@@ -501,10 +504,38 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
                 }
             }
         }
+        Command::Whoami => {
+            let user = session.user()?;
+            let expiry = user.name_expiry();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let days = expiry.saturating_sub(now) / (24 * 60 * 60);
+            if session.json {
+                println!(
+                    "{}",
+                    json!({
+                        "username": user.username(),
+                        "identity": user.identity().to_string(),
+                        "name_expires": expiry,
+                    })
+                );
+            } else {
+                println!("{} ({})", user.username(), user.identity());
+                println!(
+                    "your name is held for {days} more days (until {expiry} s after the Unix \
+                     epoch); it is renewed automatically at login once fewer than {} days remain",
+                    peergos_core::RENEW_WITHIN_SECS / (24 * 60 * 60)
+                );
+            }
+        }
         Command::Space => {
             let space = session.user()?.space().await?;
             if session.json {
-                println!("{}", json!({"used": space.used, "quota": space.quota}));
+                println!(
+                    "{}",
+                    json!({"used": space.used, "quota": space.quota, "pending": space.pending})
+                );
             } else {
                 println!(
                     "{} used of {} ({:.1}%)",
@@ -512,6 +543,13 @@ pub(crate) async fn run(session: &mut Session, command: Command) -> Result<()> {
                     transfer::human(space.quota),
                     100.0 * space.used as f64 / space.quota.max(1) as f64
                 );
+                if space.pending > 0 {
+                    println!(
+                        "{} more held by uploads in progress (released when they finish, \
+                         or a few minutes after they stop)",
+                        transfer::human(space.pending)
+                    );
+                }
             }
         }
         Command::Passwd => {

@@ -492,3 +492,27 @@ fn the_interactive_shell_reads_commands_from_its_input() {
     );
     ok(shell(&url, "pw2", &["-u", "carol", "ls", "/carol/docs"]));
 }
+
+/// `whoami` names the user and how long the name is held: a year from
+/// signup, renewed automatically later.
+#[test]
+fn whoami_shows_the_name_and_its_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(dir.path());
+    ok(shell(&url, "pw", &["signup", "alice"]));
+    let out = ok(shell(&url, "pw", &["-u", "alice", "--json", "whoami"]));
+    let value: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(value["username"], "alice");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expires = value["name_expires"].as_u64().unwrap();
+    let year = peergos_core::CLAIM_LIFETIME_SECS;
+    assert!(
+        expires > now + year - 3600 && expires <= now + year + 60,
+        "{expires}"
+    );
+    let text = ok(shell(&url, "pw", &["-u", "alice", "whoami"]));
+    assert!(text.contains("held for 36"), "{text}");
+}

@@ -45,7 +45,7 @@ pub use crate::network::{
 };
 pub use crate::remote::Remote;
 pub use crate::social::{open_link, LinkListing, LinkOptions, PendingRequest, Place, SharedView};
-pub use crate::user::{RemoteFs, UserContext, CLAIM_LIFETIME_SECS, SHARED_DIR};
+pub use crate::user::{RemoteFs, UserContext, CLAIM_LIFETIME_SECS, RENEW_WITHIN_SECS, SHARED_DIR};
 pub use peergos_social::{SecretLink, ShareItem, SocialState};
 
 pub use peergos_cryptree::{Entry, Kind, UploadOptions};

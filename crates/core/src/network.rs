@@ -14,6 +14,7 @@ use bytes::Bytes;
 use peergos_blockstore::{BlockAuth, PutBlocks, TransactionId};
 use peergos_ipld::{cbor, Cid};
 use peergos_keys::{LoginParams, PublicKeyHash};
+use peergos_pki::KeyChain;
 use peergos_pointers::SignedPointer;
 use peergos_server::api::{
     ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody, FollowPost,
@@ -86,6 +87,8 @@ pub trait NetworkAccess: Send + Sync + 'static {
     ) -> Result<()>;
     /// A name's PKI entry with its proof.
     async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer>;
+    /// Extends the caller's own name's chain (a renewal).
+    async fn renew_name(&self, chain: &KeyChain) -> Result<()>;
     /// Creates an account.
     async fn signup(&self, request: &SignupRequest) -> Result<()>;
     /// A user's login parameters.
@@ -206,6 +209,10 @@ impl NetworkAccess for InProcess {
 
     async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer> {
         Ok(self.server.pki_lookup(username).await?)
+    }
+
+    async fn renew_name(&self, chain: &KeyChain) -> Result<()> {
+        Ok(self.server.pki_renew(chain).await?)
     }
 
     async fn signup(&self, request: &SignupRequest) -> Result<()> {
@@ -588,6 +595,12 @@ impl NetworkAccess for HttpNetwork {
     async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer> {
         peergos_pki::check_username(username)?;
         self.call(&format!("/v1/pki/{username}"), None).await
+    }
+
+    async fn renew_name(&self, chain: &KeyChain) -> Result<()> {
+        let body = chain.to_bytes()?;
+        self.send("/v1/pki/renew", Some(body)).await?;
+        Ok(())
     }
 
     async fn signup(&self, request: &SignupRequest) -> Result<()> {

@@ -23,6 +23,11 @@ use crate::{Device, Error, NetworkAccess, Remote, Result};
 /// How long a new PKI claim lasts: one year.
 pub const CLAIM_LIFETIME_SECS: u64 = 365 * 24 * 60 * 60;
 
+/// A name is renewed (at login, and by long-running clients once a day)
+/// once fewer than this many seconds of its claim remain: 180 days, so a
+/// user who logs in twice a year never comes near the expiry.
+pub const RENEW_WITHIN_SECS: u64 = 180 * 24 * 60 * 60;
+
 /// The name of the folder under the home directory where per-friend
 /// shares live.
 pub const SHARED_DIR: &str = "shared";
@@ -116,6 +121,8 @@ pub struct UserContext {
     pub(crate) info: Info,
     /// Where this client records what it has seen.
     device: Device,
+    /// The user's name's key chain, as the PKI holds it.
+    name: std::sync::Mutex<KeyChain>,
     /// Every pointer read from this server is checked here (and recorded
     /// on the device, when it keeps a record).
     pointers: Arc<PointerCache>,
@@ -308,6 +315,11 @@ impl UserContext {
         let time_ms = opened.time_ms;
         let context = Self::finish(net, username, opened, keys, device)?;
         context.last_stamp.store(time_ms, Ordering::Relaxed);
+        // A renewal that fails (the server busy, say) is tried again at the
+        // next login; the name has months left when it first comes due.
+        if let Err(e) = context.renew_name_if_due().await {
+            tracing::warn!(username, "renewing the name failed: {e}");
+        }
         Ok(context)
     }
 
@@ -414,6 +426,11 @@ impl UserContext {
             ));
         }
         device.saw_login_version(&opened.info.peer, username, opened.data.version())?;
+        // check_claim (in `keys`) refused a login without a chain.
+        let name = opened
+            .chain
+            .clone()
+            .ok_or_else(|| Error::Invalid(format!("'{username}' is not in the server's PKI")))?;
         let fs = Arc::new(Filesystem::open(
             Arc::clone(&keys.remote),
             keys.remote,
@@ -431,6 +448,7 @@ impl UserContext {
             last_stamp: AtomicU64::new(0),
             info: opened.info,
             device: device.clone(),
+            name: std::sync::Mutex::new(name),
             pointers: keys.pointers,
             social_lock: tokio::sync::Mutex::new(()),
             shared: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -443,6 +461,49 @@ impl UserContext {
         Arc::new(
             Remote::for_owner(Arc::clone(&self.net), owner).checked_by(Arc::clone(&self.pointers)),
         )
+    }
+
+    /// When the user's name lapses unless renewed, in seconds since the
+    /// Unix epoch (it stays theirs for
+    /// [`peergos_pki::RECLAIM_GRACE_SECS`] more).
+    pub fn name_expiry(&self) -> u64 {
+        self.name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .current()
+            .expiry
+    }
+
+    /// Renews the name if it is due now ([`renew_name_at`](Self::renew_name_at)).
+    pub async fn renew_name_if_due(&self) -> Result<Option<u64>> {
+        self.renew_name_at(now_ms() / 1000).await
+    }
+
+    /// Renews the name if fewer than [`RENEW_WITHIN_SECS`] of its claim
+    /// remain at `now` (seconds since the Unix epoch): the chain is
+    /// extended with a claim for the same key and servers lasting
+    /// [`CLAIM_LIFETIME_SECS`] from `now`, signed by the identity key.
+    /// Returns the new expiry, or None when nothing was due.
+    pub async fn renew_name_at(&self, now: u64) -> Result<Option<u64>> {
+        let chain = self.name.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let current = chain.current();
+        if current.expiry > now.saturating_add(RENEW_WITHIN_SECS) {
+            return Ok(None);
+        }
+        let expiry = now.saturating_add(CLAIM_LIFETIME_SECS).max(current.expiry);
+        let renewed = chain.extend(
+            Claim {
+                username: current.username.clone(),
+                identity: current.identity,
+                expiry,
+                servers: current.servers.clone(),
+            },
+            &self.identity,
+        )?;
+        self.net.renew_name(&renewed).await?;
+        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = renewed;
+        tracing::info!(username = %self.username, expiry, "renewed the name");
+        Ok(Some(expiry))
     }
 
     /// The device this context runs on.

@@ -26,7 +26,7 @@ pub use crate::claim::{
     MAX_USERNAME_LEN,
 };
 pub use crate::error::Error;
-pub use crate::state::{name_key, Pki, Update};
+pub use crate::state::{name_key, Pki, Update, RECLAIM_GRACE_SECS};
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -30,6 +30,12 @@ pub enum Update {
     Reclaimed(String),
 }
 
+/// How long after its claim expires a name still belongs to its holder:
+/// only the holder can renew it meanwhile. 30 days, so a user away for a
+/// while (or whose clients could not renew) does not lose the name the
+/// moment it lapses.
+pub const RECLAIM_GRACE_SECS: u64 = 30 * 24 * 60 * 60;
+
 /// The PKI over a block store: lookups, claims, and the append-only check
 /// mirrors run on every new root.
 pub struct Pki<S: BlockStore + ?Sized> {
@@ -52,7 +58,9 @@ impl<S: BlockStore + ?Sized> Pki<S> {
     /// The rule for one name: `new` may replace `old` at time `now`
     /// (seconds since the Unix epoch) if it is a valid chain whose newest
     /// claim has not expired, and either the name was free, or `new`
-    /// extends `old`, or `old` had expired (the name is reclaimed).
+    /// extends `old` (a renewal signed by the current key, accepted even
+    /// after `old` expired, until someone reclaims it), or `old` expired
+    /// more than [`RECLAIM_GRACE_SECS`] ago (the name is reclaimed).
     pub fn check_transition(old: Option<&KeyChain>, new: &KeyChain, now: u64) -> Result<Update> {
         new.verify()?;
         let username = new.username().to_string();
@@ -74,7 +82,7 @@ impl<S: BlockStore + ?Sized> Pki<S> {
         if new.extends(old) {
             return Ok(Update::Extended(username));
         }
-        if old.current().expiry <= now {
+        if old.current().expiry.saturating_add(RECLAIM_GRACE_SECS) <= now {
             return Ok(Update::Reclaimed(username));
         }
         if new == old {

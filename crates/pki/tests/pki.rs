@@ -310,3 +310,67 @@ fn valid_fuzz_seeds_decode() {
         seeds.len()
     );
 }
+
+/// A simulated clock over decades: a holder who renews every ~10 months
+/// keeps the name; once they stop, the name is theirs through expiry and
+/// the grace period, renewable by them alone, and only then free.
+#[tokio::test]
+async fn an_active_holder_keeps_the_name_and_a_lapsed_one_loses_it_after_the_grace() {
+    use peergos_pki::RECLAIM_GRACE_SECS;
+    let (n, mut root) = node().await;
+    let alice = SigningKeyPair::random();
+    let mallory = SigningKeyPair::random();
+    let mut chain = KeyChain::new(claim("alice", &alice, NOW + YEAR), &alice).unwrap();
+    root = n.pki.apply(&n.writer, &root, &chain, NOW).await.unwrap().0;
+    let renew_every = YEAR * 10 / 12;
+    let mut now = NOW;
+    for _ in 0..20 {
+        now += renew_every;
+        // A rival at any moment of an active holder's life is refused.
+        let rival = KeyChain::new(claim("alice", &mallory, now + YEAR), &mallory).unwrap();
+        assert!(matches!(
+            n.pki.apply(&n.writer, &root, &rival, now).await,
+            Err(Error::NameTaken { .. })
+        ));
+        chain = chain
+            .extend(claim("alice", &alice, now + YEAR), &alice)
+            .unwrap();
+        let (next, update) = n.pki.apply(&n.writer, &root, &chain, now).await.unwrap();
+        assert_eq!(update, Update::Extended("alice".into()));
+        root = next;
+    }
+    // Alice stops renewing: after expiry, within the grace period, the
+    // name is still hers and she alone can renew it.
+    let expiry = chain.current().expiry;
+    let lapsed = expiry + RECLAIM_GRACE_SECS / 2;
+    let rival = KeyChain::new(claim("alice", &mallory, lapsed + YEAR), &mallory).unwrap();
+    assert!(matches!(
+        n.pki.apply(&n.writer, &root, &rival, lapsed).await,
+        Err(Error::NameTaken { .. })
+    ));
+    // A forged renewal (signed by another key) is refused.
+    let forged = chain
+        .extend(claim("alice", &mallory, lapsed + YEAR), &mallory)
+        .map(|c| c.links().to_vec());
+    assert!(
+        forged.is_err(),
+        "a chain link signed by the wrong key verifies"
+    );
+    let late = chain
+        .extend(claim("alice", &alice, lapsed + YEAR), &alice)
+        .unwrap();
+    let (renewed_root, update) = n.pki.apply(&n.writer, &root, &late, lapsed).await.unwrap();
+    assert_eq!(update, Update::Extended("alice".into()));
+    // Had she not, the name is free once the grace period is over.
+    let free = expiry + RECLAIM_GRACE_SECS;
+    let rival = KeyChain::new(claim("alice", &mallory, free + YEAR), &mallory).unwrap();
+    let (_, update) = n.pki.apply(&n.writer, &root, &rival, free).await.unwrap();
+    assert_eq!(update, Update::Reclaimed("alice".into()));
+    // And a mirror checking the renewed root accepts the late renewal.
+    let updates = n
+        .pki
+        .check_update(&root, &renewed_root, lapsed)
+        .await
+        .unwrap();
+    assert_eq!(updates, vec![Update::Extended("alice".into())]);
+}

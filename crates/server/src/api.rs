@@ -578,13 +578,21 @@ impl ChangeRequest {
 
 /// `GET /v1/space/{owner}`.
 ///
-/// CBOR: `{"used": u64, "quota": u64}`.
+/// CBOR: `{"used": u64, "quota": u64, "pending"?: u64}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Space {
     /// Bytes in use.
     pub used: u64,
     /// The limit.
     pub quota: u64,
+    /// Bytes of uploads in progress (open transactions put to within the
+    /// upload lease), which count against the quota too; left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The body of every error answer.

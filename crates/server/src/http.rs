@@ -102,6 +102,7 @@ pub fn router_with(server: Arc<Server>, guard: Arc<Guard>) -> Router {
         )
         .route("/v1/pki/{name}", get(pki))
         .route("/v1/pki/claim", post(pki_claim))
+        .route("/v1/pki/renew", post(pki_renew))
         .route("/v1/signup", post(signup))
         .route("/v1/login/{name}/params", get(login_params))
         .route("/v1/login/{name}", post(login))
@@ -691,6 +692,14 @@ async fn pki(State(server): Shared, Path(name): Path<String>) -> Result<Response
 /// A claim another server sends for a user signing up there (this server
 /// being the PKI node); only accepted through the p2p tunnel, from the
 /// server the claim names as the user's home.
+/// `POST /v1/pki/renew`: a client extends its own name's chain (body: the
+/// whole new `KeyChain`).
+async fn pki_renew(State(server): Shared, body: Bytes) -> Result<Response, Error> {
+    let chain = peergos_pki::KeyChain::from_bytes(&body)?;
+    server.pki_renew(&chain).await?;
+    Ok(ok(&()))
+}
+
 async fn pki_claim(
     State(server): Shared,
     peer: Option<axum::Extension<crate::peers::RemotePeer>>,

@@ -138,6 +138,9 @@ pub struct Config {
     /// The PKI node to mirror (None, or this server's own peer id: this
     /// server is the PKI node).
     pub pki_node: Option<PeerId>,
+    /// How long an open upload's bytes count against the quota after its
+    /// last put: every put renews the lease.
+    pub upload_lease: std::time::Duration,
 }
 
 impl Config {
@@ -154,16 +157,24 @@ impl Config {
             postgres: None,
             p2p: None,
             pki_node: None,
+            upload_lease: DEFAULT_UPLOAD_LEASE,
         }
     }
 }
 
-/// Bytes put in one open transaction, charged to its owner until it closes.
+/// Bytes put in one open transaction, charged to its owner until it
+/// closes, or until [`Config::upload_lease`] passes without a put (an
+/// upload whose client died stops holding quota then; its blocks stay
+/// protected from garbage collection for [`TRANSACTION_TIMEOUT`]).
 struct Pending {
     owner: PublicKeyHash,
     bytes: u64,
-    started: Instant,
+    last_put: Instant,
 }
+
+/// How long an upload transaction's bytes count against its owner's quota
+/// after its last put, unless configured.
+pub const DEFAULT_UPLOAD_LEASE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// A home server over its stores.
 pub struct Server {
@@ -566,9 +577,14 @@ impl Server {
         let usage = self.accounts.usage().await?;
         let used: u64 = usage.iter().map(|(_, used, _)| used).sum();
         let quota: u64 = usage.iter().map(|(_, _, quota)| quota).sum();
+        let lease = self.config.upload_lease;
         let open = match self.pending.lock() {
-            Ok(p) => p.len(),
-            Err(p) => p.into_inner().len(),
+            Ok(p) => p.values().filter(|p| p.last_put.elapsed() < lease).count(),
+            Err(p) => p
+                .into_inner()
+                .values()
+                .filter(|p| p.last_put.elapsed() < lease)
+                .count(),
         };
         let gauges = [
             (
@@ -588,7 +604,7 @@ impl Server {
             ),
             (
                 "peergos_open_transactions",
-                "Upload transactions with blocks, not yet closed.",
+                "Upload transactions with blocks, not yet closed, put to within the upload lease.",
                 open as f64,
             ),
         ];
@@ -710,12 +726,14 @@ impl Server {
 
     // ---- blocks ----
 
+    /// Bytes of `owner`'s open uploads whose lease has not lapsed.
     fn pending_of(&self, owner: &PublicKeyHash) -> u64 {
+        let lease = self.config.upload_lease;
         let mut pending = match self.pending.lock() {
             Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
         };
-        pending.retain(|_, p| p.started.elapsed() < TRANSACTION_TIMEOUT);
+        pending.retain(|_, p| p.last_put.elapsed() < lease);
         pending
             .values()
             .filter(|p| &p.owner == owner)
@@ -728,14 +746,13 @@ impl Server {
             Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
         };
-        pending
-            .entry(tx)
-            .or_insert_with(|| Pending {
-                owner,
-                bytes: 0,
-                started: Instant::now(),
-            })
-            .bytes += bytes;
+        let entry = pending.entry(tx).or_insert_with(|| Pending {
+            owner,
+            bytes: 0,
+            last_put: Instant::now(),
+        });
+        entry.bytes += bytes;
+        entry.last_put = Instant::now();
     }
 
     /// Stores blocks for a user with an account, if the writer is theirs
@@ -879,7 +896,11 @@ impl Server {
             .space(owner)
             .await?
             .ok_or(Error::UnknownOwner(*owner))?;
-        Ok(Space { used, quota })
+        Ok(Space {
+            used,
+            quota,
+            pending: self.pending_of(owner),
+        })
     }
 
     // ---- PKI ----
@@ -1013,6 +1034,38 @@ impl Server {
         }
         self.pki_apply(chain).await?;
         tracing::info!(username = chain.username(), home = %from, "claimed through another server");
+        Ok(())
+    }
+
+    /// Renews (or otherwise extends) the name of a user homed here: the
+    /// chain must extend the name's current one, so only its identity key
+    /// can have signed the new claim, and must still name this server as
+    /// the home. Applied here on the PKI node, forwarded to it otherwise.
+    pub async fn pki_renew(&self, chain: &KeyChain) -> Result<()> {
+        chain.verify()?;
+        let username = chain.username().to_string();
+        let current = self
+            .pki_chain(&username)
+            .await?
+            .ok_or_else(|| Error::BadRequest(format!("'{username}' is not claimed")))?;
+        if !chain.extends(&current) {
+            return Err(Error::BadRequest(format!(
+                "the chain does not extend the current one of '{username}'"
+            )));
+        }
+        if !chain
+            .current()
+            .servers
+            .first()
+            .is_some_and(|s| self.is_me(s))
+        {
+            return Err(Error::BadRequest(format!(
+                "the renewed claim of '{username}' does not name this server ({}) as its home",
+                self.peer_id
+            )));
+        }
+        self.pki_apply(chain).await?;
+        tracing::info!(username, expiry = chain.current().expiry, "name renewed");
         Ok(())
     }
 

@@ -99,7 +99,15 @@ fn bodies() -> Vec<(&'static str, Vec<u8>)> {
             })
             .unwrap(),
         ),
-        ("space", cbor::to_vec(&Space { used: 1, quota: 2 }).unwrap()),
+        (
+            "space",
+            cbor::to_vec(&Space {
+                used: 1,
+                quota: 2,
+                pending: 3,
+            })
+            .unwrap(),
+        ),
         (
             "tunnel-request",
             cbor::to_vec(&TunnelRequest {
