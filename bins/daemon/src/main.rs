@@ -124,6 +124,12 @@ struct ServeArgs {
     /// owner's quota after its last put [default: 600].
     #[arg(long, env = "PEERGOS_UPLOAD_LEASE_SECS")]
     upload_lease_secs: Option<u64>,
+    /// MiB kept free on the data directory's disk: uploads that would eat
+    /// into it are refused ("the server's disk is full") while deletes and
+    /// garbage collection keep working; 0 turns the check off
+    /// [default: 256].
+    #[arg(long, env = "PEERGOS_DISK_RESERVE_MIB")]
+    disk_reserve_mib: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +185,7 @@ struct FileConfig {
     body_memory_mib: Option<usize>,
     client_timeout_secs: Option<u64>,
     upload_lease_secs: Option<u64>,
+    disk_reserve_mib: Option<u64>,
 }
 
 /// Hours between scheduled garbage collections unless configured.
@@ -383,6 +390,10 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             .or(file.upload_lease_secs)
             .unwrap_or(peergos_server::DEFAULT_UPLOAD_LEASE.as_secs()),
     );
+    let disk_reserve = args
+        .disk_reserve_mib
+        .or(file.disk_reserve_mib)
+        .map_or(peergos_server::DEFAULT_DISK_RESERVE, |mib| mib << 20);
     if first_run {
         let saved = FileConfig {
             listen: Some(listen),
@@ -406,6 +417,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
             body_memory_mib: Some(limits.body_memory >> 20),
             client_timeout_secs: Some(limits.header_timeout.as_secs()),
             upload_lease_secs: Some(upload_lease.as_secs()),
+            disk_reserve_mib: Some(disk_reserve >> 20),
         };
         let text = format!(
             "# peergos-daemon settings, written on first run. Flags and\n\
@@ -426,6 +438,7 @@ fn settings(data_dir: PathBuf, args: &ServeArgs) -> Result<Settings> {
     config.p2p = p2p;
     config.pki_node = pki_peer;
     config.upload_lease = upload_lease;
+    config.disk_reserve = disk_reserve;
     Ok(Settings {
         config,
         limits,

@@ -7,6 +7,20 @@ use crate::api::ErrorBody;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The disk the server stores blocks on is (nearly) full: uploads are
+    /// refused while deletes and garbage collection keep working.
+    #[error(
+        "the server's disk is full ({} MiB free; {} MiB are kept for deletes): delete files to \
+         make room, or ask the server's operator",
+        .free >> 20,
+        .reserve >> 20
+    )]
+    DiskFull {
+        /// Bytes free on the disk.
+        free: u64,
+        /// Bytes the server keeps free for deletes and metadata.
+        reserve: u64,
+    },
     /// The request body is not what the route takes.
     #[error("malformed request: {0}")]
     BadRequest(String),
@@ -166,6 +180,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Internal(_) => 500,
             Error::Peer(_) => 502,
+            Error::DiskFull { .. } => 507,
             Error::Remote { status, .. } => *status,
             Error::NotPki(_) => 403,
         }
@@ -212,6 +227,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Internal(_) => "internal",
             Error::Peer(_) => "peer_unreachable",
+            Error::DiskFull { .. } => "disk_full",
             Error::Remote { .. } => "remote",
             Error::NotPki(_) => "not_pki",
         }

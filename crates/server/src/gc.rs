@@ -213,7 +213,15 @@ impl Server {
         // Records of transactions that timed out without being closed.
         let since = crate::now_ms()
             .saturating_sub(peergos_blockstore::TRANSACTION_TIMEOUT.as_millis() as u64);
-        self.accounts.open_transactions(since).await?;
+        // Pruning them writes to the database: on a full disk that waits
+        // for the next collection rather than failing this one, whose
+        // deletes may be what makes room.
+        if let Err(e) = self.accounts.open_transactions(since).await {
+            tracing::warn!(
+                "pruning expired upload records failed (the next collection retries): {e}"
+            );
+        }
+        self.ballast.ensure(self.config.disk_reserve);
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             deleted = report.deleted,

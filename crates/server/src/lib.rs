@@ -16,6 +16,7 @@
 
 mod accounts;
 pub mod api;
+mod disk;
 mod error;
 mod framing;
 mod gc;
@@ -141,6 +142,10 @@ pub struct Config {
     /// How long an open upload's bytes count against the quota after its
     /// last put: every put renews the lease.
     pub upload_lease: std::time::Duration,
+    /// Bytes kept free on the data directory's disk: a put that would
+    /// leave less is refused ([`Error::DiskFull`]), except small ones
+    /// (deletes, renames) while a quarter of it is left.
+    pub disk_reserve: u64,
 }
 
 impl Config {
@@ -158,6 +163,7 @@ impl Config {
             p2p: None,
             pki_node: None,
             upload_lease: DEFAULT_UPLOAD_LEASE,
+            disk_reserve: DEFAULT_DISK_RESERVE,
         }
     }
 }
@@ -171,6 +177,13 @@ struct Pending {
     bytes: u64,
     last_put: Instant,
 }
+
+/// Bytes kept free on the data disk unless configured: 256 MiB.
+pub const DEFAULT_DISK_RESERVE: u64 = 256 << 20;
+
+/// The largest put admitted while the disk is within its reserve: what a
+/// delete, a rename or a small edit writes.
+pub const SMALL_PUT: u64 = 1 << 20;
 
 /// How long an upload transaction's bytes count against its owner's quota
 /// after its last put, unless configured.
@@ -189,6 +202,10 @@ pub struct Server {
     pki: Pki<dyn BlockStore>,
     pki_lock: tokio::sync::Mutex<()>,
     pending: Mutex<HashMap<TransactionId, Pending>>,
+    /// Signed times accepted while the database could not record them.
+    unrecorded_auth: Mutex<HashMap<String, u64>>,
+    /// Room on the data disk kept for deletes.
+    ballast: disk::Ballast,
     salt_secret: [u8; 32],
     guard: Arc<gc::Guarded>,
     gc_lock: tokio::sync::Mutex<()>,
@@ -477,6 +494,15 @@ impl Server {
                 verify_reads: config.verify_reads,
             },
         )?;
+        let ballast = disk::Ballast::new(
+            dir.join("ballast"),
+            if config.s3.is_some() {
+                0
+            } else {
+                config.disk_reserve / 4
+            },
+        );
+        ballast.ensure(config.disk_reserve);
         let server = Arc::new(Server {
             champ: Champ::new(Arc::clone(&blocks)),
             pki: Pki::new(Arc::clone(&blocks)),
@@ -489,6 +515,8 @@ impl Server {
             id,
             pki_lock: tokio::sync::Mutex::new(()),
             pending: Mutex::new(HashMap::new()),
+            unrecorded_auth: Mutex::new(HashMap::new()),
+            ballast,
             salt_secret,
             guard,
             gc_lock: tokio::sync::Mutex::new(()),
@@ -801,7 +829,58 @@ impl Server {
             }
             .into());
         }
-        Ok(())
+        self.check_disk(requested)
+    }
+
+    /// Refuses a put of `requested` bytes that would eat into the disk
+    /// reserve, unless it is small and a quarter of the reserve is left.
+    /// Blocks kept in S3 do not use the local disk.
+    fn check_disk(&self, requested: u64) -> Result<()> {
+        let reserve = self.config.disk_reserve;
+        if reserve == 0 || self.config.s3.is_some() {
+            return Ok(());
+        }
+        let small = requested <= SMALL_PUT;
+        let enough = |free: u64| {
+            if small {
+                free >= reserve / 4 + requested
+            } else {
+                free >= reserve + requested
+            }
+        };
+        let Some(free) = disk::free_bytes(&self.config.data_dir) else {
+            return Ok(());
+        };
+        if enough(free) {
+            return Ok(());
+        }
+        // Something else filled the disk: a delete still gets the room the
+        // ballast held (released now, or earlier in this emergency), less
+        // a little for the databases.
+        if small {
+            self.make_room();
+            if !self.ballast.is_present() {
+                let free = disk::free_bytes(&self.config.data_dir).unwrap_or(0);
+                if free >= requested + SMALL_PUT {
+                    return Ok(());
+                }
+            }
+        }
+        Err(Error::DiskFull { free, reserve })
+    }
+
+    /// Before a small write of metadata (an upload record, a pointer):
+    /// when the disk is nearly full, releases the ballast so the write
+    /// (a delete's, say) can land. True if it released it.
+    fn make_room(&self) -> bool {
+        let reserve = self.config.disk_reserve;
+        if reserve == 0 || self.config.s3.is_some() {
+            return false;
+        }
+        match disk::free_bytes(&self.config.data_dir) {
+            Some(free) if free < reserve / 4 => self.ballast.release(),
+            _ => false,
+        }
     }
 
     /// A block, after its access check.
@@ -823,6 +902,7 @@ impl Server {
 
     /// Opens a transaction for a user with an account.
     pub async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
+        self.make_room();
         self.accounts
             .space(owner)
             .await?
@@ -1225,7 +1305,31 @@ impl Server {
                 stamp.time_ms.abs_diff(now) / 1000
             )));
         }
-        if !self.accounts.advance_auth(username, stamp.time_ms).await? {
+        let advanced = match self.accounts.advance_auth(username, stamp.time_ms).await {
+            Ok(advanced) => advanced,
+            // The database cannot record it (a full disk, say): judge the
+            // stamp against the newest recorded one and those accepted
+            // since, kept in memory, so logins (and so reads) still work.
+            Err(e) => {
+                tracing::warn!(username, "recording a signed time failed: {e}");
+                let recorded = self
+                    .accounts
+                    .user(username)
+                    .await?
+                    .map_or(0, |u| u.last_auth);
+                let mut unrecorded = match self.unrecorded_auth.lock() {
+                    Ok(map) => map,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                let last = unrecorded.entry(username.to_string()).or_insert(0);
+                let newer = stamp.time_ms > recorded.max(*last);
+                if newer {
+                    *last = stamp.time_ms;
+                }
+                newer
+            }
+        };
+        if !advanced {
             return Err(Error::Stale(
                 "the signed time is not newer than the last request's (a replay?)".into(),
             ));

@@ -50,7 +50,8 @@ impl Error {
                 F::BadMove { .. } => libc::EINVAL,
                 F::CrossWriter { .. } => libc::EXDEV,
                 F::Conflict { .. } | F::TooManyConflicts { .. } => libc::EAGAIN,
-                F::Store(peergos_blockstore::Error::QuotaExceeded { .. }) => libc::ENOSPC,
+                F::Store(peergos_blockstore::Error::QuotaExceeded { .. })
+                | F::Store(peergos_blockstore::Error::Refused { status: 507, .. }) => libc::ENOSPC,
                 F::Store(peergos_blockstore::Error::Unreachable { .. })
                 | F::Pointer(peergos_pointers::Error::Unreachable { .. }) => libc::EIO,
                 _ => libc::EIO,
