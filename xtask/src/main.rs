@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("integration") => integration(&root()),
+        Some("integration") => integration(&root(), &[]),
         Some("layers") => layers::check(&root()),
         Some("fuzz") => fuzz(&args[1..]),
         Some("bench") => bench::run(&root(), args.get(1).map(String::as_str)),
@@ -105,7 +105,7 @@ fn ci() -> Result {
         &["test", "--workspace", "--locked"],
         &require,
     )?;
-    integration(&root)?;
+    integration(&root, &require)?;
     run(
         &root,
         "cargo",
@@ -125,14 +125,15 @@ fn ci() -> Result {
 /// The multi-daemon scenarios: three `peergos-daemon` processes on
 /// 127.0.0.1 (A the PKI node, B and C joined through it), and home
 /// servers behind NAT routers reaching each other through a relay and by
-/// hole punching, driven by
-/// `bins/daemon/tests/network.rs`.
-fn integration(root: &Path) -> Result {
-    let require: &[(&str, &str)] = if network_namespaces() {
-        &[("PEERGOS_REQUIRE_NETNS", "1")]
-    } else {
-        &[]
-    };
+/// hole punching, driven by `bins/daemon/tests/network.rs`; and three
+/// replicas of one service on the Postgres and S3 test services
+/// (`bins/daemon/tests/replicas.rs`), required like the other tests of
+/// those services.
+fn integration(root: &Path, services: &[(&str, &str)]) -> Result {
+    let mut require: Vec<(&str, &str)> = services.to_vec();
+    if network_namespaces() {
+        require.push(("PEERGOS_REQUIRE_NETNS", "1"));
+    }
     run(
         root,
         "cargo",
@@ -142,12 +143,14 @@ fn integration(root: &Path) -> Result {
             "peergos-daemon",
             "--test",
             "network",
+            "--test",
+            "replicas",
             "--locked",
             "--",
             "--ignored",
             "--nocapture",
         ],
-        require,
+        &require,
     )
 }
 

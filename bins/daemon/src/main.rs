@@ -536,7 +536,9 @@ async fn serve(data_dir: PathBuf, args: &ServeArgs) -> Result<()> {
             let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 timer.tick().await;
-                if let Err(e) = server.collect_garbage().await {
+                // Skipped when another replica on the same database
+                // collected within the period.
+                if let Err(e) = server.collect_garbage_if_due(every).await {
                     tracing::warn!("scheduled garbage collection failed: {e}");
                 }
             }

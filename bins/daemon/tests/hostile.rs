@@ -16,6 +16,31 @@ fn http(url: &str) -> Arc<dyn NetworkAccess> {
     Arc::new(HttpNetwork::new(url).unwrap())
 }
 
+/// A real daemon with a hostile proxy in front of it.
+struct Setup {
+    proxy: HostileProxy,
+    _daemon: TempDaemon,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
+        let proxy = HostileProxy::start(daemon.url()).await;
+        Setup {
+            proxy,
+            _daemon: daemon,
+            _dir: dir,
+        }
+    }
+}
+
+/// alice (password "pw") logging in through `proxy` on `device`.
+async fn login_alice(proxy: &HostileProxy, device: &Device) -> peergos_core::Result<UserContext> {
+    UserContext::login_with(http(proxy.url()), "alice", "pw", device).await
+}
+
 async fn read_all(user: &UserContext, path: &str) -> peergos_core::Result<Vec<u8>> {
     let mut out = Vec::new();
     user.fs().download(path, &mut out).await?;
@@ -23,13 +48,14 @@ async fn read_all(user: &UserContext, path: &str) -> peergos_core::Result<Vec<u8
 }
 
 /// Item 1 of the hostile-server issue: a server that answers a login with
-/// the login data as it was at signup (before the home existed) must not
-/// make the client create a second home and overwrite the root.
+/// the account as it was at signup (before a password change) cannot make
+/// a client create a second home or lose the first: the home is named in
+/// the login data from the start and never changes, and a device that saw
+/// a newer version refuses the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_login_answer_never_creates_a_second_home() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
-    let proxy = HostileProxy::start(daemon.url()).await;
+    let setup = Setup::start().await;
+    let proxy = &setup.proxy;
     let state = tempfile::tempdir().unwrap();
     let device = Device::open(state.path()).unwrap();
     let alice = UserContext::signup_with(http(proxy.url()), "alice", "pw", None, &device)
@@ -41,10 +67,14 @@ async fn a_replayed_login_answer_never_creates_a_second_home() {
         .await
         .unwrap();
     drop(alice);
+    // The proxy sees the parameters and the answer of a first login.
+    let mut alice = login_alice(proxy, &device).await.unwrap();
+    alice.change_password("pw", "new pw").await.unwrap();
+    drop(alice);
 
     proxy.set(Mode::ReplayLogin);
-    // A device that saw the finished account: the old version is refused.
-    let on_device = UserContext::login_with(http(proxy.url()), "alice", "pw", &device).await;
+    // A device that saw the newer version refuses the old one.
+    let on_device = login_alice(proxy, &device).await;
     assert!(
         matches!(
             on_device,
@@ -55,27 +85,29 @@ async fn a_replayed_login_answer_never_creates_a_second_home() {
         ),
         "{on_device:?}"
     );
-    // A brand-new device: the identity already has a filesystem, so the
-    // answer is a replay; nothing is created or overwritten.
-    let fresh = UserContext::login(http(proxy.url()), "alice", "pw").await;
-    assert!(matches!(fresh, Err(Error::LoginReplayed)), "{fresh:?}");
-    assert!(proxy.tampered() >= 2);
+    // A brand-new device cannot tell, and opens the old version: it names
+    // the same home, so it shows the real files and makes nothing.
+    let fresh = UserContext::login(http(proxy.url()), "alice", "pw")
+        .await
+        .unwrap();
+    assert_eq!(read_all(&fresh, "/keep.txt").await.unwrap(), b"precious");
+    assert!(proxy.tampered() >= 4);
 
     // Honest again: the account and its files are as they were.
     proxy.set(Mode::Honest);
-    let again = UserContext::login_with(http(proxy.url()), "alice", "pw", &device)
+    let again = UserContext::login_with(http(proxy.url()), "alice", "new pw", &device)
         .await
         .unwrap();
     assert_eq!(read_all(&again, "/keep.txt").await.unwrap(), b"precious");
+    assert_eq!(again.fs().ls("/").await.unwrap().len(), 2);
 }
 
 /// A signup that stopped before its home existed is finished by running
 /// signup again, never by login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unfinished_signup_is_finished_by_signup_not_login() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
-    let proxy = HostileProxy::start(daemon.url()).await;
+    let setup = Setup::start().await;
+    let proxy = &setup.proxy;
     // Every pointer write is dropped: the account is claimed with its
     // version 1 login data, but the home never lands.
     proxy.set(Mode::DropPointerWrites);
@@ -112,9 +144,8 @@ async fn an_unfinished_signup_is_finished_by_signup_not_login() {
 /// "rollback", not "kept moving".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_process_refuses_a_pointer_older_than_the_device_saw() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
-    let proxy = HostileProxy::start(daemon.url()).await;
+    let setup = Setup::start().await;
+    let proxy = &setup.proxy;
     let state = tempfile::tempdir().unwrap();
     let device = Device::open(state.path()).unwrap();
     let alice = UserContext::signup_with(http(proxy.url()), "alice", "pw", None, &device)
@@ -129,7 +160,7 @@ async fn a_fresh_process_refuses_a_pointer_older_than_the_device_saw() {
     proxy.set(Mode::ReplayPointers);
     let reopened = Device::open(state.path()).unwrap();
     let outcome = async {
-        let user = UserContext::login_with(http(proxy.url()), "alice", "pw", &reopened).await?;
+        let user = login_alice(proxy, &reopened).await?;
         read_all(&user, "/v").await
     }
     .await;
@@ -149,9 +180,7 @@ async fn a_fresh_process_refuses_a_pointer_older_than_the_device_saw() {
     );
 
     proxy.set(Mode::Honest);
-    let honest = UserContext::login_with(http(proxy.url()), "alice", "pw", &reopened)
-        .await
-        .unwrap();
+    let honest = login_alice(proxy, &reopened).await.unwrap();
     assert_eq!(read_all(&honest, "/v").await.unwrap(), b"version 2");
 }
 
@@ -159,9 +188,8 @@ async fn a_fresh_process_refuses_a_pointer_older_than_the_device_saw() {
 /// corrupted login answer is called what it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_refuses_costly_parameters_and_names_a_corrupted_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
-    let proxy = HostileProxy::start(daemon.url()).await;
+    let setup = Setup::start().await;
+    let proxy = &setup.proxy;
     UserContext::signup(http(proxy.url()), "alice", "pw", None)
         .await
         .unwrap();
@@ -196,9 +224,8 @@ async fn login_refuses_costly_parameters_and_names_a_corrupted_answer() {
 /// error instead of a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_server_ends_in_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
-    let proxy = HostileProxy::start(daemon.url()).await;
+    let setup = Setup::start().await;
+    let proxy = &setup.proxy;
     let net: Arc<dyn NetworkAccess> =
         Arc::new(HttpNetwork::with_read_timeout(proxy.url(), Duration::from_secs(1)).unwrap());
     let alice = UserContext::signup(Arc::clone(&net), "alice", "pw", None)
@@ -219,9 +246,8 @@ async fn a_stalled_server_ends_in_a_clear_error() {
 /// the device says the server rolled back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mode_ends_in_correct_data_or_a_loud_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = TempDaemon::start(DAEMON, dir.path(), &[]);
-    let proxy = HostileProxy::start(daemon.url()).await;
+    let setup = Setup::start().await;
+    let proxy = &setup.proxy;
     let big = data(9, 3 << 20);
     let setup = UserContext::signup(http(proxy.url()), "alice", "pw", None)
         .await
@@ -239,9 +265,7 @@ async fn every_mode_ends_in_correct_data_or_a_loud_error() {
     ] {
         let state = tempfile::tempdir().unwrap();
         let device = Device::open(state.path()).unwrap();
-        let user = UserContext::login_with(http(proxy.url()), "alice", "pw", &device)
-            .await
-            .unwrap();
+        let user = login_alice(proxy, &device).await.unwrap();
         // Make the proxy see some block answers and a pointer move to
         // replay or swap.
         assert_eq!(
@@ -256,7 +280,7 @@ async fn every_mode_ends_in_correct_data_or_a_loud_error() {
 
         proxy.set(mode);
         for (path, expected) in [("/big", &big[..]), ("/small", b"small")] {
-            let fresh = UserContext::login_with(http(proxy.url()), "alice", "pw", &device).await;
+            let fresh = login_alice(proxy, &device).await;
             if let Ok(fresh) = fresh {
                 if let Ok(got) = read_all(&fresh, path).await {
                     assert_eq!(got, expected, "{mode:?}: wrong bytes for {path}");
@@ -279,7 +303,7 @@ async fn every_mode_ends_in_correct_data_or_a_loud_error() {
 
         proxy.set(Mode::Honest);
         let honest = async {
-            let honest = UserContext::login_with(http(proxy.url()), "alice", "pw", &device).await?;
+            let honest = login_alice(proxy, &device).await?;
             Ok::<_, Error>((
                 read_all(&honest, "/big").await?,
                 read_all(&honest, &name).await?,

@@ -41,7 +41,7 @@ mod user;
 pub use crate::device::{Device, DEFAULT_MAX_KDF_MEMORY};
 pub use crate::error::Error;
 pub use crate::network::{
-    init_tls, HttpNetwork, InProcess, NetworkAccess, CONNECT_TIMEOUT, READ_TIMEOUT,
+    init_tls, HttpNetwork, InProcess, NetworkAccess, CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES,
 };
 pub use crate::remote::Remote;
 pub use crate::social::{open_link, LinkListing, LinkOptions, PendingRequest, Place, SharedView};

@@ -37,6 +37,29 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// off).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many times a request that reads (or only opens an upload) is sent
+/// again after the connection failed or a proxy answered 502, 503 or 504,
+/// pausing 0.1, 0.3 and 0.9 s.
+pub const RETRIES: u32 = 3;
+
+/// Whether a POST to `path` may be sent twice with no effect beyond
+/// sending it once (every GET may): block reads, and opening an upload (a
+/// second one just expires unused).
+fn repeatable_post(path: &str) -> bool {
+    matches!(
+        path,
+        "/v1/blocks/get" | "/v1/blocks/get-many" | "/v1/champ/lookup" | "/v1/tx/start"
+    )
+}
+
+fn retryable_error(e: &reqwest::Error) -> bool {
+    e.is_connect() || (e.is_request() && !e.is_timeout())
+}
+
+fn retryable_status(status: u16) -> bool {
+    matches!(status, 502..=504)
+}
+
 /// The server API as a client sees it.
 #[async_trait]
 pub trait NetworkAccess: Send + Sync + 'static {
@@ -354,7 +377,7 @@ impl HttpNetwork {
             Some(body) => self.send_typed(path, CBOR, body).await,
             None => {
                 let url = format!("{}{path}", self.base);
-                self.answer(&url, self.client.get(&url)).await
+                self.answer(&url, self.client.get(&url), true).await
             }
         }
     }
@@ -372,13 +395,27 @@ impl HttpNetwork {
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
-        self.answer(&url, request).await
+        self.answer(&url, request, repeatable_post(path)).await
     }
 
-    async fn answer(&self, url: &str, request: reqwest::RequestBuilder) -> Result<Option<Bytes>> {
-        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+    async fn answer(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+        repeatable: bool,
+    ) -> Result<Option<Bytes>> {
+        // A request that reads or only opens something is sent again when
+        // the server (one replica behind a load balancer, say) went away
+        // or a proxy in front of it answered that it could not reach it.
+        let retry = repeatable.then(|| request.try_clone()).flatten();
+        let (status, bytes) = match (Self::exchange(request).await, retry) {
+            (Err(e), Some(again)) if retryable_error(&e) => self.again(again, e).await?,
+            (Ok((status, _)), Some(again)) if retryable_status(status) => {
+                let e = None::<reqwest::Error>;
+                self.again_after_status(again, status, e).await?
+            }
+            (outcome, _) => outcome.map_err(|e| self.unreachable(&e))?,
+        };
         if (200..300).contains(&status) {
             return Ok(Some(bytes));
         }
@@ -395,6 +432,61 @@ impl HttpNetwork {
             return Ok(None);
         }
         Err(Error::refused(status, body))
+    }
+
+    /// Sends `request` and reads its whole answer.
+    async fn exchange(request: reqwest::RequestBuilder) -> reqwest::Result<(u16, Bytes)> {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.bytes().await?))
+    }
+
+    /// Sends `request` again, up to [`RETRIES`] times with a growing pause,
+    /// after it failed with `first`.
+    async fn again(
+        &self,
+        request: reqwest::RequestBuilder,
+        first: reqwest::Error,
+    ) -> Result<(u16, Bytes)> {
+        self.again_after_status(request, 0, Some(first)).await
+    }
+
+    async fn again_after_status(
+        &self,
+        request: reqwest::RequestBuilder,
+        mut status: u16,
+        mut error: Option<reqwest::Error>,
+    ) -> Result<(u16, Bytes)> {
+        let mut last: Option<(u16, Bytes)> = None;
+        for attempt in 0..RETRIES {
+            tokio::time::sleep(Duration::from_millis(100 * 3u64.pow(attempt))).await;
+            let Some(next) = request.try_clone() else {
+                break;
+            };
+            match Self::exchange(next).await {
+                Ok((s, bytes)) if retryable_status(s) => {
+                    status = s;
+                    last = Some((s, bytes));
+                }
+                Ok(answer) => return Ok(answer),
+                Err(e) if retryable_error(&e) => error = Some(e),
+                Err(e) => return Err(self.unreachable(&e)),
+            }
+        }
+        match (last, error) {
+            (Some(answer), _) => Ok(answer),
+            (None, Some(e)) => Err(match self.unreachable(&e) {
+                Error::Unreachable { address, reason } => Error::Unreachable {
+                    address,
+                    reason: format!("{reason} (tried {} times)", RETRIES + 1),
+                },
+                other => other,
+            }),
+            (None, None) => Err(Error::Unreachable {
+                address: self.base.clone(),
+                reason: format!("HTTP {status} (tried {} times)", RETRIES + 1),
+            }),
+        }
     }
 
     async fn call<T: DeserializeOwned + Serialize>(

@@ -12,8 +12,7 @@ use peergos_keys::{BoxingKeyPair, LoginKeys, LoginParams, PublicKeyHash, Signing
 use peergos_pki::{name_key, Claim, KeyChain};
 use peergos_pointers::{PointerCache, PointerStore};
 use peergos_server::api::{
-    auth_message, ChangeRequest, DataRequest, Info, LoginRequest, SignupRequest, Space, Stamp,
-    LOGIN_AUTH,
+    auth_message, ChangeRequest, Info, LoginRequest, SignupRequest, Space, Stamp, LOGIN_AUTH,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -37,10 +36,11 @@ pub const SHARED_DIR: &str = "shared";
 ///
 /// CBOR: `{"v": 2, "seq": u64, "identity": bytes(32), "boxing": bytes,
 /// "writer": bytes(32), "root": AbsoluteCapability | null}`. `seq` is the
-/// version of this blob (1 at signup, 2 once the home exists, one more at
-/// each password change): it is inside the encryption, so a server cannot
-/// change it, and a device refuses a version older than one it saw.
-/// Version 1 blobs (no `seq`) read as version 0.
+/// version of this blob (1 at signup, one more at each password change):
+/// it is inside the encryption, so a server cannot change it, and a device
+/// refuses a version older than one it saw. `root` is chosen at signup,
+/// before the home exists, and never changes. Version 1 blobs (no `seq`,
+/// and `root` null until the home existed) read as version 0.
 #[derive(Serialize, Deserialize)]
 struct StaticData {
     v: u64,
@@ -58,18 +58,6 @@ struct StaticData {
 impl StaticData {
     fn version(&self) -> u64 {
         self.seq.unwrap_or(0)
-    }
-
-    /// The same secrets as version `seq`, with `root`.
-    fn next(&self, seq: u64, root: Option<AbsoluteCapability>) -> StaticData {
-        StaticData {
-            v: 2,
-            seq: Some(seq),
-            identity: self.identity,
-            boxing: self.boxing.clone(),
-            writer: self.writer,
-            root,
-        }
     }
 }
 
@@ -206,13 +194,21 @@ impl UserContext {
             },
             &identity,
         )?;
+        // The home's capability is chosen now and stored with the keys, so
+        // the login data never lacks it: finishing an interrupted signup
+        // makes this very home, and no answer can make a client make
+        // another.
+        let root = RemoteFs::new_root(
+            PublicKeyHash::of(&identity.public()),
+            PublicKeyHash::of(&writer.public()),
+        );
         let data = StaticData {
             v: 2,
             seq: Some(1),
             identity: *identity.seed(),
             boxing: boxing.to_secret_bytes().to_vec(),
             writer: *writer.seed(),
-            root: None,
+            root: Some(root),
         };
         let sealed = seal_static(&login, username, &data)?;
         let signed_up = net
@@ -237,45 +233,29 @@ impl UserContext {
                 }
             }
             Err(taken) if taken.code() == Some("username_taken") => {
-                // Ours, half made? Only the right password opens it, and
-                // only a login data version without a home is finished.
+                // Ours, half made? Only the right password opens it.
                 match Self::open_account(&net, username, password, device).await {
-                    Ok(opened) if opened.data.root.is_none() => opened,
-                    _ => return Err(taken),
+                    Ok(opened) => opened,
+                    Err(_) => return Err(taken),
                 }
             }
             Err(e) => return Err(e),
         };
         let keys = Self::keys(&net, username, &opened, device)?;
-        if PointerStore::get(keys.remote.as_ref(), &keys.owner(), &keys.owner())
-            .await?
-            .is_some()
-        {
-            return Err(Error::LoginReplayed);
-        }
-        let root = create_home(
+        let Some(root) = opened.data.root.clone() else {
+            // Login data of an older build, without a home: see login.
+            return Err(Self::homeless(&keys, username).await);
+        };
+        finish_home(
             &keys.remote,
             username,
             &opened.login,
             &keys.identity,
             &keys.boxing,
             &keys.writer,
+            &root,
         )
         .await?;
-        let done = opened.data.next(opened.data.version() + 1, Some(root));
-        let sealed = seal_static(&opened.login, username, &done)?;
-        net.update_data(
-            username,
-            &DataRequest {
-                stamp: stamp(&opened.login, "data", username, now_ms(), &sealed),
-                data: Bytes::from(sealed),
-            },
-        )
-        .await?;
-        let opened = Opened {
-            data: done,
-            ..opened
-        };
         Self::finish(net, username, opened, keys, device)
     }
 
@@ -302,15 +282,17 @@ impl UserContext {
     ) -> Result<Self> {
         let opened = Self::open_account(&net, username, password, device).await?;
         let keys = Self::keys(&net, username, &opened, device)?;
-        if opened.data.root.is_none() {
-            // The checked remote refuses an identity pointer older than
-            // one this device saw; an honest "none" means signup stopped.
-            return Err(
-                match PointerStore::get(keys.remote.as_ref(), &keys.owner(), &keys.owner()).await? {
-                    Some(_) => Error::LoginReplayed,
-                    None => Error::UnfinishedSignup(username.to_string()),
-                },
-            );
+        let Some(root) = opened.data.root.clone() else {
+            return Err(Self::homeless(&keys, username).await);
+        };
+        // A home that was never made: signup stopped half-way.
+        let home = Filesystem::open(Arc::clone(&keys.remote), Arc::clone(&keys.remote), root);
+        match home.stat("/").await {
+            Ok(_) => {}
+            Err(peergos_cryptree::Error::NotFound { .. }) => {
+                return Err(Error::UnfinishedSignup(username.to_string()))
+            }
+            Err(e) => return Err(e.into()),
         }
         let time_ms = opened.time_ms;
         let context = Self::finish(net, username, opened, keys, device)?;
@@ -321,6 +303,20 @@ impl UserContext {
             tracing::warn!(username, "renewing the name failed: {e}");
         }
         Ok(context)
+    }
+
+    /// Why login data of an older build (which named the home only once
+    /// it existed) has none: an unfinished signup, or an old answer
+    /// replayed (the identity has a filesystem already). No client makes
+    /// a home for it.
+    async fn homeless(keys: &Keys, username: &str) -> Error {
+        // The checked remote refuses an identity pointer older than one
+        // this device saw; an honest "none" means signup stopped.
+        match PointerStore::get(keys.remote.as_ref(), &keys.owner(), &keys.owner()).await {
+            Ok(Some(_)) => Error::LoginReplayed,
+            Ok(None) => Error::UnfinishedSignup(username.to_string()),
+            Err(e) => Error::Pointer(e),
+        }
     }
 
     /// The login up to the opened static data: parameters, scrypt, the
@@ -676,41 +672,60 @@ fn seal_static(login: &LoginKeys, username: &str, data: &StaticData) -> Result<V
         .encrypt_with_aad(&plain, &static_aad(username)))
 }
 
-/// Commits the identity's `WriterData` (login parameters, boxing key, the
-/// root writer as an owned key) and creates `/username/shared`.
-async fn create_home(
+/// Makes the home the static data names, or what of it is missing after
+/// an interrupted signup: commits the identity's `WriterData` (login
+/// parameters, boxing key, the root writer as an owned key), creates
+/// `/username` at `root` and `/username/shared`. Each step that is done
+/// already is left as it is, and the home is made at `root` alone.
+async fn finish_home(
     remote: &Arc<Remote>,
     username: &str,
     login: &LoginKeys,
     identity: &SigningKeyPair,
     boxing: &BoxingKeyPair,
     writer: &SigningKeyPair,
-) -> Result<AbsoluteCapability> {
+    root: &AbsoluteCapability,
+) -> Result<()> {
     let owner = PublicKeyHash::of(&identity.public());
     let writer_hash = PublicKeyHash::of(&writer.public());
     let committer = Committer::new(Arc::clone(remote), Arc::clone(remote));
     let (params, boxing_public) = (login.params.clone(), boxing.public().clone());
-    committer
-        .commit(&owner, identity, |mut state, _tx| {
-            let (params, boxing_public) = (params.clone(), boxing_public.clone());
-            async move {
-                state.login = Some(params);
-                state.boxing = Some(boxing_public);
-                state.owned.insert(writer_hash);
-                Ok(state)
-            }
-        })
-        .await?;
-    let fs = Filesystem::create(
-        Arc::clone(remote),
-        Arc::clone(remote),
-        owner,
-        writer,
-        username,
-    )
-    .await?;
-    fs.mkdir(SHARED_DIR).await?;
-    Ok(fs.root().clone())
+    let (current, _) = committer.current(&owner, &owner).await?;
+    let recorded = current.as_ref().is_some_and(|(state, _)| {
+        state.owned.contains(&writer_hash) && state.boxing.as_ref() == Some(&boxing_public)
+    });
+    if !recorded {
+        committer
+            .commit(&owner, identity, |mut state, _tx| {
+                let (params, boxing_public) = (params.clone(), boxing_public.clone());
+                async move {
+                    state.login = Some(params);
+                    state.boxing = Some(boxing_public);
+                    state.owned.insert(writer_hash);
+                    Ok(state)
+                }
+            })
+            .await?;
+    }
+    let fs = Filesystem::open(Arc::clone(remote), Arc::clone(remote), root.clone());
+    let fs = match fs.stat("/").await {
+        Ok(_) => fs,
+        Err(peergos_cryptree::Error::NotFound { .. }) => {
+            Filesystem::create_at(
+                Arc::clone(remote),
+                Arc::clone(remote),
+                root,
+                writer,
+                username,
+            )
+            .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match fs.mkdir(SHARED_DIR).await {
+        Ok(_) | Err(peergos_cryptree::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Checks that the server's PKI maps `username` to `identity`.

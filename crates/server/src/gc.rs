@@ -1,35 +1,55 @@
 //! Garbage collection: mark every block reachable from a pointer, sweep
-//! the rest, without losing a block of an upload that runs meanwhile.
+//! the rest, without losing a block of an upload that runs meanwhile, on
+//! this replica or any other sharing the database.
 //!
-//! Safety against concurrent writes rests on three sets, all taken or
+//! One collection runs at a time over all replicas: it holds a lease in
+//! the account store, renewed while it runs and given back when it ends
+//! (a replica that dies mid-collection lets it lapse in a minute).
+//! A scheduled run is skipped when another replica finished one within
+//! the period, so N replicas on one schedule collect once per period.
+//!
+//! Safety against concurrent writes rests on these sets, all taken or
 //! started *before* the pointers are read:
-//! - the blocks of transactions open when collection starts
-//!   ([`BlockStore::protected`]); a block put before that moment is either
-//!   in one of them or already linked from a pointer, or it is garbage;
-//! - every block put after that moment, recorded by `Guarded` (the block
-//!   store wrapper every writer of the server goes through) until the
-//!   sweep ends; a put already under way when collection starts is waited
-//!   for, so its blocks are in its transaction by then;
-//! - the blocks of transactions open when the sweep runs.
+//! - the blocks of transactions open when collection starts, here
+//!   ([`BlockStore::protected`]) and in the shared upload record; a block
+//!   put before that moment is either in one of them or already linked
+//!   from a pointer, or it is garbage;
+//! - every block put after that moment: recorded by `Guarded` (the block
+//!   store wrapper every writer of a server goes through) until the sweep
+//!   ends, and in the shared record before it is stored, kept for
+//!   transactions closed since the collection started (their commit may
+//!   be newer than the pointers it read);
+//! - the blocks of transactions open when the sweep runs, and the shared
+//!   record once more after the store is listed.
+//!
+//! Each block is deleted under the shared record's per-block lock, which
+//! recording a put takes too, so a put of a block being deleted either
+//! keeps it or stores it again.
 //!
 //! Marking follows links generically: a DAG-CBOR block's links are its
 //! tag-42 values (writer data, CHAMP nodes, cryptree nodes naming their
 //! fragments); raw blocks have none. A reachable block that is missing or
 //! does not decode stops the collection before anything is deleted.
 
-use std::collections::{BTreeSet, HashSet};
-use std::time::Instant;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
-use peergos_blockstore::{BlockAuth, BlockStore, PutBlocks, TransactionId};
+use peergos_blockstore::BlockStore;
 use peergos_ipld::{Cid, Codec};
-use peergos_keys::PublicKeyHash;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Server};
+use crate::uploads::open_since;
+use crate::{now_ms, Error, Result, Server};
+
+/// How long the collection lease lasts unless renewed (every third of it
+/// while a collection runs).
+const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// How far replicas' clocks may differ: with a shared database,
+/// transactions closed this long before a collection started are still
+/// spared (one process has one clock, and spares those closed since).
+const CLOCK_MARGIN_MS: u64 = 5 * 60 * 1000;
 
 /// What one collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,138 +70,6 @@ pub struct GcReport {
     pub elapsed_ms: u64,
 }
 
-/// The server's block store, with a record of every block put while a
-/// collection runs.
-///
-/// Two locks make the record exact. Every put holds `gate` (shared) for
-/// its whole length, and starting to record takes it exclusively: a put
-/// that began before recording started has finished, so its blocks are
-/// in its transaction (protected while that is open), and every later
-/// put is recorded. The record itself is behind an async lock that the
-/// sweep holds while it checks and deletes one block, so a put of that
-/// block is either recorded first (and the block kept) or comes after the
-/// delete (and stores it again).
-pub(crate) struct Guarded {
-    inner: std::sync::Arc<dyn BlockStore>,
-    gate: tokio::sync::RwLock<()>,
-    recent: tokio::sync::Mutex<Option<HashSet<Cid>>>,
-}
-
-impl Guarded {
-    pub(crate) fn new(inner: std::sync::Arc<dyn BlockStore>) -> Self {
-        Guarded {
-            inner,
-            gate: tokio::sync::RwLock::new(()),
-            recent: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    async fn start_recording(&self) {
-        let _no_puts_in_flight = self.gate.write().await;
-        *self.recent.lock().await = Some(HashSet::new());
-    }
-
-    async fn stop_recording(&self) {
-        *self.recent.lock().await = None;
-    }
-
-    /// Deletes `cid` unless it was put since recording started; returns
-    /// the bytes freed (None: kept).
-    async fn delete_unless_recent(&self, cid: &Cid) -> peergos_blockstore::Result<Option<u64>> {
-        let recent = self.recent.lock().await;
-        if recent.as_ref().is_some_and(|set| set.contains(cid)) {
-            return Ok(None);
-        }
-        let size = self.inner.size(cid).await?.unwrap_or(0);
-        self.inner.delete(cid).await?;
-        drop(recent);
-        Ok(Some(size))
-    }
-}
-
-#[async_trait]
-impl BlockStore for Guarded {
-    async fn put(&self, request: PutBlocks) -> peergos_blockstore::Result<Vec<Cid>> {
-        let _in_flight = self.gate.read().await;
-        // Recorded before they are stored, so a sweep that lists them has
-        // already seen the record.
-        if let Some(set) = self.recent.lock().await.as_mut() {
-            for block in &request.blocks {
-                set.insert(block.cid());
-            }
-        }
-        self.inner.put(request).await
-    }
-
-    async fn get(
-        &self,
-        cid: &Cid,
-        auth: Option<&BlockAuth>,
-    ) -> peergos_blockstore::Result<Option<Bytes>> {
-        self.inner.get(cid, auth).await
-    }
-
-    async fn get_many(
-        &self,
-        requests: &[(Cid, Option<BlockAuth>)],
-    ) -> peergos_blockstore::Result<Vec<Option<Bytes>>> {
-        self.inner.get_many(requests).await
-    }
-
-    async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
-        self.inner.get_trusted(cid).await
-    }
-
-    async fn check(&self, cid: &Cid) -> peergos_blockstore::Result<Option<u64>> {
-        self.inner.check(cid).await
-    }
-
-    async fn has(&self, cid: &Cid) -> peergos_blockstore::Result<bool> {
-        self.inner.has(cid).await
-    }
-
-    async fn size(&self, cid: &Cid) -> peergos_blockstore::Result<Option<u64>> {
-        self.inner.size(cid).await
-    }
-
-    async fn start_transaction(
-        &self,
-        owner: &PublicKeyHash,
-    ) -> peergos_blockstore::Result<TransactionId> {
-        self.inner.start_transaction(owner).await
-    }
-
-    async fn close_transaction(
-        &self,
-        owner: &PublicKeyHash,
-        id: &TransactionId,
-    ) -> peergos_blockstore::Result<()> {
-        self.inner.close_transaction(owner, id).await
-    }
-
-    async fn resume_transaction(
-        &self,
-        owner: &PublicKeyHash,
-        id: peergos_blockstore::TransactionId,
-        age: std::time::Duration,
-        blocks: Vec<Cid>,
-    ) -> peergos_blockstore::Result<()> {
-        self.inner.resume_transaction(owner, id, age, blocks).await
-    }
-
-    async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
-        self.inner.protected().await
-    }
-
-    fn list(&self) -> BoxStream<'_, peergos_blockstore::Result<Cid>> {
-        self.inner.list()
-    }
-
-    async fn delete(&self, cid: &Cid) -> peergos_blockstore::Result<()> {
-        self.inner.delete(cid).await
-    }
-}
-
 /// The blocks `data`, a DAG-CBOR block named `cid`, links to (only such
 /// blocks have links).
 fn links_of(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>> {
@@ -197,29 +85,85 @@ fn links_of(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>> {
 
 impl Server {
     /// Runs one collection: marks what the pointers reach, then deletes
-    /// every other block that no upload is using. Only one runs at a time;
-    /// a second call while one runs is refused.
+    /// every other block that no upload is using. Only one runs at a time
+    /// over every replica sharing the database; a second call while one
+    /// runs is refused ([`Error::Busy`]).
     pub async fn collect_garbage(&self) -> Result<GcReport> {
+        self.collect(None).await?.ok_or_else(|| {
+            Error::Busy("a garbage collection is already running on another replica".into())
+        })
+    }
+
+    /// A scheduled collection: runs unless one is running, or another
+    /// replica finished one less than `every` ago (then None).
+    pub async fn collect_garbage_if_due(&self, every: Duration) -> Result<Option<GcReport>> {
+        self.collect(Some(every)).await
+    }
+
+    async fn collect(&self, min_gap: Option<Duration>) -> Result<Option<GcReport>> {
         let _running = self
             .gc_lock
             .try_lock()
             .map_err(|_| Error::Busy("a garbage collection is already running".into()))?;
+        let holder = format!(
+            "{}/{:016x}",
+            self.peer_id,
+            rand_core::RngCore::next_u64(&mut rand_core::OsRng)
+        );
+        let ttl = LEASE_TTL.as_millis() as u64;
+        let gap = min_gap.map(|g| g.as_millis() as u64);
+        if !self.accounts.gc_lease(&holder, now_ms(), ttl, gap).await? {
+            return match min_gap {
+                Some(_) => Ok(None),
+                None => Err(Error::Busy(
+                    "a garbage collection is already running on another replica".into(),
+                )),
+            };
+        }
+        let renewal = {
+            let (accounts, holder) = (std::sync::Arc::clone(&self.accounts), holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE_TTL / 3).await;
+                    match accounts.gc_lease(&holder, now_ms(), ttl, None).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("the collection lease was taken over"),
+                        Err(e) => tracing::warn!("renewing the collection lease failed: {e}"),
+                    }
+                }
+            })
+        };
+        let outcome = self.collect_under_lease().await;
+        renewal.abort();
+        if let Err(e) = self
+            .accounts
+            .end_gc_lease(&holder, now_ms(), outcome.is_ok())
+            .await
+        {
+            tracing::warn!("giving back the collection lease failed (it lapses by itself): {e}");
+        }
+        outcome.map(Some)
+    }
+
+    async fn collect_under_lease(&self) -> Result<GcReport> {
         let started = Instant::now();
+        let gc_start = now_ms();
         self.guard.start_recording().await;
-        let outcome = self.mark_and_sweep().await;
+        let outcome = self.mark_and_sweep(gc_start).await;
         self.guard.stop_recording().await;
         let mut report = outcome?;
         let dropped = self.empty_cache().await?;
-        // Records of transactions that timed out without being closed.
-        let since = crate::now_ms()
-            .saturating_sub(peergos_blockstore::TRANSACTION_TIMEOUT.as_millis() as u64);
-        // Pruning them writes to the database: on a full disk that waits
-        // for the next collection rather than failing this one, whose
-        // deletes may be what makes room.
-        if let Err(e) = self.accounts.open_transactions(since).await {
-            tracing::warn!(
-                "pruning expired upload records failed (the next collection retries): {e}"
-            );
+        // Records of transactions that timed out, and of those closed
+        // before this collection started (it marked their commits). This
+        // writes to the database: on a full disk it waits for the next
+        // collection rather than failing this one, whose deletes may be
+        // what makes room.
+        let pruned = self
+            .accounts
+            .prune_transactions(open_since(gc_start), self.closed_since(gc_start))
+            .await;
+        if let Err(e) = pruned {
+            tracing::warn!("pruning upload records failed (the next collection retries): {e}");
         }
         self.ballast.ensure(self.config.disk_reserve);
         report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -261,10 +205,30 @@ impl Server {
             .clone()
     }
 
-    async fn mark_and_sweep(&self) -> Result<GcReport> {
+    /// Transactions closed at or after this are spared by a collection
+    /// that started at `gc_start`.
+    fn closed_since(&self, gc_start: u64) -> u64 {
+        if self.config.postgres.is_some() {
+            gc_start.saturating_sub(CLOCK_MARGIN_MS)
+        } else {
+            // Closed by the time the collection started: committed before
+            // it read the pointers.
+            gc_start.saturating_add(1)
+        }
+    }
+
+    async fn mark_and_sweep(&self, gc_start: u64) -> Result<GcReport> {
         let mut report = GcReport::default();
+        let opened_since = open_since(gc_start);
+        let closed_since = self.closed_since(gc_start);
         // Taken before the pointers are read (see the module notes).
-        let protected_at_start = self.blocks.protected().await?;
+        let mut protected_at_start: HashSet<Cid> =
+            self.blocks.protected().await?.into_iter().collect();
+        protected_at_start.extend(
+            self.accounts
+                .protected_blocks(opened_since, closed_since)
+                .await?,
+        );
         let roots = self.pointers.targets().await?;
         report.roots = roots.len() as u64;
 
@@ -309,8 +273,25 @@ impl Server {
             candidates.push(cid);
         }
         drop(stored);
+        // Uploads on other replicas since the listing.
+        let shared_now = self
+            .accounts
+            .protected_blocks(opened_since, closed_since)
+            .await?;
         for cid in candidates {
-            match self.guard.delete_unless_recent(&cid).await? {
+            if shared_now.contains(&cid) {
+                report.protected += 1;
+                continue;
+            }
+            let guard = &self.guard;
+            let delete: crate::accounts::DeleteFn<'_> = Box::new(move || {
+                Box::pin(async move { Ok(guard.delete_unless_recent(&cid).await?) })
+            });
+            let freed = self
+                .accounts
+                .delete_unless_protected(&cid, opened_since, closed_since, delete)
+                .await?;
+            match freed {
                 Some(size) => {
                     report.deleted += 1;
                     report.freed_bytes += size;

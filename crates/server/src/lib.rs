@@ -28,6 +28,7 @@ pub mod peers;
 mod scrub;
 mod social;
 mod space;
+mod uploads;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -168,15 +169,9 @@ impl Config {
     }
 }
 
-/// Bytes put in one open transaction, charged to its owner until it
-/// closes, or until [`Config::upload_lease`] passes without a put (an
-/// upload whose client died stops holding quota then; its blocks stay
-/// protected from garbage collection for [`TRANSACTION_TIMEOUT`]).
-struct Pending {
-    owner: PublicKeyHash,
-    bytes: u64,
-    last_put: Instant,
-}
+/// How many times a PKI claim is applied again after losing the PKI
+/// pointer to another replica's claim.
+const PKI_ATTEMPTS: u32 = 12;
 
 /// Bytes kept free on the data disk unless configured: 256 MiB.
 pub const DEFAULT_DISK_RESERVE: u64 = 256 << 20;
@@ -201,13 +196,12 @@ pub struct Server {
     champ: Champ<dyn BlockStore>,
     pki: Pki<dyn BlockStore>,
     pki_lock: tokio::sync::Mutex<()>,
-    pending: Mutex<HashMap<TransactionId, Pending>>,
     /// Signed times accepted while the database could not record them.
     unrecorded_auth: Mutex<HashMap<String, u64>>,
     /// Room on the data disk kept for deletes.
     ballast: disk::Ballast,
     salt_secret: [u8; 32],
-    guard: Arc<gc::Guarded>,
+    guard: Arc<uploads::Guarded>,
     gc_lock: tokio::sync::Mutex<()>,
     gc_last: Mutex<Option<GcReport>>,
     gc_runs: std::sync::atomic::AtomicU64,
@@ -429,7 +423,7 @@ impl Server {
         };
         // Every write of the server (users' puts, the PKI, ownership) goes
         // through the guard, which garbage collection relies on.
-        let guard = Arc::new(gc::Guarded::new(files));
+        let guard = Arc::new(uploads::Guarded::new(files));
         let blocks: Arc<dyn BlockStore> = guard.clone();
         let ownership = Arc::new(WriterOwnership::new(Arc::clone(&blocks)));
         let rule: Arc<dyn Ownership> = ownership.clone();
@@ -456,6 +450,7 @@ impl Server {
                 }
             };
         ownership.attach(&pointers);
+        guard.attach(Arc::clone(&accounts));
         resume_transactions(&*accounts, &*blocks).await?;
         let key = load_key(&dir.join("server.key"))?;
         let admin_token = write_admin_token(&dir.join("admin.token"))?;
@@ -514,7 +509,6 @@ impl Server {
             key,
             id,
             pki_lock: tokio::sync::Mutex::new(()),
-            pending: Mutex::new(HashMap::new()),
             unrecorded_auth: Mutex::new(HashMap::new()),
             ballast,
             salt_secret,
@@ -605,15 +599,7 @@ impl Server {
         let usage = self.accounts.usage().await?;
         let used: u64 = usage.iter().map(|(_, used, _)| used).sum();
         let quota: u64 = usage.iter().map(|(_, _, quota)| quota).sum();
-        let lease = self.config.upload_lease;
-        let open = match self.pending.lock() {
-            Ok(p) => p.values().filter(|p| p.last_put.elapsed() < lease).count(),
-            Err(p) => p
-                .into_inner()
-                .values()
-                .filter(|p| p.last_put.elapsed() < lease)
-                .count(),
-        };
+        let open = self.accounts.open_uploads(self.lease_start()).await?;
         let gauges = [
             (
                 "peergos_users",
@@ -754,33 +740,16 @@ impl Server {
 
     // ---- blocks ----
 
-    /// Bytes of `owner`'s open uploads whose lease has not lapsed.
-    fn pending_of(&self, owner: &PublicKeyHash) -> u64 {
-        let lease = self.config.upload_lease;
-        let mut pending = match self.pending.lock() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        pending.retain(|_, p| p.last_put.elapsed() < lease);
-        pending
-            .values()
-            .filter(|p| &p.owner == owner)
-            .map(|p| p.bytes)
-            .sum()
+    /// Puts at or after this time keep an upload's bytes held against its
+    /// owner's quota.
+    fn lease_start(&self) -> u64 {
+        now_ms().saturating_sub(self.config.upload_lease.as_millis() as u64)
     }
 
-    fn add_pending(&self, tx: TransactionId, owner: PublicKeyHash, bytes: u64) {
-        let mut pending = match self.pending.lock() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let entry = pending.entry(tx).or_insert_with(|| Pending {
-            owner,
-            bytes: 0,
-            last_put: Instant::now(),
-        });
-        entry.bytes += bytes;
-        entry.last_put = Instant::now();
+    /// Bytes of `owner`'s open uploads whose lease has not lapsed (on every
+    /// replica: the record is shared).
+    async fn pending_of(&self, owner: &PublicKeyHash) -> Result<u64> {
+        self.accounts.pending(owner, self.lease_start()).await
     }
 
     /// Stores blocks for a user with an account, if the writer is theirs
@@ -789,12 +758,9 @@ impl Server {
         let requested: u64 = request.blocks.iter().map(|b| b.data.len() as u64).sum();
         self.admit_put(&request.owner, &request.writer, requested)
             .await?;
-        let (tx, owner) = (request.transaction, request.owner);
-        let cids = self.blocks.put(request).await?;
-        // Recorded before the answer, so a restart still protects them.
-        self.accounts.add_transaction_blocks(&tx, &cids).await?;
-        self.add_pending(tx, owner, requested);
-        Ok(cids)
+        // The guarded store records the blocks (and the bytes held against
+        // the quota) in the shared upload record before it stores them.
+        Ok(self.blocks.put(request).await?)
     }
 
     /// The checks a put passes before its blocks are read: the owner has
@@ -820,7 +786,7 @@ impl Server {
             }
             .into());
         }
-        let in_use = used + self.pending_of(owner);
+        let in_use = used + self.pending_of(owner).await?;
         if in_use + requested > quota.saturating_add(QUOTA_SLACK) {
             return Err(peergos_blockstore::Error::QuotaExceeded {
                 used: in_use,
@@ -907,22 +873,14 @@ impl Server {
             .space(owner)
             .await?
             .ok_or(Error::UnknownOwner(*owner))?;
-        let id = self.blocks.start_transaction(owner).await?;
-        if let Err(e) = self.accounts.open_transaction(owner, &id, now_ms()).await {
-            self.blocks.close_transaction(owner, &id).await?;
-            return Err(e);
-        }
-        Ok(id)
+        // The guarded store records it for every replica.
+        Ok(self.blocks.start_transaction(owner).await?)
     }
 
-    /// Closes a transaction; its blocks stop counting as pending.
+    /// Closes a transaction (opened on this replica or another); its
+    /// blocks stop counting as pending.
     pub async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
-        self.blocks.close_transaction(owner, id).await?;
-        self.accounts.close_transaction(id).await?;
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.remove(id);
-        }
-        Ok(())
+        Ok(self.blocks.close_transaction(owner, id).await?)
     }
 
     // ---- pointers ----
@@ -979,7 +937,7 @@ impl Server {
         Ok(Space {
             used,
             quota,
-            pending: self.pending_of(owner),
+            pending: self.pending_of(owner).await?,
         })
     }
 
@@ -1027,6 +985,32 @@ impl Server {
             return self.pki_claim_remote(chain).await;
         }
         let _guard = self.pki_lock.lock().await;
+        // The lock orders this process's claims; replicas sharing the
+        // database race on the PKI pointer instead, and the loser applies
+        // its claim again on the winner's root.
+        let mut attempt = 0;
+        loop {
+            match self.pki_apply_once(chain).await {
+                Err(Error::Pointer(
+                    peergos_pointers::Error::CasConflict(_)
+                    | peergos_pointers::Error::StaleSequence { .. },
+                )) if attempt < PKI_ATTEMPTS => {
+                    attempt += 1;
+                    let wait = 5 * (1u64 << attempt.min(6))
+                        + u64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng) % 20);
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                }
+                outcome => {
+                    if outcome.is_ok() {
+                        self.index_chain(chain);
+                    }
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    async fn pki_apply_once(&self, chain: &KeyChain) -> Result<()> {
         let (root, sequence) = self.pki_root().await?;
         let tx = self.blocks.start_transaction(&self.id).await?;
         let writer = Writer {
@@ -1050,9 +1034,6 @@ impl Server {
         }
         .await;
         self.blocks.close_transaction(&self.id, &tx).await?;
-        if outcome.is_ok() {
-            self.index_chain(chain);
-        }
         outcome
     }
 

@@ -411,21 +411,29 @@ async fn transactions_are_kept_until_closed_or_timed_out(store: Store) {
         .await
         .unwrap();
     store
-        .add_transaction_blocks(&kept, &[cid(1), cid(2)])
+        .add_transaction_blocks(&kept, &[cid(1), cid(2)], 100, 7_000)
         .await
         .unwrap();
-    // The same block twice is kept once.
+    // The same block twice is kept once; the bytes add up.
     store
-        .add_transaction_blocks(&kept, &[cid(2), cid(3)])
+        .add_transaction_blocks(&kept, &[cid(2), cid(3)], 50, 8_000)
         .await
         .unwrap();
-    store.add_transaction_blocks(&old, &[cid(4)]).await.unwrap();
     store
-        .add_transaction_blocks(&closed, &[cid(5)])
+        .add_transaction_blocks(&old, &[cid(4)], 10, 1_500)
         .await
         .unwrap();
-    store.close_transaction(&closed).await.unwrap();
+    store
+        .add_transaction_blocks(&closed, &[cid(5)], 1, 6_500)
+        .await
+        .unwrap();
+    store.close_transaction(&closed, 9_000).await.unwrap();
 
+    // Any replica finds an open one, with its owner.
+    let found = store.transaction(&kept, 2_000).await.unwrap().unwrap();
+    assert_eq!((found.owner, found.opened_ms), (alice.identity, 5_000));
+    assert!(store.transaction(&closed, 0).await.unwrap().is_none());
+    assert!(store.transaction(&old, 2_000).await.unwrap().is_none());
     let open = store.open_transactions(2_000).await.unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(
@@ -437,8 +445,73 @@ async fn transactions_are_kept_until_closed_or_timed_out(store: Store) {
     let mut expected = vec![cid(1), cid(2), cid(3)];
     expected.sort();
     assert_eq!(blocks, expected);
-    // The timed-out one is gone for good.
+
+    // Pending bytes count within the lease (puts at or after the time).
+    assert_eq!(store.pending(&alice.identity, 0).await.unwrap(), 160);
+    assert_eq!(store.pending(&alice.identity, 2_000).await.unwrap(), 150);
+    assert_eq!(store.pending(&alice.identity, 8_001).await.unwrap(), 0);
+    assert_eq!(store.pending(&bob.identity, 0).await.unwrap(), 0);
+    assert_eq!(store.open_uploads(2_000).await.unwrap(), 1);
+
+    // Protected: open ones opened since, and those closed since.
+    let protected = store.protected_blocks(2_000, 8_500).await.unwrap();
+    let mut got: Vec<_> = protected.into_iter().collect();
+    got.sort();
+    let mut expected = vec![cid(1), cid(2), cid(3), cid(5)];
+    expected.sort();
+    assert_eq!(got, expected);
+    let protected = store.protected_blocks(2_000, 9_500).await.unwrap();
+    assert!(!protected.contains(&cid(5)));
+
+    // A block is deleted only when unprotected.
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let deleted = store
+        .delete_unless_protected(
+            &cid(2),
+            2_000,
+            9_500,
+            Box::new(|| Box::pin(async { Ok(Some(1)) })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, None);
+    let deleted = store
+        .delete_unless_protected(
+            &cid(5),
+            2_000,
+            9_500,
+            Box::new(|| {
+                Box::pin(async {
+                    ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok(Some(7))
+                })
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, Some(7));
+    assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+
+    // Pruning forgets timed-out and long-closed ones for good.
+    store.prune_transactions(2_000, 9_500).await.unwrap();
     assert_eq!(store.open_transactions(0).await.unwrap().len(), 1);
+    assert!(store.protected_blocks(0, 0).await.unwrap().len() == 3);
+}
+
+async fn one_collection_holds_the_lease_at_a_time(store: Store) {
+    // Free: taken; held by another: refused; renewed by its holder.
+    assert!(store.gc_lease("a", 1_000, 500, None).await.unwrap());
+    assert!(!store.gc_lease("b", 1_100, 500, None).await.unwrap());
+    assert!(store.gc_lease("a", 1_200, 500, None).await.unwrap());
+    // A holder that died: the lease lapses.
+    assert!(store.gc_lease("b", 1_800, 500, None).await.unwrap());
+    store.end_gc_lease("b", 1_900, true).await.unwrap();
+    // A scheduled run within the period after a finished one is skipped;
+    // an explicit one is not.
+    assert!(!store.gc_lease("c", 2_000, 500, Some(1_000)).await.unwrap());
+    assert!(store.gc_lease("c", 2_000, 500, None).await.unwrap());
+    store.end_gc_lease("c", 2_100, false).await.unwrap();
+    assert!(store.gc_lease("d", 3_000, 500, Some(1_000)).await.unwrap());
 }
 
 /// Writes one of everything into `first`; `again` (the same place,
@@ -507,6 +580,7 @@ macro_rules! every_check {
             links_are_counted_exactly_and_revoked,
             the_mirror_pointer_is_replaced,
             transactions_are_kept_until_closed_or_timed_out,
+            one_collection_holds_the_lease_at_a_time,
         );
     };
 }
@@ -548,10 +622,10 @@ mod postgres {
             PostgresAccounts::connect(&url)
         );
         let (first, second) = (first.unwrap(), second.unwrap());
-        assert_eq!(first.schema_version().await.unwrap(), 10);
-        assert_eq!(second.schema_version().await.unwrap(), 10);
+        assert_eq!(first.schema_version().await.unwrap(), 15);
+        assert_eq!(second.schema_version().await.unwrap(), 15);
         let again = PostgresAccounts::connect(&url).await.unwrap();
-        assert_eq!(again.schema_version().await.unwrap(), 10);
+        assert_eq!(again.schema_version().await.unwrap(), 15);
     }
 
     #[tokio::test]

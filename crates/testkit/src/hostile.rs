@@ -31,9 +31,10 @@ pub enum Mode {
     /// Answers every pointer read with the answer seen before the newest
     /// one for that pointer (one step back).
     ReplayPointers,
-    /// Answers every login with the first answer seen for that user: the
-    /// login data as it was at signup, when the signup went through the
-    /// proxy.
+    /// Answers every login, and the login parameters, with the first
+    /// answers seen for that user (the login data as it was at signup,
+    /// when the signup went through the proxy), without asking the
+    /// daemon: a server replaying an old account.
     ReplayLogin,
     /// Flips one bit of every login answer.
     CorruptLogin,
@@ -45,13 +46,17 @@ pub enum Mode {
 }
 
 struct Proxy {
-    upstream: String,
+    /// Where requests go, in turn (one daemon, or the replicas of one
+    /// service behind a round-robin load balancer).
+    upstreams: Mutex<Vec<String>>,
+    next: std::sync::atomic::AtomicUsize,
     client: reqwest::Client,
     mode: Mutex<Mode>,
     /// Every distinct answer seen for each pointer read, oldest first (the
     /// newest is the last).
     pointers: Mutex<HashMap<String, Vec<Bytes>>>,
-    /// The first successful login answer of each login route.
+    /// The first successful answer of each login and login-parameters
+    /// route.
     logins: Mutex<HashMap<String, Bytes>>,
     /// Block answers by request body.
     blocks: Mutex<Vec<(Bytes, Bytes)>>,
@@ -76,10 +81,23 @@ impl HostileProxy {
     /// Starts a proxy on a free loopback port in front of `upstream` (a
     /// daemon's `http://` URL), honest to begin with.
     pub async fn start(upstream: &str) -> Self {
+        Self::round_robin(&[upstream]).await
+    }
+
+    /// A proxy that sends each request to the next of `upstreams` in turn,
+    /// as a plain load balancer does, answering 502 when the one whose
+    /// turn it is cannot be reached.
+    pub async fn round_robin(upstreams: &[&str]) -> Self {
         // reqwest is built without a TLS provider of its own here.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let proxy = Arc::new(Proxy {
-            upstream: upstream.trim_end_matches('/').to_string(),
+            upstreams: Mutex::new(
+                upstreams
+                    .iter()
+                    .map(|u| u.trim_end_matches('/').to_string())
+                    .collect(),
+            ),
+            next: std::sync::atomic::AtomicUsize::new(0),
             client: reqwest::Client::new(),
             mode: Mutex::new(Mode::Honest),
             pointers: Mutex::default(),
@@ -101,6 +119,14 @@ impl HostileProxy {
     /// The proxy's URL, for the client.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Replaces the upstreams (a replica restarted on another port).
+    pub fn set_upstreams(&self, upstreams: &[&str]) {
+        *self.proxy.upstreams.lock().unwrap() = upstreams
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect();
     }
 
     /// Switches to `mode`.
@@ -143,11 +169,25 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         *proxy.tampered.lock().unwrap() += 1;
         return (StatusCode::OK, cbor_null()).into_response();
     }
+    if mode == Mode::ReplayLogin && (is_login_route(&path) || path.ends_with("/params")) {
+        let recorded = proxy.logins.lock().unwrap().get(&path).cloned();
+        if let Some(old) = recorded {
+            *proxy.tampered.lock().unwrap() += 1;
+            return (StatusCode::OK, old).into_response();
+        }
+    }
     if path.ends_with("/params") && mode == Mode::CostlyLoginParams {
         *proxy.tampered.lock().unwrap() += 1;
         return (StatusCode::OK, costly_params()).into_response();
     }
-    let url = format!("{}{path}{query}", proxy.upstream);
+    let upstream = {
+        let upstreams = proxy.upstreams.lock().unwrap();
+        let turn = proxy
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        upstreams[turn % upstreams.len()].clone()
+    };
+    let url = format!("{upstream}{path}{query}");
     let mut upstream = match method.as_str() {
         "GET" => proxy.client.get(&url),
         _ => proxy.client.post(&url).body(body.clone()),
@@ -186,16 +226,11 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
             tampered = true;
         }
     }
-    if is_login_route(&path) && status.is_success() {
+    if (is_login_route(&path) || path.ends_with("/params")) && status.is_success() {
         let mut seen = proxy.logins.lock().unwrap();
-        let first = seen
-            .entry(path.clone())
+        seen.entry(path.clone())
             .or_insert_with(|| Bytes::from(answer.clone()));
-        if mode == Mode::ReplayLogin && first[..] != answer[..] {
-            answer = first.to_vec();
-            tampered = true;
-        }
-        if mode == Mode::CorruptLogin && !answer.is_empty() {
+        if mode == Mode::CorruptLogin && is_login_route(&path) && !answer.is_empty() {
             let middle = answer.len() / 2;
             answer[middle] ^= 0x01;
             tampered = true;

@@ -154,6 +154,18 @@ impl Fresh {
         }
     }
 
+    /// The keys for a node at a writable capability chosen before it
+    /// exists (the parts no capability holds are fresh).
+    fn at(cap: &AbsoluteCapability) -> Result<Self> {
+        let write = cap.write.clone().ok_or(Error::NotWritable)?;
+        Ok(Fresh {
+            cap: cap.clone(),
+            write,
+            second: SymmetricKey::random(),
+            stream: *Bat::random().as_bytes(),
+        })
+    }
+
     pub(super) fn bat(&self) -> Bat {
         self.cap.bat.clone().unwrap_or_else(Bat::random)
     }
@@ -711,8 +723,33 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
         writer: &SigningKeyPair,
         name: &str,
     ) -> Result<Self> {
+        let root = Self::new_root(owner, PublicKeyHash::of(&writer.public()));
+        Self::create_at(blocks, pointers, &root, writer, name).await
+    }
+
+    /// A fresh, writable capability for a root directory of `writer` in
+    /// `owner`'s space, to create with [`create_at`](Self::create_at):
+    /// an account records it before its home exists, so finishing an
+    /// interrupted signup makes that very home, never another.
+    pub fn new_root(owner: PublicKeyHash, writer: PublicKeyHash) -> AbsoluteCapability {
+        Fresh::new(owner, writer).cap
+    }
+
+    /// [`create`](Self::create) at a capability chosen beforehand
+    /// ([`new_root`](Self::new_root)); `writer` must be its writer.
+    pub async fn create_at(
+        blocks: Arc<B>,
+        pointers: Arc<P>,
+        root: &AbsoluteCapability,
+        writer: &SigningKeyPair,
+        name: &str,
+    ) -> Result<Self> {
         node::check_name(name)?;
-        let fresh = Fresh::new(owner, PublicKeyHash::of(&writer.public()));
+        if root.writer != PublicKeyHash::of(&writer.public()) {
+            return Err(Error::NotWritable);
+        }
+        let owner = root.owner;
+        let fresh = Fresh::at(root)?;
         let fs = Filesystem::open(blocks, pointers, fresh.cap.clone());
         let label = fresh.cap.label;
         let spec = NodeSpec {

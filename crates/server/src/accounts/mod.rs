@@ -11,7 +11,11 @@
 //! (`crates/server/tests/accounts.rs`).
 
 mod postgres;
+mod postgres_uploads;
 mod sqlite;
+mod sqlite_uploads;
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -192,9 +196,10 @@ pub trait AccountStore: Send + Sync {
     async fn set_mirror_pointer(&self, signed: &[u8]) -> Result<()>;
 
     /// Records an upload transaction of `owner`, opened at `opened_ms`.
-    /// (Block stores keep open transactions in memory; this record lets a
-    /// restarted server open them again, so garbage collection still
-    /// spares their blocks and uploads carry on.)
+    /// Block stores keep open transactions in memory; this record is what
+    /// every replica of the server (and the server after a restart) knows
+    /// of them: a put or close may reach any replica, and garbage
+    /// collection on any replica spares their blocks.
     async fn open_transaction(
         &self,
         owner: &PublicKeyHash,
@@ -202,16 +207,86 @@ pub trait AccountStore: Send + Sync {
         opened_ms: u64,
     ) -> Result<()>;
 
-    /// Records blocks written in an open transaction (each once).
-    async fn add_transaction_blocks(&self, id: &TransactionId, blocks: &[Cid]) -> Result<()>;
+    /// The transaction `id` if it is open (not closed, opened at or after
+    /// `since_ms`), without its blocks.
+    async fn transaction(
+        &self,
+        id: &TransactionId,
+        since_ms: u64,
+    ) -> Result<Option<OpenTransaction>>;
 
-    /// Forgets a transaction and its blocks.
-    async fn close_transaction(&self, id: &TransactionId) -> Result<()>;
+    /// Records blocks about to be stored in an open transaction (each
+    /// once), `bytes` more held against the owner's quota, and `now_ms` as
+    /// its last put. Called before the blocks are stored, and atomic with
+    /// respect to [`delete_unless_protected`](Self::delete_unless_protected):
+    /// a block recorded here is never deleted by a collection that has
+    /// not finished deleting it already.
+    async fn add_transaction_blocks(
+        &self,
+        id: &TransactionId,
+        blocks: &[Cid],
+        bytes: u64,
+        now_ms: u64,
+    ) -> Result<()>;
 
-    /// Every transaction opened at or after `since_ms`, oldest first, with
-    /// its blocks; older ones (timed out) are forgotten.
+    /// Marks a transaction closed at `now_ms`; its record stays until a
+    /// collection that started after the close prunes it.
+    async fn close_transaction(&self, id: &TransactionId, now_ms: u64) -> Result<()>;
+
+    /// Every open transaction opened at or after `since_ms`, oldest first,
+    /// with its blocks.
     async fn open_transactions(&self, since_ms: u64) -> Result<Vec<OpenTransaction>>;
+
+    /// Bytes `owner`'s open transactions hold against the quota: those put
+    /// to at or after `since_ms` (the upload lease).
+    async fn pending(&self, owner: &PublicKeyHash, since_ms: u64) -> Result<u64>;
+
+    /// How many open transactions were put to at or after `since_ms`.
+    async fn open_uploads(&self, since_ms: u64) -> Result<u64>;
+
+    /// Every block an upload may still need: those of transactions open
+    /// and opened at or after `opened_since`, and of transactions closed
+    /// at or after `closed_since` (their commit may be newer than the
+    /// pointers a collection read).
+    async fn protected_blocks(&self, opened_since: u64, closed_since: u64) -> Result<HashSet<Cid>>;
+
+    /// Runs `delete` for `cid` unless [`protected_blocks`](Self::protected_blocks)
+    /// would list it now, with no record of it added meanwhile (in
+    /// Postgres, under an advisory lock that the records' writers share).
+    /// Returns what `delete` returned, or None when the block is protected.
+    async fn delete_unless_protected<'a>(
+        &'a self,
+        cid: &'a Cid,
+        opened_since: u64,
+        closed_since: u64,
+        delete: DeleteFn<'a>,
+    ) -> Result<Option<u64>>;
+
+    /// Forgets transactions opened before `opened_before` (timed out) and
+    /// those closed before `closed_before`, with their blocks.
+    async fn prune_transactions(&self, opened_before: u64, closed_before: u64) -> Result<()>;
+
+    /// Takes (or renews, for the same `holder`) the garbage-collection
+    /// lease until `now_ms + ttl_ms`. With `min_gap_ms`, refuses too when a
+    /// collection finished less than that ago (a schedule on several
+    /// replicas runs one collection per period). True if held.
+    async fn gc_lease(
+        &self,
+        holder: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        min_gap_ms: Option<u64>,
+    ) -> Result<bool>;
+
+    /// Gives the lease back; `finished` records a completed collection at
+    /// `now_ms`.
+    async fn end_gc_lease(&self, holder: &str, now_ms: u64, finished: bool) -> Result<()>;
 }
+
+/// What [`AccountStore::delete_unless_protected`] runs to delete a block:
+/// the bytes freed, or None if it kept the block after all.
+pub type DeleteFn<'a> =
+    Box<dyn FnOnce() -> futures::future::BoxFuture<'a, Result<Option<u64>>> + Send + 'a>;
 
 /// Whether a link with these limits refuses a use now; the refusal.
 pub(crate) fn link_refusal(

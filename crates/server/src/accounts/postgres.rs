@@ -20,8 +20,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{
-    decode_transactions, decode_user, link_exists, link_refusal, now_ms, now_secs, pending_follow,
-    too_many_links, unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
+    decode_user, link_exists, link_refusal, now_ms, now_secs, pending_follow, too_many_links,
+    unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
 };
 use crate::api::{LinkStatus, PendingFollow};
 use crate::{Error, Result, MAX_LINKS, MAX_PENDING_FOLLOWS};
@@ -80,6 +80,16 @@ const MIGRATIONS: &[&str] = &[
          cid BYTEA NOT NULL,
          PRIMARY KEY (id, cid)
      )",
+    "ALTER TABLE transactions ADD COLUMN closed BIGINT",
+    "ALTER TABLE transactions ADD COLUMN last_put BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE transactions ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0",
+    "CREATE INDEX transaction_blocks_by_cid ON transaction_blocks (cid)",
+    "CREATE TABLE gc_lease (
+         id            INTEGER PRIMARY KEY CHECK (id = 0),
+         holder        TEXT NOT NULL,
+         expires       BIGINT NOT NULL,
+         last_finished BIGINT NOT NULL
+     )",
 ];
 
 /// The table that records the account store's migrations.
@@ -92,10 +102,10 @@ const LINK_LOCK: i32 = 0x706c_6e6b;
 
 /// The account store in Postgres.
 pub struct PostgresAccounts {
-    database: Database,
+    pub(super) database: Database,
 }
 
-fn pg(e: tokio_postgres::Error) -> Error {
+pub(super) fn pg(e: tokio_postgres::Error) -> Error {
     Error::Database(query_error(e))
 }
 
@@ -197,15 +207,23 @@ impl PostgresAccounts {
         Ok(rows.users.len() as u64)
     }
 
-    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+    pub(super) async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         Ok(self.database.execute(sql, params).await?)
     }
 
-    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    pub(super) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
         Ok(self.database.query(sql, params).await?)
     }
 
-    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+    pub(super) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 
@@ -587,79 +605,78 @@ impl AccountStore for PostgresAccounts {
         id: &TransactionId,
         opened_ms: u64,
     ) -> Result<()> {
-        let opened = opened_ms as i64;
-        self.execute(
-            "INSERT INTO transactions (id, owner, opened) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-            &[&id.to_bytes().as_slice(), &owner.cid().to_bytes(), &opened],
-        )
-        .await?;
-        Ok(())
+        self.uploads_open(owner, id, opened_ms).await
     }
 
-    async fn add_transaction_blocks(&self, id: &TransactionId, blocks: &[Cid]) -> Result<()> {
-        let cids: Vec<Vec<u8>> = blocks.iter().map(|c| c.to_bytes()).collect();
-        self.execute(
-            "INSERT INTO transaction_blocks (id, cid) SELECT $1, unnest($2::BYTEA[])
-             ON CONFLICT DO NOTHING",
-            &[&id.to_bytes().as_slice(), &cids],
-        )
-        .await?;
-        Ok(())
+    async fn transaction(
+        &self,
+        id: &TransactionId,
+        since_ms: u64,
+    ) -> Result<Option<OpenTransaction>> {
+        self.uploads_get(id, since_ms).await
     }
 
-    async fn close_transaction(&self, id: &TransactionId) -> Result<()> {
-        let mut client = self.database.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let id = id.to_bytes();
-        tx.execute(
-            "DELETE FROM transaction_blocks WHERE id = $1",
-            &[&id.as_slice()],
-        )
-        .await
-        .map_err(pg)?;
-        tx.execute("DELETE FROM transactions WHERE id = $1", &[&id.as_slice()])
-            .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)
+    async fn add_transaction_blocks(
+        &self,
+        id: &TransactionId,
+        blocks: &[Cid],
+        bytes: u64,
+        now_ms: u64,
+    ) -> Result<()> {
+        self.uploads_add(id, blocks, bytes, now_ms).await
+    }
+
+    async fn close_transaction(&self, id: &TransactionId, now_ms: u64) -> Result<()> {
+        self.uploads_close(id, now_ms).await
     }
 
     async fn open_transactions(&self, since_ms: u64) -> Result<Vec<OpenTransaction>> {
-        let since = since_ms as i64;
-        let mut client = self.database.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        tx.execute(
-            "DELETE FROM transaction_blocks WHERE id IN
-               (SELECT id FROM transactions WHERE opened < $1)",
-            &[&since],
-        )
-        .await
-        .map_err(pg)?;
-        tx.execute("DELETE FROM transactions WHERE opened < $1", &[&since])
+        self.uploads_open_list(since_ms).await
+    }
+
+    async fn pending(&self, owner: &PublicKeyHash, since_ms: u64) -> Result<u64> {
+        self.uploads_pending(owner, since_ms).await
+    }
+
+    async fn open_uploads(&self, since_ms: u64) -> Result<u64> {
+        self.uploads_count(since_ms).await
+    }
+
+    async fn protected_blocks(
+        &self,
+        opened_since: u64,
+        closed_since: u64,
+    ) -> Result<std::collections::HashSet<Cid>> {
+        self.uploads_protected(opened_since, closed_since).await
+    }
+
+    async fn delete_unless_protected<'a>(
+        &'a self,
+        cid: &'a Cid,
+        opened_since: u64,
+        closed_since: u64,
+        delete: super::DeleteFn<'a>,
+    ) -> Result<Option<u64>> {
+        self.uploads_delete_unless_protected(cid, opened_since, closed_since, delete)
             .await
-            .map_err(pg)?;
-        let rows = tx
-            .query(
-                "SELECT id, owner, opened FROM transactions ORDER BY opened, id",
-                &[],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
-        let blocks = tx
-            .query(
-                "SELECT id, cid FROM transaction_blocks ORDER BY id, cid",
-                &[],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        tx.commit().await.map_err(pg)?;
-        decode_transactions(rows, blocks)
+    }
+
+    async fn prune_transactions(&self, opened_before: u64, closed_before: u64) -> Result<()> {
+        self.uploads_prune(opened_before, closed_before).await
+    }
+
+    async fn gc_lease(
+        &self,
+        holder: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        min_gap_ms: Option<u64>,
+    ) -> Result<bool> {
+        self.lease_take(holder, now_ms, ttl_ms, min_gap_ms).await
+    }
+
+    async fn end_gc_lease(&self, holder: &str, now_ms: u64, finished: bool) -> Result<()> {
+        self.lease_end(holder, now_ms, finished).await
     }
 }
 

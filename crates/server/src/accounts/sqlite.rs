@@ -17,8 +17,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use subtle::ConstantTimeEq;
 
 use super::{
-    decode_transactions, decode_user, link_exists, link_refusal, now_ms, now_secs, pending_follow,
-    too_many_links, unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
+    decode_user, link_exists, link_refusal, now_ms, now_secs, pending_follow, too_many_links,
+    unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
 };
 use crate::api::{LinkStatus, PendingFollow};
 use crate::{Error, Result, MAX_LINKS, MAX_PENDING_FOLLOWS};
@@ -26,9 +26,10 @@ use crate::{Error, Result, MAX_LINKS, MAX_PENDING_FOLLOWS};
 /// The schema version this code writes (`PRAGMA user_version`).
 ///
 /// Version 2 added `follow_requests` and `links`, version 3 `pki_mirror`,
-/// version 4 `transactions` and `transaction_blocks`; opening an older
-/// database creates them.
-const SCHEMA_VERSION: i64 = 4;
+/// version 4 `transactions` and `transaction_blocks`, version 5 the
+/// transactions' `closed`, `last_put` and `bytes` and `gc_lease`; opening
+/// an older database creates or adds them.
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -73,15 +74,32 @@ CREATE TABLE IF NOT EXISTS pki_mirror (
     signed BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS transactions (
-    id     BLOB PRIMARY KEY,
-    owner  BLOB NOT NULL,
-    opened INTEGER NOT NULL
+    id       BLOB PRIMARY KEY,
+    owner    BLOB NOT NULL,
+    opened   INTEGER NOT NULL,
+    closed   INTEGER,
+    last_put INTEGER NOT NULL DEFAULT 0,
+    bytes    INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS transaction_blocks (
     id  BLOB NOT NULL,
     cid BLOB NOT NULL,
     PRIMARY KEY (id, cid)
 );
+CREATE INDEX IF NOT EXISTS transaction_blocks_by_cid ON transaction_blocks (cid);
+CREATE TABLE IF NOT EXISTS gc_lease (
+    id            INTEGER PRIMARY KEY CHECK (id = 0),
+    holder        TEXT NOT NULL,
+    expires       INTEGER NOT NULL,
+    last_finished INTEGER NOT NULL
+);
+";
+
+/// What version 5 adds to a version 4 database's `transactions`.
+const TO_VERSION_5: &str = "
+ALTER TABLE transactions ADD COLUMN closed INTEGER;
+ALTER TABLE transactions ADD COLUMN last_put INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE transactions ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// The account store in sqlite.
@@ -112,6 +130,9 @@ impl SqliteAccounts {
                 "{shown} has schema version {version}, newer than this server's {SCHEMA_VERSION}; upgrade peergos"
             )));
         }
+        if version == 4 {
+            conn.execute_batch(TO_VERSION_5).map_err(err)?;
+        }
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
@@ -121,7 +142,10 @@ impl SqliteAccounts {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let mut conn = self
             .conn
             .lock()
@@ -137,7 +161,7 @@ impl SqliteAccounts {
     /// for the disk, and reaches it with the next durable commit (the
     /// write-ahead log is one file, synced in order) or checkpoint. A crash
     /// of the process loses nothing either way.
-    fn with_unsynced<T>(
+    pub(super) fn with_unsynced<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
@@ -498,75 +522,83 @@ impl AccountStore for SqliteAccounts {
         id: &TransactionId,
         opened_ms: u64,
     ) -> Result<()> {
-        // Unsynced: the record matters once the transaction holds blocks,
-        // and adding them is a durable commit that takes this row with it.
-        self.with_unsynced(|conn| {
-            conn.execute(
-                "INSERT OR IGNORE INTO transactions (id, owner, opened) VALUES (?1, ?2, ?3)",
-                params![
-                    id.to_bytes().as_slice(),
-                    owner.cid().to_bytes(),
-                    opened_ms as i64
-                ],
-            )?;
-            Ok(())
-        })
+        self.uploads_open(owner, id, opened_ms)
     }
 
-    async fn add_transaction_blocks(&self, id: &TransactionId, blocks: &[Cid]) -> Result<()> {
-        self.with(|conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO transaction_blocks (id, cid) VALUES (?1, ?2)",
-                )?;
-                for cid in blocks {
-                    insert.execute(params![id.to_bytes().as_slice(), cid.to_bytes()])?;
-                }
-            }
-            tx.commit()
-        })
+    async fn transaction(
+        &self,
+        id: &TransactionId,
+        since_ms: u64,
+    ) -> Result<Option<OpenTransaction>> {
+        self.uploads_get(id, since_ms)
     }
 
-    async fn close_transaction(&self, id: &TransactionId) -> Result<()> {
-        // Unsynced: a close lost in a power cut leaves the transaction's
-        // blocks protected from GC until it times out, nothing worse.
-        self.with_unsynced(|conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "DELETE FROM transaction_blocks WHERE id = ?1",
-                [id.to_bytes().as_slice()],
-            )?;
-            tx.execute(
-                "DELETE FROM transactions WHERE id = ?1",
-                [id.to_bytes().as_slice()],
-            )?;
-            tx.commit()
-        })
+    async fn add_transaction_blocks(
+        &self,
+        id: &TransactionId,
+        blocks: &[Cid],
+        bytes: u64,
+        now_ms: u64,
+    ) -> Result<()> {
+        self.uploads_add(id, blocks, bytes, now_ms)
+    }
+
+    async fn close_transaction(&self, id: &TransactionId, now_ms: u64) -> Result<()> {
+        self.uploads_close(id, now_ms)
     }
 
     async fn open_transactions(&self, since_ms: u64) -> Result<Vec<OpenTransaction>> {
-        let since = since_ms as i64;
-        let (rows, blocks) = self.with(|conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "DELETE FROM transaction_blocks WHERE id IN
-                   (SELECT id FROM transactions WHERE opened < ?1)",
-                [since],
-            )?;
-            tx.execute("DELETE FROM transactions WHERE opened < ?1", [since])?;
-            let rows = tx
-                .prepare("SELECT id, owner, opened FROM transactions ORDER BY opened, id")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let blocks = tx
-                .prepare("SELECT id, cid FROM transaction_blocks ORDER BY id, cid")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            tx.commit()?;
-            Ok((rows, blocks))
-        })?;
-        decode_transactions(rows, blocks)
+        self.uploads_open_list(since_ms)
+    }
+
+    async fn pending(&self, owner: &PublicKeyHash, since_ms: u64) -> Result<u64> {
+        self.uploads_pending(owner, since_ms)
+    }
+
+    async fn open_uploads(&self, since_ms: u64) -> Result<u64> {
+        self.uploads_count(since_ms)
+    }
+
+    async fn protected_blocks(
+        &self,
+        opened_since: u64,
+        closed_since: u64,
+    ) -> Result<std::collections::HashSet<Cid>> {
+        self.uploads_protected(opened_since, closed_since)
+    }
+
+    async fn delete_unless_protected<'a>(
+        &'a self,
+        cid: &'a Cid,
+        opened_since: u64,
+        closed_since: u64,
+        delete: super::DeleteFn<'a>,
+    ) -> Result<Option<u64>> {
+        // One process uses a sqlite store: its own record of puts made
+        // during a collection (gc::Guarded) closes the race a shared
+        // database needs a lock for.
+        if self.uploads_is_protected(cid, opened_since, closed_since)? {
+            return Ok(None);
+        }
+        delete().await
+    }
+
+    async fn prune_transactions(&self, opened_before: u64, closed_before: u64) -> Result<()> {
+        self.uploads_prune(opened_before, closed_before)
+    }
+
+    async fn gc_lease(
+        &self,
+        holder: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        min_gap_ms: Option<u64>,
+    ) -> Result<bool> {
+        self.lease_take(holder, now_ms, ttl_ms, min_gap_ms)
+    }
+
+    async fn end_gc_lease(&self, holder: &str, now_ms: u64, finished: bool) -> Result<()> {
+        self.lease_end(holder, now_ms, finished)
     }
 }
 
@@ -592,7 +624,7 @@ mod tests {
         assert_eq!(synchronous(&store), 2);
         let open = store.open_transactions(0).await.unwrap();
         assert_eq!(open.len(), 1);
-        store.close_transaction(&id).await.unwrap();
+        store.close_transaction(&id, 2).await.unwrap();
         assert_eq!(synchronous(&store), 2);
         assert!(store.open_transactions(0).await.unwrap().is_empty());
         // A failed write restores it too.
