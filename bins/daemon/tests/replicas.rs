@@ -197,6 +197,22 @@ async fn replicas_on_shared_postgres_and_s3_lose_nothing() {
     }
     eprintln!("every acknowledged file reads back through every replica");
 
+    // Rate limits count over the replicas: one client may ask for login
+    // parameters 20 times at once whichever replicas answer (it was 20
+    // per replica).
+    let client = reqwest::Client::new();
+    let mut refused = 0;
+    for _ in 0..26 {
+        let answer = client
+            .get(format!("{}/v1/login/user0/params", proxy.url()))
+            .header("x-real-ip", "203.0.113.7")
+            .send()
+            .await
+            .unwrap();
+        refused += usize::from(answer.status().as_u16() == 429);
+    }
+    assert!(refused >= 5, "only {refused} of 26 were limited");
+
     // The next collection, on B, is clean, and loses nothing.
     let token = std::fs::read_to_string(dirs[1].path().join("admin.token")).unwrap();
     let answer = reqwest::Client::new()

@@ -164,13 +164,13 @@ impl UserContext {
     /// Creates an account on the server behind `net` and logs in.
     ///
     /// Derives the login keys from the password (scrypt), makes fresh
-    /// identity, boxing and root-writer keys, claims the name in the PKI
-    /// with version 1 of the encrypted static data, commits the identity's
-    /// `WriterData`, creates `/username` and `/username/shared`, and
-    /// stores version 2 of the static data, which names the home. Signup
+    /// identity, boxing and root-writer keys and the home's capability,
+    /// claims the name in the PKI with the encrypted static data (which
+    /// names the home from the start), then commits the identity's
+    /// `WriterData` and creates `/username` and `/username/shared`. Signup
     /// is the only path that creates a home: run again with the same name
-    /// and password after it stopped half-way, it finishes the home, and
-    /// only if the identity has no filesystem yet.
+    /// and password after it stopped half-way, it finishes that home (and
+    /// for a finished account, just logs in).
     pub async fn signup_with(
         net: Arc<dyn NetworkAccess>,
         username: &str,
@@ -282,20 +282,20 @@ impl UserContext {
     ) -> Result<Self> {
         let opened = Self::open_account(&net, username, password, device).await?;
         let keys = Self::keys(&net, username, &opened, device)?;
-        let Some(root) = opened.data.root.clone() else {
+        if opened.data.root.is_none() {
             return Err(Self::homeless(&keys, username).await);
-        };
-        // A home that was never made: signup stopped half-way.
-        let home = Filesystem::open(Arc::clone(&keys.remote), Arc::clone(&keys.remote), root);
-        match home.stat("/").await {
+        }
+        let time_ms = opened.time_ms;
+        let context = Self::finish(net, username, opened, keys, device)?;
+        // A home that was never made: signup stopped half-way. (What this
+        // reads stays in the filesystem's cache for what comes next.)
+        match context.fs.stat("/").await {
             Ok(_) => {}
             Err(peergos_cryptree::Error::NotFound { .. }) => {
                 return Err(Error::UnfinishedSignup(username.to_string()))
             }
             Err(e) => return Err(e.into()),
         }
-        let time_ms = opened.time_ms;
-        let context = Self::finish(net, username, opened, keys, device)?;
         context.last_stamp.store(time_ms, Ordering::Relaxed);
         // A renewal that fails (the server busy, say) is tried again at the
         // next login; the name has months left when it first comes due.

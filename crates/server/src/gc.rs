@@ -165,6 +165,15 @@ impl Server {
         if let Err(e) = pruned {
             tracing::warn!("pruning upload records failed (the next collection retries): {e}");
         }
+        // Rate-limit buckets untouched for a day are full again.
+        let day = 24 * 60 * 60 * 1000;
+        if let Err(e) = self
+            .accounts
+            .prune_buckets(gc_start.saturating_sub(day))
+            .await
+        {
+            tracing::warn!("pruning rate-limit buckets failed: {e}");
+        }
         self.ballast.ensure(self.config.disk_reserve);
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(

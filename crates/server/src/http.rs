@@ -361,10 +361,12 @@ async fn track(
         let limited = match tunnelled {
             Some(peer) => server
                 .rate_limit_peer(&route, peer)
+                .await
                 .map_err(|wait| (format!("the server {peer}"), wait)),
             None => match client_of(&request) {
                 Some(client) => server
                     .rate_limit(&route, client)
+                    .await
                     .map_err(|wait| (client.to_string(), wait)),
                 None => Ok(()),
             },

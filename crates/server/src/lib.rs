@@ -571,24 +571,66 @@ impl Server {
     }
 
     /// Takes one request of `client` on a rate-limited route (`signup` or
-    /// `login`); Err says how long to wait.
-    pub fn rate_limit(
+    /// `login`); Err says how long to wait. With a shared database the
+    /// buckets are there, so replicas behind one load balancer count
+    /// together.
+    pub async fn rate_limit(
         &self,
         route: &str,
         client: std::net::IpAddr,
     ) -> std::result::Result<(), std::time::Duration> {
+        if self.config.postgres.is_some() {
+            return self.shared_limit(route, &format!("ip/{client}"), 1).await;
+        }
         self.client_limits.check(route, client, Instant::now())
     }
 
     /// [`rate_limit`](Self::rate_limit) for a request tunnelled from the
     /// server `peer`, counted against that server's larger budget
     /// ([`PEER_LIMIT_FACTOR`]).
-    pub fn rate_limit_peer(
+    pub async fn rate_limit_peer(
         &self,
         route: &str,
         peer: PeerId,
     ) -> std::result::Result<(), std::time::Duration> {
+        if self.config.postgres.is_some() {
+            return self
+                .shared_limit(route, &format!("peer/{peer}"), PEER_LIMIT_FACTOR)
+                .await;
+        }
         self.peer_limits.check(route, peer, Instant::now())
+    }
+
+    /// A rate limit kept in the account store: the same budgets as the
+    /// in-memory ones, `factor` times one client's. A store that cannot
+    /// answer lets the request through (and says so in the log).
+    async fn shared_limit(
+        &self,
+        route: &str,
+        who: &str,
+        factor: u32,
+    ) -> std::result::Result<(), std::time::Duration> {
+        let (kind, burst, every_secs) = if route == "/v1/signup" {
+            ("signup", SIGNUP_BURST, SIGNUP_EVERY_SECS)
+        } else {
+            ("login", LOGIN_BURST, LOGIN_EVERY_SECS)
+        };
+        let key = format!("{kind}/{who}");
+        let every_ms = every_secs * 1000 / u64::from(factor.max(1));
+        match self
+            .accounts
+            .take_token(&key, burst * factor, every_ms, now_ms())
+            .await
+        {
+            Ok(None) => Ok(()),
+            Ok(Some(wait_ms)) => Err(std::time::Duration::from_millis(wait_ms)),
+            Err(e) => {
+                tracing::warn!(
+                    "the shared rate limit could not be read (request let through): {e}"
+                );
+                Ok(())
+            }
+        }
     }
 
     /// Everything `/metrics` reports, as Prometheus text.

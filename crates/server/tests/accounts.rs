@@ -514,6 +514,49 @@ async fn one_collection_holds_the_lease_at_a_time(store: Store) {
     assert!(store.gc_lease("d", 3_000, 500, Some(1_000)).await.unwrap());
 }
 
+async fn rate_buckets_count_every_request_and_refill(store: Store) {
+    // A burst of 3, then one per second.
+    for _ in 0..3 {
+        assert_eq!(store.take_token("k", 3, 1000, 10_000).await.unwrap(), None);
+    }
+    let wait = store
+        .take_token("k", 3, 1000, 10_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(wait, 1000);
+    // Another key has its own bucket.
+    assert_eq!(
+        store.take_token("other", 3, 1000, 10_000).await.unwrap(),
+        None
+    );
+    // Half a second refills half a token: still refused, and that refusal
+    // took nothing.
+    let wait = store
+        .take_token("k", 3, 1000, 10_500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(wait, 500);
+    assert_eq!(store.take_token("k", 3, 1000, 11_000).await.unwrap(), None);
+    assert!(store
+        .take_token("k", 3, 1000, 11_000)
+        .await
+        .unwrap()
+        .is_some());
+    // Racing takers (replicas) get exactly the burst between them.
+    let allowed =
+        futures::future::join_all((0..10).map(|_| store.take_token("race", 5, 60_000, 20_000)))
+            .await
+            .into_iter()
+            .filter(|r| r.as_ref().unwrap().is_none())
+            .count();
+    assert_eq!(allowed, 5);
+    // Untouched buckets are forgotten: full again.
+    store.prune_buckets(30_000).await.unwrap();
+    assert_eq!(store.take_token("k", 3, 1000, 11_000).await.unwrap(), None);
+}
+
 /// Writes one of everything into `first`; `again` (the same place,
 /// reopened) must read it all back.
 async fn write_everything(store: &Store, alice: &Keys, record: &LinkRecord) {
@@ -581,6 +624,7 @@ macro_rules! every_check {
             the_mirror_pointer_is_replaced,
             transactions_are_kept_until_closed_or_timed_out,
             one_collection_holds_the_lease_at_a_time,
+            rate_buckets_count_every_request_and_refill,
         );
     };
 }
@@ -622,10 +666,10 @@ mod postgres {
             PostgresAccounts::connect(&url)
         );
         let (first, second) = (first.unwrap(), second.unwrap());
-        assert_eq!(first.schema_version().await.unwrap(), 15);
-        assert_eq!(second.schema_version().await.unwrap(), 15);
+        assert_eq!(first.schema_version().await.unwrap(), 16);
+        assert_eq!(second.schema_version().await.unwrap(), 16);
         let again = PostgresAccounts::connect(&url).await.unwrap();
-        assert_eq!(again.schema_version().await.unwrap(), 15);
+        assert_eq!(again.schema_version().await.unwrap(), 16);
     }
 
     #[tokio::test]

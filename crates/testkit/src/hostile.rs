@@ -161,6 +161,7 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         .unwrap_or_default();
     let method = request.method().clone();
     let content_type = request.headers().get("content-type").cloned();
+    let real_ip = request.headers().get("x-real-ip").cloned();
     let Ok(body) = axum::body::to_bytes(request.into_body(), 200 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -194,6 +195,9 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     };
     if let Some(content_type) = content_type {
         upstream = upstream.header("content-type", content_type);
+    }
+    if let Some(real_ip) = real_ip {
+        upstream = upstream.header("x-real-ip", real_ip);
     }
     let Ok(answer) = upstream.send().await else {
         return StatusCode::BAD_GATEWAY.into_response();

@@ -281,6 +281,45 @@ pub trait AccountStore: Send + Sync {
     /// Gives the lease back; `finished` records a completed collection at
     /// `now_ms`.
     async fn end_gc_lease(&self, holder: &str, now_ms: u64, finished: bool) -> Result<()>;
+
+    /// Takes one request from the token bucket `key` (`burst` at most,
+    /// refilled at one per `every_ms`) at `now_ms`, atomically for every
+    /// replica sharing the store: None if allowed, else how many
+    /// milliseconds until the next request is.
+    async fn take_token(
+        &self,
+        key: &str,
+        burst: u32,
+        every_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>>;
+
+    /// Forgets buckets untouched since `before_ms` (they are full again).
+    async fn prune_buckets(&self, before_ms: u64) -> Result<()>;
+}
+
+/// One token bucket step: the bucket's tokens and time (None: new) at
+/// `now_ms` after a request; whether it is allowed, else the wait.
+pub(crate) fn bucket_step(
+    stored: Option<(f64, i64)>,
+    burst: u32,
+    every_ms: u64,
+    now_ms: u64,
+) -> (f64, std::result::Result<(), u64>) {
+    let burst = f64::from(burst.max(1));
+    let every = every_ms.max(1) as f64;
+    let tokens = match stored {
+        None => burst,
+        Some((tokens, at)) => {
+            let elapsed = (now_ms as i64).saturating_sub(at).max(0) as f64;
+            (tokens + elapsed / every).min(burst)
+        }
+    };
+    if tokens >= 1.0 {
+        (tokens - 1.0, Ok(()))
+    } else {
+        (tokens, Err(((1.0 - tokens) * every).ceil() as u64))
+    }
 }
 
 /// What [`AccountStore::delete_unless_protected`] runs to delete a block:

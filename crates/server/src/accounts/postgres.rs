@@ -90,6 +90,11 @@ const MIGRATIONS: &[&str] = &[
          expires       BIGINT NOT NULL,
          last_finished BIGINT NOT NULL
      )",
+    "CREATE TABLE rate_buckets (
+         key    TEXT PRIMARY KEY,
+         tokens DOUBLE PRECISION NOT NULL,
+         at     BIGINT NOT NULL
+     )",
 ];
 
 /// The table that records the account store's migrations.
@@ -677,6 +682,25 @@ impl AccountStore for PostgresAccounts {
 
     async fn end_gc_lease(&self, holder: &str, now_ms: u64, finished: bool) -> Result<()> {
         self.lease_end(holder, now_ms, finished).await
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        burst: u32,
+        every_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>> {
+        self.bucket_take(key, burst, every_ms, now_ms).await
+    }
+
+    async fn prune_buckets(&self, before_ms: u64) -> Result<()> {
+        self.execute(
+            "DELETE FROM rate_buckets WHERE at < $1",
+            &[&(before_ms as i64)],
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -298,4 +298,42 @@ impl PostgresAccounts {
         }
         Ok(())
     }
+
+    /// One request from a token bucket, in a transaction holding the
+    /// bucket's row, so replicas racing on it count every request.
+    pub(super) async fn bucket_take(
+        &self,
+        key: &str,
+        burst: u32,
+        every_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>> {
+        let mut client = self.database.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Makes the row exist (full) so it can be locked.
+        tx.execute(
+            "INSERT INTO rate_buckets (key, tokens, at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO NOTHING",
+            &[&key, &f64::from(burst.max(1)), &(now_ms as i64)],
+        )
+        .await
+        .map_err(pg)?;
+        let row = tx
+            .query_one(
+                "SELECT tokens, at FROM rate_buckets WHERE key = $1 FOR UPDATE",
+                &[&key],
+            )
+            .await
+            .map_err(pg)?;
+        let (tokens, outcome) =
+            super::bucket_step(Some((row.get(0), row.get(1))), burst, every_ms, now_ms);
+        tx.execute(
+            "UPDATE rate_buckets SET tokens = $2, at = GREATEST(at, $3) WHERE key = $1",
+            &[&key, &tokens, &(now_ms as i64)],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(outcome.err())
+    }
 }

@@ -93,6 +93,11 @@ CREATE TABLE IF NOT EXISTS gc_lease (
     expires       INTEGER NOT NULL,
     last_finished INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rate_buckets (
+    key    TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    at     INTEGER NOT NULL
+);
 ";
 
 /// What version 5 adds to a version 4 database's `transactions`.
@@ -599,6 +604,23 @@ impl AccountStore for SqliteAccounts {
 
     async fn end_gc_lease(&self, holder: &str, now_ms: u64, finished: bool) -> Result<()> {
         self.lease_end(holder, now_ms, finished)
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        burst: u32,
+        every_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>> {
+        self.bucket_take(key, burst, every_ms, now_ms)
+    }
+
+    async fn prune_buckets(&self, before_ms: u64) -> Result<()> {
+        self.with_unsynced(|conn| {
+            conn.execute("DELETE FROM rate_buckets WHERE at < ?1", [before_ms as i64])?;
+            Ok(())
+        })
     }
 }
 

@@ -242,4 +242,33 @@ impl SqliteAccounts {
             Ok(())
         })
     }
+
+    /// One request from a token bucket (unsynced: a lost update after a
+    /// power cut only refills a bucket early).
+    pub(super) fn bucket_take(
+        &self,
+        key: &str,
+        burst: u32,
+        every_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>> {
+        self.with_unsynced(|conn| {
+            let tx = conn.transaction()?;
+            let stored: Option<(f64, i64)> = tx
+                .query_row(
+                    "SELECT tokens, at FROM rate_buckets WHERE key = ?1",
+                    [key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (tokens, outcome) = super::bucket_step(stored, burst, every_ms, now_ms);
+            tx.execute(
+                "INSERT INTO rate_buckets (key, tokens, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET tokens = ?2, at = MAX(at, ?3)",
+                params![key, tokens, now_ms as i64],
+            )?;
+            tx.commit()?;
+            Ok(outcome.err())
+        })
+    }
 }
