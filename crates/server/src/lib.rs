@@ -450,7 +450,7 @@ impl Server {
                 }
             };
         ownership.attach(&pointers);
-        guard.attach(Arc::clone(&accounts));
+        guard.attach(Arc::clone(&accounts), config.postgres.is_some());
         resume_transactions(&*accounts, &*blocks).await?;
         let key = load_key(&dir.join("server.key"))?;
         let admin_token = write_admin_token(&dir.join("admin.token"))?;

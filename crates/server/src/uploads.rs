@@ -1,7 +1,9 @@
 //! The block store every write of the server goes through (`Guarded`):
-//! upload transactions shared with every replica through the account
-//! store, each put's blocks recorded there before they are stored, and a
-//! record of the blocks put while this process collects garbage.
+//! upload transactions recorded in the account store (with Postgres,
+//! shared with every replica, each put's blocks recorded there before
+//! they are stored; with sqlite, one process alone, recorded after, for a
+//! restart, with no second hash of each block), and a record of the
+//! blocks put while this process collects garbage.
 //!
 //! With several daemons on one database (docs/OPERATIONS.md, "Several
 //! daemons as one service"), a transaction opened on one replica is known
@@ -40,6 +42,11 @@ use crate::{now_ms, AccountStore};
 pub(crate) struct Guarded {
     inner: Arc<dyn BlockStore>,
     accounts: OnceLock<Arc<dyn AccountStore>>,
+    /// Whether other processes share the account store (Postgres): then
+    /// each put is recorded there before it is stored and transactions
+    /// may come from other replicas. One process alone records after the
+    /// store (for a restart) and needs no second hash of each block.
+    shared: std::sync::atomic::AtomicBool,
     gate: tokio::sync::RwLock<()>,
     recent: tokio::sync::Mutex<Option<HashSet<Cid>>>,
 }
@@ -58,14 +65,22 @@ impl Guarded {
         Guarded {
             inner,
             accounts: OnceLock::new(),
+            shared: std::sync::atomic::AtomicBool::new(false),
             gate: tokio::sync::RwLock::new(()),
             recent: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Shares transactions through `accounts` from now on.
-    pub(crate) fn attach(&self, accounts: Arc<dyn AccountStore>) {
+    /// Records transactions in `accounts` from now on; `shared` when other
+    /// server processes use the same store.
+    pub(crate) fn attach(&self, accounts: Arc<dyn AccountStore>, shared: bool) {
         let _ = self.accounts.set(accounts);
+        self.shared
+            .store(shared, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_shared(&self) -> bool {
+        self.shared.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn accounts(&self) -> Option<&Arc<dyn AccountStore>> {
@@ -119,18 +134,35 @@ impl Guarded {
 impl BlockStore for Guarded {
     async fn put(&self, request: PutBlocks) -> peergos_blockstore::Result<Vec<Cid>> {
         let _in_flight = self.gate.read().await;
-        let cids: Vec<Cid> = request.blocks.iter().map(|b| b.cid()).collect();
+        let shared = self.is_shared();
         // Recorded before they are stored, so a sweep that lists them has
         // already seen the record (here, and in the shared one).
-        if let Some(set) = self.recent.lock().await.as_mut() {
-            set.extend(cids.iter().copied());
+        let mut cids = Vec::new();
+        {
+            let mut recent = self.recent.lock().await;
+            if shared || recent.is_some() {
+                cids = request.blocks.iter().map(|b| b.cid()).collect();
+            }
+            if let Some(set) = recent.as_mut() {
+                set.extend(cids.iter().copied());
+            }
         }
         let Some(accounts) = self.accounts() else {
             return self.inner.put(request).await;
         };
+        let bytes = request.blocks.iter().map(|b| b.data.len() as u64).sum();
+        if !shared {
+            // One process: the local record is exact; the account store's
+            // record is for a restart, and for the quota.
+            let (id, stored) = (request.transaction, self.inner.put(request).await?);
+            accounts
+                .add_transaction_blocks(&id, &stored, bytes, now_ms())
+                .await
+                .map_err(account_error)?;
+            return Ok(stored);
+        }
         let (owner, id) = (request.owner, request.transaction);
         let record = Self::shared_transaction(accounts.as_ref(), &owner, &id).await?;
-        let bytes = request.blocks.iter().map(|b| b.data.len() as u64).sum();
         accounts
             .add_transaction_blocks(&id, &cids, bytes, now_ms())
             .await
@@ -203,6 +235,13 @@ impl BlockStore for Guarded {
         let Some(accounts) = self.accounts() else {
             return local;
         };
+        if !self.is_shared() {
+            local?;
+            return accounts
+                .close_transaction(id, now_ms())
+                .await
+                .map_err(account_error);
+        }
         match local {
             // Opened on another replica: the shared record decides.
             Err(BlockError::UnknownTransaction { .. }) => {
