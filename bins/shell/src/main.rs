@@ -4,6 +4,7 @@
 //! remote paths).
 
 mod commands;
+mod links;
 mod transfer;
 
 use std::sync::{Arc, Mutex};

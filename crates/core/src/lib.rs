@@ -33,6 +33,8 @@
 
 mod device;
 mod error;
+mod in_process;
+mod links;
 mod network;
 mod remote;
 mod social;
@@ -40,11 +42,13 @@ mod user;
 
 pub use crate::device::{Device, DEFAULT_MAX_KDF_MEMORY};
 pub use crate::error::Error;
+pub use crate::in_process::InProcess;
+pub use crate::links::{open_link, LinkListing, LinkOptions, SharedView};
 pub use crate::network::{
-    init_tls, HttpNetwork, InProcess, NetworkAccess, CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES,
+    init_tls, HttpNetwork, NetworkAccess, CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES,
 };
 pub use crate::remote::Remote;
-pub use crate::social::{open_link, LinkListing, LinkOptions, PendingRequest, Place, SharedView};
+pub use crate::social::{PendingRequest, Place};
 pub use crate::user::{RemoteFs, UserContext, CLAIM_LIFETIME_SECS, RENEW_WITHIN_SECS, SHARED_DIR};
 pub use peergos_social::{SecretLink, ShareItem, SocialState};
 

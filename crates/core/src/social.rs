@@ -1,5 +1,5 @@
-//! Following, sharing and secret links for a logged-in user, and opening a
-//! link without an account.
+//! Following and sharing for a logged-in user, and finding a path in what
+//! friends shared (secret links are in `links.rs`).
 //!
 //! Everything a user knows about their social graph is in their own
 //! encrypted space ([`SocialState`] in the hidden file `/.social`). The
@@ -13,16 +13,15 @@ use bytes::Bytes;
 use peergos_cryptree::{AbsoluteCapability, Committer, Entry, Filesystem, Kind, UploadOptions};
 use peergos_keys::{PublicBoxingKey, PublicKeyHash};
 use peergos_server::api::{
-    auth_message, CreateLink, DeleteRequests, LinkStatus, OpenLink, OwnerRequest, RevokeLink,
-    Stamp, UpdateLink, OWNER_AUTH,
+    auth_message, DeleteRequests, OwnerRequest, Stamp, UpdateLink, OWNER_AUTH,
 };
 use peergos_social::{
-    is_within, FollowBody, FollowRequest, Follower, Following, LinkInfo, LinkRecord, SecretLink,
-    ShareItem, ShareList, SocialState, SHARE_LIST_FILE, STATE_FILE,
+    is_within, FollowBody, FollowRequest, Follower, Following, ShareItem, ShareList, SocialState,
+    SHARE_LIST_FILE, STATE_FILE,
 };
 
 use crate::user::{pki_chain, SHARED_DIR};
-use crate::{Error, NetworkAccess, Remote, RemoteFs, Result, UserContext};
+use crate::{Error, RemoteFs, Result, UserContext};
 
 /// A follow request waiting for this user's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,104 +50,6 @@ pub enum Place {
     },
 }
 
-/// Options for a new secret link.
-#[derive(Clone, Debug, Default)]
-pub struct LinkOptions {
-    /// Whether the link lets its holder write (the target moves under a
-    /// writer key of its own first).
-    pub writable: bool,
-    /// When it stops working, in milliseconds since the Unix epoch.
-    pub expiry: Option<u64>,
-    /// How many times it may be opened.
-    pub max_uses: Option<u64>,
-    /// A password needed besides the link.
-    pub password: Option<String>,
-}
-
-/// A link the user made, with the server's count of its uses.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkListing {
-    /// The link id.
-    pub id: String,
-    /// What the user recorded when making it.
-    pub info: LinkInfo,
-    /// The server's view (None: the server has no record).
-    pub status: Option<LinkStatus>,
-}
-
-/// What a secret link (or any capability) opens: one file or folder,
-/// shown as the only entry of `/`.
-pub struct SharedView {
-    fs: Arc<RemoteFs>,
-    entry: Entry,
-}
-
-impl SharedView {
-    /// A view of what `cap` points at.
-    pub async fn open(net: Arc<dyn NetworkAccess>, cap: AbsoluteCapability) -> Result<Self> {
-        let remote = Arc::new(Remote::for_owner(net, cap.owner));
-        let fs = Arc::new(Filesystem::open(Arc::clone(&remote), remote, cap));
-        let entry = fs.stat("/").await?;
-        Ok(SharedView { fs, entry })
-    }
-
-    /// The file or folder itself.
-    pub fn entry(&self) -> &Entry {
-        &self.entry
-    }
-
-    /// The filesystem rooted at it.
-    pub fn fs(&self) -> &Arc<RemoteFs> {
-        &self.fs
-    }
-
-    /// Where an absolute path (`/name/...`) is.
-    pub fn locate(&self, path: &str) -> Result<Place> {
-        let trimmed = path.trim_matches('/');
-        if trimmed.is_empty() {
-            return Ok(Place::Virtual {
-                entries: vec![self.entry.clone()],
-            });
-        }
-        let (first, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
-        if first != self.entry.name {
-            return Err(peergos_cryptree::Error::NotFound {
-                path: path.to_string(),
-            }
-            .into());
-        }
-        Ok(Place::Fs {
-            fs: Arc::clone(&self.fs),
-            path: format!("/{rest}"),
-        })
-    }
-}
-
-/// Opens a secret link: derives the token and key from its secret (and
-/// password), asks the owner's server for the record (which counts one
-/// use), and decrypts the capability. Needs no account.
-pub async fn open_link(
-    net: Arc<dyn NetworkAccess>,
-    link: &SecretLink,
-    password: Option<&str>,
-) -> Result<SharedView> {
-    let keys = {
-        let (link, password) = (link.clone(), password.map(str::to_string));
-        tokio::task::spawn_blocking(move || link.keys(password.as_deref()))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??
-    };
-    let blob = net
-        .open_link(&OpenLink {
-            id: link.id.clone(),
-            owner: link.owner.clone(),
-            token: keys.token(),
-        })
-        .await?;
-    let cap = keys.open(&blob)?;
-    SharedView::open(net, cap).await
-}
-
 fn dir_entry(name: &str) -> Entry {
     Entry {
         name: name.to_string(),
@@ -175,7 +76,7 @@ fn not_found(e: &Error) -> bool {
 impl UserContext {
     /// A stamp signed by the identity key, for the owner-only social
     /// routes.
-    fn owner_stamp(&self, action: &str, payload: &[u8]) -> Stamp {
+    pub(crate) fn owner_stamp(&self, action: &str, payload: &[u8]) -> Stamp {
         let time_ms = self.next_time();
         Stamp {
             time_ms,
@@ -205,7 +106,7 @@ impl UserContext {
 
     /// Runs `change` on the social state and saves it, one change at a
     /// time for this context.
-    async fn update_social<T>(
+    pub(crate) async fn update_social<T>(
         &self,
         change: impl FnOnce(&mut SocialState) -> Result<T>,
     ) -> Result<T> {
@@ -613,7 +514,7 @@ impl UserContext {
     /// (a rotation, or a move under a writer of its own): every share and
     /// every live link of something in it gets the new capability, so
     /// those who had access keep it without doing anything.
-    async fn refresh_within(&self, state: &SocialState, absolute: &str) -> Result<()> {
+    pub(crate) async fn refresh_within(&self, state: &SocialState, absolute: &str) -> Result<()> {
         for (shared_path, friend, writable) in state.shares_within(absolute) {
             let inner = self.path(&shared_path)?;
             let cap = self.fs.capability(&inner).await?;
@@ -745,107 +646,6 @@ impl UserContext {
         Ok(Place::Virtual {
             entries: entries.into_values().collect(),
         })
-    }
-
-    /// Makes a secret link to a file or folder of this user's. The
-    /// returned link holds the secret: whoever has it (and the password,
-    /// if one was set) can open it until it expires, is used up or is
-    /// revoked.
-    pub async fn create_link(&self, path: &str, options: LinkOptions) -> Result<SecretLink> {
-        let relative = self.path(path)?;
-        let absolute = format!("/{}{}", self.username, relative);
-        let cap = if options.writable {
-            if relative == "/" {
-                return Err(Error::Usage(
-                    "a writable link must be to something inside your home".into(),
-                ));
-            }
-            let cap = Box::pin(self.fs.grant_write(&relative)).await?;
-            let state = self.social().await?;
-            Box::pin(self.refresh_within(&state, &absolute)).await?;
-            cap
-        } else {
-            self.fs.capability(&relative).await?.read_only()
-        };
-        let link = SecretLink::random(
-            &self.net.address(),
-            &self.username,
-            options.password.is_some(),
-        );
-        let keys = {
-            let (link, password) = (link.clone(), options.password.clone());
-            tokio::task::spawn_blocking(move || link.keys(password.as_deref()))
-                .await
-                .map_err(|e| Error::Task(e.to_string()))??
-        };
-        let record = LinkRecord {
-            id: link.id.clone(),
-            blob: keys.seal(&cap)?,
-            token_hash: keys.token_hash(),
-            expiry: options.expiry,
-            max_uses: options.max_uses,
-        };
-        let payload = peergos_ipld::cbor::to_vec(&record)?;
-        let stamp = self.owner_stamp("link-create", &payload);
-        self.net
-            .create_link(&self.username, &CreateLink { stamp, record })
-            .await?;
-        let info = LinkInfo {
-            path: absolute,
-            url: link.to_url(),
-            writable: options.writable,
-            expiry: options.expiry,
-            max_uses: options.max_uses,
-            password: options.password.is_some(),
-            created: self.next_time(),
-            key: keys.key().clone(),
-        };
-        self.update_social(|state| {
-            state.links.insert(link.id.clone(), info);
-            Ok(())
-        })
-        .await?;
-        Ok(link)
-    }
-
-    /// The secret links this user made, with the server's use counts.
-    pub async fn links(&self) -> Result<Vec<LinkListing>> {
-        let state = self.social().await?;
-        let stamp = self.owner_stamp("links", &[]);
-        let statuses = self
-            .net
-            .list_links(&self.username, &OwnerRequest { stamp })
-            .await?;
-        Ok(state
-            .links
-            .into_iter()
-            .map(|(id, info)| LinkListing {
-                status: statuses.iter().find(|s| s.id == id).cloned(),
-                id,
-                info,
-            })
-            .collect())
-    }
-
-    /// Revokes a secret link on the server: it no longer opens. (Someone
-    /// who opened it before keeps the capability they got; `unshare`-style
-    /// rotation of the target takes that away too.)
-    pub async fn revoke_link(&self, id: &str) -> Result<()> {
-        peergos_social::check_id(id)?;
-        let state = self.social().await?;
-        if !state.links.contains_key(id) {
-            return Err(Error::UnknownLink(id.to_string()));
-        }
-        let stamp = self.owner_stamp("link-revoke", id.as_bytes());
-        self.net
-            .revoke_link(
-                &self.username,
-                &RevokeLink {
-                    stamp,
-                    id: id.to_string(),
-                },
-            )
-            .await
     }
 }
 

@@ -10,10 +10,13 @@
 //! until the writer's pointer moves, so an interrupted operation leaves the
 //! old tree whole.
 
+mod dir_edit;
 mod moves;
 mod resume;
 mod rewrite;
+mod sink;
 mod subspace;
+mod upload;
 mod write;
 
 use std::collections::HashMap;
