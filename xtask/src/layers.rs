@@ -1,4 +1,5 @@
-//! The layer check: a library crate may depend only on crates below it.
+//! The layer check: a library crate may depend only on crates below it,
+//! and never along a forbidden edge (not even for its tests).
 
 use std::path::Path;
 use std::process::Command;
@@ -17,9 +18,38 @@ const LAYERS: &[&str] = &[
     "peergos-cryptree",
     "peergos-pki",
     "peergos-social",
-    "peergos-server",
+    "peergos-api",
     "peergos-core",
     "peergos-vfs",
+    "peergos-server",
+];
+
+/// Edges that must never exist, of any kind (normal, build or dev), with
+/// why: what a client or a library an app embeds compiles must not pull
+/// in the server (axum, libp2p, sqlite, Postgres, S3).
+const FORBIDDEN: &[(&str, &str, &str)] = &[
+    ("peergos-core", "peergos-server", "the client apps embed"),
+    (
+        "peergos-vfs",
+        "peergos-server",
+        "the filesystem layer of every front end",
+    ),
+    (
+        "peergos-cryptree",
+        "peergos-server",
+        "the encrypted filesystem",
+    ),
+    ("peergos-social", "peergos-server", "the social structures"),
+    (
+        "peergos-api",
+        "peergos-server",
+        "the wire API clients share",
+    ),
+    (
+        "peergos-core",
+        "peergos-testkit",
+        "the client's tests need no server",
+    ),
 ];
 
 /// Crates allowed to depend on any library crate; nothing may depend on
@@ -79,6 +109,14 @@ fn problems(metadata: &serde_json::Value) -> Vec<String> {
         for dep in package["dependencies"].as_array().into_iter().flatten() {
             let dep_name = dep["name"].as_str().unwrap_or_default();
             let dev = dep["kind"].as_str() == Some("dev");
+            if let Some((_, _, why)) = FORBIDDEN
+                .iter()
+                .find(|(from, to, _)| *from == name && *to == dep_name)
+            {
+                problems.push(format!(
+                    "{name} depends on {dep_name}: forbidden ({name} is {why})"
+                ));
+            }
             if TOP.contains(&dep_name) && !(dev && dep_name == "peergos-testkit") {
                 problems.push(format!(
                     "{name} depends on {dep_name}, which sits at the top"
@@ -87,6 +125,10 @@ fn problems(metadata: &serde_json::Value) -> Vec<String> {
             if let (Some(level), Some(dep_level)) =
                 (level, LAYERS.iter().position(|l| *l == dep_name))
             {
+                // A test of a lower crate may use a higher one through
+                // testkit only; a dev-dependency on a sibling library
+                // (the server's tests driving the real client) points
+                // down as long as the layers order them.
                 if dep_level >= level {
                     problems.push(format!(
                         "{name} (layer {level}) depends on {dep_name} (layer {dep_level}): edges must point down"
@@ -120,6 +162,18 @@ mod tests {
             package("peergos-testkit", &[("peergos-blockstore", None)]),
         ]});
         assert_eq!(problems(&metadata), Vec::<String>::new());
+    }
+
+    #[test]
+    fn forbidden_edges_fail_even_for_tests() {
+        let metadata = json!({"packages": [
+            package("peergos-core", &[("peergos-server", Some("dev"))]),
+            package("peergos-server", &[("peergos-core", Some("dev"))]),
+        ]});
+        let found = problems(&metadata);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].contains("forbidden"), "{found:#?}");
+        assert!(found[1].contains("edges must point down"), "{found:#?}");
     }
 
     #[test]

@@ -616,9 +616,9 @@ async fn admin_request<T: serde::de::DeserializeOwned + Serialize>(
     let status = response.status();
     let body = response.bytes().await?;
     if !status.is_success() {
-        let message = peergos_ipld::cbor::from_slice::<peergos_server::api::ErrorBody>(&body)
+        let message = peergos_api::ErrorBody::from_answer(&body)
             .map(|b| b.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body).to_string());
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
         bail!("the daemon refused ({status}): {message}");
     }
     Ok(peergos_ipld::cbor::from_slice(&body)?)

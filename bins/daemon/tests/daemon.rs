@@ -382,7 +382,7 @@ fn signup_tokens_from_the_command_line() {
         let refused = UserContext::signup(http(daemon.url()), "bob", "pw", None).await;
         assert_eq!(
             refused.err().as_ref().and_then(Error::code),
-            Some("token_required")
+            Some(peergos_core::ErrorCode::TokenRequired)
         );
         UserContext::signup(http(daemon.url()), "bob", "pw", Some(&token))
             .await

@@ -2,6 +2,7 @@
 //! every mode ends in correct data or a loud, specific error, never wrong
 //! data and never a damaged account.
 
+use peergos_core::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,7 +126,7 @@ async fn an_unfinished_signup_is_finished_by_signup_not_login() {
     assert!(
         thief
             .as_ref()
-            .is_err_and(|e| e.code() == Some("username_taken")),
+            .is_err_and(|e| e.code() == Some(ErrorCode::UsernameTaken)),
         "{thief:?}"
     );
     // The owner runs signup again: it finishes the home.

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peergos_api::{BlockHeader, PutHeader};
 use peergos_core::{HttpNetwork, NetworkAccess, UserContext};
 use peergos_keys::{PublicKeyHash, Signature};
-use peergos_server::api::{BlockHeader, PutHeader};
 use peergos_testkit::daemon::TempDaemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -2,6 +2,7 @@
 //! accept, share read-only and writable, unshare, and secret links with a
 //! password, a use limit, an expiry and revocation, across a restart.
 
+use peergos_core::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,7 +128,7 @@ async fn follow_share_unshare_and_links() {
         .await
         .err()
         .unwrap();
-    assert_eq!(third.code(), Some("link_used_up"), "{third}");
+    assert_eq!(third.code(), Some(ErrorCode::LinkUsedUp), "{third}");
 
     // An expired link and a revoked link are refused.
     let alice = UserContext::login(http(daemon.url()), "alice", "alice pw")
@@ -152,7 +153,7 @@ async fn follow_share_unshare_and_links() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.code(), Some("link_expired"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::LinkExpired), "{e}");
     let revoked = alice
         .create_link("/alice/read", LinkOptions::default())
         .await
@@ -163,6 +164,6 @@ async fn follow_share_unshare_and_links() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.code(), Some("link_revoked"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::LinkRevoked), "{e}");
     assert!(daemon.is_running());
 }

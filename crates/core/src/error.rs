@@ -1,4 +1,4 @@
-use peergos_server::api::ErrorBody;
+use peergos_api::{ErrorBody, ErrorCode};
 
 /// Everything a client operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +138,9 @@ pub enum Error {
     /// A follow request, share list or secret link failed its checks.
     #[error(transparent)]
     Social(#[from] peergos_social::Error),
+    /// The server's answer was malformed, or a request could not be made.
+    #[error(transparent)]
+    Api(peergos_api::Error),
     /// A background task failed.
     #[error("internal error: {0}")]
     Task(String),
@@ -145,24 +148,30 @@ pub enum Error {
 
 impl Error {
     /// The server's error code, when the server refused.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Refused { body, .. } => Some(&body.code),
+            Error::Refused { body, .. } => Some(body.code),
             _ => None,
         }
     }
 
     pub(crate) fn refused(status: u16, body: ErrorBody) -> Self {
-        if body.code == "bad_login" {
+        if body.code == ErrorCode::BadLogin {
             return Error::BadLogin;
         }
         Error::Refused { status, body }
     }
 }
 
-impl From<peergos_server::Error> for Error {
-    fn from(e: peergos_server::Error) -> Self {
-        Error::refused(e.status(), e.body())
+impl From<peergos_api::Error> for Error {
+    fn from(e: peergos_api::Error) -> Self {
+        match e {
+            peergos_api::Error::Unreachable { address, reason } => {
+                Error::Unreachable { address, reason }
+            }
+            peergos_api::Error::Refused { status, body } => Error::refused(status, body),
+            other => Error::Api(other),
+        }
     }
 }
 
@@ -172,8 +181,8 @@ impl From<Error> for peergos_blockstore::Error {
             Error::Unreachable { address, reason } => {
                 peergos_blockstore::Error::Unreachable { address, reason }
             }
-            Error::Refused { status, body } => match (body.code.as_str(), body.quota) {
-                ("quota_exceeded", Some([used, quota, requested])) => {
+            Error::Refused { status, body } => match (body.code, body.quota) {
+                (ErrorCode::QuotaExceeded, Some([used, quota, requested])) => {
                     peergos_blockstore::Error::QuotaExceeded {
                         used,
                         quota,

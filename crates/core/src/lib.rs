@@ -3,8 +3,9 @@
 //! - [`UserContext`]: sign up, log in, change password, and the user's
 //!   encrypted filesystem ([`UserContext::fs`]: every operation of
 //!   [`peergos_cryptree::Filesystem`]), and space usage.
-//! - [`NetworkAccess`]: the server API, over HTTP ([`HttpNetwork`]) or to
-//!   a server in the same process ([`InProcess`]).
+//! - [`NetworkAccess`] (from `peergos-api`): the server API, over HTTP
+//!   ([`HttpNetwork`]); a `peergos_server::Server` in the same process
+//!   implements it too.
 //! - [`Remote`]: a server's stores as a `BlockStore` and `PointerStore`.
 //! - Social: [`UserContext::follow`], [`UserContext::accept`],
 //!   [`UserContext::share`], [`UserContext::unshare`],
@@ -33,7 +34,7 @@
 
 mod device;
 mod error;
-mod in_process;
+mod http_api;
 mod links;
 mod network;
 mod remote;
@@ -42,18 +43,16 @@ mod user;
 
 pub use crate::device::{Device, DEFAULT_MAX_KDF_MEMORY};
 pub use crate::error::Error;
-pub use crate::in_process::InProcess;
 pub use crate::links::{open_link, LinkListing, LinkOptions, SharedView};
-pub use crate::network::{
-    init_tls, HttpNetwork, NetworkAccess, CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES,
-};
+pub use crate::network::{init_tls, HttpNetwork, CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES};
 pub use crate::remote::Remote;
 pub use crate::social::{PendingRequest, Place};
 pub use crate::user::{RemoteFs, UserContext, CLAIM_LIFETIME_SECS, RENEW_WITHIN_SECS, SHARED_DIR};
+pub use peergos_api::{ErrorCode, NetworkAccess};
 pub use peergos_social::{SecretLink, ShareItem, SocialState};
 
+pub use peergos_api::Space;
 pub use peergos_cryptree::{Entry, Kind, UploadOptions};
-pub use peergos_server::api::Space;
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use peergos_api::{CreateLink, LinkStatus, OpenLink, OwnerRequest, RevokeLink};
 use peergos_cryptree::{AbsoluteCapability, Entry, Filesystem};
-use peergos_server::api::{CreateLink, LinkStatus, OpenLink, OwnerRequest, RevokeLink};
 use peergos_social::{LinkInfo, LinkRecord, SecretLink};
 
 use crate::social::Place;
@@ -199,7 +199,8 @@ impl UserContext {
             return Err(Error::UnknownLink(id.to_string()));
         }
         let stamp = self.owner_stamp("link-revoke", id.as_bytes());
-        self.net
+        Ok(self
+            .net
             .revoke_link(
                 &self.username,
                 &RevokeLink {
@@ -207,6 +208,6 @@ impl UserContext {
                     id: id.to_string(),
                 },
             )
-            .await
+            .await?)
     }
 }

@@ -13,6 +13,8 @@ use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
 use peergos_pointers::{CasConflict, PointerCache, PointerStore, SignedPointer};
 
+use peergos_api::ErrorCode;
+
 use crate::{Error, NetworkAccess};
 
 /// The largest batch of block bytes sent in one put request.
@@ -84,7 +86,7 @@ impl BlockStore for Remote {
         // Split large batches so no request nears the body limit.
         let total: usize = request.blocks.iter().map(|b| b.data.len()).sum();
         if total <= MAX_PUT_BYTES {
-            return Ok(self.net.put(&request).await?);
+            return Ok(self.net.put(&request).await.map_err(Error::from)?);
         }
         let mut cids = Vec::with_capacity(request.blocks.len());
         let mut batch = Vec::new();
@@ -97,14 +99,19 @@ impl BlockStore for Remote {
         };
         for block in request.blocks.iter().cloned() {
             if size + block.data.len() > MAX_PUT_BYTES && !batch.is_empty() {
-                cids.extend(self.net.put(&flush(std::mem::take(&mut batch))).await?);
+                cids.extend(
+                    self.net
+                        .put(&flush(std::mem::take(&mut batch)))
+                        .await
+                        .map_err(Error::from)?,
+                );
                 size = 0;
             }
             size += block.data.len();
             batch.push(block);
         }
         if !batch.is_empty() {
-            cids.extend(self.net.put(&flush(batch)).await?);
+            cids.extend(self.net.put(&flush(batch)).await.map_err(Error::from)?);
         }
         Ok(cids)
     }
@@ -114,7 +121,11 @@ impl BlockStore for Remote {
         cid: &Cid,
         auth: Option<&BlockAuth>,
     ) -> peergos_blockstore::Result<Option<Bytes>> {
-        Ok(self.net.get(cid, auth, self.owner.as_ref()).await?)
+        Ok(self
+            .net
+            .get(cid, auth, self.owner.as_ref())
+            .await
+            .map_err(Error::from)?)
     }
 
     /// In as few round trips as the server's answers allow: each asks for
@@ -128,7 +139,8 @@ impl BlockStore for Remote {
             let answer = self
                 .net
                 .get_many(&requests[out.len()..], self.owner.as_ref())
-                .await?;
+                .await
+                .map_err(Error::from)?;
             if answer.is_empty() {
                 return Err(crate::Error::Invalid(
                     "the server answered no blocks for a batch request".into(),
@@ -142,18 +154,26 @@ impl BlockStore for Remote {
     }
 
     async fn get_trusted(&self, cid: &Cid) -> peergos_blockstore::Result<Option<Bytes>> {
-        Ok(self.net.get(cid, None, self.owner.as_ref()).await?)
+        Ok(self
+            .net
+            .get(cid, None, self.owner.as_ref())
+            .await
+            .map_err(Error::from)?)
     }
 
     async fn has(&self, cid: &Cid) -> peergos_blockstore::Result<bool> {
-        Ok(self.net.has(cid).await?)
+        Ok(self.net.has(cid).await.map_err(Error::from)?)
     }
 
     async fn start_transaction(
         &self,
         owner: &PublicKeyHash,
     ) -> peergos_blockstore::Result<TransactionId> {
-        Ok(self.net.start_transaction(owner).await?)
+        Ok(self
+            .net
+            .start_transaction(owner)
+            .await
+            .map_err(Error::from)?)
     }
 
     async fn close_transaction(
@@ -161,7 +181,11 @@ impl BlockStore for Remote {
         owner: &PublicKeyHash,
         id: &TransactionId,
     ) -> peergos_blockstore::Result<()> {
-        Ok(self.net.close_transaction(owner, id).await?)
+        Ok(self
+            .net
+            .close_transaction(owner, id)
+            .await
+            .map_err(Error::from)?)
     }
 
     async fn resume_transaction(
@@ -210,7 +234,7 @@ impl PointerStore for Remote {
                 .net
                 .get_pointer(owner, writer)
                 .await
-                .map_err(pointer_error);
+                .map_err(|e| pointer_error(e.into()));
         };
         // What was seen before the read was issued: a commit of this
         // device may land while it is in flight (PointerCache::observe_read).
@@ -219,7 +243,7 @@ impl PointerStore for Remote {
             .net
             .get_pointer(owner, writer)
             .await
-            .map_err(pointer_error)?;
+            .map_err(|e| pointer_error(e.into()))?;
         seen.observe_read(owner, writer, got.as_ref(), before)?;
         Ok(got)
     }
@@ -236,19 +260,25 @@ impl PointerStore for Remote {
                 None => Ok(()),
             },
             // Give the committer the typed conflicts it retries on.
-            Err(Error::Refused { body, .. }) if body.code == "cas_conflict" => Err(
-                peergos_pointers::Error::CasConflict(Box::new(CasConflict {
-                    expected: update.update.previous,
-                    actual: body.actual,
-                })),
-            ),
-            Err(Error::Refused { body, .. }) if body.code == "stale_sequence" => {
+            Err(peergos_api::Error::Refused { body, .. })
+                if body.code == ErrorCode::CasConflict =>
+            {
+                Err(peergos_pointers::Error::CasConflict(Box::new(
+                    CasConflict {
+                        expected: update.update.previous,
+                        actual: body.actual,
+                    },
+                )))
+            }
+            Err(peergos_api::Error::Refused { body, .. })
+                if body.code == ErrorCode::StaleSequence =>
+            {
                 Err(peergos_pointers::Error::StaleSequence {
                     stored: update.update.sequence,
                     offered: update.update.sequence,
                 })
             }
-            Err(e) => Err(pointer_error(e)),
+            Err(e) => Err(pointer_error(e.into())),
         }
     }
 }

@@ -10,11 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use peergos_api::{auth_message, DeleteRequests, OwnerRequest, Stamp, UpdateLink, OWNER_AUTH};
 use peergos_cryptree::{AbsoluteCapability, Committer, Entry, Filesystem, Kind, UploadOptions};
 use peergos_keys::{PublicBoxingKey, PublicKeyHash};
-use peergos_server::api::{
-    auth_message, DeleteRequests, OwnerRequest, Stamp, UpdateLink, OWNER_AUTH,
-};
 use peergos_social::{
     is_within, FollowBody, FollowRequest, Follower, Following, ShareItem, ShareList, SocialState,
     SHARE_LIST_FILE, STATE_FILE,
@@ -155,7 +153,7 @@ impl UserContext {
     async fn send(&self, to: &str, identity: &PublicKeyHash, body: FollowBody) -> Result<()> {
         let boxing = self.boxing_key_of(identity).await?;
         let sealed = FollowRequest::sign(body, &self.identity)?.seal(&boxing)?;
-        self.net.post_follow(to, &sealed).await
+        Ok(self.net.post_follow(to, &sealed).await?)
     }
 
     fn body(
@@ -308,9 +306,10 @@ impl UserContext {
             .map(|id| serde_bytes::ByteBuf::from(id.to_vec()))
             .collect();
         let stamp = self.owner_stamp("delete-requests", &DeleteRequests::payload(&ids));
-        self.net
+        Ok(self
+            .net
             .delete_follow_requests(&self.username, &DeleteRequests { stamp, ids })
-            .await
+            .await?)
     }
 
     /// Accepts `from`'s follow request: they become a follower (they get a
@@ -542,7 +541,7 @@ impl UserContext {
             };
             match self.net.update_link(&self.username, &request).await {
                 // A revoked link stays revoked.
-                Err(e) if e.code() == Some("link_not_found") => {}
+                Err(e) if e.code() == Some(crate::ErrorCode::LinkNotFound) => {}
                 outcome => outcome?,
             }
         }

@@ -5,15 +5,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use peergos_api::{
+    auth_message, ChangeRequest, Info, LoginRequest, SignupRequest, Space, Stamp, LOGIN_AUTH,
+};
 use peergos_champ::Value;
 use peergos_cryptree::{AbsoluteCapability, Committer, Filesystem};
 use peergos_ipld::{cbor, Block, Cid};
 use peergos_keys::{BoxingKeyPair, LoginKeys, LoginParams, PublicKeyHash, SigningKeyPair};
 use peergos_pki::{name_key, Claim, KeyChain};
 use peergos_pointers::{PointerCache, PointerStore};
-use peergos_server::api::{
-    auth_message, ChangeRequest, Info, LoginRequest, SignupRequest, Space, Stamp, LOGIN_AUTH,
-};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -220,7 +220,8 @@ impl UserContext {
                 data: Bytes::from(sealed),
                 token: token.map(str::to_string),
             })
-            .await;
+            .await
+            .map_err(Error::from);
         let opened = match signed_up {
             Ok(()) => {
                 let chain = pki_chain(net.as_ref(), &info.pki, username).await?;
@@ -232,7 +233,7 @@ impl UserContext {
                     time_ms: 0,
                 }
             }
-            Err(taken) if taken.code() == Some("username_taken") => {
+            Err(taken) if taken.code() == Some(crate::ErrorCode::UsernameTaken) => {
                 // Ours, half made? Only the right password opens it.
                 match Self::open_account(&net, username, password, device).await {
                     Ok(opened) => opened,
@@ -346,7 +347,7 @@ impl UserContext {
         let request = LoginRequest {
             stamp: stamp(&login, "login", username, time_ms, &[]),
         };
-        let sealed = match net.login(username, &request).await {
+        let sealed = match net.login(username, &request).await.map_err(Error::from) {
             Err(Error::BadLogin) => {
                 return Err(diagnose_bad_login(net, &looked_up, &params).await);
             }
@@ -556,7 +557,7 @@ impl UserContext {
 
     /// Bytes used and allowed on the home server.
     pub async fn space(&self) -> Result<Space> {
-        self.net.space(&self.identity()).await
+        Ok(self.net.space(&self.identity()).await?)
     }
 
     /// A timestamp newer than any this context used before.

@@ -105,6 +105,53 @@ pub fn from_slice_with<T: DeserializeOwned + Serialize>(bytes: &[u8], limits: Li
     Ok(value)
 }
 
+/// Decodes canonical DAG-CBOR into a `T` under the extension rule
+/// (PROTOCOL.md, "Formats that grow"): fields `T` does not know are
+/// ignored, anywhere in the value, but every field it knows must be
+/// exactly as `T` would encode it (so a known field still has one
+/// encoding: an optional field is present or absent as `T` writes it),
+/// and an unknown field is never `null` (added fields are left out when
+/// empty).
+/// The input itself must be canonical, as for [`from_slice`].
+pub fn from_slice_extensible<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<T> {
+    let value = decode_value_with(bytes, limits)?;
+    let decoded: T = from_value(value.clone())?;
+    if !covers(&value, &to_value(&decoded)?) {
+        return Err(Error::NonCanonical {
+            reason: "known fields that do not round-trip (missing or in another form)",
+        });
+    }
+    Ok(decoded)
+}
+
+/// Whether `input` holds everything `known` (its re-encoding) holds,
+/// with equal values: maps may have more keys, nothing else may differ.
+/// A key `known` lacks must not be `null`: an added field is left out when
+/// it has no value, so a `null` there is a known optional field in a form
+/// its writer never uses.
+fn covers(input: &Value, known: &Value) -> bool {
+    match (input, known) {
+        (Value::Map(input), Value::Map(known)) => {
+            known.iter().all(|(key, value)| {
+                input
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .is_some_and(|(_, v)| covers(v, value))
+            }) && input
+                .iter()
+                .all(|(k, v)| *v != Value::Null || known.iter().any(|(key, _)| key == k))
+        }
+        (Value::Array(input), Value::Array(known)) => {
+            input.len() == known.len() && input.iter().zip(known).all(|(i, k)| covers(i, k))
+        }
+        (Value::Tag(a, input), Value::Tag(b, known)) => a == b && covers(input, known),
+        _ => input == known,
+    }
+}
+
 /// Converts a decoded [`Value`] into a `T`.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T> {
     value.deserialized().map_err(|e| Error::Type {

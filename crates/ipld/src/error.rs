@@ -1,5 +1,24 @@
 use crate::cid::Cid;
 
+/// Checks a structure's format version: `found` must be from 1 to
+/// `supported`; a newer one is [`Error::NewerFormat`] (upgrade), 0 is
+/// malformed.
+pub fn check_version(what: &'static str, found: u64, supported: u64) -> Result<(), Error> {
+    if found == 0 {
+        return Err(Error::MalformedCbor {
+            reason: format!("{what} with format version 0"),
+        });
+    }
+    if found > supported {
+        return Err(Error::NewerFormat {
+            what,
+            found,
+            supported,
+        });
+    }
+    Ok(())
+}
+
 /// Everything that can go wrong turning bytes into blocks and values.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -48,6 +67,20 @@ pub enum Error {
     TooDeep {
         /// The depth limit.
         max: usize,
+    },
+    /// A structure carries a format version newer than this build reads
+    /// (PROTOCOL.md, "Formats that grow"): not damage, a newer writer.
+    #[error(
+        "this {what} was written by a newer version of Peergos (format {found}; this build \
+         reads up to {supported}): upgrade to read it"
+    )]
+    NewerFormat {
+        /// Which structure.
+        what: &'static str,
+        /// The version it carries.
+        found: u64,
+        /// The newest this build reads.
+        supported: u64,
     },
     /// The value could not be converted to or from the requested Rust type.
     #[error("DAG-CBOR value does not fit the expected type: {reason}")]

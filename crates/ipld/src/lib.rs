@@ -35,7 +35,7 @@ mod error;
 
 pub use crate::block::{Block, MAX_BLOCK_SIZE, MAX_PAYLOAD_SIZE};
 pub use crate::cid::{Cid, Codec, HashFn, MAX_IDENTITY_SIZE};
-pub use crate::error::Error;
+pub use crate::error::{check_version, Error};
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -302,3 +302,114 @@ proptest! {
         prop_assert_eq!(nulls, cbor::encode_value(&Value::Array(vec![Value::Null; len])).unwrap());
     }
 }
+
+/// The extension rule: a newer writer's structure (the old one plus fields
+/// the old one does not know, at any depth) decodes in an older reader to
+/// exactly what the older writer would have written; the strict decoder
+/// refuses it; and a known field in a form the reader would not write is
+/// refused by both.
+mod extensible {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Inner {
+        n: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        opt: Option<String>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Old {
+        name: String,
+        inner: Inner,
+        list: Vec<Inner>,
+    }
+
+    fn inner() -> impl Strategy<Value = Inner> {
+        (any::<u64>(), proptest::option::of("[a-z]{0,8}")).prop_map(|(n, opt)| Inner { n, opt })
+    }
+
+    fn old() -> impl Strategy<Value = Old> {
+        (
+            "[a-z]{0,12}",
+            inner(),
+            proptest::collection::vec(inner(), 0..4),
+        )
+            .prop_map(|(name, inner, list)| Old { name, inner, list })
+    }
+
+    /// Adds `extra` fields (names no `Old` or `Inner` field has) to the
+    /// top map and to every map in `list`.
+    fn grow(value: &mut Value, extra: &[(String, Value)]) {
+        if let Value::Map(entries) = value {
+            for (k, v) in extra {
+                entries.push((Value::Text(format!("new_{k}")), v.clone()));
+            }
+            for (k, v) in entries.iter_mut() {
+                if k == &Value::Text("list".into()) {
+                    if let Value::Array(items) = v {
+                        for item in items {
+                            grow(item, extra);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn newer_fields_are_ignored_and_known_ones_kept(
+            old in old(),
+            extra in proptest::collection::vec(("[a-z]{1,6}", value()), 1..4),
+        ) {
+            let mut extra: Vec<_> = extra.into_iter().filter(|(_, v)| *v != Value::Null).collect();
+            prop_assume!(!extra.is_empty());
+            extra.sort_by(|a, b| a.0.cmp(&b.0));
+            extra.dedup_by(|a, b| a.0 == b.0);
+            let mut grown = cbor::to_value(&old).unwrap();
+            grow(&mut grown, &extra);
+            let bytes = cbor::encode_value(&grown).unwrap();
+            let read: Old = cbor::from_slice_extensible(&bytes, cbor::Limits::BLOCK).unwrap();
+            prop_assert_eq!(&read, &old);
+            prop_assert!(cbor::from_slice::<Old>(&bytes).is_err());
+            // The plain encoding reads the same both ways.
+            let plain = cbor::to_vec(&old).unwrap();
+            prop_assert_eq!(cbor::from_slice_extensible::<Old>(&plain, cbor::Limits::BLOCK).unwrap(), old);
+        }
+    }
+
+    #[test]
+    fn a_known_field_in_another_form_is_refused() {
+        // `opt` present as null, where the writer leaves it out.
+        let mut value = cbor::to_value(&Inner { n: 1, opt: None }).unwrap();
+        if let Value::Map(entries) = &mut value {
+            entries.push((Value::Text("opt".into()), Value::Null));
+        }
+        let bytes = cbor::encode_value(&value).unwrap();
+        assert!(matches!(
+            cbor::from_slice_extensible::<Inner>(&bytes, cbor::Limits::BLOCK),
+            Err(Error::NonCanonical { .. })
+        ));
+        // A missing required field is a type error, as ever.
+        let bytes = cbor::encode_value(&Value::Map(vec![])).unwrap();
+        assert!(cbor::from_slice_extensible::<Inner>(&bytes, cbor::Limits::BLOCK).is_err());
+    }
+
+    #[test]
+    fn a_newer_version_says_upgrade() {
+        let e = peergos_ipld::check_version("test structure", 3, 2).unwrap_err();
+        assert!(e.to_string().contains("newer version of Peergos"), "{e}");
+        assert!(matches!(
+            e,
+            Error::NewerFormat {
+                found: 3,
+                supported: 2,
+                ..
+            }
+        ));
+        assert!(peergos_ipld::check_version("x", 0, 2).is_err());
+        assert!(peergos_ipld::check_version("x", 2, 2).is_ok());
+    }
+}

@@ -9,8 +9,8 @@ use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
 use peergos_pointers::{Ownership, SignedPointer};
 
-use crate::api::Space;
 use crate::{disk, now_ms, space, Error, Result, Server, QUOTA_SLACK, SMALL_PUT};
+use peergos_api::Space;
 
 impl Server {
     // ---- blocks ----

@@ -1,6 +1,6 @@
 use peergos_ipld::Cid;
 
-use crate::api::ErrorBody;
+use peergos_api::{ErrorBody, ErrorCode};
 
 /// Everything the server can refuse or fail at. Each maps to an HTTP
 /// status and a stable code ([`Error::code`]).
@@ -131,7 +131,7 @@ pub enum Error {
         /// The other server's status.
         status: u16,
         /// Its answer.
-        body: crate::api::ErrorBody,
+        body: peergos_api::ErrorBody,
     },
     /// This server is not the PKI node, or the request did not come from
     /// the server it claims a name for.
@@ -187,7 +187,7 @@ impl Error {
     }
 
     /// A stable code clients map back to typed errors.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         use peergos_blockstore::Error as B;
         use peergos_pointers::Error as P;
         match self {
@@ -195,41 +195,43 @@ impl Error {
             | Error::Encoding(_)
             | Error::Key(_)
             | Error::Cryptree(_)
-            | Error::Social(_) => "bad_request",
-            Error::UsernameTaken(_) => "username_taken",
-            Error::Busy(_) => "busy",
-            Error::AdminOnly => "admin_only",
-            Error::UnknownUser(_) => "unknown_user",
-            Error::TooMany(_) => "too_many",
-            Error::LinkNotFound(_) => "link_not_found",
-            Error::LinkRevoked => "link_revoked",
-            Error::LinkExpired => "link_expired",
-            Error::LinkUsedUp { .. } => "link_used_up",
-            Error::LinkDenied => "link_denied",
-            Error::TokenRequired => "token_required",
-            Error::BadLogin => "bad_login",
-            Error::Stale(_) => "stale",
-            Error::UnknownOwner(_) => "unknown_owner",
-            Error::Pki(_) => "pki_refused",
-            Error::Block(B::QuotaExceeded { .. }) => "quota_exceeded",
-            Error::Block(B::ProofRequired { .. } | B::AccessDenied { .. }) => "access_denied",
-            Error::Block(B::UnknownTransaction { .. } | B::TransactionOwner { .. }) => {
-                "unknown_transaction"
+            | Error::Social(_) => ErrorCode::BadRequest,
+            Error::UsernameTaken(_) => ErrorCode::UsernameTaken,
+            Error::Busy(_) => ErrorCode::Busy,
+            Error::AdminOnly => ErrorCode::AdminOnly,
+            Error::UnknownUser(_) => ErrorCode::UnknownUser,
+            Error::TooMany(_) => ErrorCode::TooMany,
+            Error::LinkNotFound(_) => ErrorCode::LinkNotFound,
+            Error::LinkRevoked => ErrorCode::LinkRevoked,
+            Error::LinkExpired => ErrorCode::LinkExpired,
+            Error::LinkUsedUp { .. } => ErrorCode::LinkUsedUp,
+            Error::LinkDenied => ErrorCode::LinkDenied,
+            Error::TokenRequired => ErrorCode::TokenRequired,
+            Error::BadLogin => ErrorCode::BadLogin,
+            Error::Stale(_) => ErrorCode::Stale,
+            Error::UnknownOwner(_) => ErrorCode::UnknownOwner,
+            Error::Pki(_) => ErrorCode::PkiRefused,
+            Error::Block(B::QuotaExceeded { .. }) => ErrorCode::QuotaExceeded,
+            Error::Block(B::ProofRequired { .. } | B::AccessDenied { .. }) => {
+                ErrorCode::AccessDenied
             }
-            Error::Block(_) => "block_refused",
-            Error::Pointer(P::CasConflict(_)) => "cas_conflict",
-            Error::Pointer(P::StaleSequence { .. }) => "stale_sequence",
-            Error::Pointer(P::NotOwned { .. }) => "not_owned",
-            Error::Pointer(_) => "pointer_refused",
+            Error::Block(B::UnknownTransaction { .. } | B::TransactionOwner { .. }) => {
+                ErrorCode::UnknownTransaction
+            }
+            Error::Block(_) => ErrorCode::BlockRefused,
+            Error::Pointer(P::CasConflict(_)) => ErrorCode::CasConflict,
+            Error::Pointer(P::StaleSequence { .. }) => ErrorCode::StaleSequence,
+            Error::Pointer(P::NotOwned { .. }) => ErrorCode::NotOwned,
+            Error::Pointer(_) => ErrorCode::PointerRefused,
             Error::Champ(_)
             | Error::Sqlite { .. }
             | Error::Database(_)
             | Error::Io { .. }
-            | Error::Internal(_) => "internal",
-            Error::Peer(_) => "peer_unreachable",
-            Error::DiskFull { .. } => "disk_full",
-            Error::Remote { .. } => "remote",
-            Error::NotPki(_) => "not_pki",
+            | Error::Internal(_) => ErrorCode::Internal,
+            Error::Peer(_) => ErrorCode::PeerUnreachable,
+            Error::DiskFull { .. } => ErrorCode::DiskFull,
+            Error::Remote { body, .. } => body.code,
+            Error::NotPki(_) => ErrorCode::NotPki,
         }
     }
 
@@ -251,7 +253,7 @@ impl Error {
             _ => None,
         };
         ErrorBody {
-            code: self.code().to_string(),
+            code: self.code(),
             message: self.to_string(),
             actual,
             quota,

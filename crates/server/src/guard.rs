@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::api::{ErrorBody, MAX_BODY};
+use peergos_api::{ErrorBody, ErrorCode, MAX_BODY};
 
 /// The largest body of any request but a put.
 pub const MAX_REQUEST_BODY: usize = 1 << 20;
@@ -109,13 +109,8 @@ impl Guard {
     }
 }
 
-fn refusal(status: StatusCode, code: &str, message: String) -> Response {
-    let body = ErrorBody {
-        code: code.into(),
-        message,
-        actual: None,
-        quota: None,
-    };
+fn refusal(status: StatusCode, code: ErrorCode, message: String) -> Response {
+    let body = ErrorBody::new(code, message);
     // A struct of plain fields always encodes.
     let bytes = peergos_ipld::cbor::to_vec(&body).unwrap_or_default();
     (
@@ -130,7 +125,7 @@ fn refusal(status: StatusCode, code: &str, message: String) -> Response {
 pub(crate) fn body_timed_out(after: Duration) -> Response {
     refusal(
         StatusCode::REQUEST_TIMEOUT,
-        "body_timeout",
+        ErrorCode::BodyTimeout,
         format!(
             "the request body did not arrive in time (stalled, or slower than allowed, for {} s)",
             after.as_secs()
@@ -142,7 +137,7 @@ pub(crate) fn body_timed_out(after: Duration) -> Response {
 pub(crate) fn busy() -> Response {
     refusal(
         StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
+        ErrorCode::Busy,
         "the server is busy receiving other requests; try again shortly".into(),
     )
 }
@@ -150,7 +145,7 @@ pub(crate) fn busy() -> Response {
 fn body_too_large(limit: usize) -> Response {
     refusal(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
+        ErrorCode::TooLarge,
         format!(
             "the request body is larger than the {} KiB limit of this request (or was cut off)",
             limit >> 10
@@ -167,7 +162,7 @@ pub(crate) async fn bounded_body(
     request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() == "/v1/blocks/put" {
+    if request.uri().path() == peergos_api::endpoint::PUT.path {
         return next.run(request).await;
     }
     // A request a peer server tunnelled in arrives whole, already bounded

@@ -11,7 +11,6 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use futures::StreamExt;
 use peergos_blockstore::{BlockAuth, TransactionId};
@@ -22,13 +21,14 @@ use peergos_pointers::SignedPointer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{
-    ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody, FollowPost,
-    GetManyRequest, GetRequest, LoginRequest, OpenLink, OwnerRequest, RevokeLink, SignupRequest,
-    TxRequest, UpdateLink, CBOR, MAX_BODY,
-};
 use crate::guard::{body_timed_out, busy, Guard, Stalling};
 use crate::{Error, Server};
+use peergos_api::endpoint::{Method, Route};
+use peergos_api::{
+    BadPut, ChampLookup, ChangeRequest, CreateLink, DataRequest, DeleteRequests, ErrorBody,
+    ErrorCode, FollowPost, GetManyRequest, GetRequest, LoginRequest, OpenLink, OwnerRequest,
+    RevokeLink, SignupRequest, TxRequest, UpdateLink, CBOR, MAX_BODY,
+};
 
 mod middleware;
 
@@ -81,6 +81,31 @@ fn parse_key(text: &str) -> Result<PublicKeyHash, Error> {
         .map_err(|e| Error::BadRequest(format!("'{text}' is not a public key hash: {e}")))
 }
 
+/// `handler` under the method of `route` (the path is the route's too).
+fn on<H, T>(route: &Route, handler: H) -> axum::routing::MethodRouter<Arc<Server>>
+where
+    H: axum::handler::Handler<T, Arc<Server>>,
+    T: 'static,
+{
+    let filter = match route.method {
+        Method::Get => axum::routing::MethodFilter::GET,
+        Method::Post => axum::routing::MethodFilter::POST,
+    };
+    axum::routing::on(filter, handler)
+}
+
+/// The route a request matched (set by the router before the
+/// middleware runs).
+pub(crate) fn route_of(request: &axum::extract::Request) -> Option<&'static Route> {
+    let pattern = request.extensions().get::<axum::extract::MatchedPath>()?;
+    let method = match *request.method() {
+        axum::http::Method::GET => Method::Get,
+        axum::http::Method::POST => Method::Post,
+        _ => return None,
+    };
+    peergos_api::endpoint::route_of(method, pattern.as_str())
+}
+
 /// The router for `server`.
 pub fn router(server: Arc<Server>) -> Router {
     router_with(server, Guard::new(crate::guard::Limits::default()))
@@ -88,49 +113,55 @@ pub fn router(server: Arc<Server>) -> Router {
 
 /// [`router`], with the bounds of `guard` on bodies and put memory.
 pub fn router_with(server: Arc<Server>, guard: Arc<Guard>) -> Router {
+    use peergos_api::endpoint as ep;
     Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/v1/info", get(info))
-        .route("/v1/blocks/put", post(put))
-        .route("/v1/blocks/get", post(get_block))
-        .route("/v1/blocks/get-many", post(get_many))
-        .route("/v1/blocks/has/{cid}", get(has))
-        .route("/v1/champ/lookup", post(champ_lookup))
-        .route("/v1/tx/start", post(tx_start))
-        .route("/v1/tx/close", post(tx_close))
+        .route(ep::HEALTH.path, on(&ep::HEALTH, || async { "ok" }))
+        .route(ep::INFO.path, on(&ep::INFO, info))
+        .route(ep::PUT.path, on(&ep::PUT, put))
+        .route(ep::GET.path, on(&ep::GET, get_block))
+        .route(ep::GET_MANY.path, on(&ep::GET_MANY, get_many))
+        .route(ep::HAS.path, on(&ep::HAS, has))
+        .route(ep::CHAMP_LOOKUP.path, on(&ep::CHAMP_LOOKUP, champ_lookup))
+        .route(ep::TX_START.path, on(&ep::TX_START, tx_start))
+        .route(ep::TX_CLOSE.path, on(&ep::TX_CLOSE, tx_close))
+        .route(ep::GET_POINTER.path, on(&ep::GET_POINTER, get_pointer))
+        .route(ep::SET_POINTER.path, on(&ep::SET_POINTER, set_pointer))
+        .route(ep::PKI_LOOKUP.path, on(&ep::PKI_LOOKUP, pki))
+        .route(ep::PKI_CLAIM.path, on(&ep::PKI_CLAIM, pki_claim))
+        .route(ep::PKI_RENEW.path, on(&ep::PKI_RENEW, pki_renew))
+        .route(ep::SIGNUP.path, on(&ep::SIGNUP, signup))
+        .route(ep::LOGIN_PARAMS.path, on(&ep::LOGIN_PARAMS, login_params))
+        .route(ep::LOGIN.path, on(&ep::LOGIN, login))
+        .route(ep::UPDATE_DATA.path, on(&ep::UPDATE_DATA, update_data))
         .route(
-            "/v1/pointers/{owner}/{writer}",
-            get(get_pointer).post(set_pointer),
+            ep::CHANGE_PASSWORD.path,
+            on(&ep::CHANGE_PASSWORD, change_password),
         )
-        .route("/v1/pki/{name}", get(pki))
-        .route("/v1/pki/claim", post(pki_claim))
-        .route("/v1/pki/renew", post(pki_renew))
-        .route("/v1/signup", post(signup))
-        .route("/v1/login/{name}/params", get(login_params))
-        .route("/v1/login/{name}", post(login))
-        .route("/v1/login/{name}/data", post(update_data))
-        .route("/v1/login/{name}/change", post(change_password))
-        .route("/v1/space/{owner}", get(space))
-        .route("/v1/social/{name}/follow", post(post_follow))
-        .route("/v1/social/{name}/requests", post(follow_requests))
-        .route("/v1/social/{name}/requests/delete", post(delete_requests))
-        .route("/v1/links/{name}/create", post(create_link))
-        .route("/v1/links/{name}/list", post(list_links))
-        .route("/v1/links/{name}/revoke", post(revoke_link))
-        .route("/v1/links/{name}/update", post(update_link))
-        .route("/v1/links/open", post(open_link))
-        .route("/metrics", get(metrics))
-        .route("/v1/admin/gc", post(admin_gc))
-        .route("/v1/admin/scrub", post(admin_scrub))
+        .route(ep::SPACE.path, on(&ep::SPACE, space))
+        .route(ep::POST_FOLLOW.path, on(&ep::POST_FOLLOW, post_follow))
+        .route(
+            ep::FOLLOW_REQUESTS.path,
+            on(&ep::FOLLOW_REQUESTS, follow_requests),
+        )
+        .route(
+            ep::DELETE_REQUESTS.path,
+            on(&ep::DELETE_REQUESTS, delete_requests),
+        )
+        .route(ep::CREATE_LINK.path, on(&ep::CREATE_LINK, create_link))
+        .route(ep::LIST_LINKS.path, on(&ep::LIST_LINKS, list_links))
+        .route(ep::REVOKE_LINK.path, on(&ep::REVOKE_LINK, revoke_link))
+        .route(ep::UPDATE_LINK.path, on(&ep::UPDATE_LINK, update_link))
+        .route(ep::OPEN_LINK.path, on(&ep::OPEN_LINK, open_link))
+        .route(ep::METRICS.path, on(&ep::METRICS, metrics))
+        .route(ep::ADMIN_GC.path, on(&ep::ADMIN_GC, admin_gc))
+        .route(ep::ADMIN_SCRUB.path, on(&ep::ADMIN_SCRUB, admin_scrub))
         .fallback(|| async {
             cbor_response(
                 StatusCode::NOT_FOUND,
-                &ErrorBody {
-                    code: "not_found".into(),
-                    message: "no such route (this server speaks API v1)".into(),
-                    actual: None,
-                    quota: None,
-                },
+                &ErrorBody::new(
+                    ErrorCode::NotFound,
+                    "no such route (this server speaks API v1)",
+                ),
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -156,15 +187,13 @@ pub fn router_with(server: Arc<Server>, guard: Arc<Guard>) -> Router {
 fn too_large() -> Response {
     cbor_response(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &ErrorBody {
-            code: "too_large".into(),
-            message: format!(
+        &ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!(
                 "the request body is larger than the {} MiB limit (or was cut off)",
                 MAX_BODY >> 20
             ),
-            actual: None,
-            quota: None,
-        },
+        ),
     )
 }
 
@@ -229,7 +258,7 @@ async fn info(State(server): Shared) -> Response {
 }
 
 /// Puts stream: each large block is copied once out of the body's frames,
-/// into a buffer the file store writes from ([`crate::api::read_put`]).
+/// into a buffer the file store writes from ([`peergos_api::read_put`]).
 /// Before any block is read, the header must pass its bounds and the
 /// server's cheap checks ([`Server::admit_put`]), and the put must get its
 /// share of the memory budget ([`Guard`]); a body that stops arriving is
@@ -243,16 +272,16 @@ async fn put(
     let stall = guard.limits().body_stall;
     let mut frames = Stalling::new(request.into_body().into_data_stream(), stall);
     if too_large {
-        return refused_put(crate::api::BadPut::TooLarge.into_response(), frames).await;
+        return refused_put(bad_put(BadPut::TooLarge), frames).await;
     }
-    let head = match crate::api::read_put_head(&mut frames).await {
+    let head = match peergos_api::read_put_head(&mut frames).await {
         Ok(head) => head,
         Err(_) if frames.stalled() => return body_timed_out(stall),
-        Err(e) => return refused_put(e.into_response(), frames).await,
+        Err(e) => return refused_put(bad_put(e), frames).await,
     };
-    let total = match crate::api::check_put_header(&head.header) {
+    let total = match peergos_api::check_put_header(&head.header) {
         Ok(total) => total,
-        Err(e) => return refused_put(e.into_response(), frames).await,
+        Err(e) => return refused_put(bad_put(e), frames).await,
     };
     let (owner, writer) = (head.header.owner, head.header.writer);
     if let Err(e) = server.admit_put(&owner, &writer, total).await {
@@ -265,7 +294,8 @@ async fn put(
     // minimum rate, or it would hold its share of the budget forever.
     let deadline = guard.limits().body_timeout
         + std::time::Duration::from_secs(total / crate::guard::MIN_PUT_RATE);
-    let read = tokio::time::timeout(deadline, crate::api::read_put_blocks(head, &mut frames)).await;
+    let read =
+        tokio::time::timeout(deadline, peergos_api::read_put_blocks(head, &mut frames)).await;
     match read {
         Err(_) => body_timed_out(deadline),
         Ok(Ok(put)) => match server.put(put).await {
@@ -273,16 +303,15 @@ async fn put(
             Err(e) => e.into_response(),
         },
         Ok(Err(_)) if frames.stalled() => body_timed_out(stall),
-        Ok(Err(e)) => refused_put(e.into_response(), frames).await,
+        Ok(Err(e)) => refused_put(bad_put(e), frames).await,
     }
 }
 
-impl IntoResponse for crate::api::BadPut {
-    fn into_response(self) -> Response {
-        match self {
-            crate::api::BadPut::TooLarge => too_large(),
-            crate::api::BadPut::Malformed(reason) => Error::BadRequest(reason).into_response(),
-        }
+/// The answer to a put body that is not one, or is too large.
+pub(crate) fn bad_put(e: BadPut) -> Response {
+    match e {
+        BadPut::TooLarge => too_large(),
+        BadPut::Malformed(reason) => Error::BadRequest(reason).into_response(),
     }
 }
 
@@ -340,21 +369,16 @@ async fn get_block(State(server): Shared, body: Bytes) -> Result<Response, Error
 fn not_found(message: String) -> Response {
     cbor_response(
         StatusCode::NOT_FOUND,
-        &ErrorBody {
-            code: "not_found".into(),
-            message,
-            actual: None,
-            quota: None,
-        },
+        &ErrorBody::new(ErrorCode::NotFound, message),
     )
 }
 
 async fn get_many(State(server): Shared, body: Bytes) -> Result<Response, Error> {
     let request: GetManyRequest = decode(&body)?;
-    if request.len() > crate::api::MAX_GET_MANY {
+    if request.len() > peergos_api::MAX_GET_MANY {
         return Err(Error::BadRequest(format!(
             "at most {} blocks per request",
-            crate::api::MAX_GET_MANY
+            peergos_api::MAX_GET_MANY
         )));
     }
     let requests: Vec<(Cid, Option<BlockAuth>, Option<PublicKeyHash>)> = request

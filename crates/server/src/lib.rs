@@ -15,11 +15,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod accounts;
-pub mod api;
 mod blocks;
 mod disk;
 mod error;
-mod framing;
 mod gc;
 pub mod guard;
 pub mod http;
@@ -27,6 +25,7 @@ mod limits;
 pub mod listen;
 mod login;
 pub mod metrics;
+mod network;
 pub mod peers;
 mod pki_node;
 mod scrub;
@@ -56,7 +55,7 @@ pub use crate::scrub::ScrubReport;
 pub use crate::social::{MAX_LINKS, MAX_PENDING_FOLLOWS};
 pub use peergos_p2p::{Config as P2pConfig, Multiaddr, PeerId};
 
-use crate::api::{Info, PkiAnswer};
+use peergos_api::{Info, PkiAnswer};
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -608,7 +607,7 @@ pub mod fuzzing {
     use serde::de::DeserializeOwned;
     use serde::Serialize;
 
-    use crate::api::*;
+    use peergos_api::*;
 
     fn round_trip<T: DeserializeOwned + Serialize>(data: &[u8]) {
         if let Ok(value) = crate::http::decode::<T>(data) {

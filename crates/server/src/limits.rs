@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use peergos_api::endpoint::RateClass;
+
 use crate::{
     now_ms, PeerId, Result, Server, LOGIN_BURST, LOGIN_EVERY_SECS, PEER_LIMIT_FACTOR, SIGNUP_BURST,
     SIGNUP_EVERY_SECS,
@@ -15,13 +17,13 @@ impl Server {
     /// together.
     pub async fn rate_limit(
         &self,
-        route: &str,
+        class: RateClass,
         client: std::net::IpAddr,
     ) -> std::result::Result<(), std::time::Duration> {
         if self.config.postgres.is_some() {
-            return self.shared_limit(route, &format!("ip/{client}"), 1).await;
+            return self.shared_limit(class, &format!("ip/{client}"), 1).await;
         }
-        self.client_limits.check(route, client, Instant::now())
+        self.client_limits.check(class, client, Instant::now())
     }
 
     /// [`rate_limit`](Self::rate_limit) for a request tunnelled from the
@@ -29,15 +31,15 @@ impl Server {
     /// ([`PEER_LIMIT_FACTOR`]).
     pub async fn rate_limit_peer(
         &self,
-        route: &str,
+        class: RateClass,
         peer: PeerId,
     ) -> std::result::Result<(), std::time::Duration> {
         if self.config.postgres.is_some() {
             return self
-                .shared_limit(route, &format!("peer/{peer}"), PEER_LIMIT_FACTOR)
+                .shared_limit(class, &format!("peer/{peer}"), PEER_LIMIT_FACTOR)
                 .await;
         }
-        self.peer_limits.check(route, peer, Instant::now())
+        self.peer_limits.check(class, peer, Instant::now())
     }
 
     /// A rate limit kept in the account store: the same budgets as the
@@ -45,11 +47,11 @@ impl Server {
     /// answer lets the request through (and says so in the log).
     async fn shared_limit(
         &self,
-        route: &str,
+        class: RateClass,
         who: &str,
         factor: u32,
     ) -> std::result::Result<(), std::time::Duration> {
-        let (kind, burst, every_secs) = if route == "/v1/signup" {
+        let (kind, burst, every_secs) = if class == RateClass::Signup {
             ("signup", SIGNUP_BURST, SIGNUP_EVERY_SECS)
         } else {
             ("login", LOGIN_BURST, LOGIN_EVERY_SECS)

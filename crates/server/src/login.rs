@@ -4,10 +4,12 @@
 use bytes::Bytes;
 use peergos_keys::LoginParams;
 
-use crate::api::{
+use peergos_api as api;
+use peergos_api::{
     auth_message, ChangeRequest, DataRequest, LoginRequest, SignupRequest, Stamp, MAX_CLOCK_SKEW_MS,
 };
-use crate::{accounts, api, now_ms, Error, Result, Server, SignupPolicy, User};
+
+use crate::{accounts, now_ms, Error, Result, Server, SignupPolicy, User};
 
 impl Server {
     // ---- accounts ----

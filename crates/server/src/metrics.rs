@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use peergos_api::endpoint::RateClass;
+
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 
@@ -219,9 +221,10 @@ impl<K: std::hash::Hash + Eq + Copy> RouteLimits<K> {
         RouteLimits { signup, login }
     }
 
-    /// Takes one request of `route` from `client`'s bucket for it.
-    pub fn check(&self, route: &str, client: K, now: Instant) -> Result<(), Duration> {
-        let limit = if route == "/v1/signup" {
+    /// Takes one request of rate class `class` from `client`'s bucket
+    /// for it.
+    pub fn check(&self, class: RateClass, client: K, now: Instant) -> Result<(), Duration> {
+        let limit = if class == RateClass::Signup {
             &self.signup
         } else {
             &self.login

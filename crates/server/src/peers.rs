@@ -34,8 +34,9 @@ use peergos_pki::{KeyChain, Pki};
 use peergos_pointers::SignedPointer;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ErrorBody, MAX_BODY};
 use crate::{now_ms, AccountStore, Error, Result, Server};
+use peergos_api::endpoint::GET_POINTER;
+use peergos_api::{ErrorBody, MAX_BODY};
 
 /// API requests tunnelled to another server.
 pub const HTTP_PROTOCOL: StreamProtocol = StreamProtocol::new("/peergos/http/1");
@@ -148,7 +149,7 @@ pub fn answer_header(haves: &[Have]) -> Vec<u8> {
         })
         .collect();
     // Plain fields and error bodies always encode.
-    crate::framing::prefixed(&cbor::to_vec(&headers).unwrap_or_default(), 0)
+    peergos_api::framing::prefixed(&cbor::to_vec(&headers).unwrap_or_default(), 0)
 }
 
 /// A whole exchange answer in one buffer ([`answer_header`], then the
@@ -167,7 +168,7 @@ pub fn encode_answer(haves: &[Have]) -> Vec<u8> {
 /// of the frame.
 pub fn decode_answer(frame: &Bytes) -> std::result::Result<Vec<Have>, String> {
     let (header, mut bytes) =
-        crate::framing::Blocks::open(frame, MAX_ANSWER_HEADER, "exchange answer")?;
+        peergos_api::framing::Blocks::open(frame, MAX_ANSWER_HEADER, "exchange answer")?;
     let headers: Vec<HaveHeader> = decode_frame(header, MAX_ANSWER_HEADER)
         .map_err(|e| format!("exchange answer header: {e}"))?;
     if headers.len() > MAX_EXCHANGE {
@@ -798,8 +799,8 @@ impl Server {
             .forward(
                 self.pki_peer,
                 &TunnelRequest {
-                    method: "GET".into(),
-                    path: format!("/v1/pointers/{pki}/{pki}"),
+                    method: GET_POINTER.method.as_str().into(),
+                    path: GET_POINTER.path_with(&[&pki, &pki]),
                     content_type: None,
                     body: Vec::new(),
                 },

@@ -7,8 +7,10 @@ use peergos_ipld::Cid;
 use peergos_pki::KeyChain;
 use peergos_pointers::{PointerUpdate, SignedPointer};
 
-use crate::api::PkiAnswer;
-use crate::{api, now_ms, peers, pki_answer, Error, PeerId, Result, Server, PKI_ATTEMPTS};
+use peergos_api as api;
+use peergos_api::PkiAnswer;
+
+use crate::{now_ms, peers, pki_answer, Error, PeerId, Result, Server, PKI_ATTEMPTS};
 
 impl Server {
     // ---- PKI ----
@@ -114,8 +116,8 @@ impl Server {
             .forward(
                 self.pki_peer,
                 &peers::TunnelRequest {
-                    method: "POST".into(),
-                    path: "/v1/pki/claim".into(),
+                    method: api::endpoint::PKI_CLAIM.method.as_str().into(),
+                    path: api::endpoint::PKI_CLAIM.path.into(),
                     content_type: Some(api::CBOR.into()),
                     body: chain.to_bytes()?,
                 },

@@ -8,11 +8,11 @@ use bytes::Bytes;
 use peergos_social::MAX_SEALED_SIZE;
 
 use crate::accounts::LinkRefusal;
-use crate::api::{
+use crate::{now_ms, Error, Result, Server};
+use peergos_api::{
     CreateLink, DeleteRequests, LinkStatus, OpenLink, OwnerRequest, PendingFollow, RevokeLink,
     UpdateLink,
 };
-use crate::{now_ms, Error, Result, Server};
 
 /// Follow requests a user may have waiting; more are refused until the
 /// user reads and answers some.

@@ -6,6 +6,7 @@
 //! serve old answers later. A test does honest work through it, switches a
 //! mode on, and checks the client ends in correct data or a loud error.
 
+use peergos_api::endpoint::{self as ep, Method, Route};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -140,12 +141,18 @@ impl HostileProxy {
     }
 }
 
-fn is_block_route(path: &str) -> bool {
-    path == "/v1/blocks/get" || path == "/v1/blocks/get-many"
+/// The route of a request, from the API's table.
+fn route(method: &axum::http::Method, path: &str) -> Option<&'static Route> {
+    let method = if method == axum::http::Method::GET {
+        Method::Get
+    } else {
+        Method::Post
+    };
+    ep::match_path(method, path)
 }
 
-fn is_login_route(path: &str) -> bool {
-    path.starts_with("/v1/login/") && path.matches('/').count() == 3
+fn is_route(route: Option<&Route>, endpoints: &[&Route]) -> bool {
+    route.is_some_and(|r| endpoints.contains(&r))
 }
 
 async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
@@ -165,19 +172,22 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     let Ok(body) = axum::body::to_bytes(request.into_body(), 200 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let is_pointer = path.starts_with("/v1/pointers/");
-    if is_pointer && method == "POST" && mode == Mode::DropPointerWrites {
+    let route = route(&method, &path);
+    let is_block_route = is_route(route, &[&ep::GET, &ep::GET_MANY]);
+    let is_login_route = is_route(route, &[&ep::LOGIN]);
+    let is_params_route = is_route(route, &[&ep::LOGIN_PARAMS]);
+    if is_route(route, &[&ep::SET_POINTER]) && mode == Mode::DropPointerWrites {
         *proxy.tampered.lock().unwrap() += 1;
         return (StatusCode::OK, cbor_null()).into_response();
     }
-    if mode == Mode::ReplayLogin && (is_login_route(&path) || path.ends_with("/params")) {
+    if mode == Mode::ReplayLogin && (is_login_route || is_params_route) {
         let recorded = proxy.logins.lock().unwrap().get(&path).cloned();
         if let Some(old) = recorded {
             *proxy.tampered.lock().unwrap() += 1;
             return (StatusCode::OK, old).into_response();
         }
     }
-    if path.ends_with("/params") && mode == Mode::CostlyLoginParams {
+    if is_params_route && mode == Mode::CostlyLoginParams {
         *proxy.tampered.lock().unwrap() += 1;
         return (StatusCode::OK, costly_params()).into_response();
     }
@@ -207,19 +217,17 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         return StatusCode::BAD_GATEWAY.into_response();
     };
     let mut tampered = false;
-    if path == "/v1/signup" && status.is_success() {
+    if is_route(route, &[&ep::SIGNUP]) && status.is_success() {
         // What a server knows of a new account: its first login answer.
-        if let Ok(signup) =
-            peergos_ipld::cbor::from_slice::<peergos_server::api::SignupRequest>(&body)
-        {
+        if let Ok(signup) = peergos_ipld::cbor::from_slice::<peergos_api::SignupRequest>(&body) {
             let answer = serde_bytes::ByteBuf::from(signup.data.to_vec());
             proxy.logins.lock().unwrap().insert(
-                format!("/v1/login/{}", signup.username),
+                ep::LOGIN.path_with(&[&signup.username]),
                 Bytes::from(peergos_ipld::cbor::to_vec(&answer).unwrap()),
             );
         }
     }
-    if is_pointer && method == "GET" && status.is_success() {
+    if is_route(route, &[&ep::GET_POINTER]) && status.is_success() {
         let mut seen = proxy.pointers.lock().unwrap();
         let list = seen.entry(path.clone()).or_default();
         if list.last().is_none_or(|last| last[..] != answer[..]) {
@@ -230,17 +238,17 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
             tampered = true;
         }
     }
-    if (is_login_route(&path) || path.ends_with("/params")) && status.is_success() {
+    if (is_login_route || is_params_route) && status.is_success() {
         let mut seen = proxy.logins.lock().unwrap();
         seen.entry(path.clone())
             .or_insert_with(|| Bytes::from(answer.clone()));
-        if mode == Mode::CorruptLogin && is_login_route(&path) && !answer.is_empty() {
+        if mode == Mode::CorruptLogin && is_login_route && !answer.is_empty() {
             let middle = answer.len() / 2;
             answer[middle] ^= 0x01;
             tampered = true;
         }
     }
-    if is_block_route(&path) && status.is_success() && !answer.is_empty() {
+    if is_block_route && status.is_success() && !answer.is_empty() {
         match mode {
             Mode::FlipBlocks => {
                 let middle = answer.len() / 2;

@@ -24,8 +24,8 @@ use peergos_ipld::Cid;
 use peergos_keys::{LoginParams, PublicKeyHash, PublicSigningKey};
 use peergos_social::LinkRecord;
 
-use crate::api::{LinkStatus, PendingFollow};
 use crate::{Error, Result, MAX_LINKS};
+use peergos_api::{LinkStatus, PendingFollow};
 use peergos_ipld::cbor;
 
 pub use self::postgres::PostgresAccounts;

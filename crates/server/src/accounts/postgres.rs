@@ -23,8 +23,8 @@ use super::{
     decode_user, link_exists, link_refusal, now_ms, now_secs, pending_follow, too_many_links,
     unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
 };
-use crate::api::{LinkStatus, PendingFollow};
 use crate::{Error, Result, MAX_LINKS, MAX_PENDING_FOLLOWS};
+use peergos_api::{LinkStatus, PendingFollow};
 
 /// The account store's migrations, one statement each, in order: version
 /// `i + 1` is `MIGRATIONS[i]`, recorded in [`MIGRATIONS_TABLE`].

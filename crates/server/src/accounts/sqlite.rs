@@ -20,8 +20,8 @@ use super::{
     decode_user, link_exists, link_refusal, now_ms, now_secs, pending_follow, too_many_links,
     unsigned, AccountStore, LinkRefusal, NewUser, OpenTransaction, User,
 };
-use crate::api::{LinkStatus, PendingFollow};
 use crate::{Error, Result, MAX_LINKS, MAX_PENDING_FOLLOWS};
+use peergos_api::{LinkStatus, PendingFollow};
 
 /// The schema version this code writes (`PRAGMA user_version`).
 ///

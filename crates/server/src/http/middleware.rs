@@ -2,12 +2,9 @@
 //! homed on another server to that server (over the p2p tunnel), and
 //! counting every request for `/metrics` and the rate limits.
 
-use super::*;
+use peergos_api::endpoint::{BodyKind, RateClass, Subject as Who};
 
-/// Routes that cost the server real work for anyone who asks (a signup
-/// claims a name; login answers cost a database read and a signature
-/// check each): limited per client.
-const LIMITED: [&str; 3] = ["/v1/signup", "/v1/login/{name}/params", "/v1/login/{name}"];
+use super::*;
 
 /// The client a rate limit counts: the `X-Real-IP` a reverse proxy on
 /// this machine sets, else the connection's address. Clients on this
@@ -28,34 +25,35 @@ pub(super) fn client_of(request: &axum::extract::Request) -> Option<std::net::Ip
 }
 
 /// Whose request this is: the owner or username a route acts for, read
-/// from the path or (for the routes that carry it in the body) the body.
+/// from the path or (for the routes that carry it in the body) the body,
+/// where the route table says it is.
 enum Subject {
     Owner(PublicKeyHash),
     Name(String),
     Nobody,
 }
 
-fn subject_of(path: &str, body: Option<&Bytes>) -> Subject {
-    let segments: Vec<&str> = path.split('/').collect();
+/// The first path parameter of `path`, which matched `route`.
+fn first_param<'a>(route: &Route, path: &'a str) -> Option<&'a str> {
+    let at = route.path.split('/').position(|s| s.starts_with('{'))?;
+    path.split('/').nth(at)
+}
+
+fn subject_of(route: &Route, path: &str, body: Option<&Bytes>) -> Subject {
     let owner = |text: &str| text.parse().map_or(Subject::Nobody, Subject::Owner);
-    match (segments.as_slice(), body) {
-        (["", "v1", "pointers", o, _] | ["", "v1", "space", o], _) => owner(o),
-        (["", "v1", "login" | "social", name, ..], _) => Subject::Name(name.to_string()),
-        (["", "v1", "links", name, _], _) => Subject::Name(name.to_string()),
-        (["", "v1", "tx", "start" | "close"], Some(body)) => {
+    match (route.subject, body) {
+        (Who::OwnerInPath, _) => first_param(route, path).map_or(Subject::Nobody, owner),
+        (Who::NameInPath, _) => {
+            first_param(route, path).map_or(Subject::Nobody, |name| Subject::Name(name.to_string()))
+        }
+        (Who::TxOwner, Some(body)) => {
             decode::<TxRequest>(body).map_or(Subject::Nobody, |r| Subject::Owner(r.owner))
         }
-        (["", "v1", "links", "open"], Some(body)) => {
+        (Who::LinkOwner, Some(body)) => {
             decode::<OpenLink>(body).map_or(Subject::Nobody, |r| Subject::Name(r.owner))
         }
         _ => Subject::Nobody,
     }
-}
-
-/// Routes whose subject is in the body (besides puts, whose owner is in
-/// the header at the start of the body).
-fn subject_in_body(path: &str) -> bool {
-    matches!(path, "/v1/tx/start" | "/v1/tx/close" | "/v1/links/open")
 }
 
 /// Forwards a request for a user homed on another server to that server
@@ -75,8 +73,11 @@ pub(super) async fn route_home(
     {
         return next.run(request).await;
     }
+    let Some(route) = route_of(&request) else {
+        return next.run(request).await;
+    };
     let path = request.uri().path().to_string();
-    let (subject, request) = if path == "/v1/blocks/put" {
+    let (subject, request) = if route.body == BodyKind::Put {
         // Only the header is read here; the blocks stream on.
         let too_large = declared_too_large(request.headers());
         let stall = request
@@ -88,13 +89,14 @@ pub(super) async fn route_home(
         let (parts, body) = request.into_parts();
         let mut frames = body.into_data_stream();
         if too_large {
-            return refused_put(crate::api::BadPut::TooLarge.into_response(), frames).await;
+            return refused_put(bad_put(BadPut::TooLarge), frames).await;
         }
         // The put handler bounds the rest of the body the same way.
-        let head = match tokio::time::timeout(stall, crate::api::read_put_head(&mut frames)).await {
+        let head = match tokio::time::timeout(stall, peergos_api::read_put_head(&mut frames)).await
+        {
             Err(_) => return body_timed_out(stall),
             Ok(Ok(head)) => head,
-            Ok(Err(e)) => return refused_put(e.into_response(), frames).await,
+            Ok(Err(e)) => return refused_put(bad_put(e), frames).await,
         };
         let read = futures::stream::iter(head.frames.into_iter().map(Ok::<_, axum::Error>));
         let body = axum::body::Body::from_stream(read.chain(frames));
@@ -102,17 +104,17 @@ pub(super) async fn route_home(
             Subject::Owner(head.header.owner),
             axum::extract::Request::from_parts(parts, body),
         )
-    } else if subject_in_body(&path) {
+    } else if matches!(route.subject, Who::TxOwner | Who::LinkOwner) {
         let (parts, body) = request.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(bytes) => bytes,
             Err(_) => return too_large(),
         };
-        let subject = subject_of(&path, Some(&bytes));
+        let subject = subject_of(route, &path, Some(&bytes));
         let body = axum::body::Body::from(bytes);
         (subject, axum::extract::Request::from_parts(parts, body))
     } else {
-        (subject_of(&path, None), request)
+        (subject_of(route, &path, None), request)
     };
     let home = match subject {
         Subject::Owner(owner) => server.home_of_owner(&owner).await,
@@ -129,7 +131,7 @@ pub(super) async fn route_home(
     // A put for another server's user is held whole to be tunnelled: it
     // takes its share of the body budget like any put.
     let _share = match request.extensions().get::<Arc<Guard>>() {
-        Some(guard) if path == "/v1/blocks/put" => match guard.reserve(MAX_BODY as u64).await {
+        Some(guard) if route.body == BodyKind::Put => match guard.reserve(MAX_BODY as u64).await {
             Some(share) => Some(share),
             None => return busy(),
         },
@@ -189,7 +191,8 @@ pub(super) async fn track(
             .unwrap_or(0)
     };
     let bytes_in = length(request.headers());
-    if LIMITED.contains(&route.as_str()) {
+    let class = route_of(&request).map_or(RateClass::Unlimited, |r| r.rate);
+    if class != RateClass::Unlimited {
         // A request tunnelled from another server counts against that
         // server; any other against its address.
         let tunnelled = request
@@ -198,12 +201,12 @@ pub(super) async fn track(
             .map(|remote| remote.0);
         let limited = match tunnelled {
             Some(peer) => server
-                .rate_limit_peer(&route, peer)
+                .rate_limit_peer(class, peer)
                 .await
                 .map_err(|wait| (format!("the server {peer}"), wait)),
             None => match client_of(&request) {
                 Some(client) => server
-                    .rate_limit(&route, client)
+                    .rate_limit(class, client)
                     .await
                     .map_err(|wait| (client.to_string(), wait)),
                 None => Ok(()),

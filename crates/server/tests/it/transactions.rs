@@ -7,7 +7,7 @@ use peergos_ipld::Codec;
 use peergos_keys::PublicKeyHash;
 use peergos_server::{Config, Server};
 
-mod common;
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_transaction_survives_a_restart() {

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use peergos_core::{Error, HttpNetwork, NetworkAccess};
+use peergos_api::Error;
+use peergos_core::{HttpNetwork, NetworkAccess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_certificate_is_refused() {

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use peergos_blockstore::{BlockAuth, BlockStore, PutBlocks, SignedBlock};
-use peergos_core::{HttpNetwork, InProcess, NetworkAccess, Remote};
+use peergos_core::{HttpNetwork, NetworkAccess, Remote};
 use peergos_ipld::{Cid, Codec};
 use peergos_keys::PublicKeyHash;
 use peergos_server::peers::GET_MANY_BUDGET;
 
-#[path = "../../server/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 const MIB: usize = 1 << 20;
 
@@ -72,7 +71,7 @@ async fn a_server_answers_a_prefix_within_its_budget() {
 async fn the_client_store_gets_every_block_in_order_over_several_answers() {
     let dir = tempfile::tempdir().unwrap();
     let (server, contents, requests) = twenty_blocks(dir.path()).await;
-    let in_process: Arc<dyn NetworkAccess> = Arc::new(InProcess::new(Arc::clone(&server)));
+    let in_process: Arc<dyn NetworkAccess> = server.clone();
     let url = peergos_testkit::daemon::serve_on_loopback(Arc::clone(&server)).await;
     let over_http: Arc<dyn NetworkAccess> = Arc::new(HttpNetwork::new(&url).unwrap());
     for net in [in_process, over_http] {

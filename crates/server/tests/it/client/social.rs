@@ -1,17 +1,16 @@
 //! Following, sharing, unsharing and secret links end to end against an
 //! in-process server.
 
+use peergos_core::ErrorCode;
 use std::sync::Arc;
 
-use peergos_core::{
-    open_link, Error, InProcess, LinkOptions, NetworkAccess, Place, SecretLink, UserContext,
-};
-use peergos_server::api::{auth_message, OwnerRequest, Stamp, OWNER_AUTH};
+use peergos_api::{auth_message, OwnerRequest, Stamp, OWNER_AUTH};
+use peergos_core::{open_link, Error, LinkOptions, NetworkAccess, Place, SecretLink, UserContext};
 use peergos_server::{Config, Server};
 
 async fn server(dir: &std::path::Path) -> Arc<dyn NetworkAccess> {
     let server = Server::open(Config::new(dir)).await.unwrap();
-    Arc::new(InProcess::new(server))
+    server
 }
 
 async fn user(net: &Arc<dyn NetworkAccess>, name: &str) -> UserContext {
@@ -250,9 +249,9 @@ async fn denied_and_forged_requests() {
     assert!(alice.follow_requests().await.unwrap().is_empty());
     // Oversized requests and unknown targets are refused by the server.
     let e = net.post_follow("alice", &[7u8; 5000]).await.unwrap_err();
-    assert_eq!(e.code(), Some("bad_request"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
     let e = net.post_follow("nobody", &[7u8; 100]).await.unwrap_err();
-    assert_eq!(e.code(), Some("unknown_user"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::UnknownUser), "{e}");
     let e = alice.follow("nobody").await.unwrap_err();
     assert!(matches!(e, Error::UnknownUser(_)), "{e}");
 
@@ -287,7 +286,7 @@ async fn denied_and_forged_requests() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Some("bad_request"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
     let e = net
         .list_links(
             "nobody",
@@ -297,7 +296,7 @@ async fn denied_and_forged_requests() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Some("unknown_user"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::UnknownUser), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,7 +332,7 @@ async fn secret_links() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.code(), Some("link_denied"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::LinkDenied), "{e}");
     for _ in 0..2 {
         let view = open_link(Arc::clone(&net), &parsed, Some("open sesame"))
             .await
@@ -348,7 +347,7 @@ async fn secret_links() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.code(), Some("link_used_up"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::LinkUsedUp), "{e}");
 
     // A link to a file; then revoked.
     let file_link = alice
@@ -365,7 +364,7 @@ async fn secret_links() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.code(), Some("link_revoked"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::LinkRevoked), "{e}");
 
     // An expiring link works until it expires.
     let soon = std::time::SystemTime::now()
@@ -389,7 +388,7 @@ async fn secret_links() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.code(), Some("link_expired"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::LinkExpired), "{e}");
 
     // A writable link lets its holder write into the folder.
     let writable = alice
@@ -506,7 +505,7 @@ async fn shares_and_links_follow_rotations_and_new_writers() {
         .await
         .err()
         .unwrap();
-    assert_eq!(e.code(), Some("link_revoked"), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::LinkRevoked), "{e}");
     let view = open_link(Arc::clone(&net), &protected, Some("pw"))
         .await
         .unwrap();

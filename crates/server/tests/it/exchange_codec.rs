@@ -1,7 +1,7 @@
 //! The block-exchange answer codec: what one server sends another.
 
 use bytes::Bytes;
-use peergos_server::api::ErrorBody;
+use peergos_api::{ErrorBody, ErrorCode};
 use peergos_server::peers::{answer_header, decode_answer, encode_answer, Have, MAX_EXCHANGE};
 use proptest::prelude::*;
 
@@ -11,14 +11,9 @@ fn have() -> impl Strategy<Value = Have> {
             block: Some(Bytes::from(b)),
             refused: None,
         }),
-        "[a-z_]{1,12}".prop_map(|code| Have {
+        proptest::sample::select(ErrorCode::ALL).prop_map(|code| Have {
             block: None,
-            refused: Some(ErrorBody {
-                message: format!("refused: {code}"),
-                code,
-                actual: None,
-                quota: None,
-            }),
+            refused: Some(ErrorBody::new(code, format!("refused: {code}"))),
         }),
         Just(Have {
             block: None,
@@ -75,12 +70,7 @@ fn a_block_and_a_refusal_for_one_want_is_refused() {
     // Build the header by hand: one entry with both a length and an error.
     let header = peergos_ipld::cbor::to_vec(&vec![peergos_server::peers::HaveHeader {
         len: Some(1),
-        refused: Some(ErrorBody {
-            code: "access_denied".into(),
-            message: "no".into(),
-            actual: None,
-            quota: None,
-        }),
+        refused: Some(ErrorBody::new(ErrorCode::AccessDenied, "no")),
     }])
     .unwrap();
     let mut frame = (header.len() as u32).to_be_bytes().to_vec();

@@ -1,9 +1,11 @@
-//! Embedding peergos-core: sign up, store a file, read it back, list.
-//! Talks to a daemon if PEERGOS_SERVER is set, else to a server in this
-//! process. Run: `cargo run -p peergos-core --example embed`.
+//! Embedding a client and a server in one app: sign up, store a file,
+//! read it back, list. The client (`peergos-core`) talks to a daemon if
+//! PEERGOS_SERVER is set, else to a `Server` in this process, which is
+//! itself a `NetworkAccess`. An app that only talks to servers needs
+//! `peergos-core` alone. Run: `cargo run -p peergos-server --example embed`.
 use std::sync::Arc;
 
-use peergos_core::{HttpNetwork, InProcess, NetworkAccess, UserContext};
+use peergos_core::{HttpNetwork, NetworkAccess, UserContext};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,7 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => {
             let dir = tempfile::tempdir()?.keep();
             let config = peergos_server::Config::new(dir);
-            Arc::new(InProcess::new(peergos_server::Server::open(config).await?))
+            peergos_server::Server::open(config).await?
         }
     };
     let name = format!("demo{}", std::process::id());

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use peergos_api::SignupRequest;
 use peergos_keys::{LoginParams, PublicKeyHash, SigningKeyPair};
 use peergos_pki::{Claim, KeyChain};
-use peergos_server::api::SignupRequest;
 use peergos_server::{Config, Server};
 
 pub fn now_ms() -> u64 {

@@ -1,49 +1,43 @@
-//! A server in the same process as the client, behind the same trait as
-//! one over HTTP.
-
-use std::sync::Arc;
+//! The server as a [`NetworkAccess`] in the same process: tests and apps
+//! that embed a server call it through the same trait as one over HTTP,
+//! with refusals carried the same way (the [`ErrorBody`] an HTTP answer
+//! would have).
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use peergos_api::{
+    ChangeRequest, CreateLink, DataRequest, DeleteRequests, Info, LinkStatus, LoginRequest,
+    NetworkAccess, OpenLink, OwnerRequest, PendingFollow, PkiAnswer, Result, RevokeLink,
+    SignupRequest, Space, UpdateLink,
+};
 use peergos_blockstore::{BlockAuth, PutBlocks, TransactionId};
 use peergos_ipld::Cid;
 use peergos_keys::{LoginParams, PublicKeyHash};
 use peergos_pki::KeyChain;
 use peergos_pointers::SignedPointer;
-use peergos_server::api::{
-    ChangeRequest, CreateLink, DataRequest, DeleteRequests, Info, LinkStatus, LoginRequest,
-    OpenLink, OwnerRequest, PendingFollow, PkiAnswer, RevokeLink, SignupRequest, Space, UpdateLink,
-};
-use peergos_server::Server;
 
-use crate::NetworkAccess;
-use crate::Result;
+use crate::{Error, Server};
 
-/// A server in the same process: no sockets, same semantics.
-#[derive(Clone)]
-pub struct InProcess {
-    server: Arc<Server>,
-}
-
-impl InProcess {
-    /// Access to `server`.
-    pub fn new(server: Arc<Server>) -> Self {
-        InProcess { server }
+/// A refusal as an HTTP client would see it.
+fn refused(e: Error) -> peergos_api::Error {
+    peergos_api::Error::Refused {
+        status: e.status(),
+        body: e.body(),
     }
 }
 
 #[async_trait]
-impl NetworkAccess for InProcess {
+impl NetworkAccess for Server {
     fn address(&self) -> String {
-        format!("in-process://{}", self.server.id())
+        format!("in-process://{}", self.id())
     }
 
     async fn info(&self) -> Result<Info> {
-        Ok(self.server.info())
+        Ok(Server::info(self))
     }
 
     async fn put(&self, request: &PutBlocks) -> Result<Vec<Cid>> {
-        Ok(self.server.put(request.clone()).await?)
+        Server::put(self, request.clone()).await.map_err(refused)
     }
 
     async fn get(
@@ -52,7 +46,9 @@ impl NetworkAccess for InProcess {
         auth: Option<&BlockAuth>,
         owner: Option<&PublicKeyHash>,
     ) -> Result<Option<Bytes>> {
-        Ok(self.server.get_routed(cid, auth, owner).await?)
+        Server::get_routed(self, cid, auth, owner)
+            .await
+            .map_err(refused)
     }
 
     async fn get_many(
@@ -64,23 +60,29 @@ impl NetworkAccess for InProcess {
             .iter()
             .map(|(cid, auth)| (*cid, auth.clone(), owner.copied()))
             .collect();
-        Ok(self.server.get_many_routed(&requests).await?)
+        Server::get_many_routed(self, &requests)
+            .await
+            .map_err(refused)
     }
 
     async fn has(&self, cid: &Cid) -> Result<bool> {
-        Ok(self.server.has(cid).await?)
+        Server::has(self, cid).await.map_err(refused)
     }
 
     async fn champ_lookup(&self, root: &Cid, key: [u8; 32]) -> Result<Vec<Bytes>> {
-        Ok(self.server.champ_lookup(root, key).await?)
+        Server::champ_lookup(self, root, key).await.map_err(refused)
     }
 
     async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
-        Ok(self.server.start_transaction(owner).await?)
+        Server::start_transaction(self, owner)
+            .await
+            .map_err(refused)
     }
 
     async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
-        Ok(self.server.close_transaction(owner, id).await?)
+        Server::close_transaction(self, owner, id)
+            .await
+            .map_err(refused)
     }
 
     async fn get_pointer(
@@ -88,7 +90,9 @@ impl NetworkAccess for InProcess {
         owner: &PublicKeyHash,
         writer: &PublicKeyHash,
     ) -> Result<Option<SignedPointer>> {
-        Ok(self.server.get_pointer(owner, writer).await?)
+        Server::get_pointer(self, owner, writer)
+            .await
+            .map_err(refused)
     }
 
     async fn set_pointer(
@@ -97,46 +101,53 @@ impl NetworkAccess for InProcess {
         writer: &PublicKeyHash,
         update: &SignedPointer,
     ) -> Result<()> {
-        Ok(self
-            .server
-            .set_pointer(owner, writer, update.clone())
-            .await?)
+        Server::set_pointer(self, owner, writer, update.clone())
+            .await
+            .map_err(refused)
     }
 
     async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer> {
-        Ok(self.server.pki_lookup(username).await?)
+        Server::pki_lookup(self, username).await.map_err(refused)
     }
 
     async fn renew_name(&self, chain: &KeyChain) -> Result<()> {
-        Ok(self.server.pki_renew(chain).await?)
+        Server::pki_renew(self, chain).await.map_err(refused)
     }
 
     async fn signup(&self, request: &SignupRequest) -> Result<()> {
-        Ok(self.server.signup(request.clone()).await?)
+        Server::signup(self, request.clone()).await.map_err(refused)
     }
 
     async fn login_params(&self, username: &str) -> Result<LoginParams> {
-        Ok(self.server.login_params(username).await?)
+        Server::login_params(self, username).await.map_err(refused)
     }
 
     async fn login(&self, username: &str, request: &LoginRequest) -> Result<Bytes> {
-        Ok(self.server.login(username, request).await?)
+        Server::login(self, username, request)
+            .await
+            .map_err(refused)
     }
 
     async fn update_data(&self, username: &str, request: &DataRequest) -> Result<()> {
-        Ok(self.server.update_data(username, request).await?)
+        Server::update_data(self, username, request)
+            .await
+            .map_err(refused)
     }
 
     async fn change_password(&self, username: &str, request: &ChangeRequest) -> Result<()> {
-        Ok(self.server.change_password(username, request).await?)
+        Server::change_password(self, username, request)
+            .await
+            .map_err(refused)
     }
 
     async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
-        Ok(self.server.space(owner).await?)
+        Server::space(self, owner).await.map_err(refused)
     }
 
     async fn post_follow(&self, target: &str, sealed: &[u8]) -> Result<()> {
-        Ok(self.server.post_follow(target, sealed).await?)
+        Server::post_follow(self, target, sealed)
+            .await
+            .map_err(refused)
     }
 
     async fn follow_requests(
@@ -144,33 +155,42 @@ impl NetworkAccess for InProcess {
         username: &str,
         request: &OwnerRequest,
     ) -> Result<Vec<PendingFollow>> {
-        Ok(self.server.follow_requests(username, request).await?)
+        Server::follow_requests(self, username, request)
+            .await
+            .map_err(refused)
     }
 
     async fn delete_follow_requests(&self, username: &str, request: &DeleteRequests) -> Result<()> {
-        Ok(self
-            .server
-            .delete_follow_requests(username, request)
-            .await?)
+        Server::delete_follow_requests(self, username, request)
+            .await
+            .map_err(refused)
     }
 
     async fn create_link(&self, username: &str, request: &CreateLink) -> Result<()> {
-        Ok(self.server.create_link(username, request).await?)
+        Server::create_link(self, username, request)
+            .await
+            .map_err(refused)
     }
 
     async fn list_links(&self, username: &str, request: &OwnerRequest) -> Result<Vec<LinkStatus>> {
-        Ok(self.server.list_links(username, request).await?)
+        Server::list_links(self, username, request)
+            .await
+            .map_err(refused)
     }
 
     async fn revoke_link(&self, username: &str, request: &RevokeLink) -> Result<()> {
-        Ok(self.server.revoke_link(username, request).await?)
+        Server::revoke_link(self, username, request)
+            .await
+            .map_err(refused)
     }
 
     async fn update_link(&self, username: &str, request: &UpdateLink) -> Result<()> {
-        Ok(self.server.update_link(username, request).await?)
+        Server::update_link(self, username, request)
+            .await
+            .map_err(refused)
     }
 
     async fn open_link(&self, request: &OpenLink) -> Result<Bytes> {
-        Ok(self.server.open_link(request).await?)
+        Server::open_link(self, request).await.map_err(refused)
     }
 }

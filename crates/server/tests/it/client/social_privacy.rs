@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use peergos_core::{InProcess, LinkOptions, NetworkAccess, UserContext};
+use peergos_core::{LinkOptions, NetworkAccess, UserContext};
 use peergos_ipld::Cid;
 use peergos_keys::BoxingKeyPair;
 use peergos_server::{Config, Server};
@@ -87,7 +87,7 @@ async fn the_server_cannot_see_who_follows_whom_or_what_is_shared() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::open(Config::new(dir.path())).await.unwrap();
     let server_id = *server.id();
-    let net: Arc<dyn NetworkAccess> = Arc::new(InProcess::new(server));
+    let net: Arc<dyn NetworkAccess> = server;
     let signup = |name: &'static str| {
         let net = Arc::clone(&net);
         async move { UserContext::signup(net, name, "pw", None).await.unwrap() }

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use peergos_core::{Error, InProcess, NetworkAccess, UserContext};
+use peergos_core::{Error, ErrorCode, NetworkAccess, UserContext};
 use peergos_server::{Config, Server, SignupPolicy};
 use peergos_testkit::cryptree::data;
 
 async fn server(dir: &std::path::Path) -> Arc<dyn NetworkAccess> {
     let server = Server::open(Config::new(dir)).await.unwrap();
-    Arc::new(InProcess::new(server))
+    server
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +71,7 @@ async fn signup_login_and_password_change() {
     let taken = UserContext::signup(Arc::clone(&net), "alice", "other", None).await;
     assert_eq!(
         taken.as_ref().err().and_then(Error::code),
-        Some("username_taken"),
+        Some(ErrorCode::UsernameTaken),
         "{taken:?}"
     );
     // Bad names are refused before anything is sent.
@@ -87,17 +87,17 @@ async fn signup_tokens_are_single_use() {
     config.signup = SignupPolicy::Token;
     let server = Server::open(config).await.unwrap();
     let token = server.new_signup_token().await.unwrap();
-    let net: Arc<dyn NetworkAccess> = Arc::new(InProcess::new(server));
+    let net: Arc<dyn NetworkAccess> = server;
 
     let none = UserContext::signup(Arc::clone(&net), "bob", "pw", None).await;
     assert_eq!(
         none.err().as_ref().and_then(Error::code),
-        Some("token_required")
+        Some(ErrorCode::TokenRequired)
     );
     let forged = UserContext::signup(Arc::clone(&net), "bob", "pw", Some("00")).await;
     assert_eq!(
         forged.err().as_ref().and_then(Error::code),
-        Some("token_required")
+        Some(ErrorCode::TokenRequired)
     );
     UserContext::signup(Arc::clone(&net), "bob", "pw", Some(&token))
         .await
@@ -105,7 +105,7 @@ async fn signup_tokens_are_single_use() {
     let reused = UserContext::signup(Arc::clone(&net), "carol", "pw", Some(&token)).await;
     assert_eq!(
         reused.err().as_ref().and_then(Error::code),
-        Some("token_required")
+        Some(ErrorCode::TokenRequired)
     );
 }
 
@@ -115,7 +115,7 @@ async fn quota_refuses_growth_and_allows_deletes() {
     let mut config = Config::new(dir.path());
     config.default_quota = 12 << 20;
     let server = Server::open(config).await.unwrap();
-    let net: Arc<dyn NetworkAccess> = Arc::new(InProcess::new(Arc::clone(&server)));
+    let net: Arc<dyn NetworkAccess> = server.clone();
     let alice = UserContext::signup(Arc::clone(&net), "alice", "pw", None)
         .await
         .unwrap();

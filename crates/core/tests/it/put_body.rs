@@ -75,8 +75,8 @@ async fn a_put_body_arrives_whole_with_its_length() {
     assert_eq!(answered, cids);
     assert!(head.starts_with("post /v1/blocks/put "), "{head}");
     assert!(!head.contains("transfer-encoding"), "{head}");
-    assert_eq!(body, peergos_server::api::encode_put(&put));
-    let decoded = peergos_server::api::decode_put(&body.into()).unwrap();
+    assert_eq!(body, peergos_api::encode_put(&put));
+    let decoded = peergos_api::decode_put(&body.into()).unwrap();
     let datas = |p: &PutBlocks| p.blocks.iter().map(|b| b.data.clone()).collect::<Vec<_>>();
     assert_eq!(datas(&decoded), datas(&put));
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use peergos_blockstore::{PutBlocks, SignedBlock};
-use peergos_core::{InProcess, NetworkAccess, UserContext};
+use peergos_core::{NetworkAccess, UserContext};
 use peergos_ipld::Codec;
 use peergos_keys::{PublicKeyHash, SigningKeyPair};
 use peergos_server::{Config, Server};
@@ -28,7 +28,7 @@ async fn stored(server: &Server) -> (u64, u64) {
 
 async fn setup(dir: &std::path::Path) -> (Arc<Server>, Arc<dyn NetworkAccess>) {
     let server = Server::open(Config::new(dir)).await.unwrap();
-    let net: Arc<dyn NetworkAccess> = Arc::new(InProcess::new(Arc::clone(&server)));
+    let net: Arc<dyn NetworkAccess> = server.clone();
     (server, net)
 }
 

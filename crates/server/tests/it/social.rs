@@ -2,13 +2,12 @@
 //! signed by the identity key, fresh and never replayed; follow requests
 //! are bounded; link records are checked, counted and revoked exactly.
 
+use peergos_api::*;
 use peergos_keys::SigningKeyPair;
-use peergos_server::api::*;
 use peergos_server::Error;
 use peergos_social::{LinkRecord, SecretLink};
 
-mod common;
-use common::{now_ms, server_with_alice};
+use crate::common::{now_ms, server_with_alice};
 
 fn stamp(key: &SigningKeyPair, action: &str, time_ms: u64, payload: &[u8]) -> Stamp {
     Stamp {

@@ -2,11 +2,11 @@
 //! round-trip, and the committed `valid-*` seeds keep decoding.
 
 use bytes::Bytes;
+use peergos_api::*;
 use peergos_blockstore::{PutBlocks, SignedBlock, TransactionId};
 use peergos_ipld::{cbor, Cid, Codec, HashFn};
 use peergos_keys::{LoginParams, PublicKeyHash, SigningKeyPair};
 use peergos_pki::{Claim, KeyChain};
-use peergos_server::api::*;
 use peergos_server::peers::{
     decode_answer, encode_answer, Have, TunnelRequest, TunnelResponse, Want,
 };

@@ -280,7 +280,7 @@ async fn block_exchange_keeps_the_access_rules() {
         match (local, answer) {
             (Ok(Some(bytes)), Ok(Some(sent))) => assert_eq!(&bytes, sent.data()),
             (Err(_), Err(body)) => {
-                assert_eq!(body.code, "access_denied", "{body:?}");
+                assert_eq!(body.code, peergos_api::ErrorCode::AccessDenied, "{body:?}");
                 refused += 1;
             }
             (local, answer) => panic!("{}: {local:?} but {answer:?}", want.cid),

@@ -3,12 +3,12 @@
 //! have this shape. The blocks are not CBOR, so megabytes of ciphertext
 //! are neither re-encoded nor copied: a writer appends (or streams) them
 //! after the header; [`Blocks`] slices them out of an exchange answer held
-//! whole, and `api::read_put` reads a put body as it streams in.
+//! whole, and [`crate::read_put`] reads a put body as it streams in.
 
 use bytes::Bytes;
 
 /// The 4-byte length prefix and `header`: what precedes the blocks.
-pub(crate) fn prefixed(header: &[u8], capacity: usize) -> Vec<u8> {
+pub fn prefixed(header: &[u8], capacity: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + header.len() + capacity);
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(header);
@@ -17,7 +17,7 @@ pub(crate) fn prefixed(header: &[u8], capacity: usize) -> Vec<u8> {
 
 /// Reads the blocks of a body after its header, checking that the
 /// lengths the header names add up to exactly the rest of the body.
-pub(crate) struct Blocks<'a> {
+pub struct Blocks<'a> {
     body: &'a Bytes,
     offset: usize,
     what: &'static str,
@@ -26,7 +26,7 @@ pub(crate) struct Blocks<'a> {
 impl<'a> Blocks<'a> {
     /// Splits `body` (a `what`, for messages) into its CBOR header, of at
     /// most `max_header` bytes, and a reader of the blocks after it.
-    pub(crate) fn open(
+    pub fn open(
         body: &'a Bytes,
         max_header: usize,
         what: &'static str,
@@ -53,7 +53,7 @@ impl<'a> Blocks<'a> {
     }
 
     /// The next `len` bytes, as a slice of the body (no copy).
-    pub(crate) fn take(&mut self, len: u64) -> Result<Bytes, String> {
+    pub fn take(&mut self, len: u64) -> Result<Bytes, String> {
         let end = usize::try_from(len)
             .ok()
             .and_then(|len| self.offset.checked_add(len))
@@ -65,7 +65,7 @@ impl<'a> Blocks<'a> {
     }
 
     /// Checks that nothing follows the last block.
-    pub(crate) fn finish(self) -> Result<(), String> {
+    pub fn finish(self) -> Result<(), String> {
         match self.body.len() - self.offset {
             0 => Ok(()),
             extra => Err(format!(

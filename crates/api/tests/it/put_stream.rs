@@ -5,10 +5,10 @@
 
 use bytes::Bytes;
 use futures::executor::block_on;
+use peergos_api::{encode_put, read_put, BadPut, BlockHeader, PutHeader, MAX_BODY};
 use peergos_blockstore::{PutBlocks, SignedBlock, TransactionId, SMALL_BLOCK_MAX};
 use peergos_ipld::{cbor, Codec, HashFn};
 use peergos_keys::{PublicKeyHash, SigningKeyPair};
-use peergos_server::api::{encode_put, read_put, BadPut, BlockHeader, PutHeader, MAX_BODY};
 use proptest::prelude::*;
 
 fn put_of(sizes: &[usize]) -> PutBlocks {
