@@ -173,7 +173,7 @@ where
         header_len = Some(len);
         need = 4 + len;
     }
-    let header = cbor::from_slice_with(
+    let header = cbor::from_slice_extensible(
         &first_bytes(&read, need)[4..],
         cbor::Limits {
             max_size: MAX_PUT_HEADER,

@@ -128,6 +128,19 @@ pub enum Error {
     /// A background I/O task stopped without an answer.
     #[error("block store I/O task failed: {0}")]
     Task(String),
+    /// A background task panicked or was cancelled.
+    #[error("a background task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// A layer this store stands for (a remote server, another store)
+    /// failed; the cause is kept.
+    #[error("{context}: {source}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {

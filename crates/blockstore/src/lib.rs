@@ -103,8 +103,7 @@ pub trait BlockStore: Send + Sync + 'static {
                     path: "<as read>".into(),
                 })
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
+        .await?
         .map(Some)
     }
 

@@ -139,9 +139,7 @@ impl BlockStore for S3Store {
             .check(&request.owner, &request.transaction)?;
         let blocks = {
             let request = request.clone();
-            tokio::task::spawn_blocking(move || request.check())
-                .await
-                .map_err(|e| Error::Task(e.to_string()))??
+            tokio::task::spawn_blocking(move || request.check()).await??
         };
         let cids: Vec<Cid> = blocks.iter().map(|b| *b.cid()).collect();
         // Recorded before they are stored, as in the file store.

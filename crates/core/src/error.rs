@@ -138,12 +138,19 @@ pub enum Error {
     /// A follow request, share list or secret link failed its checks.
     #[error(transparent)]
     Social(#[from] peergos_social::Error),
+    /// Something this account or server stores was written by a newer
+    /// version of Peergos: upgrade.
+    #[error(transparent)]
+    Newer(peergos_ipld::Error),
     /// The server's answer was malformed, or a request could not be made.
     #[error(transparent)]
     Api(peergos_api::Error),
     /// A background task failed.
     #[error("internal error: {0}")]
     Task(String),
+    /// A background task panicked or was cancelled.
+    #[error("a background task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
 }
 
 impl Error {
@@ -194,7 +201,10 @@ impl From<Error> for peergos_blockstore::Error {
                     message: body.message,
                 },
             },
-            other => peergos_blockstore::Error::Task(other.to_string()),
+            other => peergos_blockstore::Error::Backend {
+                context: "the server".into(),
+                source: Box::new(other),
+            },
         }
     }
 }

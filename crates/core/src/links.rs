@@ -93,9 +93,7 @@ pub async fn open_link(
 ) -> Result<SharedView> {
     let keys = {
         let (link, password) = (link.clone(), password.map(str::to_string));
-        tokio::task::spawn_blocking(move || link.keys(password.as_deref()))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??
+        tokio::task::spawn_blocking(move || link.keys(password.as_deref())).await??
     };
     let blob = net
         .open_link(&OpenLink {
@@ -136,9 +134,7 @@ impl UserContext {
         );
         let keys = {
             let (link, password) = (link.clone(), options.password.clone());
-            tokio::task::spawn_blocking(move || link.keys(password.as_deref()))
-                .await
-                .map_err(|e| Error::Task(e.to_string()))??
+            tokio::task::spawn_blocking(move || link.keys(password.as_deref())).await??
         };
         let record = LinkRecord {
             id: link.id.clone(),

@@ -327,7 +327,7 @@ pub(crate) fn decode<Req, Resp: DeserializeOwned + Serialize>(
     endpoint: &Endpoint<Req, Resp>,
     bytes: &[u8],
 ) -> ApiResult<Resp> {
-    cbor::from_slice_with(
+    cbor::from_slice_extensible(
         bytes,
         cbor::Limits {
             max_size: MAX_BODY,

@@ -76,7 +76,10 @@ fn pointer_error(e: Error) -> peergos_pointers::Error {
             status,
             message: body.message,
         },
-        other => peergos_pointers::Error::Task(other.to_string()),
+        other => peergos_pointers::Error::Backend {
+            context: "the server".into(),
+            source: Box::new(other),
+        },
     }
 }
 

@@ -84,8 +84,7 @@ fn now_ms() -> u64 {
 async fn derive(params: LoginParams, username: &str, password: &str) -> Result<LoginKeys> {
     let (username, password) = (username.to_string(), Zeroizing::new(password.to_string()));
     tokio::task::spawn_blocking(move || params.derive(&username, &password))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
+        .await?
         .map_err(Error::from)
 }
 
@@ -359,7 +358,13 @@ impl UserContext {
                 .decrypt_with_aad(&sealed, &static_aad(username))
                 .map_err(|_| Error::CorruptLoginData)?,
         );
-        let data: StaticData = cbor::from_slice(&plain).map_err(|_| Error::CorruptLoginData)?;
+        let data: StaticData = match cbor::from_slice_versioned(&plain, "login data", 2) {
+            Ok(data) => data,
+            Err(newer @ peergos_ipld::Error::NewerFormat { .. }) => {
+                return Err(Error::Newer(newer))
+            }
+            Err(_) => return Err(Error::CorruptLoginData),
+        };
         let (info, chain) = looked_up?;
         if let Some(seen) = device.login_version(&info.peer, username)? {
             if data.version() < seen {

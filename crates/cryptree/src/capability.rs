@@ -128,13 +128,23 @@ impl AbsoluteCapability {
         let bad = |reason: &str| Error::BadCapabilityText {
             reason: reason.to_string(),
         };
-        let body = text.strip_prefix(TEXT_PREFIX).ok_or_else(|| {
-            if text.starts_with("pcap") {
-                bad("unsupported version (this client reads pcap1)")
-            } else {
-                bad("it does not start with pcap1")
-            }
-        })?;
+        let Some(body) = text.strip_prefix(TEXT_PREFIX) else {
+            // "pcap" then a version: a newer one is for a newer client.
+            let version = text
+                .strip_prefix("pcap")
+                .map(|rest| {
+                    rest.bytes()
+                        .take_while(u8::is_ascii_digit)
+                        .collect::<Vec<u8>>()
+                })
+                .and_then(|digits| std::str::from_utf8(&digits).ok()?.parse::<u64>().ok());
+            return Err(match version {
+                Some(found) => peergos_ipld::check_version("capability link", found, 1)
+                    .err()
+                    .map_or_else(|| bad("it does not start with pcap1"), Error::Encoding),
+                None => bad("it does not start with pcap1"),
+            });
+        };
         if body.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(bad("upper-case letters (the form is lower case)"));
         }

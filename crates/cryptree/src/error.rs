@@ -150,6 +150,9 @@ pub enum Error {
     /// A background task stopped without an answer.
     #[error("background task failed: {0}")]
     Task(String),
+    /// A background task panicked or was cancelled.
+    #[error("a background task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
     /// A block or structure failed to decode.
     #[error(transparent)]
     Encoding(#[from] peergos_ipld::Error),

@@ -20,12 +20,16 @@ mod error;
 pub mod fs;
 pub mod node;
 mod ownership;
+mod properties;
 mod writer_data;
 
 pub use crate::capability::{AbsoluteCapability, Label, TEXT_PREFIX};
 pub use crate::error::Error;
 pub use crate::fs::{Entry, Filesystem, Kind, OpenFile, Patch, UploadOptions, UPLOADS_DIR};
 pub use crate::ownership::WriterOwnership;
+pub use crate::properties::{
+    Owner, Properties, Unknown, MAX_SYMLINK_TARGET, MAX_THUMBNAIL, PROPERTIES_VERSION,
+};
 pub use crate::writer_data::{
     Committed, Committer, Turn, WriterData, MAX_COMMIT_ATTEMPTS, RECENT_STATE,
 };

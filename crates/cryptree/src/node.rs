@@ -51,6 +51,7 @@ use serde_bytes::ByteBuf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+pub use crate::properties::Properties;
 use crate::{AbsoluteCapability, Error, Label, Result};
 
 /// Plaintext bytes of file data in one chunk (the last chunk may hold less).
@@ -121,11 +122,8 @@ impl std::fmt::Debug for NodeBlock {
 impl NodeBlock {
     /// Decodes (strictly) and checks the shape of a node block.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let node: NodeBlock = cbor::from_slice(bytes)?;
+        let node: NodeBlock = cbor::from_slice_versioned(bytes, "cryptree node", VERSION)?;
         let bad = |reason: &'static str| Err(Error::MalformedNode { reason });
-        if node.version != VERSION {
-            return bad("unsupported node version");
-        }
         match (&node.inline, node.fragments.len()) {
             (Some(_), 0) => {}
             (None, 1..=MAX_FRAGMENTS) => {}
@@ -175,30 +173,6 @@ pub struct ParentLink {
     /// The parent's parent key.
     #[serde(rename = "k")]
     pub key: SymmetricKey,
-}
-
-/// What a directory or file says about itself. Encrypted; never seen by a
-/// server.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct Properties {
-    /// The name (1 to 255 bytes, no `/`, not `.` or `..`).
-    #[serde(rename = "n")]
-    pub name: String,
-    /// File size in bytes (0 for directories).
-    #[serde(rename = "s")]
-    pub size: u64,
-    /// Last modification, milliseconds since the Unix epoch.
-    #[serde(rename = "m")]
-    pub modified: i64,
-    /// MIME type, or empty if unknown.
-    #[serde(rename = "t")]
-    pub mime: String,
-    /// Hidden from ordinary listings.
-    #[serde(rename = "h")]
-    pub hidden: bool,
-    /// Derives the labels and tokens of chunks after the first.
-    #[serde(rename = "x", with = "serde_bytes")]
-    pub stream: [u8; 32],
 }
 
 /// The part under the parent key: the parent link, and on a first chunk
@@ -336,9 +310,13 @@ impl ParentPart {
         seal_padded(key, self, AD_PARENT, label, PARENT_PAD)
     }
 
-    /// Decrypts.
+    /// Decrypts, and checks the properties' version and fields.
     pub fn open(key: &SymmetricKey, sealed: &[u8], label: &Label) -> Result<Self> {
-        open_padded(key, sealed, AD_PARENT, label, "parent")
+        let part: ParentPart = open_padded(key, sealed, AD_PARENT, label, "parent")?;
+        if let Some(props) = &part.props {
+            props.check()?;
+        }
+        Ok(part)
     }
 }
 

@@ -60,10 +60,15 @@ impl<B: BlockStore + ?Sized> WriterOwnership<B> {
             .blocks
             .get_trusted(&cid)
             .await
-            .map_err(|e| PointerError::Task(format!("reading writer data {cid}: {e}")))?
+            .map_err(|e| PointerError::Backend {
+                context: format!("reading writer data {cid}"),
+                source: Box::new(e),
+            })?
             .ok_or_else(|| PointerError::Task(format!("writer data {cid} is missing")))?;
-        let data = WriterData::from_bytes(&bytes)
-            .map_err(|e| PointerError::Task(format!("writer data {cid}: {e}")))?;
+        let data = WriterData::from_bytes(&bytes).map_err(|e| PointerError::Backend {
+            context: format!("writer data {cid}"),
+            source: Box::new(e),
+        })?;
         Ok(data.owned)
     }
 }

@@ -55,7 +55,8 @@ fn garbage_gets_clear_errors() {
     let text = capability(false, true).to_text().unwrap();
     let message = |t: &str| AbsoluteCapability::from_text(t).unwrap_err().to_string();
     assert!(message("https://example.org/").contains("does not start with pcap1"));
-    assert!(message("pcap2abc").contains("unsupported version"));
+    assert!(message("pcap2abc").contains("newer version of Peergos"));
+    assert!(message("pcap0abc").contains("format version 0"));
     assert!(message(&text.to_uppercase().replacen("PCAP1", "pcap1", 1)).contains("upper-case"));
     assert!(message("pcap1!!!").contains("invalid base32"));
     assert!(message("pcap1").contains("too short"));

@@ -105,6 +105,36 @@ pub fn from_slice_with<T: DeserializeOwned + Serialize>(bytes: &[u8], limits: Li
     Ok(value)
 }
 
+/// Decodes a versioned structure: reads its `"v"` field first and checks
+/// it against `supported` ([`crate::check_version`]: a newer version is
+/// [`Error::NewerFormat`], whatever else the structure holds), then
+/// decodes strictly. `what` names the structure in errors.
+pub fn from_slice_versioned<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    what: &'static str,
+    supported: u64,
+) -> Result<T> {
+    let value = decode_value(bytes)?;
+    let version = match &value {
+        Value::Map(entries) => entries.iter().find_map(|(k, v)| match (k, v) {
+            (Value::Text(k), Value::Integer(n)) if k == "v" => u64::try_from(*n).ok(),
+            _ => None,
+        }),
+        _ => None,
+    }
+    .ok_or_else(|| Error::MalformedCbor {
+        reason: format!("a {what} without a format version"),
+    })?;
+    crate::check_version(what, version, supported)?;
+    let decoded: T = from_value(value)?;
+    if to_vec(&decoded)? != bytes {
+        return Err(Error::NonCanonical {
+            reason: "fields that do not round-trip (unknown or missing fields)",
+        });
+    }
+    Ok(decoded)
+}
+
 /// Decodes canonical DAG-CBOR into a `T` under the extension rule
 /// (PROTOCOL.md, "Formats that grow"): fields `T` does not know are
 /// ignored, anywhere in the value, but every field it knows must be

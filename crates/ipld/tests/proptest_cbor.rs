@@ -413,3 +413,61 @@ mod extensible {
         assert!(peergos_ipld::check_version("x", 2, 2).is_ok());
     }
 }
+
+mod versioned {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct V1 {
+        v: u64,
+        a: u64,
+    }
+
+    #[derive(Serialize)]
+    struct V2 {
+        v: u64,
+        a: u64,
+        b: String,
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_as_newer_not_as_damage() {
+        let current = cbor::to_vec(&V1 { v: 1, a: 7 }).unwrap();
+        assert_eq!(
+            cbor::from_slice_versioned::<V1>(&current, "thing", 1).unwrap(),
+            V1 { v: 1, a: 7 }
+        );
+        let newer = cbor::to_vec(&V2 {
+            v: 2,
+            a: 7,
+            b: "new".into(),
+        })
+        .unwrap();
+        let e = cbor::from_slice_versioned::<V1>(&newer, "thing", 1).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::NewerFormat {
+                    what: "thing",
+                    found: 2,
+                    supported: 1
+                }
+            ),
+            "{e}"
+        );
+        // Same version with a field it does not know: damage, refused.
+        let odd = cbor::to_vec(&V2 {
+            v: 1,
+            a: 7,
+            b: "x".into(),
+        })
+        .unwrap();
+        assert!(matches!(
+            cbor::from_slice_versioned::<V1>(&odd, "thing", 1),
+            Err(Error::NonCanonical { .. })
+        ));
+        let unversioned = cbor::to_vec(&std::collections::BTreeMap::from([("a", 1u64)])).unwrap();
+        assert!(cbor::from_slice_versioned::<V1>(&unversioned, "thing", 1).is_err());
+    }
+}

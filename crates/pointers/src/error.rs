@@ -92,6 +92,19 @@ pub enum Error {
     /// A background task stopped without an answer.
     #[error("pointer store task failed: {0}")]
     Task(String),
+    /// A background task panicked or was cancelled.
+    #[error("a background task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// A layer this store stands for (a remote server, another store)
+    /// failed; the cause is kept.
+    #[error("{context}: {source}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The device's record of what it has seen ([`crate::SeenStore`])
     /// could not be read or written.
     #[error("the record of seen versions at {path}: {reason}")]

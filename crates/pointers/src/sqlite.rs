@@ -106,8 +106,7 @@ impl SqlitePointerStore {
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             work(&mut conn, &path)
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
+        .await?
     }
 }
 

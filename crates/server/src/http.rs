@@ -64,9 +64,10 @@ fn ok<T: Serialize>(value: &T) -> Response {
 }
 
 /// Decodes a request body: canonical CBOR of the route's type, at most
-/// [`MAX_BODY`] bytes.
+/// [`MAX_BODY`] bytes, under the extension rule (fields a newer client
+/// added are ignored; PROTOCOL.md, "Formats that grow").
 pub(crate) fn decode<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, Error> {
-    cbor::from_slice_with(
+    cbor::from_slice_extensible(
         body,
         Limits {
             max_size: MAX_BODY,

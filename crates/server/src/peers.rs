@@ -313,7 +313,7 @@ fn decode_frame<T: serde::de::DeserializeOwned + Serialize>(
     bytes: &[u8],
     max_size: usize,
 ) -> std::result::Result<T, peergos_ipld::Error> {
-    cbor::from_slice_with(
+    cbor::from_slice_extensible(
         bytes,
         cbor::Limits {
             max_size,
@@ -979,7 +979,10 @@ pub(crate) fn spawn(server: &Arc<Server>) -> Result<()> {
                 let outcome = async {
                     frame::accept(&mut stream).await?;
                     let request = frame::read(&mut stream, 1 << 20).await?;
-                    let wants: Vec<Want> = match cbor::from_slice(&request) {
+                    let wants: Vec<Want> = match cbor::from_slice_extensible(
+                        &request,
+                        cbor::Limits::BLOCK,
+                    ) {
                         Ok(wants) => wants,
                         Err(e) => {
                             tracing::debug!(%peer, error = %e, "malformed block exchange request");

@@ -57,7 +57,10 @@ pub(crate) fn open_since(now: u64) -> u64 {
 }
 
 fn account_error(e: crate::Error) -> BlockError {
-    BlockError::Task(format!("the upload records: {e}"))
+    BlockError::Backend {
+        context: "the upload records".into(),
+        source: Box::new(e),
+    }
 }
 
 impl Guarded {

@@ -18,7 +18,17 @@ pub enum Error {
     /// password, or a record that was tampered with.
     #[error("the secret link does not open (wrong password, or the link is damaged)")]
     LinkDoesNotOpen,
-    /// A stored social structure that does not decode.
+    /// A stored social structure that does not decode (or was written
+    /// by a newer version: the cause says which).
+    #[error("{what}: {source}")]
+    Decode {
+        /// Which structure.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: peergos_ipld::Error,
+    },
+    /// A stored social structure that decodes but breaks a rule.
     #[error("invalid {what}: {reason}")]
     BadState {
         /// Which structure.

@@ -97,9 +97,9 @@ impl FollowRequest {
     /// against the username rules.
     pub fn verify(&self) -> Result<()> {
         let bad = |reason: String| Error::BadFollowRequest { reason };
-        if self.body.v != 1 {
-            return Err(bad(format!("unknown version {}", self.body.v)));
-        }
+        let what = "follow request";
+        peergos_ipld::check_version(what, self.body.v, 1)
+            .map_err(|source| Error::Decode { what, source })?;
         peergos_pki::check_username(&self.body.from)?;
         peergos_pki::check_username(&self.body.to)?;
         let key = self
@@ -156,6 +156,7 @@ impl FollowRequest {
     pub fn decode(padded: &[u8]) -> Result<Self> {
         let bad = |reason: String| Error::BadFollowRequest { reason };
         let body = unpad(padded).map_err(|e| bad(e.to_string()))?;
-        cbor::from_slice(body).map_err(|e| bad(e.to_string()))
+        let what = "follow request";
+        cbor::from_slice(body).map_err(|source| Error::Decode { what, source })
     }
 }

@@ -274,10 +274,9 @@ impl LinkKeys {
                 .map_err(|_| Error::LinkDoesNotOpen)?,
         );
         let body = unpad(&plain).map_err(|_| Error::LinkDoesNotOpen)?;
-        let payload: LinkPayload = cbor::from_slice(body).map_err(|e| Error::BadState {
-            what: "secret link payload",
-            reason: e.to_string(),
-        })?;
+        let what = "secret link payload";
+        let payload: LinkPayload = cbor::from_slice_versioned(body, what, 1)
+            .map_err(|source| Error::Decode { what, source })?;
         Ok(payload.cap)
     }
 }

@@ -109,17 +109,8 @@ impl SocialState {
 
     /// Decodes (strictly) a stored state.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let state: SocialState = cbor::from_slice(bytes).map_err(|e| Error::BadState {
-            what: "social state",
-            reason: e.to_string(),
-        })?;
-        if state.v != 1 {
-            return Err(Error::BadState {
-                what: "social state",
-                reason: format!("unknown version {}", state.v),
-            });
-        }
-        Ok(state)
+        let what = "social state";
+        cbor::from_slice_versioned(bytes, what, 1).map_err(|source| Error::Decode { what, source })
     }
 
     /// Whether `name` follows this user and this user follows them.
@@ -206,10 +197,9 @@ impl ShareList {
             what: "share list",
             reason,
         };
-        let list: ShareList = cbor::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-        if list.v != 1 {
-            return Err(bad(format!("unknown version {}", list.v)));
-        }
+        let what = "share list";
+        let list: ShareList = cbor::from_slice_versioned(bytes, what, 1)
+            .map_err(|source| Error::Decode { what, source })?;
         let home = format!("/{sharer}");
         for item in &list.items {
             if !is_within(&item.path, &home) || item.path.split('/').any(|p| p == "..") {

@@ -971,7 +971,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         if let Some(inflight) = state.inflight.take() {
             let outcome = match inflight.task.await {
                 Ok(outcome) => outcome,
-                Err(e) => Err(peergos_cryptree::Error::Task(e.to_string()).into()),
+                Err(e) => Err(peergos_cryptree::Error::Join(e).into()),
             };
             state.reader = None;
             if let Err(e) = outcome {
@@ -1286,7 +1286,7 @@ impl<B: BlockStore + ?Sized + 'static, P: PointerStore + ?Sized + 'static> Vfs<B
         let data = match ahead {
             Some((_, task)) => match task.await {
                 Ok(outcome) => outcome?,
-                Err(e) => return Err(peergos_cryptree::Error::Task(e.to_string()).into()),
+                Err(e) => return Err(peergos_cryptree::Error::Join(e).into()),
             },
             None => Chunk::read(&self.inner.fs, &reader.file, index).await?,
         };

@@ -621,8 +621,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     .slice(start + plain.start..start + plain.end),
             )
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        .await??;
         if !keep {
             return Ok(plain);
         }

@@ -10,8 +10,8 @@ use super::write::{
     Plan, UploadOptions,
 };
 use super::{child_path, components, Filesystem, Found, View};
-use crate::node::{self, name_tag, ChildLink, ParentPart, Properties, MAX_CHILDREN_PER_NODE};
-use crate::{Error, Label, Result};
+use crate::node::{self, name_tag, ChildLink, ParentPart, MAX_CHILDREN_PER_NODE};
+use crate::{Error, Label, Properties, Result};
 
 impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
     /// Renames or moves `from` to the path `to` (within one writer). An
@@ -261,6 +261,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     mime: String::new(),
                     hidden: src.props.hidden,
                     stream: fresh.stream,
+                    ..src.props.clone()
                 }),
             };
             specs.push(NodeSpec {

@@ -13,8 +13,8 @@ use serde_bytes::ByteBuf;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Filesystem;
-use crate::node::{self, ChildLink, NodeBlock, ParentPart, Properties, CHUNK_SIZE};
-use crate::{Error, Label, Result};
+use crate::node::{self, ChildLink, NodeBlock, ParentPart, CHUNK_SIZE};
+use crate::{Error, Label, Properties, Result};
 
 use super::write::*;
 
@@ -289,6 +289,7 @@ impl FileSink {
             mime: options.mime.clone(),
             hidden: options.hidden,
             stream: self.fresh.stream,
+            ..Properties::default()
         };
         let spec = NodeSpec {
             label,
@@ -308,9 +309,7 @@ impl FileSink {
 pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
+    tokio::task::spawn_blocking(work).await?
 }
 
 /// Reads up to one chunk; fewer bytes only at the end of the input.

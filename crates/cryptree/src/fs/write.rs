@@ -14,8 +14,8 @@ use peergos_pointers::PointerStore;
 use serde_bytes::ByteBuf;
 
 use super::{child_path, components, DirChunk, Entry, Filesystem, Found, View};
-use crate::node::{self, name_tag, BasePart, ChildLink, ParentLink, ParentPart, Properties};
-use crate::{AbsoluteCapability, Error, Label, Result, Turn};
+use crate::node::{self, name_tag, BasePart, ChildLink, ParentLink, ParentPart};
+use crate::{AbsoluteCapability, Error, Label, Properties, Result, Turn};
 
 pub(super) use super::dir_edit::*;
 pub(super) use super::sink::*;
@@ -315,6 +315,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     mime: String::new(),
                     hidden: false,
                     stream: fresh.stream,
+                    ..Properties::default()
                 }),
             }
             .seal(fresh.parent_key(true), &label)?,
@@ -585,6 +586,7 @@ impl<B: BlockStore + ?Sized, P: PointerStore + ?Sized> Filesystem<B, P> {
                     mime: String::new(),
                     hidden: options.hidden,
                     stream: fresh.stream,
+                    ..Properties::default()
                 };
                 let spec = NodeSpec {
                     label,
