@@ -24,7 +24,10 @@ impl Server {
     /// Bytes of `owner`'s open uploads whose lease has not lapsed (on every
     /// replica: the record is shared).
     async fn pending_of(&self, owner: &PublicKeyHash) -> Result<u64> {
-        self.accounts.pending(owner, self.lease_start()).await
+        self.stores
+            .accounts
+            .pending(owner, self.lease_start())
+            .await
     }
 
     /// Stores blocks for a user with an account, if the writer is theirs
@@ -35,7 +38,7 @@ impl Server {
             .await?;
         // The guarded store records the blocks (and the bytes held against
         // the quota) in the shared upload record before it stores them.
-        Ok(self.blocks.put(request).await?)
+        Ok(self.stores.blocks.put(request).await?)
     }
 
     /// The checks a put passes before its blocks are read: the owner has
@@ -50,11 +53,12 @@ impl Server {
         requested: u64,
     ) -> Result<()> {
         let (used, quota) = self
+            .stores
             .accounts
             .space(owner)
             .await?
             .ok_or(Error::UnknownOwner(*owner))?;
-        if !self.ownership.owns(owner, writer).await? {
+        if !self.stores.ownership.owns(owner, writer).await? {
             return Err(peergos_pointers::Error::NotOwned {
                 owner: *owner,
                 writer: *writer,
@@ -100,7 +104,7 @@ impl Server {
         // a little for the databases.
         if small {
             self.make_room();
-            if !self.ballast.is_present() {
+            if !self.upkeep.ballast.is_present() {
                 let free = disk::free_bytes(&self.config.data_dir).unwrap_or(0);
                 if free >= requested + SMALL_PUT {
                     return Ok(());
@@ -119,43 +123,44 @@ impl Server {
             return false;
         }
         match disk::free_bytes(&self.config.data_dir) {
-            Some(free) if free < reserve / 4 => self.ballast.release(),
+            Some(free) if free < reserve / 4 => self.upkeep.ballast.release(),
             _ => false,
         }
     }
 
     /// A block, after its access check.
     pub async fn get(&self, cid: &Cid, auth: Option<&BlockAuth>) -> Result<Option<Bytes>> {
-        Ok(self.blocks.get(cid, auth).await?)
+        Ok(self.stores.blocks.get(cid, auth).await?)
     }
 
     /// Whether a block is stored.
     pub async fn has(&self, cid: &Cid) -> Result<bool> {
-        Ok(self.blocks.has(cid).await?)
+        Ok(self.stores.blocks.has(cid).await?)
     }
 
     /// The CHAMP blocks from `root` to `key` (CHAMP nodes carry no access
     /// tokens; the client verifies the path).
     pub async fn champ_lookup(&self, root: &Cid, key: [u8; 32]) -> Result<Vec<Bytes>> {
-        let blocks = self.champ.proof(root, &Key(key)).await?;
+        let blocks = self.stores.champ.proof(root, &Key(key)).await?;
         Ok(blocks.into_iter().map(|b| b.into_data()).collect())
     }
 
     /// Opens a transaction for a user with an account.
     pub async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
         self.make_room();
-        self.accounts
+        self.stores
+            .accounts
             .space(owner)
             .await?
             .ok_or(Error::UnknownOwner(*owner))?;
         // The guarded store records it for every replica.
-        Ok(self.blocks.start_transaction(owner).await?)
+        Ok(self.stores.blocks.start_transaction(owner).await?)
     }
 
     /// Closes a transaction (opened on this replica or another); its
     /// blocks stop counting as pending.
     pub async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
-        Ok(self.blocks.close_transaction(owner, id).await?)
+        Ok(self.stores.blocks.close_transaction(owner, id).await?)
     }
 
     // ---- pointers ----
@@ -166,7 +171,7 @@ impl Server {
         owner: &PublicKeyHash,
         writer: &PublicKeyHash,
     ) -> Result<Option<SignedPointer>> {
-        Ok(self.pointers.get(owner, writer).await?)
+        Ok(self.stores.pointers.get(owner, writer).await?)
     }
 
     /// Moves a pointer (compare-and-swap) and updates the owner's usage by
@@ -179,14 +184,19 @@ impl Server {
         update: SignedPointer,
     ) -> Result<()> {
         let (used, quota) = self
+            .stores
             .accounts
             .space(owner)
             .await?
             .ok_or(Error::UnknownOwner(*owner))?;
         // Check the signature before doing any work for the request.
         update.verify(owner, writer)?;
-        let delta =
-            space::delta(&self.champ, update.update.previous, update.update.current).await?;
+        let delta = space::delta(
+            &self.stores.champ,
+            update.update.previous,
+            update.update.current,
+        )
+        .await?;
         if delta > 0 && used + delta as u64 > quota {
             return Err(peergos_blockstore::Error::QuotaExceeded {
                 used,
@@ -195,9 +205,9 @@ impl Server {
             }
             .into());
         }
-        self.pointers.set(owner, writer, update).await?;
+        self.stores.pointers.set(owner, writer, update).await?;
         if delta != 0 {
-            self.accounts.add_usage(owner, delta).await?;
+            self.stores.accounts.add_usage(owner, delta).await?;
         }
         Ok(())
     }
@@ -205,6 +215,7 @@ impl Server {
     /// Space used and allowed.
     pub async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
         let (used, quota) = self
+            .stores
             .accounts
             .space(owner)
             .await?

@@ -102,17 +102,23 @@ impl Server {
 
     async fn collect(&self, min_gap: Option<Duration>) -> Result<Option<GcReport>> {
         let _running = self
+            .upkeep
             .gc_lock
             .try_lock()
             .map_err(|_| Error::Busy("a garbage collection is already running".into()))?;
         let holder = format!(
             "{}/{:016x}",
-            self.peer_id,
+            self.net.peer_id,
             rand_core::RngCore::next_u64(&mut rand_core::OsRng)
         );
         let ttl = LEASE_TTL.as_millis() as u64;
         let gap = min_gap.map(|g| g.as_millis() as u64);
-        if !self.accounts.gc_lease(&holder, now_ms(), ttl, gap).await? {
+        if !self
+            .stores
+            .accounts
+            .gc_lease(&holder, now_ms(), ttl, gap)
+            .await?
+        {
             return match min_gap {
                 Some(_) => Ok(None),
                 None => Err(Error::Busy(
@@ -121,7 +127,7 @@ impl Server {
             };
         }
         let renewal = {
-            let (accounts, holder) = (std::sync::Arc::clone(&self.accounts), holder.clone());
+            let (accounts, holder) = (std::sync::Arc::clone(&self.stores.accounts), holder.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(LEASE_TTL / 3).await;
@@ -136,6 +142,7 @@ impl Server {
         let outcome = self.collect_under_lease().await;
         renewal.abort();
         if let Err(e) = self
+            .stores
             .accounts
             .end_gc_lease(&holder, now_ms(), outcome.is_ok())
             .await
@@ -148,9 +155,9 @@ impl Server {
     async fn collect_under_lease(&self) -> Result<GcReport> {
         let started = Instant::now();
         let gc_start = now_ms();
-        self.guard.start_recording().await;
+        self.stores.guard.start_recording().await;
         let outcome = self.mark_and_sweep(gc_start).await;
-        self.guard.stop_recording().await;
+        self.stores.guard.stop_recording().await;
         let mut report = outcome?;
         let dropped = self.empty_cache().await?;
         // Records of transactions that timed out, and of those closed
@@ -159,6 +166,7 @@ impl Server {
         // collection rather than failing this one, whose deletes may be
         // what makes room.
         let pruned = self
+            .stores
             .accounts
             .prune_transactions(open_since(gc_start), self.closed_since(gc_start))
             .await;
@@ -168,13 +176,14 @@ impl Server {
         // Rate-limit buckets untouched for a day are full again.
         let day = 24 * 60 * 60 * 1000;
         if let Err(e) = self
+            .stores
             .accounts
             .prune_buckets(gc_start.saturating_sub(day))
             .await
         {
             tracing::warn!("pruning rate-limit buckets failed: {e}");
         }
-        self.ballast.ensure(self.config.disk_reserve);
+        self.upkeep.ballast.ensure(self.config.disk_reserve);
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             deleted = report.deleted,
@@ -184,8 +193,13 @@ impl Server {
             elapsed_ms = report.elapsed_ms,
             "garbage collection finished"
         );
-        *self.gc_last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
-        self.gc_runs
+        *self
+            .upkeep
+            .gc_last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+        self.upkeep
+            .gc_runs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(report)
     }
@@ -194,6 +208,7 @@ impl Server {
     /// each collection bounds it this way. Returns the blocks dropped.
     async fn empty_cache(&self) -> Result<u64> {
         let cids: Vec<Cid> = self
+            .net
             .cache
             .list()
             .collect::<Vec<_>>()
@@ -201,14 +216,15 @@ impl Server {
             .into_iter()
             .collect::<std::result::Result<_, _>>()?;
         for cid in &cids {
-            self.cache.delete(cid).await?;
+            self.net.cache.delete(cid).await?;
         }
         Ok(cids.len() as u64)
     }
 
     /// The last collection's report, if one ran since the server started.
     pub fn last_gc(&self) -> Option<GcReport> {
-        self.gc_last
+        self.upkeep
+            .gc_last
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -232,13 +248,14 @@ impl Server {
         let closed_since = self.closed_since(gc_start);
         // Taken before the pointers are read (see the module notes).
         let mut protected_at_start: HashSet<Cid> =
-            self.blocks.protected().await?.into_iter().collect();
+            self.stores.blocks.protected().await?.into_iter().collect();
         protected_at_start.extend(
-            self.accounts
+            self.stores
+                .accounts
                 .protected_blocks(opened_since, closed_since)
                 .await?,
         );
-        let roots = self.pointers.targets().await?;
+        let roots = self.stores.pointers.targets().await?;
         report.roots = roots.len() as u64;
 
         let mut marked: HashSet<Cid> = HashSet::new();
@@ -256,18 +273,23 @@ impl Server {
             // Only structured blocks have links; the rest (file fragments,
             // most of the bytes) need only be there.
             if cid.codec() != Some(Codec::DagCbor) {
-                if !self.blocks.has(&cid).await? {
+                if !self.stores.blocks.has(&cid).await? {
                     return Err(missing());
                 }
                 continue;
             }
-            let data = self.blocks.get_trusted(&cid).await?.ok_or_else(missing)?;
+            let data = self
+                .stores
+                .blocks
+                .get_trusted(&cid)
+                .await?
+                .ok_or_else(missing)?;
             frontier.extend(links_of(&cid, &data)?.into_iter().map(|l| (l, Some(cid))));
         }
         report.reachable = marked.len() as u64;
 
-        let protected_now = self.blocks.protected().await?;
-        let mut stored = self.blocks.list();
+        let protected_now = self.stores.blocks.protected().await?;
+        let mut stored = self.stores.blocks.list();
         let mut candidates = Vec::new();
         while let Some(cid) = stored.next().await {
             let cid = cid?;
@@ -284,6 +306,7 @@ impl Server {
         drop(stored);
         // Uploads on other replicas since the listing.
         let shared_now = self
+            .stores
             .accounts
             .protected_blocks(opened_since, closed_since)
             .await?;
@@ -292,11 +315,12 @@ impl Server {
                 report.protected += 1;
                 continue;
             }
-            let guard = &self.guard;
+            let guard = &self.stores.guard;
             let delete: crate::accounts::DeleteFn<'_> = Box::new(move || {
                 Box::pin(async move { Ok(guard.delete_unless_recent(&cid).await?) })
             });
             let freed = self
+                .stores
                 .accounts
                 .delete_unless_protected(&cid, opened_since, closed_since, delete)
                 .await?;

@@ -31,6 +31,7 @@ use peergos_api::{
 };
 
 mod middleware;
+pub(crate) mod tunnel;
 
 type Shared = State<Arc<Server>>;
 

@@ -23,7 +23,9 @@ impl Server {
         if self.config.postgres.is_some() {
             return self.shared_limit(class, &format!("ip/{client}"), 1).await;
         }
-        self.client_limits.check(class, client, Instant::now())
+        self.traffic
+            .client_limits
+            .check(class, client, Instant::now())
     }
 
     /// [`rate_limit`](Self::rate_limit) for a request tunnelled from the
@@ -39,7 +41,7 @@ impl Server {
                 .shared_limit(class, &format!("peer/{peer}"), PEER_LIMIT_FACTOR)
                 .await;
         }
-        self.peer_limits.check(class, peer, Instant::now())
+        self.traffic.peer_limits.check(class, peer, Instant::now())
     }
 
     /// A rate limit kept in the account store: the same budgets as the
@@ -59,6 +61,7 @@ impl Server {
         let key = format!("{kind}/{who}");
         let every_ms = every_secs * 1000 / u64::from(factor.max(1));
         match self
+            .stores
             .accounts
             .take_token(&key, burst * factor, every_ms, now_ms())
             .await
@@ -78,11 +81,15 @@ impl Server {
     pub async fn render_metrics(&self) -> Result<String> {
         use std::fmt::Write as _;
         let mut out = String::new();
-        self.metrics.render(&mut out);
-        let usage = self.accounts.usage().await?;
+        self.traffic.metrics.render(&mut out);
+        let usage = self.stores.accounts.usage().await?;
         let used: u64 = usage.iter().map(|(_, used, _)| used).sum();
         let quota: u64 = usage.iter().map(|(_, _, quota)| quota).sum();
-        let open = self.accounts.open_uploads(self.lease_start()).await?;
+        let open = self
+            .stores
+            .accounts
+            .open_uploads(self.lease_start())
+            .await?;
         let gauges = [
             (
                 "peergos_users",
@@ -126,7 +133,10 @@ impl Server {
             ];
             write_gauges(&mut out, &gauges);
         }
-        let runs = self.gc_runs.load(std::sync::atomic::Ordering::Relaxed);
+        let runs = self
+            .upkeep
+            .gc_runs
+            .load(std::sync::atomic::Ordering::Relaxed);
         let _ = writeln!(
             out,
             "# HELP peergos_gc_runs_total Garbage collections finished.\n# TYPE peergos_gc_runs_total counter\npeergos_gc_runs_total {runs}"

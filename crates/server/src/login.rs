@@ -35,7 +35,7 @@ impl Server {
         if !claim.servers.first().is_some_and(|s| self.is_me(s)) {
             return Err(Error::BadRequest(format!(
                 "the PKI claim does not name this server ({}) as the user's home",
-                self.peer_id
+                self.net.peer_id
             )));
         }
         request.login.validate()?;
@@ -48,7 +48,8 @@ impl Server {
             SignupPolicy::Open => None,
             SignupPolicy::Token => Some(request.token.as_deref().ok_or(Error::TokenRequired)?),
         };
-        self.accounts
+        self.stores
+            .accounts
             .create(accounts::NewUser {
                 username,
                 identity: &claim.identity,
@@ -60,7 +61,7 @@ impl Server {
             })
             .await?;
         if let Err(e) = self.pki_apply(&request.chain).await {
-            self.accounts.remove(username).await?;
+            self.stores.accounts.remove(username).await?;
             return Err(match e {
                 Error::Pki(peergos_pki::Error::NameTaken { .. }) => {
                     Error::UsernameTaken(username.to_string())
@@ -76,10 +77,10 @@ impl Server {
     /// derived from the name and a server secret, stable across calls, so
     /// the answer does not tell whether the name exists.
     pub async fn login_params(&self, username: &str) -> Result<LoginParams> {
-        if let Some(user) = self.accounts.user(username).await? {
+        if let Some(user) = self.stores.accounts.user(username).await? {
             return Ok(user.params);
         }
-        let mut input = self.salt_secret.to_vec();
+        let mut input = self.identity.salt_secret.to_vec();
         input.extend_from_slice(username.as_bytes());
         Ok(LoginParams {
             log_n: 17,
@@ -98,7 +99,12 @@ impl Server {
         payload: &[u8],
         stamp: &Stamp,
     ) -> Result<User> {
-        let user = self.accounts.user(username).await?.ok_or(Error::BadLogin)?;
+        let user = self
+            .stores
+            .accounts
+            .user(username)
+            .await?
+            .ok_or(Error::BadLogin)?;
         user.login_key
             .verify(
                 api::LOGIN_AUTH,
@@ -121,6 +127,7 @@ impl Server {
         stamp: &Stamp,
     ) -> Result<User> {
         let user = self
+            .stores
             .accounts
             .user(username)
             .await?
@@ -149,7 +156,12 @@ impl Server {
                 stamp.time_ms.abs_diff(now) / 1000
             )));
         }
-        let advanced = match self.accounts.advance_auth(username, stamp.time_ms).await {
+        let advanced = match self
+            .stores
+            .accounts
+            .advance_auth(username, stamp.time_ms)
+            .await
+        {
             Ok(advanced) => advanced,
             // The database cannot record it (a full disk, say): judge the
             // stamp against the newest recorded one and those accepted
@@ -157,11 +169,12 @@ impl Server {
             Err(e) => {
                 tracing::warn!(username, "recording a signed time failed: {e}");
                 let recorded = self
+                    .stores
                     .accounts
                     .user(username)
                     .await?
                     .map_or(0, |u| u.last_auth);
-                let mut unrecorded = match self.unrecorded_auth.lock() {
+                let mut unrecorded = match self.traffic.unrecorded_auth.lock() {
                     Ok(map) => map,
                     Err(poisoned) => poisoned.into_inner(),
                 };
@@ -198,7 +211,8 @@ impl Server {
         }
         self.check_stamp(username, "data", &request.data, &request.stamp)
             .await?;
-        self.accounts
+        self.stores
+            .accounts
             .update_login(username, None, &request.data)
             .await
     }
@@ -214,7 +228,8 @@ impl Server {
         let payload = ChangeRequest::payload(&request.login, &request.login_key, &request.data);
         self.check_stamp(username, "change", &payload, &request.stamp)
             .await?;
-        self.accounts
+        self.stores
+            .accounts
             .update_login(
                 username,
                 Some((&request.login_key, &request.login)),

@@ -17,28 +17,48 @@ impl Server {
 
     /// The current PKI root, creating an empty PKI on first run.
     pub(crate) async fn pki_root(&self) -> Result<(Cid, u64)> {
-        if let Some(signed) = self.pointers.get(&self.id, &self.id).await? {
-            signed.verify(&self.id, &self.id)?;
+        if let Some(signed) = self
+            .stores
+            .pointers
+            .get(&self.identity.id, &self.identity.id)
+            .await?
+        {
+            signed.verify(&self.identity.id, &self.identity.id)?;
             if let Some(root) = signed.update.current {
                 return Ok((root, signed.update.sequence));
             }
         }
-        let _guard = self.pki_lock.lock().await;
-        let tx = self.blocks.start_transaction(&self.id).await?;
+        let _guard = self.pki.lock.lock().await;
+        let tx = self
+            .stores
+            .blocks
+            .start_transaction(&self.identity.id)
+            .await?;
         let writer = Writer {
-            owner: self.id,
-            keys: self.key.clone(),
+            owner: self.identity.id,
+            keys: self.identity.key.clone(),
             transaction: tx,
         };
-        let root = self.champ.empty(&writer, ChampConfig::default()).await?;
+        let root = self
+            .stores
+            .champ
+            .empty(&writer, ChampConfig::default())
+            .await?;
         let update = PointerUpdate {
             previous: None,
             current: Some(root),
             sequence: 1,
         };
-        let signed = SignedPointer::sign(&self.key, &self.id, update)?;
-        let outcome = self.pointers.set(&self.id, &self.id, signed).await;
-        self.blocks.close_transaction(&self.id, &tx).await?;
+        let signed = SignedPointer::sign(&self.identity.key, &self.identity.id, update)?;
+        let outcome = self
+            .stores
+            .pointers
+            .set(&self.identity.id, &self.identity.id, signed)
+            .await;
+        self.stores
+            .blocks
+            .close_transaction(&self.identity.id, &tx)
+            .await?;
         match outcome {
             Ok(()) => Ok((root, 1)),
             // Another task created it first.
@@ -53,10 +73,10 @@ impl Server {
     /// Adds or extends a name's chain in the PKI (first come, first served,
     /// extensions only).
     pub(crate) async fn pki_apply(&self, chain: &KeyChain) -> Result<()> {
-        if self.mirror.is_some() {
+        if self.pki.mirror.is_some() {
             return self.pki_claim_remote(chain).await;
         }
-        let _guard = self.pki_lock.lock().await;
+        let _guard = self.pki.lock.lock().await;
         // The lock orders this process's claims; replicas sharing the
         // database race on the PKI pointer instead, and the loser applies
         // its claim again on the winner's root.
@@ -84,15 +104,20 @@ impl Server {
 
     async fn pki_apply_once(&self, chain: &KeyChain) -> Result<()> {
         let (root, sequence) = self.pki_root().await?;
-        let tx = self.blocks.start_transaction(&self.id).await?;
+        let tx = self
+            .stores
+            .blocks
+            .start_transaction(&self.identity.id)
+            .await?;
         let writer = Writer {
-            owner: self.id,
-            keys: self.key.clone(),
+            owner: self.identity.id,
+            keys: self.identity.key.clone(),
             transaction: tx,
         };
         let outcome = async {
             let (new_root, _) = self
                 .pki
+                .tree
                 .apply(&writer, &root, chain, now_ms() / 1000)
                 .await?;
             let update = PointerUpdate {
@@ -100,12 +125,18 @@ impl Server {
                 current: Some(new_root),
                 sequence: sequence + 1,
             };
-            let signed = SignedPointer::sign(&self.key, &self.id, update)?;
-            self.pointers.set(&self.id, &self.id, signed).await?;
+            let signed = SignedPointer::sign(&self.identity.key, &self.identity.id, update)?;
+            self.stores
+                .pointers
+                .set(&self.identity.id, &self.identity.id, signed)
+                .await?;
             Ok::<(), Error>(())
         }
         .await;
-        self.blocks.close_transaction(&self.id, &tx).await?;
+        self.stores
+            .blocks
+            .close_transaction(&self.identity.id, &tx)
+            .await?;
         outcome
     }
 
@@ -114,7 +145,7 @@ impl Server {
     async fn pki_claim_remote(&self, chain: &KeyChain) -> Result<()> {
         let answer = self
             .forward(
-                self.pki_peer,
+                self.pki.peer,
                 &peers::TunnelRequest {
                     method: api::endpoint::PKI_CLAIM.method.as_str().into(),
                     path: api::endpoint::PKI_CLAIM.path.into(),
@@ -147,10 +178,10 @@ impl Server {
     /// there (this server being the PKI node). The chain must name the
     /// sending server as the user's home.
     pub async fn pki_claim(&self, from: &PeerId, chain: &KeyChain) -> Result<()> {
-        if self.mirror.is_some() {
+        if self.pki.mirror.is_some() {
             return Err(Error::NotPki(format!(
                 "this server is not the PKI node (that is {})",
-                self.pki_peer
+                self.pki.peer
             )));
         }
         chain.verify()?;
@@ -194,7 +225,7 @@ impl Server {
         {
             return Err(Error::BadRequest(format!(
                 "the renewed claim of '{username}' does not name this server ({}) as its home",
-                self.peer_id
+                self.net.peer_id
             )));
         }
         self.pki_apply(chain).await?;
@@ -205,7 +236,7 @@ impl Server {
     /// A name's chain with everything a client needs to check it.
     pub async fn pki_lookup(&self, username: &str) -> Result<PkiAnswer> {
         peergos_pki::check_username(username)?;
-        match &self.mirror {
+        match &self.pki.mirror {
             Some(mirror) => {
                 if self.pki_chain(username).await?.is_none() {
                     // Perhaps just claimed: ask the PKI node (at most once
@@ -215,8 +246,12 @@ impl Server {
                 pki_answer(mirror.pointer(), mirror.pki.champ(), username).await
             }
             None => {
-                let pointer = self.pointers.get(&self.id, &self.id).await?;
-                pki_answer(pointer, &self.champ, username).await
+                let pointer = self
+                    .stores
+                    .pointers
+                    .get(&self.identity.id, &self.identity.id)
+                    .await?;
+                pki_answer(pointer, &self.stores.champ, username).await
             }
         }
     }

@@ -37,10 +37,10 @@ impl Server {
     pub async fn scrub(&self) -> Result<ScrubReport> {
         let started = Instant::now();
         let mut report = ScrubReport::default();
-        let mut stored = self.blocks.list();
+        let mut stored = self.stores.blocks.list();
         while let Some(cid) = stored.next().await {
             let cid = cid?;
-            match self.blocks.check(&cid).await {
+            match self.stores.blocks.check(&cid).await {
                 Ok(Some(len)) => {
                     report.checked += 1;
                     report.bytes += len;
@@ -66,15 +66,19 @@ impl Server {
             "scrub finished"
         );
         let finished = crate::now_ms() / 1000;
-        *self.scrub_last.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((report.clone(), finished));
+        *self
+            .upkeep
+            .scrub_last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((report.clone(), finished));
         Ok(report)
     }
 
     /// The last scrub's report and when it finished (Unix seconds), for
     /// `/metrics`.
     pub fn last_scrub(&self) -> Option<(ScrubReport, u64)> {
-        self.scrub_last
+        self.upkeep
+            .scrub_last
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

@@ -32,11 +32,12 @@ impl Server {
                 sealed.len()
             )));
         }
-        if self.accounts.user(target).await?.is_none() {
+        if self.stores.accounts.user(target).await?.is_none() {
             return Err(Error::UnknownUser(target.to_string()));
         }
         let id = peergos_keys::sha256(sealed);
         if !self
+            .stores
             .accounts
             .add_follow_request(target, &id, sealed)
             .await?
@@ -57,7 +58,7 @@ impl Server {
     ) -> Result<Vec<PendingFollow>> {
         self.check_owner_stamp(username, "requests", &[], &request.stamp)
             .await?;
-        self.accounts.follow_requests(username).await
+        self.stores.accounts.follow_requests(username).await
     }
 
     /// Deletes answered follow requests.
@@ -74,7 +75,8 @@ impl Server {
         let payload = DeleteRequests::payload(&request.ids);
         self.check_owner_stamp(username, "delete-requests", &payload, &request.stamp)
             .await?;
-        self.accounts
+        self.stores
+            .accounts
             .delete_follow_requests(username, &request.ids)
             .await
     }
@@ -90,7 +92,10 @@ impl Server {
         let payload = peergos_ipld::cbor::to_vec(&request.record)?;
         self.check_owner_stamp(username, "link-create", &payload, &request.stamp)
             .await?;
-        self.accounts.create_link(username, &request.record).await
+        self.stores
+            .accounts
+            .create_link(username, &request.record)
+            .await
     }
 
     /// The owner's links with their use counts.
@@ -101,7 +106,7 @@ impl Server {
     ) -> Result<Vec<LinkStatus>> {
         self.check_owner_stamp(username, "links", &[], &request.stamp)
             .await?;
-        self.accounts.links(username).await
+        self.stores.accounts.links(username).await
     }
 
     /// Points a live link at a new encrypted capability.
@@ -117,6 +122,7 @@ impl Server {
         self.check_owner_stamp(username, "link-update", &payload, &request.stamp)
             .await?;
         if !self
+            .stores
             .accounts
             .update_link(username, &request.id, &request.blob)
             .await?
@@ -136,7 +142,12 @@ impl Server {
             &request.stamp,
         )
         .await?;
-        if !self.accounts.revoke_link(username, &request.id).await? {
+        if !self
+            .stores
+            .accounts
+            .revoke_link(username, &request.id)
+            .await?
+        {
             return Err(Error::LinkNotFound(request.id.clone()));
         }
         tracing::info!(username, "secret link revoked");
@@ -148,7 +159,12 @@ impl Server {
     pub async fn open_link(&self, request: &OpenLink) -> Result<Bytes> {
         peergos_social::check_id(&request.id)?;
         let hash = peergos_keys::sha256(&request.token);
-        match self.accounts.use_link(&request.id, &hash, now_ms()).await? {
+        match self
+            .stores
+            .accounts
+            .use_link(&request.id, &hash, now_ms())
+            .await?
+        {
             None => Err(Error::LinkNotFound(request.id.clone())),
             Some(Ok(blob)) => Ok(blob),
             Some(Err(LinkRefusal::Revoked)) => Err(Error::LinkRevoked),
