@@ -151,6 +151,9 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("a background task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// Moving files between the local disk and the filesystem failed.
+    #[error(transparent)]
+    Transfer(#[from] crate::transfer::TransferError),
 }
 
 impl Error {

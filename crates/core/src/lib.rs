@@ -7,6 +7,8 @@
 //!   ([`HttpNetwork`]); a `peergos_server::Server` in the same process
 //!   implements it too.
 //! - [`Remote`]: a server's stores as a `BlockStore` and `PointerStore`.
+//! - [`transfer`]: files and folders to and from the local disk (batched,
+//!   resumable, skipping what is unchanged), for every front end.
 //! - Social: [`UserContext::follow`], [`UserContext::accept`],
 //!   [`UserContext::share`], [`UserContext::unshare`],
 //!   [`UserContext::create_link`] and [`open_link`] (no account needed);
@@ -39,6 +41,7 @@ mod links;
 mod network;
 mod remote;
 mod social;
+pub mod transfer;
 mod user;
 
 pub use crate::device::{Device, DEFAULT_MAX_KDF_MEMORY};

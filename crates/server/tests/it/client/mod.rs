@@ -8,3 +8,4 @@ mod get_many;
 mod p2p;
 mod social;
 mod social_privacy;
+mod transfer;
