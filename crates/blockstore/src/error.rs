@@ -96,13 +96,6 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// The operation is not offered by this store (for example, listing
-    /// or deleting blocks of a remote server).
-    #[error("{operation} is not available on this store")]
-    Unsupported {
-        /// The operation.
-        operation: &'static str,
-    },
     /// The small-block database failed.
     #[error("{action} {path}: {source}")]
     Database {

@@ -41,7 +41,9 @@ use peergos_keys::PublicKeyHash;
 use crate::direct::{Direct, Outcome};
 use crate::small::{SmallBlocks, SMALL_BLOCK_MAX};
 use crate::transactions::Transactions;
-use crate::{access, BlockAuth, BlockStore, Error, PutBlocks, Result, TransactionId};
+use crate::{
+    access, BlockAuth, BlockStore, Error, LocalBlockStore, PutBlocks, Result, TransactionId,
+};
 
 /// The most threads one put writes its large blocks on. Each waits for the
 /// disk twice (its data, then its directory entry); on threads of their own
@@ -470,7 +472,10 @@ impl BlockStore for FileStore {
     async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
         self.inner.transactions.close(owner, id)
     }
+}
 
+#[async_trait]
+impl LocalBlockStore for FileStore {
     async fn resume_transaction(
         &self,
         owner: &PublicKeyHash,

@@ -124,7 +124,14 @@ pub trait BlockStore: Send + Sync + 'static {
 
     /// Closes a transaction of `owner`.
     async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()>;
+}
 
+/// A store this process keeps the blocks of (memory, its own disk, its
+/// own bucket): what restarts, garbage collection, scrubs and mirroring
+/// need beyond [`BlockStore`]. A client's view of a remote server is a
+/// [`BlockStore`] only, so nothing has to answer "unsupported".
+#[async_trait]
+pub trait LocalBlockStore: BlockStore {
     /// Opens again a transaction of `owner` that was open before a
     /// restart, `age` after it was first opened, with the blocks it had
     /// written (the server keeps transactions' records, since every store

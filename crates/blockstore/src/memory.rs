@@ -10,7 +10,9 @@ use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
 
 use crate::transactions::Transactions;
-use crate::{access, BlockAuth, BlockStore, Error, PutBlocks, Result, TransactionId};
+use crate::{
+    access, BlockAuth, BlockStore, Error, LocalBlockStore, PutBlocks, Result, TransactionId,
+};
 
 /// Blocks in a hash map. Content is still re-hashed on every read, so a
 /// `MemoryStore` behaves exactly like a persistent backend.
@@ -113,7 +115,10 @@ impl BlockStore for MemoryStore {
     async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
         self.transactions.close(owner, id)
     }
+}
 
+#[async_trait]
+impl LocalBlockStore for MemoryStore {
     async fn resume_transaction(
         &self,
         owner: &PublicKeyHash,

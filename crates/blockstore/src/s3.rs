@@ -20,7 +20,9 @@ use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
 
 use crate::transactions::Transactions;
-use crate::{access, BlockAuth, BlockStore, Error, PutBlocks, Result, TransactionId};
+use crate::{
+    access, BlockAuth, BlockStore, Error, LocalBlockStore, PutBlocks, Result, TransactionId,
+};
 
 /// Where an [`S3Store`] keeps its blocks.
 #[derive(Clone, Debug)]
@@ -201,7 +203,10 @@ impl BlockStore for S3Store {
     async fn close_transaction(&self, owner: &PublicKeyHash, id: &TransactionId) -> Result<()> {
         self.transactions.close(owner, id)
     }
+}
 
+#[async_trait]
+impl LocalBlockStore for S3Store {
     async fn resume_transaction(
         &self,
         owner: &PublicKeyHash,

@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 
 use futures::TryStreamExt;
 use peergos_blockstore::file::stored_blocks;
-use peergos_blockstore::{BlockStore, Error, FileOptions, FileStore, SMALL_BLOCK_MAX};
+use peergos_blockstore::{
+    BlockStore, Error, FileOptions, FileStore, LocalBlockStore, SMALL_BLOCK_MAX,
+};
 use peergos_ipld::{Cid, Codec, HashFn};
 use peergos_testkit::blockstore::{raw, Writer};
 

@@ -1,6 +1,7 @@
 //! CHAMP behaviour: model-based property tests, canonical form, CAS,
 //! proofs, diff cost, node size bounds, malformed trees.
 
+use peergos_blockstore::LocalBlockStore as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

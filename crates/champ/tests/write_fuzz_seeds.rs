@@ -3,6 +3,7 @@
 //! peergos-champ --test write_fuzz_seeds`); either way, checks the
 //! committed seeds still decode: the three roots answer proof queries.
 
+use peergos_blockstore::LocalBlockStore as _;
 use std::sync::Arc;
 
 use futures::TryStreamExt;

@@ -1,13 +1,10 @@
 //! A server's block and pointer stores, seen through [`NetworkAccess`]:
 //! what the filesystem layer runs on in a client.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
-use futures::StreamExt;
 use peergos_blockstore::{BlockAuth, BlockStore, PutBlocks, TransactionId};
 use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
@@ -189,39 +186,6 @@ impl BlockStore for Remote {
             .close_transaction(owner, id)
             .await
             .map_err(Error::from)?)
-    }
-
-    async fn resume_transaction(
-        &self,
-        _owner: &PublicKeyHash,
-        _id: peergos_blockstore::TransactionId,
-        _age: std::time::Duration,
-        _blocks: Vec<Cid>,
-    ) -> peergos_blockstore::Result<()> {
-        Err(peergos_blockstore::Error::Unsupported {
-            operation: "resuming transactions",
-        })
-    }
-
-    async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
-        Err(peergos_blockstore::Error::Unsupported {
-            operation: "listing protected blocks",
-        })
-    }
-
-    fn list(&self) -> BoxStream<'_, peergos_blockstore::Result<Cid>> {
-        futures::stream::once(async {
-            Err(peergos_blockstore::Error::Unsupported {
-                operation: "listing blocks",
-            })
-        })
-        .boxed()
-    }
-
-    async fn delete(&self, _cid: &Cid) -> peergos_blockstore::Result<()> {
-        Err(peergos_blockstore::Error::Unsupported {
-            operation: "deleting blocks",
-        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! streaming files at chunk boundaries, ranged reads and writes, renames,
 //! copies and deletes.
 
+use peergos_blockstore::LocalBlockStore as _;
 use std::sync::Arc;
 
 use bytes::Bytes;

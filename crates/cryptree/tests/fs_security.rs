@@ -2,6 +2,7 @@
 //! server serves (tampered blocks, old pointers) fails with typed errors,
 //! never wrong data.
 
+use peergos_blockstore::LocalBlockStore as _;
 use std::sync::Arc;
 
 use futures::StreamExt;

@@ -2,6 +2,7 @@
 //! small tree (directory, inline file, fragmented file, later chunk),
 //! written by this test when PEERGOS_WRITE_SEEDS names the corpus folder.
 
+use peergos_blockstore::LocalBlockStore as _;
 use std::sync::Arc;
 
 use futures::StreamExt;

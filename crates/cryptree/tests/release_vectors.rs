@@ -9,7 +9,6 @@
 //! `PEERGOS_WRITE_VECTORS=DIR cargo test -p peergos-cryptree --test it
 //! release_vectors -- --ignored`.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -108,24 +107,6 @@ impl BlockStore for Recording {
         id: &TransactionId,
     ) -> peergos_blockstore::Result<()> {
         self.inner.close_transaction(owner, id).await
-    }
-    async fn resume_transaction(
-        &self,
-        owner: &PublicKeyHash,
-        id: TransactionId,
-        age: std::time::Duration,
-        blocks: Vec<Cid>,
-    ) -> peergos_blockstore::Result<()> {
-        self.inner.resume_transaction(owner, id, age, blocks).await
-    }
-    fn list(&self) -> futures::stream::BoxStream<'_, peergos_blockstore::Result<Cid>> {
-        self.inner.list()
-    }
-    async fn protected(&self) -> peergos_blockstore::Result<BTreeSet<Cid>> {
-        self.inner.protected().await
-    }
-    async fn delete(&self, cid: &Cid) -> peergos_blockstore::Result<()> {
-        self.inner.delete(cid).await
     }
 }
 

@@ -1,9 +1,10 @@
 //! WriterData and the commit path: compare-and-swap with re-read and retry.
 
+use peergos_blockstore::LocalBlockStore as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use peergos_blockstore::{BlockStore, MemoryStore};
+use peergos_blockstore::MemoryStore;
 use peergos_champ::{Champ, Config, Key, Value, Writer};
 use peergos_cryptree::{Committer, Error, WriterData};
 use peergos_ipld::{Cid, Codec};

@@ -35,7 +35,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use peergos_blockstore::BlockStore;
+use peergos_blockstore::LocalBlockStore;
 use peergos_ipld::{Cid, Codec};
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use peergos_blockstore::{BlockStore, FileOptions, FileStore, TRANSACTION_TIMEOUT};
+use peergos_blockstore::{
+    BlockStore, FileOptions, FileStore, LocalBlockStore, TRANSACTION_TIMEOUT,
+};
 use peergos_champ::Champ;
 use peergos_cryptree::WriterOwnership;
 use peergos_keys::{PublicKeyHash, SigningKeyPair};
@@ -31,7 +33,7 @@ pub struct Server {
 
 /// Where users' data lives.
 pub(crate) struct Stores {
-    pub(crate) blocks: Arc<dyn BlockStore>,
+    pub(crate) blocks: Arc<dyn LocalBlockStore>,
     pub(crate) pointers: Arc<dyn PointerStore>,
     pub(crate) ownership: Arc<WriterOwnership<dyn BlockStore>>,
     pub(crate) accounts: Arc<dyn AccountStore>,
@@ -92,7 +94,10 @@ pub(crate) struct Net {
 /// Opens again in the block store the upload transactions that were open
 /// when the server last stopped (their records are in the account store),
 /// so their blocks stay protected and their uploads can finish.
-async fn resume_transactions(accounts: &dyn AccountStore, blocks: &dyn BlockStore) -> Result<()> {
+async fn resume_transactions(
+    accounts: &dyn AccountStore,
+    blocks: &dyn LocalBlockStore,
+) -> Result<()> {
     let now = now_ms();
     let since = now.saturating_sub(TRANSACTION_TIMEOUT.as_millis() as u64);
     let open = accounts.open_transactions(since).await?;
@@ -251,7 +256,7 @@ impl Server {
     pub async fn open(config: Config) -> Result<Arc<Self>> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        let files: Arc<dyn BlockStore> = match &config.s3 {
+        let files: Arc<dyn LocalBlockStore> = match &config.s3 {
             None => {
                 let store = FileStore::open_with(
                     dir.join("blocks"),
@@ -280,8 +285,10 @@ impl Server {
         // Every write of the server (users' puts, the PKI, ownership) goes
         // through the guard, which garbage collection relies on.
         let guard = Arc::new(uploads::Guarded::new(files));
-        let blocks: Arc<dyn BlockStore> = guard.clone();
-        let ownership = Arc::new(WriterOwnership::new(Arc::clone(&blocks)));
+        let blocks: Arc<dyn LocalBlockStore> = guard.clone();
+        // What the structures over the store (CHAMP, PKI, ownership) see.
+        let readable: Arc<dyn BlockStore> = guard.clone();
+        let ownership = Arc::new(WriterOwnership::new(Arc::clone(&readable)));
         let rule: Arc<dyn Ownership> = ownership.clone();
         let (pointers, accounts): (Arc<dyn PointerStore>, Arc<dyn AccountStore>) =
             match &config.postgres {
@@ -357,7 +364,7 @@ impl Server {
         let server = Arc::new(Server {
             config,
             stores: Stores {
-                champ: Champ::new(Arc::clone(&blocks)),
+                champ: Champ::new(Arc::clone(&readable)),
                 blocks: Arc::clone(&blocks),
                 pointers,
                 ownership,
@@ -365,7 +372,7 @@ impl Server {
                 guard,
             },
             pki: PkiState {
-                tree: Pki::new(blocks),
+                tree: Pki::new(readable),
                 lock: tokio::sync::Mutex::new(()),
                 key: pki_key,
                 peer: pki_peer,
@@ -445,7 +452,7 @@ impl Server {
     }
 
     /// The block store.
-    pub fn blocks(&self) -> &Arc<dyn BlockStore> {
+    pub fn blocks(&self) -> &Arc<dyn LocalBlockStore> {
         &self.stores.blocks
     }
 

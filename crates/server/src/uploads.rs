@@ -21,7 +21,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use peergos_blockstore::{
-    BlockAuth, BlockStore, Error as BlockError, PutBlocks, TransactionId, TRANSACTION_TIMEOUT,
+    BlockAuth, BlockStore, Error as BlockError, LocalBlockStore, PutBlocks, TransactionId,
+    TRANSACTION_TIMEOUT,
 };
 use peergos_ipld::Cid;
 use peergos_keys::PublicKeyHash;
@@ -40,7 +41,7 @@ use crate::{now_ms, AccountStore};
 /// block is either recorded first (and the block kept) or comes after the
 /// delete (and stores it again).
 pub(crate) struct Guarded {
-    inner: Arc<dyn BlockStore>,
+    inner: Arc<dyn LocalBlockStore>,
     accounts: OnceLock<Arc<dyn AccountStore>>,
     /// Whether other processes share the account store (Postgres): then
     /// each put is recorded there before it is stored and transactions
@@ -64,7 +65,7 @@ fn account_error(e: crate::Error) -> BlockError {
 }
 
 impl Guarded {
-    pub(crate) fn new(inner: Arc<dyn BlockStore>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn LocalBlockStore>) -> Self {
         Guarded {
             inner,
             accounts: OnceLock::new(),
@@ -257,7 +258,10 @@ impl BlockStore for Guarded {
             .await
             .map_err(account_error)
     }
+}
 
+#[async_trait]
+impl LocalBlockStore for Guarded {
     async fn resume_transaction(
         &self,
         owner: &PublicKeyHash,

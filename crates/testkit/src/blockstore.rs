@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use peergos_blockstore::{BlockAuth, BlockStore, Error, PutBlocks, SignedBlock};
+use peergos_blockstore::{BlockAuth, BlockStore, Error, LocalBlockStore, PutBlocks, SignedBlock};
 use peergos_ipld::{cbor, Cid, Codec, HashFn, MAX_BLOCK_SIZE};
 use peergos_keys::{bat, Bat, BatId, PublicKeyHash, SigningKeyPair};
 
@@ -120,7 +120,7 @@ pub fn cbor_with_bats(bats: &[&Bat], body: &str) -> (Codec, Bytes) {
 
 /// Raw blocks and DAG-CBOR blocks round-trip (and a scrub's check finds
 /// them intact); missing blocks are `None`.
-pub async fn put_get_round_trip(store: Arc<dyn BlockStore>) {
+pub async fn put_get_round_trip(store: Arc<dyn LocalBlockStore>) {
     let writer = Writer::new();
     let small = raw(1, 100);
     let large = raw(2, 1 << 20);
@@ -162,7 +162,7 @@ pub async fn put_get_round_trip(store: Arc<dyn BlockStore>) {
 /// raw block written before BLAKE3, and structured blocks) and BLAKE3 (new
 /// raw blocks). A block is checked under the hash its put names, so a
 /// signature over the block's name under the other hash is refused.
-pub async fn both_hashes_name_blocks(store: Arc<dyn BlockStore>) {
+pub async fn both_hashes_name_blocks(store: Arc<dyn LocalBlockStore>) {
     let writer = Writer::new();
     let tx = store.start_transaction(&writer.owner).await.unwrap();
     let mut signed = Vec::new();
@@ -235,7 +235,7 @@ pub async fn both_hashes_name_blocks(store: Arc<dyn BlockStore>) {
 }
 
 /// Identity CIDs are answered from the CID itself.
-pub async fn identity_cids_need_no_storage(store: Arc<dyn BlockStore>) {
+pub async fn identity_cids_need_no_storage(store: Arc<dyn LocalBlockStore>) {
     let cid = Cid::identity(Codec::Raw, b"inline").unwrap();
     assert!(store.has(&cid).await.unwrap());
     assert_eq!(
@@ -245,7 +245,7 @@ pub async fn identity_cids_need_no_storage(store: Arc<dyn BlockStore>) {
 }
 
 /// Bad puts are refused with the right error and store nothing.
-pub async fn bad_puts_are_refused(store: Arc<dyn BlockStore>) {
+pub async fn bad_puts_are_refused(store: Arc<dyn LocalBlockStore>) {
     let writer = Writer::new();
     let tx = store.start_transaction(&writer.owner).await.unwrap();
 
@@ -318,7 +318,7 @@ pub async fn bad_puts_are_refused(store: Arc<dyn BlockStore>) {
 }
 
 /// Blocks that list access tokens are served only with a valid proof.
-pub async fn access_tokens_are_enforced(store: Arc<dyn BlockStore>) {
+pub async fn access_tokens_are_enforced(store: Arc<dyn LocalBlockStore>) {
     let writer = Writer::new();
     let bat = Bat::random();
     let framed = bat::frame_raw(&[bat.id()], b"ciphertext fragment").unwrap();
@@ -384,7 +384,7 @@ fn denied_because(err: &Error, why: impl Fn(&peergos_keys::Error) -> bool) -> bo
 }
 
 /// Open transactions protect their blocks; closing releases them.
-pub async fn transactions_protect_blocks(store: Arc<dyn BlockStore>) {
+pub async fn transactions_protect_blocks(store: Arc<dyn LocalBlockStore>) {
     let writer = Writer::new();
     let tx = store.start_transaction(&writer.owner).await.unwrap();
     let cids = store
@@ -403,7 +403,7 @@ pub async fn transactions_protect_blocks(store: Arc<dyn BlockStore>) {
 }
 
 /// Deleted blocks are gone; deleting twice is fine.
-pub async fn delete_removes_blocks(store: Arc<dyn BlockStore>) {
+pub async fn delete_removes_blocks(store: Arc<dyn LocalBlockStore>) {
     let writer = Writer::new();
     let cids = writer.put(&*store, &[raw(20, 10), raw(21, 10)]).await;
     store.delete(&cids[0]).await.unwrap();
@@ -416,7 +416,7 @@ pub async fn delete_removes_blocks(store: Arc<dyn BlockStore>) {
 
 /// 8 writers and 8 readers at once: every acknowledged block is readable
 /// by every reader, intact, and nothing else appears.
-pub async fn concurrent_writers_and_readers(store: Arc<dyn BlockStore>) {
+pub async fn concurrent_writers_and_readers(store: Arc<dyn LocalBlockStore>) {
     const WRITERS: u64 = 8;
     const BLOCKS: u64 = 16;
     let (tx, rx) = tokio::sync::watch::channel(Vec::<(Cid, Bytes)>::new());
@@ -596,6 +596,10 @@ impl<S: BlockStore> BlockStore for Watched<S> {
     ) -> peergos_blockstore::Result<()> {
         self.inner.close_transaction(owner, id).await
     }
+}
+
+#[async_trait::async_trait]
+impl<S: LocalBlockStore> LocalBlockStore for Watched<S> {
     async fn resume_transaction(
         &self,
         owner: &PublicKeyHash,

@@ -181,7 +181,7 @@ async fn writes_gather_while_a_commit_is_in_flight() {
 /// Raw blocks (file fragments) in the store.
 async fn fragments(blocks: &MemoryStore) -> usize {
     use futures::StreamExt as _;
-    use peergos_blockstore::BlockStore as _;
+    use peergos_blockstore::LocalBlockStore as _;
     blocks
         .list()
         .filter(|cid| {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use peergos_blockstore::BlockStore;
+use peergos_blockstore::LocalBlockStore;
 use peergos_core::{open_link, HttpNetwork, LinkOptions, NetworkAccess, Place, UserContext};
 use peergos_server::peers::Want;
 use peergos_server::{Config, Multiaddr, P2pConfig, Server};
