@@ -125,9 +125,9 @@ fn ci() -> Result {
 /// The multi-daemon scenarios: three `peergos-daemon` processes on
 /// 127.0.0.1 (A the PKI node, B and C joined through it), and home
 /// servers behind NAT routers reaching each other through a relay and by
-/// hole punching, driven by `bins/daemon/tests/network.rs`; and three
+/// hole punching, driven by `bins/daemon/tests/it/network.rs`; and three
 /// replicas of one service on the Postgres and S3 test services
-/// (`bins/daemon/tests/replicas.rs`), required like the other tests of
+/// (`bins/daemon/tests/it/replicas.rs`), required like the other tests of
 /// those services.
 fn integration(root: &Path, services: &[(&str, &str)]) -> Result {
     let mut require: Vec<(&str, &str)> = services.to_vec();
@@ -142,13 +142,13 @@ fn integration(root: &Path, services: &[(&str, &str)]) -> Result {
             "-p",
             "peergos-daemon",
             "--test",
-            "network",
-            "--test",
-            "replicas",
+            "it",
             "--locked",
             "--",
             "--ignored",
             "--nocapture",
+            "network::",
+            "replicas::",
         ],
         &require,
     )

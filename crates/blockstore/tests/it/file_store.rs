@@ -57,7 +57,7 @@ fn kill_9_during_writes_loses_nothing_acknowledged() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "crash_child_writer",
+                "file_store::crash_child_writer",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",

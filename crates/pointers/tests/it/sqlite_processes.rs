@@ -95,7 +95,7 @@ fn two_processes_killed_mid_race() {
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "race_child",
+                    "sqlite_processes::race_child",
                     "--ignored",
                     "--nocapture",
                     "--test-threads=1",

@@ -4,7 +4,7 @@ use peergos_ipld::{cbor, Error};
 
 #[test]
 fn cbor_vectors() {
-    let text = include_str!("vectors/cbor.txt");
+    let text = include_str!("../vectors/cbor.txt");
     let mut checked = 0;
     for (number, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();

@@ -1,0 +1,4 @@
+//! The shell's integration tests, one binary.
+
+mod shell;
+mod social;

@@ -1,0 +1,3 @@
+//! The primitives' integration tests, one binary: property tests against vectors.
+
+mod proptest_keys;

@@ -1,0 +1,3 @@
+//! The libp2p node's integration tests, one binary.
+
+mod node;

@@ -1,0 +1,3 @@
+//! The PKI's integration tests, one binary.
+
+mod pki;

@@ -1,0 +1,3 @@
+//! The POSIX view's integration tests, one binary.
+
+mod vfs;
