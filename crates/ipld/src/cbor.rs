@@ -96,13 +96,19 @@ pub fn from_slice<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T> {
 /// Decodes canonical DAG-CBOR into a `T` under the given limits, with the
 /// same round-trip check as [`from_slice`].
 pub fn from_slice_with<T: DeserializeOwned + Serialize>(bytes: &[u8], limits: Limits) -> Result<T> {
-    let value: T = from_value(decode_value_with(bytes, limits)?)?;
-    if to_vec(&value)? != bytes {
+    typed_exactly(decode_value_with(bytes, limits)?, bytes)
+}
+
+/// `value` (decoded from `bytes`) as a `T` that encodes back to exactly
+/// `bytes`: no unknown or missing fields.
+fn typed_exactly<T: DeserializeOwned + Serialize>(value: Value, bytes: &[u8]) -> Result<T> {
+    let typed: T = from_value(value)?;
+    if to_vec(&typed)? != bytes {
         return Err(Error::NonCanonical {
             reason: "fields that do not round-trip (unknown or missing fields)",
         });
     }
-    Ok(value)
+    Ok(typed)
 }
 
 /// Decodes a versioned structure: reads its `"v"` field first and checks
@@ -126,13 +132,7 @@ pub fn from_slice_versioned<T: DeserializeOwned + Serialize>(
         reason: format!("a {what} without a format version"),
     })?;
     crate::check_version(what, version, supported)?;
-    let decoded: T = from_value(value)?;
-    if to_vec(&decoded)? != bytes {
-        return Err(Error::NonCanonical {
-            reason: "fields that do not round-trip (unknown or missing fields)",
-        });
-    }
-    Ok(decoded)
+    typed_exactly(value, bytes)
 }
 
 /// Decodes canonical DAG-CBOR into a `T` under the extension rule

@@ -25,7 +25,7 @@ pub enum SignupPolicy {
 }
 
 impl SignupPolicy {
-    /// The name used in configuration and [`Info::signup`].
+    /// The name used in configuration and [`peergos_api::Info::signup`].
     pub fn as_str(self) -> &'static str {
         match self {
             SignupPolicy::Open => "open",
@@ -83,7 +83,7 @@ pub struct Config {
     /// last put: every put renews the lease.
     pub upload_lease: std::time::Duration,
     /// Bytes kept free on the data directory's disk: a put that would
-    /// leave less is refused ([`Error::DiskFull`]), except small ones
+    /// leave less is refused ([`crate::Error::DiskFull`]), except small ones
     /// (deletes, renames) while a quarter of it is left.
     pub disk_reserve: u64,
 }
