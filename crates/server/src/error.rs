@@ -24,6 +24,37 @@ pub enum Error {
     /// The request body is not what the route takes.
     #[error("malformed request: {0}")]
     BadRequest(String),
+    /// A request body or path parameter that does not decode.
+    #[error("malformed request: {what}: {source}")]
+    Malformed {
+        /// What did not decode.
+        what: String,
+        /// Why.
+        #[source]
+        source: peergos_ipld::Error,
+    },
+    /// A key hash in a request that does not parse.
+    #[error("malformed request: '{text}' is not a public key hash: {source}")]
+    BadKey {
+        /// The text given.
+        text: String,
+        /// Why.
+        #[source]
+        source: peergos_keys::Error,
+    },
+    /// The peer-to-peer node failed at something only this server does
+    /// (starting, serving a protocol, converting its key).
+    #[error("{context}: {source}")]
+    P2p {
+        /// What was being done.
+        context: &'static str,
+        /// The node's error.
+        #[source]
+        source: peergos_p2p::Error,
+    },
+    /// A background task panicked or was cancelled.
+    #[error("a background task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
     /// The username is taken, or claimed in the PKI by another key.
     #[error("username '{0}' is already taken")]
     UsernameTaken(String),
@@ -146,6 +177,8 @@ impl Error {
         use peergos_pointers::Error as P;
         match self {
             Error::BadRequest(_)
+            | Error::Malformed { .. }
+            | Error::BadKey { .. }
             | Error::Encoding(_)
             | Error::Key(_)
             | Error::Cryptree(_)
@@ -178,7 +211,9 @@ impl Error {
             | Error::Sqlite { .. }
             | Error::Database(_)
             | Error::Io { .. }
-            | Error::Internal(_) => 500,
+            | Error::Internal(_)
+            | Error::P2p { .. }
+            | Error::Join(_) => 500,
             Error::Peer(_) => 502,
             Error::DiskFull { .. } => 507,
             Error::Remote { status, .. } => *status,
@@ -192,6 +227,8 @@ impl Error {
         use peergos_pointers::Error as P;
         match self {
             Error::BadRequest(_)
+            | Error::Malformed { .. }
+            | Error::BadKey { .. }
             | Error::Encoding(_)
             | Error::Key(_)
             | Error::Cryptree(_)
@@ -227,7 +264,9 @@ impl Error {
             | Error::Sqlite { .. }
             | Error::Database(_)
             | Error::Io { .. }
-            | Error::Internal(_) => ErrorCode::Internal,
+            | Error::Internal(_)
+            | Error::P2p { .. }
+            | Error::Join(_) => ErrorCode::Internal,
             Error::Peer(_) => ErrorCode::PeerUnreachable,
             Error::DiskFull { .. } => ErrorCode::DiskFull,
             Error::Remote { body, .. } => body.code,

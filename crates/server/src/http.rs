@@ -75,12 +75,17 @@ pub(crate) fn decode<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, 
             max_depth: 16,
         },
     )
-    .map_err(|e| Error::BadRequest(format!("request body: {e}")))
+    .map_err(|source| Error::Malformed {
+        what: "request body".into(),
+        source,
+    })
 }
 
 fn parse_key(text: &str) -> Result<PublicKeyHash, Error> {
-    text.parse()
-        .map_err(|e| Error::BadRequest(format!("'{text}' is not a public key hash: {e}")))
+    text.parse().map_err(|source| Error::BadKey {
+        text: text.to_string(),
+        source,
+    })
 }
 
 /// `handler` under the method of `route` (the path is the route's too).
@@ -436,9 +441,10 @@ fn blocks_response(blocks: Vec<Option<Bytes>>) -> Response {
 }
 
 async fn has(State(server): Shared, Path(cid): Path<String>) -> Result<Response, Error> {
-    let cid: Cid = cid
-        .parse()
-        .map_err(|e| Error::BadRequest(format!("'{cid}' is not a CID: {e}")))?;
+    let cid: Cid = cid.parse().map_err(|source| Error::Malformed {
+        what: format!("'{cid}' as a CID"),
+        source,
+    })?;
     Ok(ok(&server.has(&cid).await?))
 }
 

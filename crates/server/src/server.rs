@@ -323,11 +323,12 @@ impl Server {
         );
         let peer_id = peers::peer_of_key(&id)?;
         let node = match &config.p2p {
-            Some(p2p) => Some(
-                peergos_p2p::Node::start(&key.seed(), p2p)
-                    .await
-                    .map_err(|e| Error::Peer(format!("starting the p2p node: {e}")))?,
-            ),
+            Some(p2p) => Some(peergos_p2p::Node::start(&key.seed(), p2p).await.map_err(
+                |source| Error::P2p {
+                    context: "starting the p2p node",
+                    source,
+                },
+            )?),
             None => None,
         };
         let pki_peer = config.pki_node.unwrap_or(peer_id);

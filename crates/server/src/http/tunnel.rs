@@ -20,9 +20,10 @@ pub(crate) fn spawn(server: &Arc<Server>) -> Result<()> {
     let Some(node) = server.node() else {
         return Ok(());
     };
-    let mut tunnel = node
-        .accept(HTTP_PROTOCOL)
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut tunnel = node.accept(HTTP_PROTOCOL).map_err(|source| Error::P2p {
+        context: "serving the HTTP tunnel",
+        source,
+    })?;
     let weak = Arc::downgrade(server);
     tokio::spawn(async move {
         while let Some((peer, stream)) = tunnel.next().await {

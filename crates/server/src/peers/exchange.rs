@@ -175,8 +175,7 @@ impl Server {
                     })
                     .collect::<Vec<_>>()
             })
-            .await
-            .map_err(|e| Error::Internal(format!("checking fetched blocks: {e}")))?;
+            .await?;
             for have in checked {
                 let have = have.map_err(|cid| {
                     Error::Peer(format!("{peer} sent bytes that are not block {cid}"))

@@ -123,7 +123,10 @@ pub fn peer_of_key(hash: &PublicKeyHash) -> Result<PeerId> {
     let encoded = hash.key()?.to_bytes();
     let mut raw = [0u8; 32];
     raw.copy_from_slice(&encoded[1..]);
-    peergos_p2p::peer_id_of(&raw).map_err(|e| Error::Internal(e.to_string()))
+    peergos_p2p::peer_id_of(&raw).map_err(|source| Error::P2p {
+        context: "a server key as a peer id",
+        source,
+    })
 }
 
 /// The key hash of the server with peer id `peer`.
@@ -223,8 +226,10 @@ pub(crate) fn spawn(server: &Arc<Server>) -> Result<()> {
         return Ok(());
     };
     let accept = |protocol| {
-        node.accept(protocol)
-            .map_err(|e| Error::Internal(e.to_string()))
+        node.accept(protocol).map_err(|source| Error::P2p {
+            context: "serving block exchange",
+            source,
+        })
     };
     let mut blocks = accept(BLOCKS_PROTOCOL)?;
     let weak = Arc::downgrade(server);
