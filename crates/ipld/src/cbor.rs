@@ -148,7 +148,9 @@ pub fn from_slice_extensible<T: DeserializeOwned + Serialize>(
     limits: Limits,
 ) -> Result<T> {
     let value = decode_value_with(bytes, limits)?;
-    let decoded: T = from_value(value.clone())?;
+    let decoded: T = value.deserialized().map_err(|e| Error::Type {
+        reason: e.to_string(),
+    })?;
     if !covers(&value, &to_value(&decoded)?) {
         return Err(Error::NonCanonical {
             reason: "known fields that do not round-trip (missing or in another form)",

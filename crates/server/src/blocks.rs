@@ -52,12 +52,7 @@ impl Server {
         writer: &PublicKeyHash,
         requested: u64,
     ) -> Result<()> {
-        let (used, quota) = self
-            .stores
-            .accounts
-            .space(owner)
-            .await?
-            .ok_or(Error::UnknownOwner(*owner))?;
+        let (used, quota) = self.used_and_quota(owner).await?;
         if !self.stores.ownership.owns(owner, writer).await? {
             return Err(peergos_pointers::Error::NotOwned {
                 owner: *owner,
@@ -148,11 +143,7 @@ impl Server {
     /// Opens a transaction for a user with an account.
     pub async fn start_transaction(&self, owner: &PublicKeyHash) -> Result<TransactionId> {
         self.make_room();
-        self.stores
-            .accounts
-            .space(owner)
-            .await?
-            .ok_or(Error::UnknownOwner(*owner))?;
+        self.used_and_quota(owner).await?;
         // The guarded store records it for every replica.
         Ok(self.stores.blocks.start_transaction(owner).await?)
     }
@@ -183,12 +174,7 @@ impl Server {
         writer: &PublicKeyHash,
         update: SignedPointer,
     ) -> Result<()> {
-        let (used, quota) = self
-            .stores
-            .accounts
-            .space(owner)
-            .await?
-            .ok_or(Error::UnknownOwner(*owner))?;
+        let (used, quota) = self.used_and_quota(owner).await?;
         // Check the signature before doing any work for the request.
         update.verify(owner, writer)?;
         let delta = space::delta(
@@ -212,14 +198,19 @@ impl Server {
         Ok(())
     }
 
-    /// Space used and allowed.
-    pub async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
-        let (used, quota) = self
-            .stores
+    /// The owner's bytes used and quota; `UnknownOwner` for someone with no
+    /// account here.
+    async fn used_and_quota(&self, owner: &PublicKeyHash) -> Result<(u64, u64)> {
+        self.stores
             .accounts
             .space(owner)
             .await?
-            .ok_or(Error::UnknownOwner(*owner))?;
+            .ok_or(Error::UnknownOwner(*owner))
+    }
+
+    /// Space used and allowed.
+    pub async fn space(&self, owner: &PublicKeyHash) -> Result<Space> {
+        let (used, quota) = self.used_and_quota(owner).await?;
         Ok(Space {
             used,
             quota,

@@ -29,16 +29,7 @@ impl Server {
             }
         }
         let _guard = self.pki.lock.lock().await;
-        let tx = self
-            .stores
-            .blocks
-            .start_transaction(&self.identity.id)
-            .await?;
-        let writer = Writer {
-            owner: self.identity.id,
-            keys: self.identity.key.clone(),
-            transaction: tx,
-        };
+        let writer = self.pki_writer().await?;
         let root = self
             .stores
             .champ
@@ -57,7 +48,7 @@ impl Server {
             .await;
         self.stores
             .blocks
-            .close_transaction(&self.identity.id, &tx)
+            .close_transaction(&self.identity.id, &writer.transaction)
             .await?;
         match outcome {
             Ok(()) => Ok((root, 1)),
@@ -102,18 +93,23 @@ impl Server {
         }
     }
 
-    async fn pki_apply_once(&self, chain: &KeyChain) -> Result<()> {
-        let (root, sequence) = self.pki_root().await?;
-        let tx = self
+    /// The PKI's writer (this server's key) in a fresh upload transaction.
+    async fn pki_writer(&self) -> Result<Writer> {
+        let transaction = self
             .stores
             .blocks
             .start_transaction(&self.identity.id)
             .await?;
-        let writer = Writer {
+        Ok(Writer {
             owner: self.identity.id,
             keys: self.identity.key.clone(),
-            transaction: tx,
-        };
+            transaction,
+        })
+    }
+
+    async fn pki_apply_once(&self, chain: &KeyChain) -> Result<()> {
+        let (root, sequence) = self.pki_root().await?;
+        let writer = self.pki_writer().await?;
         let outcome = async {
             let (new_root, _) = self
                 .pki
@@ -135,7 +131,7 @@ impl Server {
         .await;
         self.stores
             .blocks
-            .close_transaction(&self.identity.id, &tx)
+            .close_transaction(&self.identity.id, &writer.transaction)
             .await?;
         outcome
     }
